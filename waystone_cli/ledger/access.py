@@ -1,0 +1,91 @@
+"""Run a ledger query wherever the ledger is: in the daemon, or in the file.
+
+DuckDB lets one process open a file read-write and then no other process may open it.
+So while the daemon runs, the CLI asks it to run the query (HTTP over its admin Unix
+socket, readable only by its owner); when no daemon answers, the CLI opens the file
+read-only and runs the same function itself.  Query functions take a DuckDB connection
+and keyword parameters and return JSON-able data; both paths pass the result through
+JSON so the answers are identical.
+
+Only the standard library is used on the client side, to keep CLI start-up fast.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from waystone_cli.core.errors import WaystoneError
+
+Query = Callable[..., Any]
+
+
+class LedgerUnavailable(WaystoneError):
+    code = "ledger_unavailable"
+
+
+def registry() -> dict[str, Query]:
+    """Every query the admin socket may run, by name."""
+    from waystone_cli.ledger import entities, reports
+
+    return {**entities.QUERIES, **reports.QUERIES}
+
+
+def run_query(name: str, *, ledger_path: Path, socket_path: Path, **params: Any) -> Any:
+    """Run query ``name`` through the daemon if it is up, else on the file read-only."""
+    answer = _ask_daemon(socket_path, name, params)
+    if answer is not _NO_DAEMON:
+        return answer
+    return run_local(name, ledger_path, **params)
+
+
+def run_local(name: str, ledger_path: Path, **params: Any) -> Any:
+    from waystone_cli.ledger.connection import open_readonly
+
+    query = registry().get(name)
+    if query is None:
+        raise WaystoneError(f"unknown ledger query {name!r}")
+    with open_readonly(ledger_path) as con:
+        return json.loads(json.dumps(query(con, **params), default=str))
+
+
+_NO_DAEMON = object()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def _ask_daemon(socket_path: Path, name: str, params: dict[str, Any]) -> Any:
+    if not socket_path.exists():
+        return _NO_DAEMON
+    conn = _UnixConnection(socket_path, timeout=300.0)
+    try:
+        conn.request(
+            "POST", "/query", body=json.dumps({"name": name, "params": params}),
+            headers={"Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        payload = json.loads(response.read() or b"{}")
+    except (ConnectionRefusedError, FileNotFoundError):
+        return _NO_DAEMON  # a stale socket left by a daemon that is gone
+    except (OSError, http.client.HTTPException, ValueError) as err:
+        raise LedgerUnavailable(f"the daemon's admin socket did not answer: {err}") from err
+    finally:
+        conn.close()
+    if response.status != 200:
+        message = payload.get("error", {}).get("message", f"status {response.status}")
+        raise WaystoneError(message)
+    return payload["result"]

@@ -1,0 +1,161 @@
+"""The ledger schema, built by ordered, named migrations recorded in the database.
+
+Append a new function to ``MIGRATIONS`` to change the schema; never edit one that has
+shipped.  ``migrate(con)`` applies, in order, those not yet recorded in
+``_migrations``.
+
+Times are stored as naive UTC ``TIMESTAMP``s.  Costs are ``DECIMAL(18, 10)`` so that
+sums are exact; ``cost_usd`` is NULL when the model is unpriced (never a silent 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def m001_requests(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE requests (
+            id VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            user_id VARCHAR,
+            group_id VARCHAR,
+            provider VARCHAR,
+            requested_model VARCHAR,
+            model VARCHAR,
+            route VARCHAR NOT NULL,
+            stream BOOLEAN NOT NULL DEFAULT false,
+            status INTEGER NOT NULL,
+            outcome VARCHAR NOT NULL,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            cached_tokens BIGINT NOT NULL DEFAULT 0,
+            reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+            audio_tokens BIGINT NOT NULL DEFAULT 0,
+            cost_usd DECIMAL(18, 10),
+            priced BOOLEAN NOT NULL DEFAULT true,
+            latency_ms DOUBLE,
+            ttft_ms DOUBLE,
+            overhead_ms DOUBLE,
+            rulesets VARCHAR[],
+            rules VARCHAR[],
+            datasets VARCHAR[],
+            usage_estimated BOOLEAN NOT NULL DEFAULT false,
+            retain_days INTEGER,
+            error VARCHAR
+        )
+        """
+    )
+
+
+def m002_entities(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE users (
+            id VARCHAR PRIMARY KEY,
+            first_seen TIMESTAMP NOT NULL,
+            last_seen TIMESTAMP NOT NULL,
+            metadata JSON NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE groups (
+            id VARCHAR PRIMARY KEY,
+            first_seen TIMESTAMP NOT NULL,
+            last_seen TIMESTAMP NOT NULL,
+            metadata JSON NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE links (
+            user_id VARCHAR NOT NULL,
+            group_id VARCHAR NOT NULL,
+            first_seen TIMESTAMP NOT NULL,
+            PRIMARY KEY (user_id, group_id)
+        )
+        """
+    )
+
+
+def m003_content(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE content (
+            request_id VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            input JSON,
+            output VARCHAR
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE dataset_items (
+            dataset VARCHAR NOT NULL,
+            request_id VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
+def m004_daily_rollup(con: duckdb.DuckDBPyConnection) -> None:
+    """Per-day aggregates kept current by the writer, so reports stay fast on big ledgers."""
+    con.execute(
+        """
+        CREATE TABLE usage_daily (
+            day DATE NOT NULL,
+            user_id VARCHAR,
+            group_id VARCHAR,
+            provider VARCHAR,
+            model VARCHAR,
+            requests BIGINT NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cached_tokens BIGINT NOT NULL,
+            reasoning_tokens BIGINT NOT NULL,
+            cost_usd DECIMAL(38, 10) NOT NULL,
+            unpriced BIGINT NOT NULL
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_requests, m002_entities, m003_content, m004_daily_rollup]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply pending migrations in order; returns the names applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+    applied: list[str] = []
+    for migration in MIGRATIONS:
+        name = migration.__name__
+        if name in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            migration(con)
+            con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [name])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[Any]:
+    return [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()]
