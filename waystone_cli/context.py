@@ -1,0 +1,50 @@
+"""What every command needs to know: which config file, which ledger, which socket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from waystone_cli import paths
+
+if TYPE_CHECKING:
+    import typer
+
+    from waystone_cli.core.config import Config
+
+
+@dataclass
+class AppContext:
+    config_path: Path
+    debug: bool = False
+
+    def load(self) -> Config:
+        from waystone_cli.core.config import load_config
+
+        return load_config(self.config_path)
+
+    def ledger_path(self, config: Config | None = None) -> Path:
+        config = config if config is not None else self.load()
+        if config.ledger.path:
+            return Path(config.ledger.path).expanduser()
+        return paths.default_ledger_path()
+
+    def socket_path(self) -> Path:
+        return paths.default_socket_path()
+
+    def query(self, name: str, **params: Any) -> Any:
+        """Run a ledger query through the daemon if it is up, else on the file."""
+        from waystone_cli.ledger.access import run_query
+
+        return run_query(
+            name, ledger_path=self.ledger_path(), socket_path=self.socket_path(), **params
+        )
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    """The AppContext the root callback stored (a default one when called bare)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext(config_path=paths.config_path())
+    return root.obj
