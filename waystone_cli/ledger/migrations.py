@@ -110,22 +110,27 @@ def m003_content(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def m004_daily_rollup(con: duckdb.DuckDBPyConnection) -> None:
-    """Per-day aggregates kept current by the writer, so reports stay fast on big ledgers."""
+    """Per-day aggregates kept current by the writer, so reports stay fast on big ledgers.
+
+    Key columns are NOT NULL so the writer can upsert: '' stands for "none" (an anonymous
+    request, or no group); report queries turn '' back into NULL.  ``day`` is the UTC day.
+    """
     con.execute(
         """
         CREATE TABLE usage_daily (
             day DATE NOT NULL,
-            user_id VARCHAR,
-            group_id VARCHAR,
-            provider VARCHAR,
-            model VARCHAR,
+            user_id VARCHAR NOT NULL,
+            group_id VARCHAR NOT NULL,
+            provider VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
             requests BIGINT NOT NULL,
             input_tokens BIGINT NOT NULL,
             output_tokens BIGINT NOT NULL,
             cached_tokens BIGINT NOT NULL,
             reasoning_tokens BIGINT NOT NULL,
             cost_usd DECIMAL(38, 10) NOT NULL,
-            unpriced BIGINT NOT NULL
+            unpriced BIGINT NOT NULL,
+            PRIMARY KEY (day, user_id, group_id, provider, model)
         )
         """
     )
