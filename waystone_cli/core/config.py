@@ -19,7 +19,9 @@ from waystone_cli.core.conditions import ConditionError, parse_condition
 from waystone_cli.core.errors import ConfigError
 from waystone_cli.core.windows import WindowError, parse_window
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$")
+# Ids (users, groups) seen in traffic follow the same rule, so every one is addressable
+# from the CLI and the TOML.  \Z, not $: $ would accept a trailing newline.
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+\-_]{0,127}\Z")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 ACTIONS = (
@@ -454,7 +456,7 @@ def _opt_text(value: Any) -> str | None:
 
 def _check_id(ident: str, path: str) -> None:
     if not ID_RE.match(ident):
-        raise ConfigError(f"{path}: invalid id (letters, digits and ._@:+- up to 128 characters)")
+        raise ConfigError(f"{path}: invalid id (letters, digits and ._@:+-_ up to 128 characters)")
 
 
 def _check_window(window: str, path: str) -> None:
