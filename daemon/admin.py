@@ -1,0 +1,72 @@
+"""The local admin endpoint: the CLI's ledger queries, run by the daemon that holds the file.
+
+HTTP over a Unix socket created with mode 0600 (readable only by its owner).  One
+route, ``POST /query`` with ``{"name", "params"}``; the query functions are the same
+ones the CLI runs on a read-only file when no daemon is up, so answers are identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from daemon.state import LEDGER, SETTINGS
+from waystone_cli.core.errors import WaystoneError
+from waystone_cli.ledger.access import registry
+
+log = logging.getLogger("waystone.admin")
+MAIN_APP = web.AppKey("main_app", web.Application)
+
+
+async def query(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        name, params = body["name"], body.get("params") or {}
+        fn = registry()[name]
+    except (ValueError, KeyError, TypeError):
+        return _error(400, "expected {\"name\": <known query>, \"params\": {...}}")
+    writer = request.app[MAIN_APP][LEDGER]
+    try:
+        await writer.flush()  # a query sees every request finished before it was asked
+        result: Any = await writer.run_in_db(lambda con: fn(con, **params))
+    except WaystoneError as err:
+        return _error(400, err.message)
+    except TypeError as err:
+        return _error(400, f"bad parameters for {name}: {err}")
+    return web.Response(text=json.dumps({"result": result}, default=str), content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"message": message}}, status=status)
+
+
+async def admin_socket(app: web.Application) -> AsyncIterator[None]:
+    path = app[SETTINGS].socket_path
+    if path is None:
+        yield
+        return
+    admin = web.Application()
+    admin[MAIN_APP] = app
+    admin.router.add_post("/query", query)
+    runner = web.AppRunner(admin, access_log=None)
+    await runner.setup()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()  # a stale socket from a daemon that died
+    old_umask = os.umask(0o177)
+    try:
+        await web.UnixSite(runner, str(path)).start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+        if path.exists():
+            path.unlink()

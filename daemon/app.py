@@ -1,0 +1,119 @@
+"""The daemon's app factory: routes, the error middleware, and resources by lifetime.
+
+``create_app(settings)`` is what both production (``waystone serve``) and the tests
+call.  Shared resources are opened and closed in ``cleanup_ctx`` in one place: the
+ledger (file, writer task, entity store, usage counters), the upstream HTTP session,
+the config watcher, the admin socket and the daily pruning task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+
+from aiohttp import ClientSession, TCPConnector, web
+
+from daemon import health, identify
+from daemon.admin import admin_socket
+from daemon.entities import EntityStore
+from daemon.maintenance import pruning
+from daemon.observe import Observer
+from daemon.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
+from daemon.reload import watch_config
+from daemon.state import CONFIG, COUNTERS, ENTITIES, HTTP, LEDGER, OBSERVER, SETTINGS, ConfigHolder, Settings, Snapshot
+from waystone_cli.core.config import load_config
+from waystone_cli.core.counters import UsageCounters
+from waystone_cli.core.errors import PolicyBlocked, WaystoneError
+
+log = logging.getLogger("waystone.daemon")
+
+PREFIXES = ("/v1", "/api/gateway/v1")
+# aiohttp's own limit is set far above any configured one: the live limit
+# ([server] max_body_mb, reloadable) is enforced while reading the body.
+_TRANSPORT_MAX_BODY = 1 << 30
+
+
+def create_app(settings: Settings) -> web.Application:
+    config = load_config(settings.config_path)
+    app = web.Application(middlewares=[error_middleware], client_max_size=_TRANSPORT_MAX_BODY)
+    app[SETTINGS] = settings
+    app[CONFIG] = ConfigHolder(Snapshot.build(config))
+    app[OBSERVER] = Observer(settings.log_format or config.server.log_format)
+    for prefix in PREFIXES:
+        for route in JSON_ROUTES:
+            app.router.add_post(f"{prefix}/{route}", json_route(route))
+        app.router.add_post(f"{prefix}/audio/transcriptions", multipart_route("audio/transcriptions"))
+        app.router.add_get(f"{prefix}/models", models_handler)
+    app.router.add_post("/api/identify", identify.handler)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.cleanup_ctx.extend([ledger_ctx, http_ctx, watch_config, admin_socket, pruning])
+    return app
+
+
+async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    from waystone_cli.ledger.connection import open_readwrite
+    from waystone_cli.ledger.counters import counter_rows, counters_since
+    from waystone_cli.ledger.entities import load_entities
+    from waystone_cli.ledger.writer import LedgerWriter
+
+    settings = app[SETTINGS]
+    ledger = app[CONFIG].current.config.ledger
+    con = open_readwrite(settings.ledger_path)
+    store = EntityStore()
+    store.load(*load_entities(con))
+    counters = UsageCounters(tz=app[CONFIG].current.config.server.timezone)
+    counters.load(counter_rows(con, counters_since()))
+    writer = LedgerWriter(
+        con, queue_size=ledger.queue_size, batch_size=ledger.batch_size,
+        flush_interval_ms=ledger.flush_interval_ms,
+    )
+    await writer.start()
+    app[ENTITIES], app[COUNTERS], app[LEDGER] = store, counters, writer
+    try:
+        yield
+    finally:
+        await writer.close()
+        con.close()
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    session = ClientSession(connector=TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True)
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """The one place where errors become OpenAI-style JSON with the right status."""
+    try:
+        return await handler(request)
+    except WaystoneError as err:
+        return error_response(err)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        return envelope(err.status, err.reason, "invalid_request_error", _http_code(err.status))
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return envelope(500, "internal error in the gateway", "server_error", "internal_error")
+
+
+def error_response(err: WaystoneError) -> web.Response:
+    response = envelope(err.status, err.message, err.type, err.code, err.param)
+    if isinstance(err, PolicyBlocked):
+        response.headers.update(err.headers)
+        if err.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    return response
+
+
+def envelope(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return web.json_response(body, status=status)
+
+
+def _http_code(status: int) -> str:
+    return {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status, "invalid_request")

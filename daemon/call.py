@@ -1,0 +1,140 @@
+"""One proxied request from arrival to its ledger row.
+
+A ``Call`` carries the ledger record being built, the timings, the policy decision and
+the counter reservation.  ``finish()`` runs exactly once, whatever happened (success,
+refusal, provider failure, client hang-up): it settles the reservation, stamps the
+timings and submits the row, so every request gets its ledger row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from daemon.state import CONFIG, COUNTERS, LEDGER, OBSERVER, Snapshot
+from waystone_cli.core.entities import Entity
+from waystone_cli.core.errors import PolicyBlocked, WaystoneError
+from waystone_cli.core.records import RequestRecord
+from waystone_cli.core.usage import Usage
+
+if TYPE_CHECKING:
+    from waystone_cli.core.policy import Decision
+
+log = logging.getLogger("waystone.request")
+
+_OUTCOME_BY_CODE = {
+    "invalid_api_key": "unauthorized",
+    "model_not_found": "not_found",
+    "rate_limited": "rate_limited",
+    "quota_exceeded": "blocked",
+    "blocked": "blocked",
+    "upstream_error": "upstream_error",
+    "upstream_timeout": "upstream_timeout",
+}
+
+
+class Call:
+    def __init__(self, request: web.Request, route: str) -> None:
+        self.request = request
+        self.app = request.app
+        self.snapshot: Snapshot = request.app[CONFIG].current
+        self.started = time.perf_counter()
+        self.upstream_s = 0.0
+        self.first_byte_s: float | None = None
+        self.now = datetime.now(UTC)
+        self.record = RequestRecord(id=f"req_{uuid.uuid4().hex}", ts=self.now.replace(tzinfo=None), route=route)
+        self.decision: Decision | None = None
+        self.reservation: Any = None
+        self.usage: Usage | None = None
+        self.input_content: Any = None
+        self.input_body: dict[str, Any] | None = None
+        self.output_text: str | None = None
+        self.entities: tuple[Entity | None, Entity | None] = (None, None)
+        self.drop_usage_chunk = False
+        self.rate_headers: dict[str, str] = {}
+        self._finished = False
+
+    # --- timings -------------------------------------------------------------------
+
+    def overhead_ms(self) -> float:
+        """The gateway's own time so far: elapsed minus time spent waiting on upstream."""
+        return max(0.0, (time.perf_counter() - self.started - self.upstream_s) * 1000)
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_s is None:
+            self.first_byte_s = time.perf_counter() - self.started
+
+    def response_headers(self) -> dict[str, str]:
+        rec = self.record
+        headers = {"x-waystone-request-id": rec.id}
+        if rec.provider and rec.model:
+            headers["x-waystone-model"] = f"{rec.provider}/{rec.model}"
+        headers["x-waystone-rulesets"] = ",".join(rec.rulesets)
+        headers["x-waystone-overhead-ms"] = f"{self.overhead_ms():.2f}"
+        headers.update(self.rate_headers)
+        return headers
+
+    # --- outcome -------------------------------------------------------------------
+
+    def set_usage(self, usage: Usage | None, *, estimated: bool = False) -> None:
+        self.usage = usage
+        rec = self.record
+        if usage is None:
+            return
+        rec.input_tokens = usage.input_tokens
+        rec.output_tokens = usage.output_tokens
+        rec.cached_tokens = usage.cached_tokens
+        rec.reasoning_tokens = usage.reasoning_tokens
+        rec.audio_tokens = usage.audio_tokens
+        rec.usage_estimated = estimated
+        if rec.provider and rec.model:
+            cost = self.snapshot.pricer.cost(rec.provider, rec.model, usage)
+            rec.cost_usd = cost
+            rec.priced = cost is not None
+
+    def fail(self, err: BaseException) -> None:
+        rec = self.record
+        if isinstance(err, WaystoneError):
+            rec.status = err.status
+            rec.error = err.message
+            rec.outcome = _OUTCOME_BY_CODE.get(err.code or "", "invalid_request" if err.status < 500 else "error")
+            if isinstance(err, PolicyBlocked):
+                rec.outcome = "rate_limited" if err.code == "rate_limited" else "blocked"
+        else:
+            rec.status = 500
+            rec.outcome = "error"
+            rec.error = f"internal error: {type(err).__name__}"
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        rec = self.record
+        rec.latency_ms = (time.perf_counter() - self.started) * 1000
+        rec.overhead_ms = self.overhead_ms()
+        if self.first_byte_s is not None:
+            rec.ttft_ms = self.first_byte_s * 1000
+        if rec.capture:
+            rec.content_input = self.input_content
+            rec.content_output = self.output_text
+        self._settle()
+        self.app[LEDGER].submit(rec)
+        self.app[OBSERVER].request_done(self)
+
+    def _settle(self) -> None:
+        if self.reservation is None:
+            return
+        rec = self.record
+        self.app[COUNTERS].settle(
+            self.reservation,
+            tokens_in=rec.input_tokens,
+            tokens_out=rec.output_tokens,
+            cost_usd=float(rec.cost_usd) if rec.cost_usd is not None else None,
+            now=datetime.now(UTC),
+        )
+        self.reservation = None

@@ -1,0 +1,100 @@
+"""Entities seen in traffic, kept in memory for the request path.
+
+Loaded from the ledger at start; every request that names a user or group merges its
+inline metadata here (key by key) and records first-seen times and user→group links.
+The ledger writer persists the same facts from each request's row, so after a restart
+this store is rebuilt with the same content.  ``entity()`` overlays what the admin
+declared in the TOML (declared metadata wins; credits come only from the TOML).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from waystone_cli.core.config import Config, GroupConfig, UserConfig
+from waystone_cli.core.entities import Entity, Kind, merge_metadata
+from waystone_cli.core.identity import EntityRef, Identity
+
+
+@dataclass
+class _Seen:
+    first_seen: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class EntityStore:
+    def __init__(self) -> None:
+        self._seen: dict[Kind, dict[str, _Seen]] = {"user": {}, "group": {}}
+        self.links: set[tuple[str, str]] = set()
+
+    def load(
+        self,
+        users: dict[str, Any],
+        groups: dict[str, Any],
+        links: set[tuple[str, str]],
+    ) -> None:
+        """Warm the store from ``ledger.entities.load_entities``."""
+        for kind, rows in (("user", users), ("group", groups)):
+            table = self._seen["user" if kind == "user" else "group"]
+            for ident, row in rows.items():
+                table[ident] = _Seen(_utc(row.first_seen), dict(row.metadata))
+        self.links |= links
+
+    def observe(
+        self, identity: Identity, config: Config, now: datetime
+    ) -> tuple[Entity | None, Entity | None]:
+        """Record what a request says about its entities; return them for the policy."""
+        user = self._touch("user", identity.user, now)
+        group = self._touch("group", identity.group, now)
+        if identity.user is not None and identity.group is not None:
+            self.links.add((identity.user.id, identity.group.id))
+        return (
+            self.entity("user", user, config) if user else None,
+            self.entity("group", group, config) if group else None,
+        )
+
+    def _touch(self, kind: Kind, ref: EntityRef | None, now: datetime) -> str | None:
+        if ref is None:
+            return None
+        seen = self._seen[kind].get(ref.id)
+        if seen is None:
+            seen = self._seen[kind][ref.id] = _Seen(now)
+        if ref.metadata:
+            seen.metadata.update(ref.metadata)
+        return ref.id
+
+    def entity(self, kind: Kind, ident: str, config: Config) -> Entity:
+        seen = self._seen[kind].get(ident)
+        declared: UserConfig | GroupConfig | None = (
+            config.users.get(ident) if kind == "user" else config.groups.get(ident)
+        )
+        first_seen = seen.first_seen if seen else None
+        added = _parse_added(declared.added) if declared and declared.added else None
+        if added is not None and (first_seen is None or added < first_seen):
+            first_seen = added
+        credits = declared.credits if declared else None
+        return Entity(
+            kind=kind,
+            id=ident,
+            metadata=merge_metadata(seen.metadata if seen else {}, declared.metadata if declared else {}),
+            first_seen=first_seen,
+            declared=declared is not None,
+            credits_usd=credits.usd if credits else None,
+            credits_window=credits.window if credits else None,
+        )
+
+    def count(self, kind: Kind) -> int:
+        return len(self._seen[kind])
+
+
+def _parse_added(text: str) -> datetime | None:
+    try:
+        return _utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

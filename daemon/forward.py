@@ -1,0 +1,203 @@
+"""Forwarding a prepared request upstream and relaying the answer.
+
+Attempts follow the decision's plan: the chosen model (retried on retryable errors as
+a ``fallback`` rule allows), then each fallback model.  A streamed answer falls back
+only before its first byte reached the client, which holds because streaming starts
+only once a provider has answered 200.  SSE is relayed event by event as it arrives
+(never buffered whole) while usage is read on the side; the usage-only chunk that
+waystone asked for is removed when the client did not ask for it itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from daemon.call import Call
+from daemon.checks import check_output, held_back
+from daemon.multipart import Form
+from daemon.state import HTTP
+from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
+from waystone_cli.core.config import ProviderConfig
+from waystone_cli.core.errors import UpstreamError
+from waystone_cli.core.models import resolve_model
+from waystone_cli.core.sse import SSEParser
+from waystone_cli.core.usage import StreamTally, estimate_input_tokens, estimate_tokens, usage_from_body, Usage
+
+RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+async def forward(call: Call, payload: Any) -> web.StreamResponse:
+    attempts = plan_attempts(call)
+    for i, (provider, model) in enumerate(attempts):
+        last = i == len(attempts) - 1
+        call.record.provider, call.record.model = provider.name, model
+        try:
+            reply = await _send(call, provider, model, payload)
+        except UpstreamError:
+            if last:
+                raise
+            continue
+        if reply.status in RETRYABLE and not last:
+            reply.release()
+            continue
+        if reply.status == 200 and call.record.stream:
+            return await relay_stream(call, reply)
+        return await relay_json(call, reply)
+    raise AssertionError("plan_attempts returns at least one attempt")
+
+
+def plan_attempts(call: Call) -> list[tuple[ProviderConfig, str]]:
+    config = call.snapshot.config
+    rec = call.record
+    provider = config.providers[rec.provider or ""]
+    first = (provider, rec.model or "")
+    decision = call.decision
+    if decision is None or not decision.fallbacks:
+        return [first]
+    retries = max(f.retries for f in decision.fallbacks)
+    plan = [first] * (1 + retries)
+    for fallback in decision.fallbacks:
+        plan.append(resolve_model(config, fallback.to))
+    return plan
+
+
+async def _send(call: Call, provider: ProviderConfig, model: str, payload: Any) -> UpstreamReply:
+    started = time.perf_counter()
+    try:
+        if isinstance(payload, Form):
+            payload = payload.with_field("model", model)
+            if provider.kind == "mock":
+                return await call_mock(call.record.route, payload.fields(), model, stream=False)
+            data, content_type = payload.encode()
+        else:
+            body = dict(payload, model=model) if "model" in payload or call.record.model else payload
+            if provider.kind == "mock":
+                return await call_mock(call.record.route, body, model, stream=call.record.stream)
+            data, content_type = json.dumps(body).encode(), "application/json"
+        headers = upstream_headers(provider, call.request.headers, content_type)
+        return await call_http(call.app[HTTP], provider, call.record.route, data, headers)
+    finally:
+        call.upstream_s += time.perf_counter() - started
+
+
+async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
+    started = time.perf_counter()
+    try:
+        data = await reply.read()
+    finally:
+        call.upstream_s += time.perf_counter() - started
+        reply.release()
+    rec = call.record
+    rec.status = reply.status
+    call.mark_first_byte()
+    if reply.status != 200:
+        rec.outcome = "upstream_error"
+        rec.error = data[:2000].decode("utf-8", "replace")
+        return web.Response(body=data, status=reply.status, headers={
+            "Content-Type": reply.content_type, **call.response_headers()})
+    body = _json_or_none(data)
+    call.set_usage(usage_from_body(rec.route, body) if isinstance(body, dict) else None)
+    if isinstance(body, dict):
+        await check_output(call, _output_text(body))
+    call.output_text = _output_text(body) if isinstance(body, dict) else None
+    headers = call.response_headers()
+    cost = rec.cost_usd
+    headers["x-waystone-cost-usd"] = f"{cost:f}" if cost is not None else "unpriced"
+    return web.Response(body=data, status=200, headers={"Content-Type": reply.content_type, **headers})
+
+
+async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
+    rec = call.record
+    rec.status = 200
+    response = web.StreamResponse(status=200, headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", **call.response_headers()})
+    tally = StreamTally(rec.route)
+    parser = SSEParser()
+    drop_usage = call.drop_usage_chunk
+    hold = held_back(call)
+    pending: list[bytes] = []
+    try:
+        async for chunk in reply.chunks:
+            out = _relay_events(parser.feed(chunk), tally, drop_usage)
+            if not out:
+                continue
+            if hold:
+                pending.append(out)
+                continue
+            if not response.prepared:
+                await response.prepare(call.request)
+            call.mark_first_byte()
+            await response.write(out)
+        if hold:
+            # A blocking output check holds the stream back: nothing reached the
+            # client yet, so a failed check can still answer with a clean error.
+            await check_output(call, tally.text)
+            await response.prepare(call.request)
+            call.mark_first_byte()
+            await response.write(b"".join(pending))
+        if not response.prepared:
+            await response.prepare(call.request)
+        await response.write_eof()
+    except UpstreamError as err:
+        if not response.prepared:
+            raise
+        rec.outcome, rec.error = "upstream_cut", err.message
+    except ConnectionResetError:
+        rec.outcome, rec.error = "client_closed", "the client closed the connection"
+    finally:
+        reply.release()
+        _settle_stream_usage(call, tally)
+    return response
+
+
+def _relay_events(events: list[Any], tally: StreamTally, drop_usage: bool) -> bytes:
+    out = bytearray()
+    for event in events:
+        data = _json_or_none(event.data.encode()) if event.data != "[DONE]" else None
+        if isinstance(data, dict):
+            tally.feed(data)
+            if drop_usage and StreamTally.is_usage_only_chunk(data):
+                continue
+        if event.event:
+            out += f"event: {event.event}\n".encode()
+        out += b"".join(b"data: " + line.encode() + b"\n" for line in event.data.split("\n"))
+        out += b"\n"
+    return bytes(out)
+
+
+def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
+    call.output_text = tally.text
+    if tally.usage is not None:
+        call.set_usage(tally.usage)
+        return
+    input_tokens = estimate_input_tokens(call.record.route, call.input_body or {})
+    call.set_usage(Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(tally.text)), estimated=True)
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _output_text(body: dict[str, Any]) -> str:
+    """The generated text of a chat, completions or responses answer (for checks and datasets)."""
+    parts: list[str] = []
+    for choice in body.get("choices") or []:
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                parts.append(message["content"])
+            elif isinstance(choice.get("text"), str):
+                parts.append(choice["text"])
+    for item in body.get("output") or []:
+        if isinstance(item, dict):
+            for content in item.get("content") or []:
+                if isinstance(content, dict) and isinstance(content.get("text"), str):
+                    parts.append(content["text"])
+    return "".join(parts)

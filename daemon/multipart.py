@@ -1,0 +1,86 @@
+"""Multipart bodies (``audio/transcriptions``): read whole within the body limit, the
+identity field taken out, the rest passed through to the provider unchanged."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from waystone_cli.core.errors import BodyTooLarge, InvalidRequest
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    value: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+
+@dataclass
+class Form:
+    parts: list[Part] = field(default_factory=list)
+
+    def field(self, name: str) -> str | None:
+        for part in self.parts:
+            if part.name == name and part.filename is None:
+                return part.value.decode("utf-8", "replace")
+        return None
+
+    def pop_field(self, name: str) -> str | None:
+        value = self.field(name)
+        self.parts = [p for p in self.parts if not (p.name == name and p.filename is None)]
+        return value
+
+    def with_field(self, name: str, value: str) -> Form:
+        parts = [p for p in self.parts if p.name != name]
+        return Form([*parts, Part(name, value.encode())])
+
+    def fields(self) -> dict[str, str]:
+        return {p.name: p.value.decode("utf-8", "replace") for p in self.parts if p.filename is None}
+
+    def encode(self) -> tuple[bytes, str]:
+        """Serialize as multipart/form-data (a fresh boundary; names quoted per RFC 7578)."""
+        boundary = uuid.uuid4().hex
+        out = bytearray()
+        for part in self.parts:
+            disposition = f'form-data; name="{_quote(part.name)}"'
+            if part.filename is not None:
+                disposition += f'; filename="{_quote(part.filename)}"'
+            out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+            if part.content_type:
+                out += f"Content-Type: {part.content_type}\r\n".encode()
+            out += b"\r\n" + part.value + b"\r\n"
+        out += f"--{boundary}--\r\n".encode()
+        return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+
+
+async def read_multipart(request: web.Request, limit_bytes: int) -> Form:
+    if request.content_length is not None and request.content_length > limit_bytes:
+        raise BodyTooLarge(f"request body is over the limit of {limit_bytes / (1 << 20):g} MiB")
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError) as err:
+        raise InvalidRequest(f"expected a multipart/form-data body: {err}") from None
+    form = Form()
+    size = 0
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, aiohttp.BodyPartReader):
+            raise InvalidRequest("nested multipart bodies are not supported")
+        value = await part.read(decode=False)
+        size += len(value)
+        if size > limit_bytes:
+            raise BodyTooLarge(f"request body is over the limit of {limit_bytes / (1 << 20):g} MiB")
+        form.parts.append(Part(part.name or "", bytes(value), part.filename,
+                               part.headers.get("Content-Type")))
+    return form

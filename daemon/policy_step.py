@@ -1,0 +1,104 @@
+"""Where the policy decision slots into the request path.
+
+The engine (``core.policy.decide``) is pure; this step gathers its facts, enforces the
+decision (refuse, change the model, cap tokens) and reserves the request's estimated
+usage in the counters in the same event-loop step as the decision, so concurrent
+requests cannot all pass a check that only one of them should.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.call import Call
+from daemon.state import COUNTERS
+from waystone_cli.core.errors import PolicyBlocked
+from waystone_cli.core.models import resolve_model
+from waystone_cli.core.policy import RequestFacts, decide
+from waystone_cli.core.usage import Usage, estimate_input_tokens
+
+# Output budget assumed for a request that sets no cap, when reserving its estimate.
+DEFAULT_OUTPUT_ESTIMATE = 1024
+_CAP_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_STREAM_USAGE_ROUTES = ("chat/completions", "completions")
+
+
+def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    rec = call.record
+    config = call.snapshot.config
+    input_tokens = estimate_input_tokens(rec.route, body)
+    call.input_body = body
+    cap = _body_cap(body)
+    facts = RequestFacts(
+        user=call.entities[0],
+        group=call.entities[1],
+        model=rec.requested_model or f"{rec.provider}/",
+        route=rec.route,
+        now=call.now,
+        estimate_tokens=input_tokens + (cap or DEFAULT_OUTPUT_ESTIMATE),
+        estimate_cost_usd=_estimate_cost(call, rec.provider, rec.model, input_tokens, cap),
+        stream=rec.stream,
+    )
+    counters = call.app[COUNTERS]
+    decision = decide(config, facts, counters)
+    call.decision = decision
+    rec.rulesets = list(decision.rulesets)
+    rec.rules = list(decision.rules)
+    if not decision.allowed:
+        raise PolicyBlocked(
+            decision.message or "blocked by policy",
+            status=decision.status,
+            code=decision.code or "blocked",
+            retry_after=decision.retry_after,
+            headers=dict(decision.headers),
+        )
+    if decision.model != rec.requested_model and rec.model is not None:
+        provider, model = resolve_model(config, decision.model)
+        rec.provider, rec.model = provider.name, model
+    body = _edit_body(call, body, decision.max_tokens)
+    rec.datasets = list(decision.datasets)
+    rec.retain_days = decision.retain_days
+    rec.capture = decision.capture or bool(decision.datasets)
+    final_cap = _body_cap(body)
+    call.reservation = counters.reserve(
+        decision.subjects,
+        user_id=rec.user_id,
+        group_id=rec.group_id,
+        tokens=input_tokens + (final_cap or DEFAULT_OUTPUT_ESTIMATE),
+        cost_usd=_estimate_cost(call, rec.provider, rec.model, input_tokens, final_cap) or 0.0,
+        now=call.now,
+    )
+    call.rate_headers = dict(decision.headers)
+    return body
+
+
+def _edit_body(call: Call, body: dict[str, Any], cap: int | None) -> dict[str, Any]:
+    body = dict(body)
+    if cap is not None:
+        keys = [k for k in _CAP_KEYS if k in body] or [_default_cap_key(call.record.route)]
+        for key in keys:
+            current = body.get(key)
+            body[key] = cap if not isinstance(current, int) or current > cap else current
+    if call.record.stream and call.record.route in _STREAM_USAGE_ROUTES:
+        options = body.get("stream_options")
+        asked = isinstance(options, dict) and options.get("include_usage") is True
+        call.drop_usage_chunk = not asked
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return body
+
+
+def _default_cap_key(route: str) -> str:
+    return "max_output_tokens" if route == "responses" else "max_tokens"
+
+
+def _body_cap(body: dict[str, Any]) -> int | None:
+    caps = [v for k in _CAP_KEYS if isinstance(v := body.get(k), int) and not isinstance(v, bool)]
+    return min(caps) if caps else None
+
+
+def _estimate_cost(call: Call, provider: str | None, model: str | None, input_tokens: int, cap: int | None) -> float | None:
+    if not provider or not model:
+        return None
+    usage = Usage(input_tokens=input_tokens, output_tokens=cap or DEFAULT_OUTPUT_ESTIMATE)
+    cost = call.snapshot.pricer.cost(provider, model, usage)
+    return float(cost) if cost is not None else None

@@ -1,0 +1,191 @@
+"""The request path of every proxied route, step by step.
+
+read the body → authorize → identity → entities → model → policy → reserve → forward
+(with retries and fallbacks) → relay (JSON or SSE) → settle and record.
+
+The only edits made to a client's body are the documented ones: ``metadata.waystone``
+is removed, the model is replaced by the provider's name for it (or the model a rule
+chose), a token cap may be lowered, and streamed chat/completions ask for usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from daemon.call import Call
+from daemon.forward import forward
+from daemon.multipart import read_multipart
+from daemon.policy_step import apply_policy
+from daemon.state import CONFIG, ENTITIES
+from waystone_cli.core.errors import AuthError, BodyTooLarge, InvalidRequest, WaystoneError
+from waystone_cli.core.identity import Identity, combine, identity_from_headers, pop_identity
+from waystone_cli.core.models import resolve_model
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+JSON_ROUTES = ("chat/completions", "completions", "embeddings", "responses", "moderations")
+STREAMING_ROUTES = ("chat/completions", "completions", "responses")
+USAGE_OPTION_ROUTES = ("chat/completions", "completions")
+
+
+def json_route(route: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await run_call(Call(request, route), _prepare_json)
+
+    return handler
+
+
+def multipart_route(route: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await run_call(Call(request, route), _prepare_multipart)
+
+    return handler
+
+
+async def run_call(call: Call, prepare: Callable[[Call], Awaitable[Any]]) -> web.StreamResponse:
+    """Run one call; record its outcome whatever happens, then let errors propagate
+    to the error middleware, the one place that renders them."""
+    try:
+        authorize(call)
+        payload = await prepare(call)
+        return await forward(call, payload)
+    except asyncio.CancelledError:
+        call.record.status = 499
+        call.record.outcome = "client_closed"
+        raise
+    except BaseException as err:
+        call.fail(err)
+        raise
+    finally:
+        call.finish()
+
+
+def authorize(call: Call) -> None:
+    snapshot = call.snapshot
+    if not snapshot.key_hashes:
+        return
+    header = call.request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or not snapshot.key_allowed(token.strip()):
+        raise AuthError("invalid or missing gateway key (Authorization: Bearer <key>)")
+
+
+async def read_body(request: web.Request, limit_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit_bytes:
+        raise BodyTooLarge(f"request body is over the limit of {_mib(limit_bytes)}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit_bytes:
+            raise BodyTooLarge(f"request body is over the limit of {_mib(limit_bytes)}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
+
+
+def body_limit(call: Call) -> int:
+    return int(call.snapshot.config.server.max_body_mb * (1 << 20))
+
+
+async def _prepare_json(call: Call) -> dict[str, Any]:
+    raw = await read_body(call.request, body_limit(call))
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidRequest(f"request body is not valid JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    identity, body = pop_identity(body)
+    attach_identity(call, identity)
+    model = body.get("model")
+    resolve(call, model, required=call.record.route != "moderations")
+    call.record.stream = bool(body.get("stream")) and call.record.route in STREAMING_ROUTES
+    call.input_content = _input_of(call.record.route, body)
+    body = apply_policy(call, body)
+    return body
+
+
+async def _prepare_multipart(call: Call) -> Any:
+    form = await read_multipart(call.request, body_limit(call))
+    identity = Identity()
+    meta = form.pop_field("metadata")
+    if meta is not None:
+        identity = combine(_multipart_identity(meta), Identity())
+    attach_identity(call, identity)
+    resolve(call, form.field("model"), required=True)
+    apply_policy(call, {"model": form.field("model")})
+    return form
+
+
+def _multipart_identity(meta: str) -> Identity:
+    """The multipart ``metadata`` field carries ``{"waystone": ...}`` or the identity itself."""
+    try:
+        decoded = json.loads(meta)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and "waystone" in decoded:
+        identity, _ = pop_identity({"metadata": decoded})
+        return identity
+    identity, _ = pop_identity({"metadata": {"waystone": meta}})
+    return identity
+
+
+def attach_identity(call: Call, body_identity: Identity) -> None:
+    headers = call.request.headers
+    identity = combine(
+        body_identity, identity_from_headers(headers.get("X-Waystone-User"), headers.get("X-Waystone-Group"))
+    )
+    config = call.snapshot.config
+    if config.server.require_identity and identity.user is None and identity.group is None:
+        raise InvalidRequest("this gateway requires an identity: set metadata.waystone with a user or group")
+    user, group = call.app[ENTITIES].observe(identity, config, call.now)
+    call.entities = (user, group)
+    rec = call.record
+    rec.user_id = identity.user.id if identity.user else None
+    rec.group_id = identity.group.id if identity.group else None
+    rec.user_metadata = dict(identity.user.metadata) if identity.user and identity.user.metadata else None
+    rec.group_metadata = dict(identity.group.metadata) if identity.group and identity.group.metadata else None
+
+
+def resolve(call: Call, model: Any, *, required: bool) -> None:
+    rec = call.record
+    if model is None and not required:
+        providers = list(call.snapshot.config.providers.values())
+        if len(providers) != 1:
+            raise InvalidRequest("model is required when more than one provider is configured", param="model")
+        rec.provider = providers[0].name
+        return
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model must be a non-empty string", param="model")
+    provider, name = resolve_model(call.snapshot.config, model)
+    rec.provider, rec.model = provider.name, name
+    rec.requested_model = f"{provider.name}/{name}"
+
+
+def _input_of(route: str, body: dict[str, Any]) -> Any:
+    for key in ("messages", "input", "prompt"):
+        if key in body:
+            return body[key]
+    return None
+
+
+async def models_handler(request: web.Request) -> web.Response:
+    from waystone_cli.core.models import list_models
+
+    call = Call(request, "models")
+    try:
+        authorize(call)
+    except WaystoneError as err:
+        call.fail(err)
+        call.finish()
+        raise
+    return web.json_response(list_models(request.app[CONFIG].current.config))

@@ -1,0 +1,67 @@
+"""Running the daemon: bind, serve until SIGTERM/SIGINT, then flush and stop.
+
+With no gateway key configured, the daemon binds to loopback only.  uvloop is used
+when installed.  Handlers are cancelled when their client hangs up, which cancels the
+upstream call (the ledger row still gets written, as ``client_closed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+
+from aiohttp import web
+
+from daemon.app import create_app
+from daemon.state import CONFIG, Settings
+from waystone_cli.core.errors import UsageError
+
+log = logging.getLogger("waystone.daemon")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    app = create_app(settings)
+    server = app[CONFIG].current.config.server
+    host = settings.host or server.host
+    port = settings.port if settings.port is not None else server.port
+    if not app[CONFIG].current.key_hashes and not is_loopback(host):
+        raise UsageError(
+            f"refusing to listen on {host} without a gateway key: create one with "
+            "`waystone key create NAME`, or listen on 127.0.0.1"
+        )
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        log.info("waystone listening on http://%s:%d/v1", host, port)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping: flushing the ledger")
+    finally:
+        await runner.cleanup()
+
+
+def run(settings: Settings) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(settings))

@@ -1,0 +1,86 @@
+"""The daemon's state: typed app keys and the immutable config snapshot.
+
+A ``Snapshot`` bundles a validated ``Config`` with what is derived from it (the price
+table, the gateway key hashes).  A reload builds a new snapshot and replaces the old
+one in one assignment, so a request sees one consistent config from start to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import ClientSession, web
+
+from waystone_cli.core.config import Config
+from waystone_cli.core.pricing import Pricer
+
+if TYPE_CHECKING:
+    from daemon.entities import EntityStore
+    from daemon.observe import Observer
+    from waystone_cli.core.counters import UsageCounters
+    from waystone_cli.ledger.writer import LedgerWriter
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the daemon was started; everything else comes from the config file."""
+
+    config_path: Path
+    ledger_path: Path
+    socket_path: Path | None
+    host: str | None = None
+    port: int | None = None
+    log_format: str | None = None
+    watch_interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: Config
+    pricer: Pricer
+    key_hashes: tuple[bytes, ...] = field(default=())
+
+    @classmethod
+    def build(cls, config: Config) -> Snapshot:
+        hashes = tuple(_digest_of(k.hash) for k in config.keys.values())
+        return cls(config=config, pricer=Pricer(config.prices), key_hashes=hashes)
+
+    def key_allowed(self, presented: str) -> bool:
+        """Constant-time comparison of the presented key's hash with every stored hash."""
+        digest = hashlib.sha256(presented.encode()).digest()
+        allowed = False
+        for stored in self.key_hashes:
+            allowed |= hmac.compare_digest(stored, digest)
+        return allowed
+
+
+def _digest_of(stored: str) -> bytes:
+    algo, _, hexdigest = stored.partition(":")
+    if algo != "sha256":
+        return b""
+    try:
+        return bytes.fromhex(hexdigest)
+    except ValueError:
+        return b""
+
+
+class ConfigHolder:
+    """The one mutable cell: the snapshot in force."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.current = snapshot
+        self.last_error: str | None = None
+        self.loaded_at: float = 0.0
+
+
+SETTINGS = web.AppKey("settings", Settings)
+CONFIG = web.AppKey("config", ConfigHolder)
+HTTP = web.AppKey("http", ClientSession)
+LEDGER = web.AppKey("ledger", "LedgerWriter")
+ENTITIES = web.AppKey("entities", "EntityStore")
+COUNTERS = web.AppKey("counters", "UsageCounters")
+OBSERVER = web.AppKey("observer", "Observer")

@@ -1,0 +1,116 @@
+"""Calling a provider: over HTTP with the shared ClientSession, or the built-in mock.
+
+Both paths return an ``UpstreamReply`` whose body is an async iterator of byte chunks,
+so the proxy streams, reads and releases them the same way.  The client's own
+Authorization header never goes upstream: the provider's key (from its ``env:NAME``
+reference) does.  Connection failures become 502 and timeouts 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from daemon.mock import mock_json, mock_stream
+from waystone_cli.core.config import ProviderConfig
+from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
+
+# Request headers worth passing to a provider; everything else (hop-by-hop headers,
+# the client's Authorization, cookies, our identity headers) stays here.
+_FORWARDED = ("accept", "openai-organization", "openai-project", "openai-beta", "traceparent", "tracestate")
+
+
+@dataclass
+class UpstreamReply:
+    status: int
+    content_type: str
+    chunks: AsyncIterator[bytes]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    _release: Any = None
+
+    async def read(self) -> bytes:
+        parts = [chunk async for chunk in self.chunks]
+        return b"".join(parts)
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
+def provider_key(provider: ProviderConfig) -> str | None:
+    ref = provider.api_key
+    if ref is None:
+        return None
+    if ref.startswith("env:"):
+        return os.environ.get(ref[4:])
+    return ref
+
+
+def upstream_headers(provider: ProviderConfig, incoming: Mapping[str, str], content_type: str | None) -> dict[str, str]:
+    headers = {k: v for k in _FORWARDED if (v := incoming.get(k)) is not None}
+    headers.update(provider.headers)
+    key = provider_key(provider)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    if content_type:
+        headers["Content-Type"] = content_type
+    return headers
+
+
+async def call_http(
+    session: aiohttp.ClientSession,
+    provider: ProviderConfig,
+    route: str,
+    data: bytes,
+    headers: dict[str, str],
+    method: str = "POST",
+) -> UpstreamReply:
+    url = f"{(provider.base_url or '').rstrip('/')}/{route}"
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=provider.connect_timeout_s, sock_read=provider.timeout_s
+    )
+    try:
+        resp = await session.request(method, url, data=data or None, headers=headers, timeout=timeout)
+    except TimeoutError as err:
+        raise UpstreamTimeout(f'provider "{provider.name}" timed out') from err
+    except aiohttp.ClientError as err:
+        raise UpstreamError(f'provider "{provider.name}" is unreachable: {type(err).__name__}') from err
+    return UpstreamReply(
+        status=resp.status,
+        content_type=resp.headers.get("Content-Type", "application/json"),
+        chunks=_http_chunks(resp, provider.name),
+        headers=resp.headers,
+        _release=resp.close,
+    )
+
+
+async def _http_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in resp.content.iter_any():
+            yield chunk
+    except TimeoutError as err:
+        raise UpstreamTimeout(f'provider "{name}" timed out') from err
+    except aiohttp.ClientError as err:
+        raise UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}') from err
+    finally:
+        resp.close()
+
+
+async def call_mock(route: str, body: Mapping[str, Any], model: str, stream: bool) -> UpstreamReply:
+    if stream:
+        return UpstreamReply(200, "text/event-stream", _frames(mock_stream(route, body, model)))
+    status, payload = mock_json(route, body, model)
+    return UpstreamReply(status, "application/json", _frames([json.dumps(payload).encode()]))
+
+
+async def _frames(frames: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for frame in frames:
+        yield frame
+        await asyncio.sleep(0)  # let other requests run, as a network stream would
