@@ -1,0 +1,91 @@
+"""Which provider serves a requested model name.
+
+A name is ``provider/model`` or a bare ``model``:
+
+- ``provider/model``: the part before the first ``/`` names a provider and the rest is
+  the model as that provider knows it (it may contain ``/`` itself, as OpenRouter's
+  ``meta-llama/llama-3`` does).  The model must be in the provider's ``models`` list,
+  unless that list is empty, which means "any model": such a provider is a pass-through
+  to whatever its upstream serves.
+- A bare name is served by the providers that list it.  Exactly one: that one; several:
+  an ambiguous name, a 400 listing the qualified names.  None: if exactly one provider
+  has an empty list (a catch-all) it gets the name; several catch-alls make it ambiguous.
+- A name whose prefix is not a provider is taken whole as a bare name, so a model
+  listed as ``meta-llama/llama-3`` resolves without a provider prefix.
+
+``ModelIndex`` is built once per config snapshot (a few dict inserts per model); the
+daemon keeps one per snapshot and ``resolve_model`` builds one for a single lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from waystone_cli.core.config import Config, ProviderConfig
+from waystone_cli.core.errors import InvalidRequest, ModelNotFound
+
+
+@dataclass(frozen=True)
+class ModelIndex:
+    providers: Mapping[str, ProviderConfig]
+    by_model: Mapping[str, tuple[str, ...]]  # bare model name -> providers listing it
+    catch_all: tuple[str, ...]  # providers with an empty models list
+
+    @classmethod
+    def from_config(cls, config: Config) -> ModelIndex:
+        by_model: dict[str, list[str]] = {}
+        for name, provider in config.providers.items():
+            for model in provider.models:
+                by_model.setdefault(model, []).append(name)
+        return cls(
+            providers=config.providers,
+            by_model={model: tuple(names) for model, names in by_model.items()},
+            catch_all=tuple(n for n, p in config.providers.items() if not p.models),
+        )
+
+    def resolve(self, name: str) -> tuple[ProviderConfig, str]:
+        """The provider and the provider's own model name; 400 if ambiguous, 404 if unknown."""
+        if not name:
+            raise InvalidRequest("model: must not be empty", param="model")
+        prefix, slash, rest = name.partition("/")
+        provider = self.providers.get(prefix) if slash else None
+        if provider is not None and rest and (not provider.models or rest in provider.models):
+            return provider, rest
+        listed = self.by_model.get(name, ())
+        candidates = listed or self.catch_all
+        if len(candidates) == 1:
+            return self.providers[candidates[0]], name
+        if len(candidates) > 1:
+            qualified = ", ".join(f"{p}/{name}" for p in candidates)
+            raise InvalidRequest(
+                f'model "{name}" is served by several providers; name one of: {qualified}',
+                param="model",
+            )
+        if provider is not None:
+            raise ModelNotFound(
+                f'model "{rest}" is not served by provider "{prefix}" '
+                f"(its models: {', '.join(provider.models)})",
+                param="model",
+            )
+        raise ModelNotFound(f'model "{name}" is not served by any provider', param="model")
+
+    def listing(self) -> dict[str, Any]:
+        """``GET /v1/models`` in OpenAI's list shape, every model qualified as ``provider/model``."""
+        data = [
+            {"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": name}
+            for name, provider in self.providers.items()
+            for model in provider.models
+        ]
+        return {"object": "list", "data": data}
+
+
+def resolve_model(config: Config, name: str) -> tuple[ProviderConfig, str]:
+    """Resolve ``name`` against ``config`` (see the module docstring for the rules)."""
+    return ModelIndex.from_config(config).resolve(name)
+
+
+def list_models(config: Config) -> dict[str, Any]:
+    """The ``GET /v1/models`` answer; catch-all providers (empty lists) add nothing."""
+    return ModelIndex.from_config(config).listing()

@@ -1,0 +1,191 @@
+"""What a request cost in USD: usage times the model's per-million-token prices.
+
+Prices come from the config's ``[prices]`` table (keyed ``provider/model``, which wins,
+or ``model``), else from genai-prices' bundled table.  genai-prices is looked up with
+the provider's name as its provider id; a name it does not know (a custom provider such
+as "local" or "eu-proxy") is tried by the provider's base URL, then by the model name
+alone.  A provider genai-prices knows that lacks the model leaves it unpriced rather
+than borrowing another provider's price for the same name.
+
+A model with no known price is unpriced: ``price`` and ``cost`` return None, never 0.
+Models that genai-prices prices only by units waystone does not count (audio hours,
+images, pages) are unpriced too.
+
+The arithmetic is waystone's own, with the rates memoized per (provider, model): a
+genai-prices calculation costs about 250 µs, a memo hit and this formula a few µs.
+Counts follow OpenAI's conventions (``input_tokens`` includes cached and audio tokens,
+``output_tokens`` includes reasoning tokens), the same convention genai-prices uses,
+where the specific counts are carved out of the total they belong to:
+
+    cost = (input - cached - audio) x input + cached x (cached_input or input)
+         + audio x (audio_input or input)
+         + (output - reasoning) x output + reasoning x (reasoning or output)
+         + per_request                                     (rates per million tokens)
+
+quantized to 1e-10 USD (the ledger's scale).  Tiered prices (genai-prices' "cliff"
+model: above N input tokens every token pays the tier's rate) are kept as tiers.
+Rates are read once per Pricer; the daemon builds one per config snapshot, so a table
+whose prices change on a date is picked up at the next reload or restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from waystone_cli.core.config import Price
+from waystone_cli.core.usage import Usage
+
+QUANTUM = Decimal("1e-10")
+MILLION = Decimal(1_000_000)
+_MEMO_LIMIT = 4096  # model names come from traffic; do not grow without bound
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class PriceInfo:
+    """USD per million tokens (``per_request``: USD per request); None = as the base rate."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    reasoning: Decimal | None = None
+    audio_input: Decimal | None = None
+    per_request: Decimal = _ZERO
+    source: str = "config"  # "config" or "genai-prices"
+    ref: str = ""  # the [prices] key, or genai-prices' "provider/model-id"
+    tiers: tuple[tuple[int, PriceInfo], ...] = ()  # (start, rates) for input tokens > start
+
+    def rates_for(self, input_tokens: int) -> PriceInfo:
+        for start, rates in reversed(self.tiers):
+            if input_tokens > start:
+                return rates
+        return self
+
+    def cost(self, usage: Usage) -> Decimal:
+        r = self.rates_for(usage.input_tokens)
+        cached = min(usage.cached_tokens, usage.input_tokens)
+        audio = (
+            min(usage.audio_tokens, usage.input_tokens - cached) if r.audio_input is not None else 0
+        )
+        reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+        per_million = (
+            (usage.input_tokens - cached - audio) * r.input
+            + cached * _or(r.cached_input, r.input)
+            + audio * _or(r.audio_input, r.input)
+            + (usage.output_tokens - reasoning) * r.output
+            + reasoning * _or(r.reasoning, r.output)
+        )
+        return (per_million / MILLION + r.per_request).quantize(QUANTUM)
+
+
+def _or(value: Decimal | None, default: Decimal) -> Decimal:
+    return default if value is None else value
+
+
+class Pricer:
+    """Prices by (provider, model), memoized; ``on_unpriced`` hears of each miss once."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Price],
+        *,
+        base_urls: Mapping[str, str | None] | None = None,
+        on_unpriced: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._overrides = {key: _from_override(key, p) for key, p in overrides.items()}
+        self._base_urls = dict(base_urls or {})
+        self._on_unpriced = on_unpriced
+        self._memo: dict[tuple[str, str], PriceInfo | None] = {}
+
+    def price(self, provider: str, model: str) -> PriceInfo | None:
+        key = (provider, model)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        info = self._overrides.get(f"{provider}/{model}") or self._overrides.get(model)
+        if info is None:
+            info = _from_table(provider, model, self._base_urls.get(provider))
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = info
+        if info is None and self._on_unpriced is not None:
+            self._on_unpriced(provider, model)
+        return info
+
+    def cost(self, provider: str, model: str, usage: Usage) -> Decimal | None:
+        info = self.price(provider, model)
+        return None if info is None else info.cost(usage)
+
+
+def _from_override(key: str, price: Price) -> PriceInfo:
+    return PriceInfo(
+        input=_dec(price.input),
+        output=_dec(price.output),
+        cached_input=None if price.cached_input is None else _dec(price.cached_input),
+        reasoning=None if price.reasoning is None else _dec(price.reasoning),
+        ref=key,
+    )
+
+
+def _dec(value: float) -> Decimal:
+    # Through str, so 0.15 is 0.15 and not the binary float's 0.1499999...
+    return Decimal(str(value))
+
+
+def _from_table(provider: str, model: str, base_url: str | None) -> PriceInfo | None:
+    # Imported here: genai-prices takes about 0.3 s to import, which the CLI should not
+    # pay for commands that never price anything.
+    from genai_prices import Usage as GenaiUsage
+    from genai_prices import calc_price
+    from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
+
+    attempts: list[dict[str, Any]] = [{"provider_id": provider}]
+    if find_provider_by_id(get_snapshot().providers, provider) is None:
+        attempts = [{"provider_api_url": base_url}] if base_url else []
+        attempts.append({})
+    for kwargs in attempts:
+        try:
+            calc = calc_price(GenaiUsage(), model_ref=model, **kwargs)
+        except LookupError:
+            continue
+        return _from_model_price(calc.model_price.__dict__, f"{calc.provider.id}/{calc.model.id}")
+    return None
+
+
+def _from_model_price(prices: Mapping[str, Any], ref: str) -> PriceInfo | None:
+    """Rates from genai-prices' price keys; None if neither input nor output is priced."""
+    if prices.get("input_mtok") is None and prices.get("output_mtok") is None:
+        return None
+    starts = sorted({t.start for v in prices.values() for t in getattr(v, "tiers", ())})
+    base = _rates_at(prices, -1, ref)
+    tiers = tuple((start, _rates_at(prices, start, ref)) for start in starts)
+    return replace(base, tiers=tiers)
+
+
+def _rates_at(prices: Mapping[str, Any], above: int, ref: str) -> PriceInfo:
+    def rate(key: str) -> Decimal | None:
+        value = prices.get(key)
+        if value is None or isinstance(value, Decimal):
+            return value
+        # TieredPrices: the last tier whose start the input count exceeds, else the base.
+        chosen: Decimal = value.base
+        for tier in value.tiers:
+            if above >= tier.start:
+                chosen = tier.price
+        return chosen
+
+    per_thousand = rate("requests_kcount")
+    return PriceInfo(
+        input=rate("input_mtok") or _ZERO,
+        output=rate("output_mtok") or _ZERO,
+        cached_input=rate("cache_read_mtok"),
+        reasoning=rate("output_reasoning_mtok"),
+        audio_input=rate("input_audio_mtok"),
+        per_request=_ZERO if per_thousand is None else per_thousand / 1000,
+        source="genai-prices",
+        ref=ref,
+    )

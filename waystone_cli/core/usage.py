@@ -1,0 +1,298 @@
+"""Token usage: read from a provider's answer, tallied over a stream, or estimated.
+
+Counts follow OpenAI's conventions: ``input_tokens`` includes ``cached_tokens`` and
+``audio_tokens`` (the prompt's), ``output_tokens`` includes ``reasoning_tokens``.
+Chat and completions name them ``prompt_tokens`` / ``completion_tokens`` with
+``prompt_tokens_details`` / ``completion_tokens_details``; the Responses API (and
+gpt-4o transcriptions) name them ``input_tokens`` / ``output_tokens`` with
+``input_tokens_details`` / ``output_tokens_details``.  Both spellings are accepted on
+every route, since OpenAI-compatible providers mix them.
+
+Estimates (for a stream cut short, for reservations and for the mock provider) use one
+documented heuristic: ``ceil(characters / 4)`` tokens for a non-empty text, 0 for an empty
+one.  For chat, each message adds 3 tokens of framing and the reply adds 3, as OpenAI's
+cookbook counts; an image part counts 85 tokens (a low-detail image).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MESSAGE_OVERHEAD = 3
+REPLY_OVERHEAD = 3
+IMAGE_TOKENS = 85
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def usage_from_body(route: str, body: Mapping[str, Any]) -> Usage | None:
+    """The usage in a non-streamed answer, or None when it carries none.
+
+    ``route`` is accepted for the daemon's convenience and future per-route rules; the
+    field names already say which convention a body follows.  A transcription billed by
+    duration (``{"type": "duration", "seconds": ...}``) has no tokens, so None.
+    """
+    usage = body.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    return usage_from_mapping(usage)
+
+
+def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
+    """A ``usage`` object in either spelling; None if it counts no tokens at all."""
+    if not any(
+        k in usage for k in ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens")
+    ):
+        return None
+    input_details = _details(
+        usage, "prompt_tokens_details", "input_tokens_details", "input_token_details"
+    )
+    output_details = _details(usage, "completion_tokens_details", "output_tokens_details")
+    return Usage(
+        input_tokens=_int(usage, "prompt_tokens", "input_tokens"),
+        output_tokens=_int(usage, "completion_tokens", "output_tokens"),
+        cached_tokens=_int(input_details, "cached_tokens"),
+        reasoning_tokens=_int(output_details, "reasoning_tokens"),
+        audio_tokens=_int(input_details, "audio_tokens"),
+    )
+
+
+def _details(usage: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
+    for key in keys:
+        value = usage.get(key)
+        if isinstance(value, Mapping):
+            return value
+    return {}
+
+
+def _int(mapping: Mapping[str, Any], *keys: str) -> int:
+    """The first key holding a non-negative integer; a provider's null or junk counts 0."""
+    for key in keys:
+        value = mapping.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return 0
+
+
+class StreamTally:
+    """What one streamed answer said, fed the JSON ``data`` of every SSE event.
+
+    ``usage`` is the last usage seen: the usage-only chunk of a chat or completions stream
+    (or usage on any chunk, as some compatible providers send it), or the ``response`` of
+    ``response.completed`` / ``response.incomplete``.  ``finish_reasons`` uses chat's words
+    for every route; for the Responses API "completed" is "stop", an incomplete answer is
+    its reason mapped ("max_output_tokens" is "length") and a failed one is "error".
+    """
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.usage: Usage | None = None
+        self.finish_reasons: list[str] = []
+        self.response_model: str | None = None
+        self._text: list[str] = []
+        self._other_chars = 0  # tool-call arguments and refusals: output, but not text
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    @staticmethod
+    def is_usage_only_chunk(data: Mapping[str, Any]) -> bool:
+        """The chunk ``stream_options.include_usage`` adds: no choices, a usage object."""
+        choices = data.get("choices")
+        return isinstance(choices, list) and not choices and isinstance(data.get("usage"), Mapping)
+
+    def feed(self, data: Mapping[str, Any]) -> None:
+        kind = data.get("type")
+        if isinstance(kind, str) and kind.startswith("response."):
+            self._feed_response_event(kind, data)
+            return
+        model = data.get("model")
+        if isinstance(model, str) and model:
+            self.response_model = model
+        for choice in data.get("choices") or ():
+            if isinstance(choice, Mapping):
+                self._feed_choice(choice)
+        usage = data.get("usage")
+        if isinstance(usage, Mapping):
+            self.usage = usage_from_mapping(usage) or self.usage
+
+    def estimate_output_tokens(self) -> int:
+        """Output tokens by the heuristic: the text plus tool-call arguments and refusals."""
+        chars = sum(len(t) for t in self._text) + self._other_chars
+        return -(-chars // 4)
+
+    def _feed_choice(self, choice: Mapping[str, Any]) -> None:
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping):
+            self._add_text(delta.get("content"))
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str):
+                self._other_chars += len(refusal)
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(function, Mapping) and isinstance(function.get("arguments"), str):
+                    self._other_chars += len(function["arguments"])
+        else:
+            self._add_text(choice.get("text"))  # a completions chunk
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str):
+            self.finish_reasons.append(reason)
+
+    def _feed_response_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "response.output_text.delta":
+            self._add_text(data.get("delta"))
+        elif kind == "response.function_call_arguments.delta":
+            delta = data.get("delta")
+            self._other_chars += len(delta) if isinstance(delta, str) else 0
+        response = data.get("response")
+        if not isinstance(response, Mapping):
+            return
+        model = response.get("model")
+        if isinstance(model, str) and model:
+            self.response_model = model
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            self.finish_reasons.append(_response_finish(kind, response))
+            usage = response.get("usage")
+            if isinstance(usage, Mapping):
+                self.usage = usage_from_mapping(usage) or self.usage
+
+    def _add_text(self, text: Any) -> None:
+        if isinstance(text, str) and text:
+            self._text.append(text)
+
+
+def _response_finish(kind: str, response: Mapping[str, Any]) -> str:
+    if kind == "response.completed":
+        return "stop"
+    if kind == "response.failed":
+        return "error"
+    details = response.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, Mapping) else None
+    return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
+        str(reason), "length"
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """``ceil(len(text) / 4)``: about four characters a token for English; 0 only when empty."""
+    return -(-len(text) // 4)
+
+
+def estimate_input_tokens(route: str, body: Mapping[str, Any]) -> int:
+    """The input tokens a request will likely use, by the heuristic in the module docstring.
+
+    chat/completions: 3 + sum over messages of (3 + the message's tokens), where a
+    message's tokens are those of its text content (a string, or the ``text`` of its
+    parts; 85 per image part); plus the tokens of the JSON of ``tools`` if given.
+    completions, embeddings, moderations: the tokens of each input string summed (a list
+    of token ids counts its length).  responses: the tokens of ``instructions`` plus those
+    of ``input`` (a string, or items whose content is a string or parts).  Other routes: 0.
+    """
+    if route == "chat/completions":
+        messages = body.get("messages")
+        total = REPLY_OVERHEAD
+        for message in messages if isinstance(messages, list) else ():
+            content = message.get("content") if isinstance(message, Mapping) else None
+            total += MESSAGE_OVERHEAD + _content_tokens(content)
+        tools = body.get("tools")
+        if tools:
+            total += estimate_tokens(json.dumps(tools, separators=(",", ":")))
+        return total
+    if route == "completions":
+        return _inputs_tokens(body.get("prompt"))
+    if route in ("embeddings", "moderations"):
+        return _inputs_tokens(body.get("input"))
+    if route == "responses":
+        instructions = body.get("instructions")
+        extra = estimate_tokens(instructions) if isinstance(instructions, str) else 0
+        return extra + _responses_input_tokens(body.get("input"))
+    return 0
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return estimate_tokens(content)
+    if not isinstance(content, list):
+        return 0
+    total = 0
+    for part in content:
+        if not isinstance(part, Mapping):
+            continue
+        if isinstance(part.get("text"), str):
+            total += estimate_tokens(part["text"])
+        elif part.get("type") in ("image_url", "input_image", "image"):
+            total += IMAGE_TOKENS
+    return total
+
+
+def _inputs_tokens(value: Any) -> int:
+    """A string, a list of strings, a list of token ids, or a list of token-id lists."""
+    if isinstance(value, str):
+        return estimate_tokens(value)
+    if not isinstance(value, list):
+        return 0
+    if value and all(isinstance(v, int) for v in value):
+        return len(value)
+    total = 0
+    for item in value:
+        if isinstance(item, str):
+            total += estimate_tokens(item)
+        elif isinstance(item, list):
+            total += len(item)
+        elif isinstance(item, Mapping):
+            total += _content_tokens([item])
+    return total
+
+
+def _responses_input_tokens(value: Any) -> int:
+    if isinstance(value, str):
+        return estimate_tokens(value)
+    if not isinstance(value, list):
+        return 0
+    total = 0
+    for item in value:
+        if isinstance(item, Mapping):
+            total += _content_tokens(item.get("content"))
+    return total
+
+
+def last_user_text(route: str, body: Mapping[str, Any]) -> str:
+    """The text of the last user turn (chat, responses) or the prompt (completions)."""
+    if route == "completions":
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            prompt = next((p for p in reversed(prompt) if isinstance(p, str)), "")
+        return prompt if isinstance(prompt, str) else ""
+    key = "messages" if route == "chat/completions" else "input"
+    items = body.get(key)
+    if isinstance(items, str):
+        return items
+    for item in reversed(items if isinstance(items, list) else []):
+        if isinstance(item, Mapping) and item.get("role") == "user":
+            return _content_text(item.get("content"))
+    return ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+        )
+    return ""
