@@ -1,0 +1,395 @@
+"""Usage counters: what each user, group and member used, in memory, exact and fast.
+
+Design
+------
+Each *series* (a user, a group, a user inside a group, or the pool of anonymous
+requests) keeps per-minute buckets in parallel ``array('q')`` columns sorted by
+minute: cost (integer units of 1e-10 USD, the ledger's ``DECIMAL(18, 10)``, so sums are
+exact), input tokens, output tokens and requests.  About 40 bytes per active minute.
+
+A usage query does not scan the buckets: each series caches, per window, the window's
+start minute, the index of its first bucket and the running totals.  When time moves on,
+buckets that left the window are subtracted (a pointer walk); a charge adds to every
+cached total whose window covers its minute.  Calendar windows (day, week, month in the
+counters' time zone) are resolved once per window and reused until they roll over.
+
+Precision: rolling windows count whole minutes, so the oldest minute counts in full
+(a 30-day window may include up to 59 s more than 30 days: it errs towards blocking).
+Calendar boundaries are exact whenever the zone's UTC offset is a whole number of
+minutes, which holds for every zone in use since 1972 (only some pre-1900 local mean
+times have seconds).  Buckets older than ``keep`` (32 days by default; pass the longest
+configured window if longer) are pruned.
+
+A request is charged at the minute it *started* (the ledger row's ``ts``), when it
+settles.  Until then its reservation (the estimate: input size plus token cap, and its
+estimated cost) counts in every window of every subject it names, and in ``concurrent``.
+
+Overshoot bound
+---------------
+``decide()`` blocks once usage *plus live reservations* has reached the limit, and the
+daemon reserves right after an allowing decision with no ``await`` in between.  So every
+admitted request saw all earlier ones, and the admitted estimates sum to less than
+``limit + one estimate``.  With estimates at least the actual usage, a budget is
+overshot by at most ONE request (40 concurrent requests against a budget worth 5.5 of
+them let at most 6 through).  A reservation whose request never settles (a crash)
+expires after ``max_age_s`` (15 minutes by default), when ``expire()`` runs.
+Unpriced requests reserve and charge $0 (the ``unpriced_blocks`` option refuses them).
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from waystone_cli.core.ratelimit import RateState, RateWindow
+from waystone_cli.core.windows import Window, parse_window, window_end, window_start
+
+METRICS = ("cost_usd", "tokens", "input_tokens", "output_tokens", "requests")
+COST_SCALE = 10**10
+KEEP = timedelta(days=32)
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a rule acts on: a user, a group, or ``request`` (traffic that names no one)."""
+
+    kind: str
+    id: str = ""
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "request" else f"{self.kind}:{self.id}"
+
+
+ANONYMOUS = Subject("request")
+
+
+def member_key(user_id: str, group_id: str) -> Key:
+    return ("member", f"{group_id}\x1f{user_id}")
+
+
+class UsageView(Protocol):
+    """What ``decide()`` reads; ``UsageCounters`` implements it."""
+
+    def usage(self, subject: Subject, metric: str, window: str, now: datetime) -> float: ...
+
+    def member_usage(
+        self, user_id: str, group_id: str, metric: str, window: str, now: datetime
+    ) -> float: ...
+
+    def rate(self, subject: Subject, now: datetime) -> RateState: ...
+
+    def relief(
+        self,
+        subject: Subject,
+        metric: str,
+        window: str,
+        limit: float,
+        now: datetime,
+        user_id: str | None = None,
+    ) -> float | None: ...
+
+
+def to_units(cost_usd: float | Decimal | None) -> int:
+    """USD as integer units of 1e-10 (None, an unpriced cost, is 0)."""
+    if cost_usd is None:
+        return 0
+    return int((Decimal(str(cost_usd)) * COST_SCALE).to_integral_value())
+
+
+class _Series:
+    """One subject's minute buckets, cached window totals, reservations and rate window."""
+
+    __slots__ = ("minutes", "cols", "sums", "pending", "rate")
+
+    def __init__(self) -> None:
+        self.minutes = array("q")
+        # cost units, input tokens, output tokens, requests
+        self.cols = (array("q"), array("q"), array("q"), array("q"))
+        # window text -> [start minute, index of its first bucket, cost, in, out, requests]
+        self.sums: dict[str, list[int]] = {}
+        self.pending = [0, 0, 0]  # reserved cost units, tokens, requests
+        self.rate = RateWindow()
+
+    def add(self, minute: int, values: Sequence[int]) -> None:
+        ms = self.minutes
+        n = len(ms)
+        i = n - 1 if n and ms[-1] == minute else bisect_left(ms, minute)
+        found = i < n and ms[i] == minute
+        if found:
+            for col, v in zip(self.cols, values, strict=True):
+                col[i] += v
+        else:
+            ms.insert(i, minute)
+            for col, v in zip(self.cols, values, strict=True):
+                col.insert(i, v)
+        for s in self.sums.values():
+            if minute >= s[0]:
+                for j, v in enumerate(values):
+                    s[2 + j] += v
+            elif not found:
+                s[1] += 1  # a new bucket before the window's first one shifts its index
+
+    def totals(self, window: str, start: int) -> list[int]:
+        s = self.sums.get(window)
+        ms = self.minutes
+        if s is None or start < s[0]:
+            i = bisect_left(ms, start)
+            s = [start, i, *(sum(col[i:]) for col in self.cols)]
+            self.sums[window] = s
+        elif start > s[0]:
+            i, n = s[1], len(ms)
+            while i < n and ms[i] < start:
+                for j, col in enumerate(self.cols):
+                    s[2 + j] -= col[i]
+                i += 1
+            s[0], s[1] = start, i
+        return s
+
+    def prune(self, cutoff: int) -> None:
+        k = bisect_left(self.minutes, cutoff)
+        if not k:
+            return
+        del self.minutes[:k]
+        for col in self.cols:
+            del col[:k]
+        for window, s in list(self.sums.items()):
+            if s[1] < k:
+                del self.sums[window]  # its totals include pruned buckets
+            else:
+                s[1] -= k
+
+    def idle(self) -> bool:
+        return not self.minutes and not any(self.pending) and self.rate.empty()
+
+
+def _metric(values: Sequence[int], pending: Sequence[int], metric: str) -> float:
+    """A metric from [cost, in, out, requests] totals plus reservations.
+
+    A reservation's tokens count in full towards each token metric: an upper bound,
+    since the split between input and output is not known before the answer.
+    """
+    if metric == "cost_usd":
+        return (values[0] + pending[0]) / COST_SCALE
+    if metric == "tokens":
+        return float(values[1] + values[2] + pending[1])
+    if metric == "input_tokens":
+        return float(values[1] + pending[1])
+    if metric == "output_tokens":
+        return float(values[2] + pending[1])
+    if metric == "requests":
+        return float(values[3] + pending[2])
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+@dataclass(eq=False)
+class Reservation:
+    """An admitted request's estimate, held until it settles or expires."""
+
+    id: int
+    keys: tuple[Key, ...]
+    minute: int
+    started: float
+    cost_units: int
+    tokens: int
+    rate_entries: tuple[Any, ...] = field(default=(), repr=False)
+
+
+class UsageCounters:
+    """In-memory usage per subject; implements ``UsageView`` for ``decide()``."""
+
+    def __init__(self, tz: str = "UTC", keep: timedelta = KEEP) -> None:
+        self.tz = tz
+        self._keep_s = int(max(keep, KEEP).total_seconds())
+        self._series: dict[Key, _Series] = {}
+        self._live: dict[int, Reservation] = {}
+        self._ids = itertools.count(1)
+        self._windows: dict[str, Window] = {}
+        self._calendar: dict[str, tuple[float, float, int]] = {}
+
+    # --- reading --------------------------------------------------------------------
+
+    def usage(self, subject: Subject, metric: str, window: str, now: datetime) -> float:
+        return self._usage((subject.kind, subject.id), metric, window, now)
+
+    def member_usage(
+        self, user_id: str, group_id: str, metric: str, window: str, now: datetime
+    ) -> float:
+        return self._usage(member_key(user_id, group_id), metric, window, now)
+
+    def rate(self, subject: Subject, now: datetime) -> RateState:
+        series = self._series.get((subject.kind, subject.id))
+        if series is None:
+            return RateState(0, 0, 0, None)
+        return series.rate.state(now.timestamp(), series.pending[2])
+
+    def relief(
+        self,
+        subject: Subject,
+        metric: str,
+        window: str,
+        limit: float,
+        now: datetime,
+        user_id: str | None = None,
+    ) -> float | None:
+        """Seconds until usage falls below ``limit`` if nothing new arrives; None if never."""
+        w = self._window(window)
+        if w.calendar is not None:
+            end = window_end(w, now, self.tz)
+            return None if end is None else (end - now).total_seconds()
+        key = member_key(user_id, subject.id) if user_id else (subject.kind, subject.id)
+        series = self._series.get(key)
+        if series is None:
+            return 0.0
+        now_s = now.timestamp()
+        s = series.totals(window, self._start(w, window, now, now_s))
+        value = _metric(s[2:], series.pending, metric)
+        for i in range(s[1], len(series.minutes)):
+            value -= _metric([col[i] for col in series.cols], (0, 0, 0), metric)
+            if value < limit:
+                assert w.duration is not None
+                leaves = (series.minutes[i] + 1) * 60 + w.duration.total_seconds()
+                return max(leaves - now_s, 0.0)
+        return None  # reservations alone reach the limit: wait for them to settle
+
+    # --- charging -------------------------------------------------------------------
+
+    def reserve(
+        self,
+        subjects: Iterable[Subject],
+        *,
+        user_id: str | None,
+        group_id: str | None,
+        tokens: int,
+        cost_usd: float | None,
+        now: datetime,
+    ) -> Reservation:
+        keys = [(s.kind, s.id) for s in subjects]
+        if user_id and group_id:
+            keys.append(member_key(user_id, group_id))
+        now_s = now.timestamp()
+        units = to_units(cost_usd)
+        entries = []
+        for key in keys:
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _Series()
+            series.pending[0] += units
+            series.pending[1] += tokens
+            series.pending[2] += 1
+            if key[0] != "member":
+                entries.append(series.rate.start(now_s, tokens))
+        r = Reservation(
+            next(self._ids), tuple(keys), int(now_s // 60), now_s, units, tokens, tuple(entries)
+        )
+        self._live[r.id] = r
+        return r
+
+    def settle(
+        self,
+        reservation: Reservation,
+        *,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float | Decimal | None,
+        now: datetime,
+    ) -> None:
+        """Replace the estimate with the actual usage (a second settle does nothing)."""
+        if self._live.pop(reservation.id, None) is None:
+            return
+        values = (to_units(cost_usd), tokens_in, tokens_out, 1)
+        cutoff = int(now.timestamp() - self._keep_s) // 60
+        for key in reservation.keys:
+            series = self._series[key]
+            self._unreserve(series, reservation)
+            series.add(reservation.minute, values)
+            if series.minutes[0] < cutoff:
+                series.prune(cutoff)
+        for entry in reservation.rate_entries:
+            entry.settle(tokens_in + tokens_out)
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation without charging (the request was never forwarded)."""
+        if self._live.pop(reservation.id, None) is None:
+            return
+        for key in reservation.keys:
+            self._unreserve(self._series[key], reservation)
+
+    def expire(self, now: datetime, max_age_s: float = 900) -> int:
+        """Release reservations older than ``max_age_s`` (crashed requests), prune old
+        buckets and forget idle subjects; returns how many reservations expired."""
+        now_s = now.timestamp()
+        old = [r for r in self._live.values() if now_s - r.started > max_age_s]
+        for r in old:
+            self.release(r)
+        cutoff = int(now_s - self._keep_s) // 60
+        for key, series in list(self._series.items()):
+            series.prune(cutoff)
+            series.rate.expire(now_s)
+            if series.idle():
+                del self._series[key]
+        return len(old)
+
+    def load(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Add ledger rows ``(user_id, group_id, minute, requests, input, output, cost
+        units)`` as ``ledger.counters.counter_rows`` returns them (minute = epoch minute)."""
+        for user_id, group_id, minute, requests, tokens_in, tokens_out, units in rows:
+            values = (int(units or 0), int(tokens_in), int(tokens_out), int(requests))
+            keys: list[Key] = []
+            if user_id:
+                keys.append(("user", user_id))
+            if group_id:
+                keys.append(("group", group_id))
+            if user_id and group_id:
+                keys.append(member_key(user_id, group_id))
+            for key in keys or [("request", "")]:
+                series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = _Series()
+                series.add(int(minute), values)
+
+    @property
+    def live(self) -> int:
+        """Reservations not yet settled."""
+        return len(self._live)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _usage(self, key: Key, metric: str, window: str, now: datetime) -> float:
+        series = self._series.get(key)
+        if series is None:
+            return 0.0
+        w = self._window(window)
+        s = series.totals(window, self._start(w, window, now, now.timestamp()))
+        return _metric(s[2:], series.pending, metric)
+
+    def _unreserve(self, series: _Series, r: Reservation) -> None:
+        series.pending[0] -= r.cost_units
+        series.pending[1] -= r.tokens
+        series.pending[2] -= 1
+
+    def _window(self, text: str) -> Window:
+        w = self._windows.get(text)
+        if w is None:
+            w = self._windows[text] = parse_window(text)
+        return w
+
+    def _start(self, w: Window, text: str, now: datetime, now_s: float) -> int:
+        """The window's first minute (epoch minutes), calendar windows cached."""
+        if w.duration is not None:
+            return int((now_s - w.duration.total_seconds()) // 60)
+        cached = self._calendar.get(text)
+        if cached is not None and cached[0] <= now_s < cached[1]:
+            return cached[2]
+        start = window_start(w, now, self.tz).timestamp()
+        end = window_end(w, now, self.tz)
+        assert end is not None
+        self._calendar[text] = (start, end.timestamp(), int(start // 60))
+        return int(start // 60)

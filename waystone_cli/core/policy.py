@@ -1,0 +1,451 @@
+"""The policy engine: (config snapshot, request facts, usage counters) -> Decision.
+
+``decide()`` is a pure function of its arguments (it only reads the counters).  The
+daemon enforces the Decision, the ledger records it, ``waystone rules explain`` prints it.
+
+Evaluation (SPEC §6):
+
+1. Entity credits (``credits = {usd, window}`` on a user or group) are budgets of their
+   own: once the entity's cost in the window has reached ``usd`` the request is refused
+   (429 ``quota_exceeded``).
+2. Every enabled ruleset whose condition matches applies, once for each subject it
+   matched (``user``, ``group``, or ``request`` when the request names no one); its rules
+   act on that subject.  A request naming only a user never reaches group rules.
+3. A rule fires when all of its triggers hold (no trigger: it always fires): ``model``
+   (a glob tested against the *requested* ``provider/model`` and the bare model),
+   ``usage`` (the subject's usage, live reservations included, has reached ``over``),
+   ``share`` (the named user's cost inside the subject group has reached ``max`` x the
+   group's credits, in the credits' window), ``rate`` (any of rpm, tpm, concurrent
+   reached).  "Reached" is ``>=``: with reserve-before-forward that bounds a budget's
+   overshoot to one request (see ``core/counters.py``).  With ``[server]
+   unpriced_blocks`` an unpriced request fires every cost-based trigger and credits.
+4. Blocks win over everything.  A block whose triggers are only ``model`` (or none), or
+   that an unpriced request caused, is a policy block: 403 ``blocked``, which wins over
+   429s since retrying cannot help.  Otherwise 429, ``rate_limited`` for a rate trigger,
+   else ``quota_exceeded``, with the longest Retry-After among them (at least 1 s).
+5. ``change_model``: highest ruleset ``priority`` first, then TOML order of rulesets, then
+   rule order; applied once (no chains), the others are reported as not applied.
+   ``limit_tokens`` takes the smallest cap, ``retain`` the fewest days; fallbacks (in the
+   same order as change_model), output checks, datasets and capture accumulate, each rule
+   once even when it fired for two subjects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import NamedTuple
+
+from waystone_cli.core.conditions import Facts
+from waystone_cli.core.config import Config, RuleConfig, RulesetConfig
+from waystone_cli.core.counters import ANONYMOUS, Subject, UsageView
+from waystone_cli.core.decision import (
+    Decision,
+    Fallback,
+    Limit,
+    Match,
+    OutputCheck,
+    Reason,
+    RequestFacts,
+    amount,
+    charged_subjects,
+    model_matches,
+    qualify,
+)
+from waystone_cli.core.windows import parse_window
+
+__all__ = [
+    "Decision",
+    "Fallback",
+    "Limit",
+    "Match",
+    "OutputCheck",
+    "Reason",
+    "RequestFacts",
+    "decide",
+    "longest_window",
+]
+
+UNPRICED = "the request is unpriced and [server] unpriced_blocks is on"
+_CALENDAR_SPAN = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
+
+
+def decide(
+    config: Config, facts: RequestFacts, counters: UsageView, *, explain: bool = False
+) -> Decision:
+    """Apply ``config``'s credits and rulesets to one request.
+
+    ``explain=True`` also reports rulesets that did not match (with the condition's
+    reasons), rules that did not fire and every limit's current usage; the daemon leaves
+    it off to stay fast.
+    """
+    ev = _Evaluation(config, facts, counters, explain)
+    ev.check_credits()
+    for order, ruleset in enumerate(config.rulesets.values()):
+        ev.apply_ruleset(order, ruleset)
+    return ev.decision()
+
+
+def longest_window(config: Config) -> timedelta:
+    """The longest window any rule or credits use (how long counters must keep data)."""
+    windows = [r.usage.window for r in config.rules.values() if r.usage is not None]
+    credits = [u.credits for u in config.users.values()] + [
+        g.credits for g in config.groups.values()
+    ]
+    windows += [c.window for c in credits if c is not None]
+    spans = [parse_window(w).duration or _CALENDAR_SPAN[w] for w in windows]
+    return max(spans, default=timedelta(0))
+
+
+def window_phrase(window: str) -> str:
+    return f"this {window}" if window in _CALENDAR_SPAN else f"in the last {window}"
+
+
+class _Test(NamedTuple):
+    held: bool
+    kind: str  # "policy" | "quota" | "rate" | "unpriced"
+    detail: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class _Firing:
+    ruleset: RulesetConfig
+    order: int
+    index: int
+    rule: RuleConfig
+    kind: str
+    detail: str
+    retry_after: float | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.ruleset.name, self.rule.name)
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        return (-self.ruleset.priority, self.order, self.index)
+
+
+class _Block(NamedTuple):
+    status: int
+    code: str
+    message: str
+    retry_after: float | None
+
+
+class _Evaluation:
+    """The working state of one ``decide()`` call."""
+
+    def __init__(
+        self, config: Config, facts: RequestFacts, counters: UsageView, explain: bool
+    ) -> None:
+        self.config = config
+        self.facts = facts
+        self.counters = counters
+        self.explain = explain
+        self.unpriced = config.server.unpriced_blocks and facts.estimate_cost_usd is None
+        self.condition_facts = Facts(user=facts.user, group=facts.group, now=facts.now)
+        self.reasons: list[Reason] = []
+        self.limits: list[Limit] = []
+        self.matches: list[Match] = []
+        self.applied: list[str] = []
+        self.fired: dict[str, None] = {}
+        self.firings: list[_Firing] = []
+        self.blocks: list[_Block] = []
+        self.rate_headers: dict[str, tuple[int, int, float]] = {}
+
+    # --- credits ------------------------------------------------------------------------
+
+    def check_credits(self) -> None:
+        for entity in (self.facts.user, self.facts.group):
+            if entity is None or entity.credits_usd is None:
+                continue
+            subject = Subject(entity.kind, entity.id)
+            window = entity.credits_window or "month"
+            limit = entity.credits_usd
+            used = self.counters.usage(subject, "cost_usd", window, self.facts.now)
+            if self.explain:
+                self.limits.append(
+                    Limit(None, "credits", str(subject), "cost_usd", window, used, limit)
+                )
+            state = f"{amount('cost_usd', used)} of {amount('cost_usd', limit)} used {window_phrase(window)}"
+            if self.unpriced:
+                self._block(403, "blocked", f"credits of {subject}: {UNPRICED}", None)
+            elif used >= limit:
+                retry = self.counters.relief(subject, "cost_usd", window, limit, self.facts.now)
+                self._block(
+                    429, "quota_exceeded", f"credits of {subject} exhausted: {state}", retry
+                )
+            elif self.explain:
+                self.reasons.append(Reason(f"credits of {subject}: {state}"))
+
+    # --- rulesets -----------------------------------------------------------------------
+
+    def apply_ruleset(self, order: int, rs: RulesetConfig) -> None:
+        if not rs.enabled:
+            if self.explain:
+                self.matches.append(Match(rs.name, False, (), ("disabled",), enabled=False))
+                self.reasons.append(Reason(f'ruleset "{rs.name}" is disabled', rs.name))
+            return
+        kinds = rs.condition.subjects(self.condition_facts)
+        subjects = self._subjects(kinds)
+        if self.explain:
+            why = tuple(rs.condition.explain(self.condition_facts))
+            self.matches.append(Match(rs.name, bool(subjects), subjects, why))
+            if not subjects:
+                because = f": {'; '.join(why)}" if why else ""
+                self.reasons.append(Reason(f'ruleset "{rs.name}" does not match{because}', rs.name))
+        if not subjects:
+            return
+        self.applied.append(rs.name)
+        names = ", ".join(str(s) for s in subjects)
+        self.reasons.append(Reason(f'ruleset "{rs.name}" applies to {names}', rs.name))
+        for subject in subjects:
+            for index, name in enumerate(rs.rules):
+                self._rule(rs, order, index, self.config.rules[name], subject)
+
+    def _subjects(self, kinds: frozenset[str]) -> tuple[Subject, ...]:
+        out = []
+        if "user" in kinds and self.facts.user is not None:
+            out.append(Subject("user", self.facts.user.id))
+        if "group" in kinds and self.facts.group is not None:
+            out.append(Subject("group", self.facts.group.id))
+        if "request" in kinds:
+            out.append(ANONYMOUS)
+        return tuple(out)
+
+    def _rule(
+        self, rs: RulesetConfig, order: int, index: int, rule: RuleConfig, subject: Subject
+    ) -> None:
+        tests = self._tests(rs, rule, subject)
+        label = f'rule "{rule.name}" of ruleset "{rs.name}" for {subject}'
+        detail = "; ".join(t.detail for t in tests) or "no trigger, always fires"
+        if not all(t.held for t in tests):
+            if self.explain:
+                self.reasons.append(Reason(f"{label}: {detail}: not fired", rs.name, rule.name))
+            return
+        kinds = {t.kind for t in tests}
+        kind = next((k for k in ("unpriced", "rate", "quota") if k in kinds), "policy")
+        retries = [t.retry_after for t in tests if t.retry_after is not None]
+        firing = _Firing(rs, order, index, rule, kind, detail, max(retries, default=None))
+        self.fired[f"{rs.name}/{rule.name}"] = None
+        self.reasons.append(Reason(f"{label}: {detail}: {self._act(firing)}", rs.name, rule.name))
+
+    def _tests(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> list[_Test]:
+        tests = []
+        if rule.model is not None:
+            held = model_matches(rule.model, self.facts.model)
+            verb = "matches" if held else "does not match"
+            tests.append(_Test(held, "policy", f'model "{self.facts.model}" {verb} "{rule.model}"'))
+        if rule.usage is not None:
+            tests.append(self._usage_test(rs, rule, subject))
+        if rule.share is not None:
+            tests.append(self._share_test(rs, rule, subject))
+        if rule.rate is not None:
+            tests.append(self._rate_test(rs, rule, subject))
+        return tests
+
+    def _usage_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        u = rule.usage
+        assert u is not None
+        used = self.counters.usage(subject, u.metric, u.window, self.facts.now)
+        if self.explain:
+            self.limits.append(
+                Limit(rs.name, rule.name, str(subject), u.metric, u.window, used, u.over)
+            )
+        if u.metric == "cost_usd" and self.unpriced:
+            return _Test(True, "unpriced", UNPRICED)
+        held = used >= u.over
+        detail = (
+            f"{u.metric} {window_phrase(u.window)} is {amount(u.metric, used)} of "
+            f"{amount(u.metric, u.over)}{' (reached)' if held else ''}"
+        )
+        if not held:
+            return _Test(False, "quota", detail)
+        retry = self.counters.relief(subject, u.metric, u.window, u.over, self.facts.now)
+        return _Test(True, "quota", detail, retry)
+
+    def _share_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        share, user, group = rule.share, self.facts.user, self.facts.group
+        assert share is not None
+        if subject.kind != "group" or user is None or group is None:
+            return _Test(False, "quota", "share applies to a group on a request that names a user")
+        if group.credits_usd is None:
+            return _Test(False, "quota", f"group:{group.id} has no credits")
+        window = group.credits_window or "month"
+        limit = round(share.max * group.credits_usd, 10)
+        used = self.counters.member_usage(user.id, group.id, "cost_usd", window, self.facts.now)
+        who = f"user:{user.id} in group:{group.id}"
+        if self.explain:
+            self.limits.append(Limit(rs.name, rule.name, who, "cost_usd", window, used, limit))
+        if self.unpriced:
+            return _Test(True, "unpriced", UNPRICED)
+        held = used >= limit
+        detail = (
+            f"cost_usd of {who} {window_phrase(window)} is {amount('cost_usd', used)} of "
+            f"{amount('cost_usd', limit)} ({share.max:.0%} of the group's credits)"
+            f"{' (reached)' if held else ''}"
+        )
+        if not held:
+            return _Test(False, "quota", detail)
+        retry = self.counters.relief(subject, "cost_usd", window, limit, self.facts.now, user.id)
+        return _Test(True, "quota", detail, retry)
+
+    def _rate_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        rate = rule.rate
+        assert rate is not None
+        now_s = self.facts.now.timestamp()
+        state = self.counters.rate(subject, self.facts.now)
+        reset = max(state.reset_at - now_s, 0.0) if state.reset_at is not None else 0.0
+        checks = [
+            ("rpm", "requests", rate.rpm, state.requests, 1, "60s"),
+            ("tpm", "tokens", rate.tpm, state.tokens, self.facts.estimate_tokens, "60s"),
+            ("concurrent", "", rate.concurrent, state.concurrent, 1, "now"),
+        ]
+        held, retry, details = False, 0.0, []
+        for metric, header, limit, used, cost, window in checks:
+            if limit is None:
+                continue
+            reached = used >= limit
+            held = held or reached
+            if reached:
+                # A concurrency slot frees when some request ends, which has no schedule.
+                retry = max(retry, reset if header else 1.0)
+            if header:
+                self._rate_header(header, limit, max(limit - used - cost, 0), reset)
+            if self.explain:
+                self.limits.append(
+                    Limit(rs.name, rule.name, str(subject), metric, window, used, limit)
+                )
+            details.append(f"{metric} is {used} of {limit}{' (reached)' if reached else ''}")
+        return _Test(held, "rate", ", ".join(details), retry if held else None)
+
+    def _rate_header(self, name: str, limit: int, remaining: int, reset: float) -> None:
+        current = self.rate_headers.get(name)
+        if current is None or remaining < current[1]:
+            self.rate_headers[name] = (limit, remaining, reset)
+
+    # --- actions ------------------------------------------------------------------------
+
+    def _act(self, f: _Firing) -> str:
+        rule = f.rule
+        if rule.action == "block":
+            if f.kind in ("policy", "unpriced"):
+                status, code = 403, "blocked"
+            else:
+                status, code = 429, "rate_limited" if f.kind == "rate" else "quota_exceeded"
+            why = rule.message or f.detail
+            message = f'blocked by ruleset "{f.ruleset.name}", rule "{rule.name}": {why}'
+            self._block(status, code, message, f.retry_after)
+            return "blocks the request"
+        self.firings.append(f)
+        effects = {
+            "change_model": f'change the model to "{rule.to}"',
+            "fallback": f'fall back to "{rule.to}" after {rule.retries} retries',
+            "limit_tokens": f"cap max_tokens at {rule.max}",
+            "check_output": f"check the output ({'block' if rule.on_fail == 'block' else 'flag'} on failure)",
+            "dataset": f'add the request to dataset "{rule.dataset}"',
+            "retain": f"keep its ledger rows {rule.days} days",
+            "capture": "capture prompts and outputs",
+        }
+        return effects[rule.action]
+
+    def _block(self, status: int, code: str, message: str, retry: float | None) -> None:
+        if status == 429:
+            retry = max(retry if retry is not None else 1.0, 1.0)
+        self.blocks.append(_Block(status, code, message, retry if status == 429 else None))
+
+    # --- the decision -------------------------------------------------------------------
+
+    def decision(self) -> Decision:
+        once = {f.key: f for f in sorted(self.firings, key=lambda f: f.rank)}
+        by_action: dict[str, list[_Firing]] = {}
+        for f in once.values():
+            by_action.setdefault(f.rule.action, []).append(f)
+        model = self._change_model(by_action.get("change_model", []))
+        caps = [f.rule.max for f in by_action.get("limit_tokens", []) if f.rule.max]
+        days = [f.rule.days for f in by_action.get("retain", []) if f.rule.days]
+        datasets = [f.rule.dataset for f in by_action.get("dataset", []) if f.rule.dataset]
+        block = self._winning_block()
+        if block is not None:
+            self.reasons.append(Reason(f"verdict: {block.message}"))
+        return Decision(
+            allowed=block is None,
+            status=200 if block is None else block.status,
+            code=None if block is None else block.code,
+            message=None if block is None else block.message,
+            retry_after=None if block is None else block.retry_after,
+            headers=self._headers(),
+            model=model,
+            max_tokens=min(caps, default=None),
+            fallbacks=tuple(
+                Fallback(
+                    qualify(self.config, f.rule.to or "", self.facts.model),
+                    f.rule.retries,
+                    f.ruleset.name,
+                    f.rule.name,
+                )
+                for f in by_action.get("fallback", [])
+            ),
+            output_checks=tuple(
+                OutputCheck(
+                    f.ruleset.name,
+                    f.rule.name,
+                    f.rule.deny_regex,
+                    f.rule.moderation,
+                    f.rule.on_fail,
+                )
+                for f in by_action.get("check_output", [])
+            ),
+            datasets=tuple(dict.fromkeys(datasets)),
+            capture=bool(by_action.get("capture")),
+            retain_days=min(days, default=None),
+            rulesets=tuple(self.applied),
+            rules=tuple(self.fired),
+            subjects=charged_subjects(self.facts),
+            reasons=tuple(self.reasons),
+            limits=tuple(self.limits),
+            matches=tuple(self.matches),
+        )
+
+    def _change_model(self, changes: list[_Firing]) -> str:
+        if not changes:
+            return self.facts.model
+        first = changes[0]
+        model = qualify(self.config, first.rule.to or "", self.facts.model)
+        self.reasons.append(
+            Reason(
+                f'model changed from "{self.facts.model}" to "{model}" by ruleset '
+                f'"{first.ruleset.name}", rule "{first.rule.name}"',
+                first.ruleset.name,
+                first.rule.name,
+            )
+        )
+        for f in changes[1:]:
+            self.reasons.append(
+                Reason(
+                    f'rule "{f.rule.name}" of ruleset "{f.ruleset.name}" not applied: the model was '
+                    f'already changed by ruleset "{first.ruleset.name}" (change_model applies once)',
+                    f.ruleset.name,
+                    f.rule.name,
+                )
+            )
+        return model
+
+    def _winning_block(self) -> _Block | None:
+        if not self.blocks:
+            return None
+        policy = [b for b in self.blocks if b.status == 403]
+        if policy:
+            return policy[0]
+        return max(self.blocks, key=lambda b: b.retry_after or 0.0)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {}
+        for name, (limit, remaining, reset) in self.rate_headers.items():
+            headers[f"x-ratelimit-limit-{name}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{name}"] = f"{math.ceil(reset)}s"
+        return headers
