@@ -3,7 +3,13 @@
 Calendar windows (``day``, ``week``, ``month``) start at the last boundary in the
 configured time zone (weeks start on Monday; a month is the calendar month, not 30
 days).  Rolling windows (``1h``, ``24h``, ``7d``, ``30d``, any ``<n><unit>`` with unit
-``m``, ``h``, ``d`` or ``w``) cover the trailing duration.
+``s``, ``m``, ``h``, ``d`` or ``w``) cover the trailing duration.
+
+Calendar boundaries are computed on the local wall clock and only then turned into an
+instant, so a day that DST makes 23 or 25 hours long keeps its true length.  A boundary
+that falls in a DST gap (zones that switch at midnight, like America/Santiago) maps to
+the instant the gap starts, which is when the new local day really begins.  Every
+instant returned is aware and in UTC.
 """
 
 from __future__ import annotations
@@ -11,15 +17,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from waystone_cli.core.errors import UsageError
 
 CALENDAR = ("day", "week", "month")
 _DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-class WindowError(ValueError):
-    pass
+class WindowError(UsageError, ValueError):
+    """A window, duration, time or time zone that does not parse."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text.strip())
     if not m or int(m.group(1)) == 0:
         raise WindowError(f'invalid duration "{text}" (like 30m, 24h, 7d or 2w)')
-    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    except OverflowError:
+        raise WindowError(f'duration "{text}" is too long') from None
 
 
 def parse_window(text: str) -> Window:
@@ -52,14 +63,9 @@ def window_start(window: Window | str, now: datetime, tz: str = "UTC") -> dateti
     w = parse_window(window) if isinstance(window, str) else window
     now = _aware(now)
     if w.duration is not None:
-        return now - w.duration
-    local = now.astimezone(ZoneInfo(tz))
-    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if w.calendar == "week":
-        start -= timedelta(days=start.weekday())
-    elif w.calendar == "month":
-        start = start.replace(day=1)
-    return _normalize(start, tz).astimezone(UTC)
+        return _back(now, w.duration, w.text)
+    zone = _zone(tz)
+    return _instant(_local_start(w, now, zone), zone)
 
 
 def window_end(window: Window | str, now: datetime, tz: str = "UTC") -> datetime | None:
@@ -67,19 +73,46 @@ def window_end(window: Window | str, now: datetime, tz: str = "UTC") -> datetime
     w = parse_window(window) if isinstance(window, str) else window
     if w.calendar is None:
         return None
-    local = window_start(w, now, tz).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    zone = _zone(tz)
+    start = _local_start(w, _aware(now), zone)
     if w.calendar == "day":
-        nxt = local + timedelta(days=1)
+        nxt = start + timedelta(days=1)
     elif w.calendar == "week":
-        nxt = local + timedelta(days=7)
+        nxt = start + timedelta(days=7)
     else:
-        nxt = (local.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return _normalize(nxt.replace(tzinfo=ZoneInfo(tz)), tz).astimezone(UTC)
+        nxt = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return _instant(nxt, zone)
 
 
-def _normalize(local: datetime, tz: str) -> datetime:
-    """Re-attach the zone so a DST change between now and the boundary is respected."""
-    return local.replace(tzinfo=None).replace(tzinfo=ZoneInfo(tz))
+def _local_start(w: Window, now: datetime, zone: ZoneInfo) -> datetime:
+    """The window's first wall-clock moment (naive, local) for the window holding ``now``."""
+    local = now.astimezone(zone).replace(tzinfo=None)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if w.calendar == "week":
+        start -= timedelta(days=start.weekday())
+    elif w.calendar == "month":
+        start = start.replace(day=1)
+    return start
+
+
+def _instant(local: datetime, zone: ZoneInfo) -> datetime:
+    # fold=0 reads a wall time inside a DST gap with the offset in force before it,
+    # which lands exactly on the instant the gap (and so the new day) begins.
+    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise WindowError(f'unknown time zone "{tz}"') from None
+
+
+def _back(now: datetime, duration: timedelta, text: str) -> datetime:
+    try:
+        return (now - duration).astimezone(UTC)
+    except OverflowError:
+        raise WindowError(f'"{text}" reaches back before the year 1') from None
 
 
 def _aware(now: datetime) -> datetime:
@@ -87,12 +120,19 @@ def _aware(now: datetime) -> datetime:
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """``--since``/``--until``: a duration back from now (``30d``) or a date/time (UTC)."""
+    """``--since``/``--until``: a duration back from now (``30d``) or a date/time.
+
+    A date or a time without an offset is read as UTC; the result is aware, in UTC.
+    """
     try:
-        return _aware(now) - parse_duration(text)
+        duration = parse_duration(text)
     except WindowError:
         pass
+    else:
+        return _back(_aware(now), duration, text)
     try:
-        return _aware(datetime.fromisoformat(text))
+        return _aware(datetime.fromisoformat(text.strip())).astimezone(UTC)
     except ValueError:
-        raise WindowError(f'invalid time "{text}" (a duration like 30d or a date like 2026-11-01)') from None
+        raise WindowError(
+            f'invalid time "{text}" (a duration like 30d or a date like 2026-11-01)'
+        ) from None
