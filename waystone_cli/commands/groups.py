@@ -1,0 +1,105 @@
+"""``waystone group …``: the entity commands of users.py, plus membership.
+
+Membership declared by the admin is the user's ``groups`` list in the TOML; ``link``
+and ``unlink`` edit it (``link`` declares a user that is not in the config yet, since
+linking is how an admin says the user exists).  Links seen in traffic live in the
+ledger and are shown by ``members`` but cannot be removed here: traffic made them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import typer
+
+from waystone_cli import render
+from waystone_cli.commands.users import (
+    JSON_OPT,
+    declared_entry,
+    entity_app,
+    seen_entities,
+)
+from waystone_cli.configstore import Document, timestamp, update_config
+from waystone_cli.context import app_context
+from waystone_cli.core.errors import NotFoundError, WaystoneError
+
+GROUP_ARG = typer.Argument(..., metavar="GROUP", show_default=False)
+USERS_ARG = typer.Argument(..., metavar="USER...", show_default=False)
+
+
+def register(root: typer.Typer) -> None:
+    app = entity_app("group")
+    app.command("link", help="Declare users as members of a group.")(link)
+    app.command("unlink", help="Remove users from a group in the config.")(unlink)
+    app.command("members", help="List a group's members, declared and seen in traffic.")(members)
+    root.add_typer(
+        app, name="group", help="Manage groups (orgs, teams): metadata, credits, members."
+    )
+
+
+def link(ctx: typer.Context, group: str = GROUP_ARG, users: list[str] = USERS_ARG) -> None:
+    path = app_context(ctx).config_path
+    created = update_config(path, lambda doc: link_users(doc, group, users))
+    render.print_line(f"Linked {', '.join(users)} to {group}.")
+    if created:
+        render.print_note(f"Declared new users: {', '.join(created)}.")
+
+
+def unlink(ctx: typer.Context, group: str = GROUP_ARG, users: list[str] = USERS_ARG) -> None:
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: unlink_users(doc, group, users))
+    render.print_line(f"Unlinked {', '.join(users)} from {group}.")
+
+
+def members(ctx: typer.Context, group: str = GROUP_ARG, as_json: bool = JSON_OPT) -> None:
+    config = app_context(ctx).load()
+    seen_users = seen_entities(ctx, config, "user")
+    if group not in config.groups and not _seen_group(ctx, config, group):
+        raise NotFoundError(f'no group named "{group}"')
+    rows = member_rows(group, config.users, seen_users)
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.print_table(render.members_table(rows))
+
+
+def _seen_group(ctx: typer.Context, config: Any, group: str) -> bool:
+    return any(g["id"] == group for g in seen_entities(ctx, config, "group"))
+
+
+def link_users(doc: Document, group: str, users: Sequence[str]) -> list[str]:
+    """Add ``group`` to each user's groups; returns the users that had to be declared."""
+    declared_entry(doc, "group", group)
+    table = doc.setdefault("users", {})
+    created = []
+    for user in users:
+        if user not in table:
+            table[user] = {"added": timestamp()}
+            created.append(user)
+        groups = table[user].setdefault("groups", [])
+        if group not in groups:
+            groups.append(group)
+    return created
+
+
+def unlink_users(doc: Document, group: str, users: Sequence[str]) -> None:
+    for user in users:
+        entry = declared_entry(doc, "user", user)
+        groups = entry.get("groups", [])
+        if group not in groups:
+            raise WaystoneError(f'user "{user}" is not a member of "{group}" in the config')
+        groups.remove(group)
+        if not groups:
+            del entry["groups"]
+
+
+def member_rows(
+    group: str, declared_users: Mapping[str, Any], seen_users: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    declared = {u for u, cfg in declared_users.items() if group in cfg.groups}
+    seen = {s["id"] for s in seen_users if group in (s.get("groups") or [])}
+    return [
+        {"id": user, "declared": user in declared, "seen": user in seen}
+        for user in sorted(declared | seen)
+    ]

@@ -1,0 +1,149 @@
+"""``waystone rule add|list|show|rm``: named trigger → action pairs.
+
+A rule does nothing until a ruleset names it.  ``--set K=V`` writes any field of the
+rule's TOML table; dotted keys reach into trigger tables (``--set usage.metric=cost_usd
+--set usage.window=30d --set usage.over=10``).  The whole config is validated before
+anything is written, so a wrong field is reported with its TOML path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import typer
+
+from waystone_cli import render
+from waystone_cli.configstore import Document, load_document, parse_assignment, update_config
+from waystone_cli.context import app_context
+from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
+
+NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
+JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+
+
+def register(root: typer.Typer) -> None:
+    app = typer.Typer(no_args_is_help=True)
+    app.command("add", help="Add a rule: an optional trigger and an action.")(add)
+    app.command("list", help="List rules and the rulesets that use them.")(list_)
+    app.command("show", help="Show one rule.")(show)
+    app.command("rm", help="Remove a rule no ruleset uses.")(rm)
+    root.add_typer(app, name="rule", help="Manage rules (trigger → action).")
+
+
+def add(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    action: str = typer.Option(
+        ...,
+        "--action",
+        metavar="A",
+        help="block, change_model, fallback, limit_tokens, check_output, dataset, retain or capture.",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", metavar="GLOB", help="Trigger: the requested model."
+    ),
+    assignments: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="K=V",
+        help="Any other field; dotted keys for triggers (usage.over=10).",
+    ),
+) -> None:
+    entry = rule_entry(action, model, assignments)
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: add_rule(doc, name, entry))
+    render.print_line(f"Added rule {name}.")
+
+
+def list_(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    doc, _ = load_document(app_context(ctx).config_path)
+    rows = rule_rows(doc)
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.print_table(render.rules_table(rows))
+
+
+def show(ctx: typer.Context, name: str = NAME_ARG, as_json: bool = JSON_OPT) -> None:
+    doc, _ = load_document(app_context(ctx).config_path)
+    rows = [r for r in rule_rows(doc) if r["name"] == name]
+    if not rows:
+        raise NotFoundError(f'no rule named "{name}"')
+    row = rows[0]
+    if as_json:
+        render.print_json(row)
+        return
+    pairs = [(key, _field_text(value)) for key, value in row["config"].items()]
+    pairs.append(("used by", ", ".join(row["used_by"])))
+    render.print_detail(f"rule {name}", pairs)
+
+
+def rm(ctx: typer.Context, name: str = NAME_ARG) -> None:
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: remove_rule(doc, name))
+    render.print_line(f"Removed rule {name}.")
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return render.mapping_text(value)
+    return render.scalar_text(value)
+
+
+def rule_entry(action: str, model: str | None, assignments: Sequence[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if model is not None:
+        entry["model"] = model
+    entry["action"] = action
+    for text in assignments:
+        key, value = parse_assignment(text)
+        if key.split(".")[0] in ("action", "model"):
+            raise UsageError(f"--set {key}: use --{key.split('.')[0]} instead")
+        set_dotted(entry, key, value)
+    return entry
+
+
+def set_dotted(entry: dict[str, Any], key: str, value: Any) -> None:
+    """``a.b=V`` sets ``entry["a"]["b"]``; clashing with a plain value is misuse."""
+    *parents, leaf = key.split(".")
+    if not leaf or any(not p for p in parents):
+        raise UsageError(f'invalid key "{key}"')
+    table = entry
+    for part in parents:
+        child = table.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UsageError(f'--set {key}: "{part}" is already set to a value')
+        table = child
+    if isinstance(table.get(leaf), dict):
+        raise UsageError(f'--set {key}: "{leaf}" is already a table')
+    table[leaf] = value
+
+
+def add_rule(doc: Document, name: str, entry: Mapping[str, Any]) -> None:
+    table = doc.setdefault("rules", {})
+    if name in table:
+        raise WaystoneError(f'rule "{name}" already exists (remove it first to redefine it)')
+    table[name] = dict(entry)
+
+
+def remove_rule(doc: Document, name: str) -> None:
+    if name not in doc.get("rules", {}):
+        raise NotFoundError(f'no rule named "{name}"')
+    users = rulesets_using(doc, name)
+    if users:
+        raise WaystoneError(
+            f'rule "{name}" is used by ruleset {", ".join(users)} (remove it there first)'
+        )
+    del doc["rules"][name]
+
+
+def rulesets_using(doc: Document, rule: str) -> list[str]:
+    return [rs for rs, body in doc.get("rulesets", {}).items() if rule in body.get("rules", [])]
+
+
+def rule_rows(doc: Document) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "config": dict(body), "used_by": rulesets_using(doc, name)}
+        for name, body in doc.get("rules", {}).items()
+    ]

@@ -1,0 +1,143 @@
+"""``waystone ruleset add|list|show|rm|enable|disable``: a condition and the rules it applies.
+
+The condition is parsed when the config is validated, so ``add`` refuses a condition
+that does not parse and points at the offending token.  ``disable`` keeps a ruleset in
+the file with ``enabled = false``; ``enable`` drops that key (enabled is the default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import typer
+
+from waystone_cli import render
+from waystone_cli.configstore import Document, load_document, update_config
+from waystone_cli.context import app_context
+from waystone_cli.core.errors import NotFoundError, WaystoneError
+
+NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
+JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+
+
+def register(root: typer.Typer) -> None:
+    app = typer.Typer(no_args_is_help=True)
+    app.command("add", help="Add a ruleset: a condition and the rules it applies.")(add)
+    app.command("list", help="List rulesets.")(list_)
+    app.command("show", help="Show one ruleset.")(show)
+    app.command("rm", help="Remove a ruleset.")(rm)
+    app.command("enable", help="Enable a disabled ruleset.")(enable)
+    app.command("disable", help="Disable a ruleset without removing it.")(disable)
+    root.add_typer(app, name="ruleset", help="Manage rulesets (condition → rules).")
+
+
+def add(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    when: str = typer.Option(
+        ..., "--when", metavar="COND", help='Condition, e.g. "user.tier = free".'
+    ),
+    rule: list[str] = typer.Option(..., "--rule", metavar="R", help="A rule to apply; repeat."),
+    priority: int | None = typer.Option(
+        None, "--priority", metavar="N", help="Higher wins when rulesets change the model."
+    ),
+) -> None:
+    entry = ruleset_entry(when, rule, priority)
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: add_ruleset(doc, name, entry))
+    render.print_line(f"Added ruleset {name}.")
+
+
+def list_(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    doc, _ = load_document(app_context(ctx).config_path)
+    rows = ruleset_rows(doc)
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.print_table(render.rulesets_table(rows))
+
+
+def show(ctx: typer.Context, name: str = NAME_ARG, as_json: bool = JSON_OPT) -> None:
+    doc, _ = load_document(app_context(ctx).config_path)
+    rows = [r for r in ruleset_rows(doc) if r["name"] == name]
+    if not rows:
+        raise NotFoundError(f'no ruleset named "{name}"')
+    row = rows[0]
+    if as_json:
+        render.print_json(row)
+        return
+    render.print_detail(
+        f"ruleset {name}",
+        [
+            ("when", row["when"]),
+            ("rules", ", ".join(row["rules"])),
+            ("priority", str(row["priority"])),
+            ("enabled", "yes" if row["enabled"] else "no"),
+        ],
+    )
+
+
+def rm(ctx: typer.Context, name: str = NAME_ARG) -> None:
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: remove_ruleset(doc, name))
+    render.print_line(f"Removed ruleset {name}.")
+
+
+def enable(ctx: typer.Context, name: str = NAME_ARG) -> None:
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: set_enabled(doc, name, True))
+    render.print_line(f"Enabled ruleset {name}.")
+
+
+def disable(ctx: typer.Context, name: str = NAME_ARG) -> None:
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: set_enabled(doc, name, False))
+    render.print_line(f"Disabled ruleset {name}.")
+
+
+def ruleset_entry(when: str, rules: Sequence[str], priority: int | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"when": when, "rules": list(dict.fromkeys(rules))}
+    if priority is not None:
+        entry["priority"] = priority
+    return entry
+
+
+def add_ruleset(doc: Document, name: str, entry: Mapping[str, Any]) -> None:
+    table = doc.setdefault("rulesets", {})
+    if name in table:
+        raise WaystoneError(f'ruleset "{name}" already exists (remove it first to redefine it)')
+    table[name] = dict(entry)
+
+
+def _entry(doc: Document, name: str) -> dict[str, Any]:
+    entry = doc.get("rulesets", {}).get(name)
+    if not isinstance(entry, dict):
+        raise NotFoundError(f'no ruleset named "{name}"')
+    return entry
+
+
+def remove_ruleset(doc: Document, name: str) -> None:
+    _entry(doc, name)
+    del doc["rulesets"][name]
+
+
+def set_enabled(doc: Document, name: str, enabled: bool) -> None:
+    entry = _entry(doc, name)
+    if enabled:
+        entry.pop("enabled", None)
+    else:
+        entry["enabled"] = False
+
+
+def ruleset_rows(doc: Document) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "when": body.get("when"),
+            "rules": list(body.get("rules", [])),
+            "priority": body.get("priority", 0),
+            "enabled": body.get("enabled", True),
+        }
+        for name, body in doc.get("rulesets", {}).items()
+    ]

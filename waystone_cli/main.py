@@ -1,0 +1,146 @@
+"""The ``waystone`` command: the Typer root, its command modules, and error translation.
+
+``main(argv)`` runs the command and returns the exit code; ``run()`` is the console
+script.  Errors are translated here and nowhere else: a ``WaystoneError`` prints one red
+line on stderr and exits 1 (2 for a ``UsageError`` and for Click's usage errors); any
+other exception prints one line too, and its traceback only with ``--debug``.
+
+Command modules are imported from a fixed list and each adds itself through
+``register(root)``; they keep their heavy imports (duckdb, aiohttp, genai-prices)
+inside the commands so that start-up stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+
+from waystone_cli import paths
+from waystone_cli.context import AppContext
+from waystone_cli.core.errors import UsageError, WaystoneError
+
+COMMAND_MODULES = (
+    "init",
+    "config",
+    "users",
+    "groups",
+    "providers",
+    "rules",
+    "rulesets",
+    "keys",
+    "rules_explain",
+    "usage",
+    "prices",
+    "serve",
+)
+
+EXIT_ERROR = 1
+EXIT_MISUSE = 2
+
+
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        metavar="PATH",
+        help="Config file (default: $WAYSTONE_CONFIG, else config.toml in the config folder).",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """waystone: a self-hosted LLM gateway with per-end-user usage tracking."""
+    state = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext(paths.config_path())
+    state.config_path = paths.config_path(config)
+    state.debug = debug
+    ctx.obj = state
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="waystone",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"waystone_cli.commands.{name}").register(app)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``waystone`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    state = AppContext(config_path=paths.config_path())
+    try:
+        command = typer.main.get_command(build_app())
+        code = command.main(args=args, prog_name="waystone", standalone_mode=False, obj=state)
+    except typer.TyperException as err:  # Click's usage errors derive from it
+        return _click_error(err)
+    except typer.Abort:
+        from waystone_cli import render
+
+        render.print_error("aborted")
+        return EXIT_ERROR
+    except WaystoneError as err:
+        return _waystone_error(err, state.debug)
+    except Exception as err:
+        return _unexpected(err, state.debug)
+    return code if isinstance(code, int) else 0
+
+
+def _click_error(err: typer.TyperException) -> int:
+    from typer._click.exceptions import NoArgsIsHelpError
+
+    from waystone_cli import render
+
+    if isinstance(err, NoArgsIsHelpError):
+        # A bare `waystone` or `waystone user` asks what there is: help, not an error.
+        render.print_text(err.format_message())
+        return 0
+    message = err.format_message()
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    render.print_error(message)
+    return int(getattr(err, "exit_code", EXIT_ERROR))
+
+
+def _waystone_error(err: WaystoneError, debug: bool) -> int:
+    from waystone_cli import render
+
+    if debug:
+        _print_traceback(err)
+    render.print_error(str(err))
+    return EXIT_MISUSE if isinstance(err, UsageError) else EXIT_ERROR
+
+
+def _unexpected(err: Exception, debug: bool) -> int:
+    from waystone_cli import render
+
+    if debug:
+        _print_traceback(err)
+        render.print_error(f"{type(err).__name__}: {err}")
+    else:
+        render.print_error(f"{type(err).__name__}: {err} (run with --debug for the traceback)")
+    return EXIT_ERROR
+
+
+def _print_traceback(err: BaseException) -> None:
+    import traceback
+
+    sys.stderr.write("".join(traceback.format_exception(err)))
+
+
+def run() -> None:
+    """The ``waystone`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
