@@ -29,7 +29,7 @@ async def query(request: web.Request) -> web.Response:
         name, params = body["name"], body.get("params") or {}
         fn = registry()[name]
     except (ValueError, KeyError, TypeError):
-        return _error(400, "expected {\"name\": <known query>, \"params\": {...}}")
+        return _error(400, 'expected {"name": <known query>, "params": {...}}')
     writer = request.app[MAIN_APP][LEDGER]
     try:
         await writer.flush()  # a query sees every request finished before it was asked
@@ -38,7 +38,9 @@ async def query(request: web.Request) -> web.Response:
         return _error(400, err.message)
     except TypeError as err:
         return _error(400, f"bad parameters for {name}: {err}")
-    return web.Response(text=json.dumps({"result": result}, default=str), content_type="application/json")
+    return web.Response(
+        text=json.dumps({"result": result}, default=str), content_type="application/json"
+    )
 
 
 def _error(status: int, message: str) -> web.Response:

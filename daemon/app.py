@@ -21,7 +21,18 @@ from daemon.maintenance import pruning
 from daemon.observe import Observer
 from daemon.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
 from daemon.reload import watch_config
-from daemon.state import CONFIG, COUNTERS, ENTITIES, HTTP, LEDGER, OBSERVER, SETTINGS, ConfigHolder, Settings, Snapshot
+from daemon.state import (
+    CONFIG,
+    COUNTERS,
+    ENTITIES,
+    HTTP,
+    LEDGER,
+    OBSERVER,
+    SETTINGS,
+    ConfigHolder,
+    Settings,
+    Snapshot,
+)
 from waystone_cli.core.config import load_config
 from waystone_cli.core.counters import UsageCounters
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
@@ -43,7 +54,9 @@ def create_app(settings: Settings) -> web.Application:
     for prefix in PREFIXES:
         for route in JSON_ROUTES:
             app.router.add_post(f"{prefix}/{route}", json_route(route))
-        app.router.add_post(f"{prefix}/audio/transcriptions", multipart_route("audio/transcriptions"))
+        app.router.add_post(
+            f"{prefix}/audio/transcriptions", multipart_route("audio/transcriptions")
+        )
         app.router.add_get(f"{prefix}/models", models_handler)
     app.router.add_post("/api/identify", identify.handler)
     app.router.add_get("/healthz", health.healthz)
@@ -66,7 +79,9 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     counters = UsageCounters(tz=app[CONFIG].current.config.server.timezone)
     counters.load(counter_rows(con, counters_since()))
     writer = LedgerWriter(
-        con, queue_size=ledger.queue_size, batch_size=ledger.batch_size,
+        con,
+        queue_size=ledger.queue_size,
+        batch_size=ledger.batch_size,
         flush_interval_ms=ledger.flush_interval_ms,
     )
     await writer.start()
@@ -79,7 +94,9 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_ctx(app: web.Application) -> AsyncIterator[None]:
-    session = ClientSession(connector=TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True)
+    session = ClientSession(
+        connector=TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True
+    )
     app[HTTP] = session
     yield
     await session.close()
@@ -110,10 +127,14 @@ def error_response(err: WaystoneError) -> web.Response:
     return response
 
 
-def envelope(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> web.Response:
+def envelope(
+    status: int, message: str, type_: str, code: str | None, param: str | None = None
+) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return web.json_response(body, status=status)
 
 
 def _http_code(status: int) -> str:
-    return {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status, "invalid_request")
+    return {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+        status, "invalid_request"
+    )

@@ -47,7 +47,9 @@ class Call:
         self.upstream_s = 0.0
         self.first_byte_s: float | None = None
         self.now = datetime.now(UTC)
-        self.record = RequestRecord(id=f"req_{uuid.uuid4().hex}", ts=self.now.replace(tzinfo=None), route=route)
+        self.record = RequestRecord(
+            id=f"req_{uuid.uuid4().hex}", ts=self.now.replace(tzinfo=None), route=route
+        )
         self.decision: Decision | None = None
         self.reservation: Any = None
         self.usage: Usage | None = None
@@ -102,7 +104,9 @@ class Call:
         if isinstance(err, WaystoneError):
             rec.status = err.status
             rec.error = err.message
-            rec.outcome = _OUTCOME_BY_CODE.get(err.code or "", "invalid_request" if err.status < 500 else "error")
+            rec.outcome = _OUTCOME_BY_CODE.get(
+                err.code or "", "invalid_request" if err.status < 500 else "error"
+            )
             if isinstance(err, PolicyBlocked):
                 rec.outcome = "rate_limited" if err.code == "rate_limited" else "blocked"
         else:

@@ -16,7 +16,6 @@ from daemon.call import Call
 from daemon.state import HTTP
 from daemon.upstream import call_http, call_mock, upstream_headers
 from waystone_cli.core.errors import PolicyBlocked, UpstreamError
-from waystone_cli.core.models import resolve_model
 
 
 def held_back(call: Call) -> bool:
@@ -39,7 +38,9 @@ async def check_output(call: Call, text: str) -> None:
         call.record.error = f"output flagged by {where}: {reason}"
 
 
-async def _failure(call: Call, deny_regex: str | None, moderation: str | None, text: str) -> str | None:
+async def _failure(
+    call: Call, deny_regex: str | None, moderation: str | None, text: str
+) -> str | None:
     if deny_regex and _compiled(deny_regex).search(text):
         return "the output matches a denied pattern"
     if moderation and await _flagged(call, moderation, text):
@@ -53,13 +54,15 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 async def _flagged(call: Call, target: str, text: str) -> bool:
-    provider, model = resolve_model(call.snapshot.config, target)
+    provider, model = call.snapshot.models.resolve(target)
     body = {"model": model, "input": text}
     if provider.kind == "mock":
         reply = await call_mock("moderations", body, model, stream=False)
     else:
         headers = upstream_headers(provider, {}, "application/json")
-        reply = await call_http(call.app[HTTP], provider, "moderations", json.dumps(body).encode(), headers)
+        reply = await call_http(
+            call.app[HTTP], provider, "moderations", json.dumps(body).encode(), headers
+        )
     try:
         data = await reply.read()
     finally:

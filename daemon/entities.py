@@ -78,7 +78,9 @@ class EntityStore:
         return Entity(
             kind=kind,
             id=ident,
-            metadata=merge_metadata(seen.metadata if seen else {}, declared.metadata if declared else {}),
+            metadata=merge_metadata(
+                seen.metadata if seen else {}, declared.metadata if declared else {}
+            ),
             first_seen=first_seen,
             declared=declared is not None,
             credits_usd=credits.usd if credits else None,

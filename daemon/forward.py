@@ -16,16 +16,21 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.body import Form
 from daemon.call import Call
 from daemon.checks import check_output, held_back
-from daemon.multipart import Form
 from daemon.state import HTTP
 from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.models import resolve_model
 from waystone_cli.core.sse import SSEParser
-from waystone_cli.core.usage import StreamTally, estimate_input_tokens, estimate_tokens, usage_from_body, Usage
+from waystone_cli.core.usage import (
+    StreamTally,
+    Usage,
+    estimate_input_tokens,
+    estimate_tokens,
+    usage_from_body,
+)
 
 RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -61,7 +66,7 @@ def plan_attempts(call: Call) -> list[tuple[ProviderConfig, str]]:
     retries = max(f.retries for f in decision.fallbacks)
     plan = [first] * (1 + retries)
     for fallback in decision.fallbacks:
-        plan.append(resolve_model(config, fallback.to))
+        plan.append(call.snapshot.models.resolve(fallback.to))
     return plan
 
 
@@ -74,7 +79,9 @@ async def _send(call: Call, provider: ProviderConfig, model: str, payload: Any) 
                 return await call_mock(call.record.route, payload.fields(), model, stream=False)
             data, content_type = payload.encode()
         else:
-            body = dict(payload, model=model) if "model" in payload or call.record.model else payload
+            body = (
+                dict(payload, model=model) if "model" in payload or call.record.model else payload
+            )
             if provider.kind == "mock":
                 return await call_mock(call.record.route, body, model, stream=call.record.stream)
             data, content_type = json.dumps(body).encode(), "application/json"
@@ -97,8 +104,11 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     if reply.status != 200:
         rec.outcome = "upstream_error"
         rec.error = data[:2000].decode("utf-8", "replace")
-        return web.Response(body=data, status=reply.status, headers={
-            "Content-Type": reply.content_type, **call.response_headers()})
+        return web.Response(
+            body=data,
+            status=reply.status,
+            headers={"Content-Type": reply.content_type, **call.response_headers()},
+        )
     body = _json_or_none(data)
     call.set_usage(usage_from_body(rec.route, body) if isinstance(body, dict) else None)
     if isinstance(body, dict):
@@ -107,14 +117,22 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     headers = call.response_headers()
     cost = rec.cost_usd
     headers["x-waystone-cost-usd"] = f"{cost:f}" if cost is not None else "unpriced"
-    return web.Response(body=data, status=200, headers={"Content-Type": reply.content_type, **headers})
+    return web.Response(
+        body=data, status=200, headers={"Content-Type": reply.content_type, **headers}
+    )
 
 
 async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
     rec = call.record
     rec.status = 200
-    response = web.StreamResponse(status=200, headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", **call.response_headers()})
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            **call.response_headers(),
+        },
+    )
     tally = StreamTally(rec.route)
     parser = SSEParser()
     drop_usage = call.drop_usage_chunk
@@ -175,7 +193,9 @@ def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
         call.set_usage(tally.usage)
         return
     input_tokens = estimate_input_tokens(call.record.route, call.input_body or {})
-    call.set_usage(Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(tally.text)), estimated=True)
+    call.set_usage(
+        Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(tally.text)), estimated=True
+    )
 
 
 def _json_or_none(data: bytes) -> Any:

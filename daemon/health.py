@@ -23,8 +23,12 @@ async def readyz(request: web.Request) -> web.Response:
     limit = config.ledger.queue_size
     checks = {
         "config": {"ok": holder.last_error is None, "error": holder.last_error},
-        "ledger": {"ok": writer.healthy, "queue_depth": depth, "queue_size": limit,
-                   "last_flush_ms": writer.last_flush_ms},
+        "ledger": {
+            "ok": writer.healthy,
+            "queue_depth": depth,
+            "queue_size": limit,
+            "last_flush_ms": writer.last_flush_ms,
+        },
         "queue": {"ok": depth < HIGH_WATER * limit},
     }
     # A config that failed to reload leaves the previous one in force: still ready.

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from daemon.proxy import authorize, read_body, body_limit
+from daemon.body import read_body
 from daemon.call import Call
+from daemon.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import parse_identity
@@ -34,7 +35,9 @@ async def handler(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     request.app[ENTITIES].observe(identity, request.app[CONFIG].current.config, now)
     request.app[LEDGER].submit_entities(identity, now.replace(tzinfo=None))
-    return web.json_response({
-        "user": identity.user.id if identity.user else None,
-        "group": identity.group.id if identity.group else None,
-    })
+    return web.json_response(
+        {
+            "user": identity.user.id if identity.user else None,
+            "group": identity.group.id if identity.group else None,
+        }
+    )

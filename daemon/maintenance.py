@@ -17,12 +17,14 @@ DAY_S = 86_400.0
 
 
 async def _prune_daily(app: web.Application) -> None:
-    from waystone_cli.ledger.reports import prune
+    from waystone_cli.ledger.retention import prune
 
     while True:
         writer = app[LEDGER]
         await writer.flush()
-        result = await writer.run_in_db(lambda con: prune(con, now=datetime.now(UTC), dry_run=False))
+        result = await writer.run_in_db(
+            lambda con: prune(con, now=datetime.now(UTC), dry_run=False)
+        )
         log.info("pruned the ledger: %s", result)
         await asyncio.sleep(DAY_S)
 

@@ -13,7 +13,6 @@ from typing import Any
 from daemon.call import Call
 from daemon.state import COUNTERS
 from waystone_cli.core.errors import PolicyBlocked
-from waystone_cli.core.models import resolve_model
 from waystone_cli.core.policy import RequestFacts, decide
 from waystone_cli.core.usage import Usage, estimate_input_tokens
 
@@ -53,7 +52,7 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             headers=dict(decision.headers),
         )
     if decision.model != rec.requested_model and rec.model is not None:
-        provider, model = resolve_model(config, decision.model)
+        provider, model = call.snapshot.models.resolve(decision.model)
         rec.provider, rec.model = provider.name, model
     body = _edit_body(call, body, decision.max_tokens)
     rec.datasets = list(decision.datasets)
@@ -83,7 +82,10 @@ def _edit_body(call: Call, body: dict[str, Any], cap: int | None) -> dict[str, A
         options = body.get("stream_options")
         asked = isinstance(options, dict) and options.get("include_usage") is True
         call.drop_usage_chunk = not asked
-        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        body["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
     return body
 
 
@@ -96,7 +98,9 @@ def _body_cap(body: dict[str, Any]) -> int | None:
     return min(caps) if caps else None
 
 
-def _estimate_cost(call: Call, provider: str | None, model: str | None, input_tokens: int, cap: int | None) -> float | None:
+def _estimate_cost(
+    call: Call, provider: str | None, model: str | None, input_tokens: int, cap: int | None
+) -> float | None:
     if not provider or not model:
         return None
     usage = Usage(input_tokens=input_tokens, output_tokens=cap or DEFAULT_OUTPUT_ESTIMATE)

@@ -17,14 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.body import read_body, read_multipart
 from daemon.call import Call
 from daemon.forward import forward
-from daemon.multipart import read_multipart
 from daemon.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
-from waystone_cli.core.errors import AuthError, BodyTooLarge, InvalidRequest, WaystoneError
+from waystone_cli.core.errors import AuthError, InvalidRequest, WaystoneError
 from waystone_cli.core.identity import Identity, combine, identity_from_headers, pop_identity
-from waystone_cli.core.models import resolve_model
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -75,25 +74,8 @@ def authorize(call: Call) -> None:
         raise AuthError("invalid or missing gateway key (Authorization: Bearer <key>)")
 
 
-async def read_body(request: web.Request, limit_bytes: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit_bytes:
-        raise BodyTooLarge(f"request body is over the limit of {_mib(limit_bytes)}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit_bytes:
-            raise BodyTooLarge(f"request body is over the limit of {_mib(limit_bytes)}")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):g} MiB"
-
-
-def body_limit(call: Call) -> int:
-    return int(call.snapshot.config.server.max_body_mb * (1 << 20))
+def body_limit(call: Call) -> float:
+    return call.snapshot.config.server.max_body_mb
 
 
 async def _prepare_json(call: Call) -> dict[str, Any]:
@@ -142,18 +124,25 @@ def _multipart_identity(meta: str) -> Identity:
 def attach_identity(call: Call, body_identity: Identity) -> None:
     headers = call.request.headers
     identity = combine(
-        body_identity, identity_from_headers(headers.get("X-Waystone-User"), headers.get("X-Waystone-Group"))
+        body_identity,
+        identity_from_headers(headers.get("X-Waystone-User"), headers.get("X-Waystone-Group")),
     )
     config = call.snapshot.config
     if config.server.require_identity and identity.user is None and identity.group is None:
-        raise InvalidRequest("this gateway requires an identity: set metadata.waystone with a user or group")
+        raise InvalidRequest(
+            "this gateway requires an identity: set metadata.waystone with a user or group"
+        )
     user, group = call.app[ENTITIES].observe(identity, config, call.now)
     call.entities = (user, group)
     rec = call.record
     rec.user_id = identity.user.id if identity.user else None
     rec.group_id = identity.group.id if identity.group else None
-    rec.user_metadata = dict(identity.user.metadata) if identity.user and identity.user.metadata else None
-    rec.group_metadata = dict(identity.group.metadata) if identity.group and identity.group.metadata else None
+    rec.user_metadata = (
+        dict(identity.user.metadata) if identity.user and identity.user.metadata else None
+    )
+    rec.group_metadata = (
+        dict(identity.group.metadata) if identity.group and identity.group.metadata else None
+    )
 
 
 def resolve(call: Call, model: Any, *, required: bool) -> None:
@@ -161,12 +150,14 @@ def resolve(call: Call, model: Any, *, required: bool) -> None:
     if model is None and not required:
         providers = list(call.snapshot.config.providers.values())
         if len(providers) != 1:
-            raise InvalidRequest("model is required when more than one provider is configured", param="model")
+            raise InvalidRequest(
+                "model is required when more than one provider is configured", param="model"
+            )
         rec.provider = providers[0].name
         return
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model must be a non-empty string", param="model")
-    provider, name = resolve_model(call.snapshot.config, model)
+    provider, name = call.snapshot.models.resolve(model)
     rec.provider, rec.model = provider.name, name
     rec.requested_model = f"{provider.name}/{name}"
 

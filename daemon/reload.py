@@ -60,7 +60,9 @@ async def _watch(app: web.Application, interval: float) -> None:
 
 
 async def watch_config(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_watch(app, app[SETTINGS].watch_interval_s), name="waystone-config-watch")
+    task = asyncio.create_task(
+        _watch(app, app[SETTINGS].watch_interval_s), name="waystone-config-watch"
+    )
     loop = asyncio.get_running_loop()
     hup = False
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,13 +17,11 @@ from typing import TYPE_CHECKING
 from aiohttp import ClientSession, web
 
 from waystone_cli.core.config import Config
+from waystone_cli.core.models import ModelIndex
 from waystone_cli.core.pricing import Pricer
 
 if TYPE_CHECKING:
-    from daemon.entities import EntityStore
-    from daemon.observe import Observer
-    from waystone_cli.core.counters import UsageCounters
-    from waystone_cli.ledger.writer import LedgerWriter
+    pass
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,20 @@ class Settings:
 class Snapshot:
     config: Config
     pricer: Pricer
+    models: ModelIndex
     key_hashes: tuple[bytes, ...] = field(default=())
 
     @classmethod
     def build(cls, config: Config) -> Snapshot:
         hashes = tuple(_digest_of(k.hash) for k in config.keys.values())
-        return cls(config=config, pricer=Pricer(config.prices), key_hashes=hashes)
+        pricer = Pricer(
+            config.prices,
+            base_urls={name: p.base_url for name, p in config.providers.items()},
+            on_unpriced=_warn_unpriced,
+        )
+        return cls(
+            config=config, pricer=pricer, models=ModelIndex.from_config(config), key_hashes=hashes
+        )
 
     def key_allowed(self, presented: str) -> bool:
         """Constant-time comparison of the presented key's hash with every stored hash."""
@@ -56,6 +63,16 @@ class Snapshot:
         for stored in self.key_hashes:
             allowed |= hmac.compare_digest(stored, digest)
         return allowed
+
+
+def _warn_unpriced(provider: str, model: str) -> None:
+    logging.getLogger("waystone.pricing").warning(
+        'no price known for %s/%s: its requests are recorded as unpriced (add [prices."%s/%s"])',
+        provider,
+        model,
+        provider,
+        model,
+    )
 
 
 def _digest_of(stored: str) -> bytes:

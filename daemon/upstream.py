@@ -23,7 +23,14 @@ from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
 
 # Request headers worth passing to a provider; everything else (hop-by-hop headers,
 # the client's Authorization, cookies, our identity headers) stays here.
-_FORWARDED = ("accept", "openai-organization", "openai-project", "openai-beta", "traceparent", "tracestate")
+_FORWARDED = (
+    "accept",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "traceparent",
+    "tracestate",
+)
 
 
 @dataclass
@@ -53,7 +60,9 @@ def provider_key(provider: ProviderConfig) -> str | None:
     return ref
 
 
-def upstream_headers(provider: ProviderConfig, incoming: Mapping[str, str], content_type: str | None) -> dict[str, str]:
+def upstream_headers(
+    provider: ProviderConfig, incoming: Mapping[str, str], content_type: str | None
+) -> dict[str, str]:
     headers = {k: v for k in _FORWARDED if (v := incoming.get(k)) is not None}
     headers.update(provider.headers)
     key = provider_key(provider)
@@ -77,11 +86,15 @@ async def call_http(
         total=None, sock_connect=provider.connect_timeout_s, sock_read=provider.timeout_s
     )
     try:
-        resp = await session.request(method, url, data=data or None, headers=headers, timeout=timeout)
+        resp = await session.request(
+            method, url, data=data or None, headers=headers, timeout=timeout
+        )
     except TimeoutError as err:
         raise UpstreamTimeout(f'provider "{provider.name}" timed out') from err
     except aiohttp.ClientError as err:
-        raise UpstreamError(f'provider "{provider.name}" is unreachable: {type(err).__name__}') from err
+        raise UpstreamError(
+            f'provider "{provider.name}" is unreachable: {type(err).__name__}'
+        ) from err
     return UpstreamReply(
         status=resp.status,
         content_type=resp.headers.get("Content-Type", "application/json"),

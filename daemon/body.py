@@ -1,5 +1,9 @@
-"""Multipart bodies (``audio/transcriptions``): read whole within the body limit, the
-identity field taken out, the rest passed through to the provider unchanged."""
+"""Reading request bodies within the configured limit ([server] max_body_mb).
+
+JSON bodies are read whole (counting as they arrive, so an over-long body is refused
+without being held); multipart bodies (``audio/transcriptions``) are read into a
+``Form`` whose identity field is taken out and the rest passed through unchanged.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,9 @@ class Form:
         return Form([*parts, Part(name, value.encode())])
 
     def fields(self) -> dict[str, str]:
-        return {p.name: p.value.decode("utf-8", "replace") for p in self.parts if p.filename is None}
+        return {
+            p.name: p.value.decode("utf-8", "replace") for p in self.parts if p.filename is None
+        }
 
     def encode(self) -> tuple[bytes, str]:
         """Serialize as multipart/form-data (a fresh boundary; names quoted per RFC 7578)."""
@@ -62,9 +68,28 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
 
 
-async def read_multipart(request: web.Request, limit_bytes: int) -> Form:
+async def read_body(request: web.Request, limit_mb: float) -> bytes:
+    limit = int(limit_mb * (1 << 20))
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(too_large(limit_mb))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(too_large(limit_mb))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit_mb: float) -> str:
+    return f"request body is over the limit of {limit_mb:g} MiB ([server] max_body_mb)"
+
+
+async def read_multipart(request: web.Request, limit_mb: float) -> Form:
+    limit_bytes = int(limit_mb * (1 << 20))
     if request.content_length is not None and request.content_length > limit_bytes:
-        raise BodyTooLarge(f"request body is over the limit of {limit_bytes / (1 << 20):g} MiB")
+        raise BodyTooLarge(too_large(limit_mb))
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError) as err:
@@ -80,7 +105,8 @@ async def read_multipart(request: web.Request, limit_bytes: int) -> Form:
         value = await part.read(decode=False)
         size += len(value)
         if size > limit_bytes:
-            raise BodyTooLarge(f"request body is over the limit of {limit_bytes / (1 << 20):g} MiB")
-        form.parts.append(Part(part.name or "", bytes(value), part.filename,
-                               part.headers.get("Content-Type")))
+            raise BodyTooLarge(too_large(limit_mb))
+        form.parts.append(
+            Part(part.name or "", bytes(value), part.filename, part.headers.get("Content-Type"))
+        )
     return form

@@ -1,0 +1,110 @@
+"""The daemon as a real process: SIGTERM loses no row, SIGKILL at most the last second,
+and the demo runs end to end offline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import openai
+import pytest
+
+from waystone_cli.demo import free_port
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """\
+[server]
+port = {port}
+
+[providers.local]
+kind = "mock"
+models = ["mock-small"]
+"""
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("daemon not ready")
+
+
+@pytest.fixture
+def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    (waystone_home / "config.toml").write_text(CONFIG.format(port=port))
+    proc = subprocess.Popen([sys.executable, "-m", "waystone_cli.main", "serve"], env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(port, proc)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def _send(port: int, count: int) -> None:
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+    sem = asyncio.Semaphore(20)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await client.chat.completions.create(
+                model="mock-small", messages=[{"role": "user", "content": f"hello {i}"}],
+                metadata={"waystone": f'{{"user": "u{i % 7}"}}'}, stream=i % 2 == 0,
+            )
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    await client.close()
+
+
+def _count(home: Path) -> int:
+    con = duckdb.connect(str(home / "ledger.duckdb"), read_only=True)
+    try:
+        row = con.execute("SELECT count(*) FROM requests WHERE outcome = 'ok'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+def test_sigterm_after_200_requests_leaves_200_rows(daemon: tuple[subprocess.Popen[bytes], int],
+                                                   waystone_home: Path) -> None:
+    proc, port = daemon
+    asyncio.run(_send(port, 200))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert _count(waystone_home) == 200
+
+
+def test_sigkill_loses_at_most_the_last_second(daemon: tuple[subprocess.Popen[bytes], int],
+                                               waystone_home: Path) -> None:
+    proc, port = daemon
+    asyncio.run(_send(port, 50))
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _count(waystone_home) == 50
+
+
+def test_demo_runs_offline_and_prints_the_usage_table(waystone_home: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "waystone_cli.main", "demo", "--requests", "12"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "sent 12 requests" in result.stdout
+    assert "alice" in result.stdout and "acme" in result.stdout
