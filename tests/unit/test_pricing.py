@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from waystone_cli.core.config import Price
+from waystone_cli.core.pricing import PriceInfo, Pricer
+from waystone_cli.core.usage import Usage
+
+OVERRIDES = {
+    "local/mock-large": Price(input=1.0, output=4.0),
+    "mock-large": Price(input=9.0, output=9.0),  # loses to the provider/model key
+    "mock-small": Price(input=0.15, output=0.6, cached_input=0.075, reasoning=2.4),
+    "free": Price(input=0, output=0),
+}
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "usage", "cost"),
+    [
+        # 1,000 x $1/M + 500 x $4/M = 0.001 + 0.002
+        ("local", "mock-large", Usage(1000, 500), Decimal("0.0030000000")),
+        # the bare key applies to another provider: 1,000 x 9 + 500 x 9, per million
+        ("other", "mock-large", Usage(1000, 500), Decimal("0.0135000000")),
+        # (1,000 - 400) x 0.15 + 400 x 0.075 + (500 - 100) x 0.6 + 100 x 2.4, per million
+        # = 90 + 30 + 240 + 240 = 600 / 1e6
+        (
+            "local",
+            "mock-small",
+            Usage(1000, 500, cached_tokens=400, reasoning_tokens=100),
+            Decimal("0.0006000000"),
+        ),
+        # 7 x 0.15 + 3 x 0.6 = 1.05 + 1.8 = 2.85 per million
+        ("local", "mock-small", Usage(7, 3), Decimal("0.0000028500")),
+        # 1 token at $0.15/M = 1.5e-7 exactly, kept to the ledger's 1e-10
+        ("local", "mock-small", Usage(1, 0), Decimal("0.0000001500")),
+        ("local", "free", Usage(1000, 1000), Decimal("0E-10")),
+        ("local", "mock-large", Usage(), Decimal("0E-10")),
+    ],
+)
+def test_override_prices_are_exact(provider: str, model: str, usage: Usage, cost: Decimal) -> None:
+    assert Pricer(OVERRIDES).cost(provider, model, usage) == cost
+
+
+def test_override_without_cached_or_reasoning_rates_bills_them_at_the_base_rates() -> None:
+    # (800 x 1) + (200 x 1) + (300 x 4) + (100 x 4) = 2,600 per million
+    usage = Usage(1000, 400, cached_tokens=200, reasoning_tokens=100)
+    assert Pricer(OVERRIDES).cost("local", "mock-large", usage) == Decimal("0.0026000000")
+
+
+def test_price_reports_the_override_rates_and_its_key() -> None:
+    assert Pricer(OVERRIDES).price("local", "mock-small") == PriceInfo(
+        input=Decimal("0.15"),
+        output=Decimal("0.6"),
+        cached_input=Decimal("0.075"),
+        reasoning=Decimal("2.4"),
+        source="config",
+        ref="mock-small",
+    )
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "usage", "cost"),
+    [
+        # gpt-4o: $2.50 input, $1.25 cached input, $10 output per million.
+        # (1,000 - 200) x 2.5 + 200 x 1.25 + 500 x 10 = 2,000 + 250 + 5,000 = 7,250 per million
+        ("openai", "gpt-4o", Usage(1000, 500, cached_tokens=200), Decimal("0.0072500000")),
+        # a dated snapshot name finds the same prices
+        ("openai", "gpt-4o-2024-08-06", Usage(1_000_000, 0), Decimal("2.5000000000")),
+        # o3: $2 input, $0.50 cached, $8 output; reasoning tokens are output tokens
+        # (1,000 - 600) x 2 + 600 x 0.5 + 2,000 x 8 = 800 + 300 + 16,000 = 17,100 per million
+        (
+            "openai",
+            "o3",
+            Usage(1000, 2000, cached_tokens=600, reasoning_tokens=1500),
+            Decimal("0.0171000000"),
+        ),
+        # a provider name genai-prices does not know: found by the model name alone
+        ("eu-proxy", "gpt-4o", Usage(1000, 500, cached_tokens=200), Decimal("0.0072500000")),
+        # gemini-2.5-pro is tiered: above 200,000 input tokens every token pays $2.50 / $15
+        ("google", "gemini-2.5-pro", Usage(100_000, 1000), Decimal("0.1350000000")),
+        ("google", "gemini-2.5-pro", Usage(300_000, 1000), Decimal("0.7650000000")),
+    ],
+)
+def test_bundled_table_prices(provider: str, model: str, usage: Usage, cost: Decimal) -> None:
+    assert Pricer({}).cost(provider, model, usage) == cost
+
+
+@pytest.mark.parametrize(
+    ("model", "usage"),
+    [
+        ("gpt-4o", Usage(1234, 567, cached_tokens=1000)),
+        ("o3", Usage(98_765, 4321, cached_tokens=50_000, reasoning_tokens=4000)),
+        ("gpt-4o-mini", Usage(10, 1)),
+        ("text-embedding-3-small", Usage(12_345, 0)),
+    ],
+)
+def test_bundled_costs_agree_with_genai_prices_own_calculation(model: str, usage: Usage) -> None:
+    from genai_prices import Usage as GenaiUsage
+    from genai_prices import calc_price
+
+    theirs = calc_price(
+        GenaiUsage(
+            input_tokens=usage.input_tokens,
+            cache_read_tokens=usage.cached_tokens,
+            output_tokens=usage.output_tokens,
+        ),
+        model_ref=model,
+        provider_id="openai",
+    ).total_price
+    assert Pricer({}).cost("openai", model, usage) == theirs.quantize(Decimal("1e-10"))
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("local", "mock-small-unlisted"),  # unknown anywhere
+        ("openai", "mock-large"),  # a provider genai-prices knows, without the model
+        ("openai", "whisper-1"),  # priced by audio hours, which waystone does not count
+    ],
+)
+def test_unknown_models_are_unpriced_never_zero(provider: str, model: str) -> None:
+    pricer = Pricer({})
+    assert pricer.price(provider, model) is None
+    assert pricer.cost(provider, model, Usage(1000, 1000)) is None
+
+
+def test_the_provider_base_url_identifies_a_custom_named_provider() -> None:
+    pricer = Pricer({}, base_urls={"corp": "https://api.openai.com/v1"})
+    info = pricer.price("corp", "gpt-4o")
+    assert info is not None
+    assert (info.source, info.ref, info.input, info.output) == (
+        "genai-prices",
+        "openai/gpt-4o",
+        Decimal("2.5"),
+        Decimal("10"),
+    )
+
+
+def test_lookups_are_memoized_and_each_miss_is_reported_once() -> None:
+    misses: list[tuple[str, str]] = []
+    pricer = Pricer(OVERRIDES, on_unpriced=lambda p, m: misses.append((p, m)))
+    first = pricer.price("openai", "gpt-4o")
+    assert pricer.price("openai", "gpt-4o") is first
+    for _ in range(3):
+        assert pricer.price("local", "nope") is None
+    assert misses == [("local", "nope")]
