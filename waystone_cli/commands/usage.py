@@ -1,9 +1,358 @@
-"""Placeholder: being written; its owner replaces this file."""
+"""``waystone usage``: reports, timelines, spikes, exports, datasets and pruning.
+
+Each command turns its options into query parameters (times as naive-UTC ISO strings,
+worked out here so the daemon and the file give the same answer), runs one named ledger
+query through ``AppContext.query`` and renders the result.  Nothing heavy is imported
+at module level: duckdb is only loaded inside the query path.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
 import typer
+
+from waystone_cli.context import app_context
+from waystone_cli.core.errors import UsageError
+from waystone_cli.ledger.spikes import RULE
+
+T = TypeVar("T")
+
+
+class By(StrEnum):
+    user = "user"
+    group = "group"
+    model = "model"
+    provider = "provider"
+
+
+class Entity(StrEnum):
+    user = "user"
+    group = "group"
+
+
+class Metric(StrEnum):
+    cost = "cost"
+    tokens = "tokens"
+    requests = "requests"
+
+
+class Every(StrEnum):
+    hour = "hour"
+    day = "day"
+
+
+class Format(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+SINCE_HELP = "Start: a duration back from now (30d, 12h) or a UTC date/time (2026-11-01)."
+UNTIL_HELP = "End (exclusive): a duration back from now or a UTC date/time; default now."
+JSON_HELP = "Print JSON instead of a table."
+
+
+def iso_time(text: str | None, now: datetime) -> str | None:
+    """``--since``/``--until`` as a naive-UTC ISO string (what the queries take)."""
+    if text is None:
+        return None
+    from waystone_cli.core.windows import WindowError, parse_since
+
+    try:
+        return parse_since(text, now).astimezone(UTC).replace(tzinfo=None).isoformat()
+    except WindowError as err:
+        raise UsageError(str(err)) from None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _empty(ctx: typer.Context, nothing: str) -> None:
+    """Say why there is nothing to show: an empty ledger, or an empty selection."""
+    from waystone_cli import render
+
+    state = app_context(ctx)
+    if state.query("usage_status")["requests"] == 0:
+        render.print_line(f"The ledger is empty: no request recorded yet ({state.ledger_path()}).")
+    else:
+        render.print_line(nothing)
+
+
+def _print(parts: list[Any]) -> None:
+    from waystone_cli import render
+
+    out = render.console()
+    for part in parts:
+        out.print(part, soft_wrap=isinstance(part, str))
+
+
+def top(
+    ctx: typer.Context,
+    by: By = typer.Option(By.user, "--by", help="Rank users, groups, models or providers."),
+    metric: Metric = typer.Option(
+        Metric.cost, "--metric", help="Rank by cost, tokens or requests."
+    ),
+    since: str = typer.Option("30d", "--since", help=SINCE_HELP),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many rows to show."),
+    group: str | None = typer.Option(None, "--group", help="Only requests made in this group."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Who uses the most: the top users, groups, models or providers over a period."""
+    from waystone_cli import render
+    from waystone_cli.render.usage import top_view
+
+    now = _now()
+    params = {"since": iso_time(since, now), "until": iso_time(until, now)}
+    result = app_context(ctx).query(
+        "usage_top", by=by.value, metric=metric.value, limit=limit, group=group, **params
+    )
+    if as_json:
+        render.print_json(result["rows"])
+    elif not result["rows"]:
+        _empty(ctx, f"No requests between {params['since']} and {params['until'] or 'now'}.")
+    else:
+        _print(top_view(result, by.value, metric.value, params["since"], params["until"]))
+
+
+def show(
+    ctx: typer.Context,
+    kind: Entity = typer.Argument(..., help="user or group"),
+    id: str = typer.Argument(..., help="The user's or group's id."),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP + " Default: all time."),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """One user's or group's usage: totals, models, groups or members, and a daily chart."""
+    from waystone_cli import render
+    from waystone_cli.render.usage import show_view
+
+    now = _now()
+    params = {"since": iso_time(since, now), "until": iso_time(until, now)}
+    result = app_context(ctx).query("usage_show", kind=kind.value, id=id, **params)
+    if as_json:
+        render.print_json(result)
+    elif result["requests"] == 0:
+        _empty(ctx, f"No requests by {kind.value} {id} in this period.")
+    else:
+        _print(show_view(result, kind.value, params["since"], params["until"]))
+
+
+def timeline(
+    ctx: typer.Context,
+    user: str | None = typer.Option(None, "--user", help="Only this user's requests."),
+    group: str | None = typer.Option(None, "--group", help="Only this group's requests."),
+    model: str | None = typer.Option(
+        None, "--model", help="Only this model (provider/model or bare)."
+    ),
+    every: Every = typer.Option(Every.day, "--every", help="One bucket per hour or per day."),
+    since: str | None = typer.Option(
+        None, "--since", help=SINCE_HELP + " Default: 30d by day, 48h by hour."
+    ),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    metric: Metric = typer.Option(Metric.cost, "--metric", help="Chart cost, tokens or requests."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Usage over time, per hour or day, as a chart in the terminal."""
+    from waystone_cli import render
+    from waystone_cli.render.usage import span_text, timeline_view
+
+    if sum(x is not None for x in (user, group, model)) > 1:
+        raise UsageError("give at most one of --user, --group and --model")
+    now = _now()
+    default = "30d" if every is Every.day else "48h"
+    params = {"since": iso_time(since or default, now), "until": iso_time(until, now)}
+    rows = app_context(ctx).query(
+        "usage_timeline", every=every.value, user=user, group=group, model=model, **params
+    )
+    if as_json:
+        render.print_json(rows)
+        return
+    if not any(r["requests"] for r in rows):
+        _empty(ctx, "No requests in this period.")
+        return
+    subject = (
+        f"user {user}"
+        if user
+        else f"group {group}"
+        if group
+        else f"model {model}"
+        if model
+        else "all"
+    )
+    title = f"{metric.value.capitalize()} per {every.value}, {subject}, {span_text(params['since'], params['until'])}"
+    width = render.console().width
+    _print(timeline_view(rows, metric.value, every.value, title, width))
+
+
+def spikes(
+    ctx: typer.Context,
+    since: str = typer.Option("7d", "--since", help=SINCE_HELP),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    every: Every = typer.Option(Every.hour, "--every", help="Judge hours or days."),
+    by: Entity = typer.Option(Entity.user, "--by", help="Judge each user or each group."),
+    metric: Metric = typer.Option(Metric.cost, "--metric", help="Judge cost, tokens or requests."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Show the largest N (by excess)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Buckets where a user's or group's usage stands far above its own recent baseline."""
+    from waystone_cli import render
+    from waystone_cli.render.usage import spikes_table
+
+    now = _now()
+    params = {"since": iso_time(since, now), "until": iso_time(until, now)}
+    rows = app_context(ctx).query(
+        "usage_spikes", every=every.value, by=by.value, metric=metric.value, limit=limit, **params
+    )
+    if as_json:
+        render.print_json(rows)
+    elif not rows:
+        _empty(ctx, f"No spikes: no {every.value} stands out from its {by.value}'s baseline.")
+    else:
+        _print(
+            [
+                f"{len(rows)} spikes in {metric.value} per {every.value}",
+                spikes_table(rows, by.value),
+            ]
+        )
+
+
+spikes.__doc__ = f"{spikes.__doc__}\n\n{RULE}"
+
+
+def export(
+    ctx: typer.Context,
+    format: Format = typer.Option(
+        ..., "--format", help="csv, parquet or json (one object per line)."
+    ),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP + " Default: every row."),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write here (default: stdout, csv and json only)."
+    ),
+) -> None:
+    """Export every ledger row through DuckDB's own writers."""
+    from waystone_cli import render
+
+    now = _now()
+    params = {"since": iso_time(since, now), "until": iso_time(until, now)}
+    if out is None and format is Format.parquet:
+        raise UsageError("parquet goes to a file: give --out FILE")
+    state = app_context(ctx)
+    with _target(out) as path:
+        result = _with_progress(
+            f"exporting {format.value}",
+            lambda: state.query("usage_export", format=format.value, out=str(path), **params),
+        )
+        if out is None:
+            with path.open("rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.flush()
+    if result["rows"] == 0 and state.query("usage_status")["requests"] == 0:
+        render.print_note("The ledger is empty: no request recorded yet.")
+    elif out is not None:
+        render.print_note(f"Exported {result['rows']:,} rows to {out}.")
+
+
+@contextmanager
+def _target(out: Path | None) -> Iterator[Path]:
+    """The file the export is written to: ``--out``, or a private temporary file."""
+    if out is not None:
+        yield out.expanduser().resolve()
+        return
+    # The writer may be the daemon, so stdout cannot be handed to it: go through a file.
+    with tempfile.TemporaryDirectory(prefix="waystone-export-") as folder:
+        os.chmod(folder, 0o700)
+        yield Path(folder) / "export"
+
+
+def _with_progress(label: str, work: Callable[[], T]) -> T:
+    """Run ``work`` with a progress bar on stderr (pulsing: one COPY reports no steps)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from waystone_cli import render
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=render.err_console(), transient=True) as progress:
+        progress.add_task(label, total=None)
+        return work()
+
+
+def datasets(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)
+) -> None:
+    """The review datasets that dataset rules collected, with their sizes."""
+    from waystone_cli import render
+    from waystone_cli.render.usage import datasets_table
+
+    rows = app_context(ctx).query("usage_datasets")
+    if as_json:
+        render.print_json(rows)
+    elif not rows:
+        _empty(ctx, 'No datasets yet: a rule with action = "dataset" collects requests into one.')
+    else:
+        render.print_table(datasets_table(rows))
+
+
+def dataset(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The dataset's name."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """The items of one review dataset: input, output, user, group, model and time."""
+    from waystone_cli import render
+    from waystone_cli.render.usage import dataset_table
+
+    rows = app_context(ctx).query("usage_dataset", dataset_name=name)
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.print_table(dataset_table(rows))
+
+
+def prune(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be deleted."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Delete the rows whose retain rule has run out, with their content and dataset items."""
+    from waystone_cli import render
+    from waystone_cli.ledger.access import run_write
+    from waystone_cli.render.usage import prune_text
+
+    state = app_context(ctx)
+    result = _with_progress(
+        "pruning",
+        lambda: run_write(
+            "usage_prune",
+            ledger_path=state.ledger_path(),
+            socket_path=state.socket_path(),
+            now=_now().isoformat(),
+            dry_run=dry_run,
+        ),
+    )
+    if as_json:
+        render.print_json(result)
+    else:
+        render.print_line(prune_text(result))
 
 
 def register(root: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``usage`` group to the root app."""
+    app = typer.Typer(
+        no_args_is_help=True, help="Usage reports, timelines, spikes, exports and datasets."
+    )
+    for command in (top, show, timeline, spikes, export, datasets, dataset, prune):
+        app.command(name=command.__name__)(command)
+    root.add_typer(app, name="usage")

@@ -53,6 +53,23 @@ def run_local(name: str, ledger_path: Path, **params: Any) -> Any:
         return json.loads(json.dumps(query(con, **params), default=str))
 
 
+def run_write(name: str, *, ledger_path: Path, socket_path: Path, **params: Any) -> Any:
+    """Run a query that changes the ledger (pruning): in the daemon, else on the file read-write."""
+    answer = _ask_daemon(socket_path, name, params)
+    if answer is not _NO_DAEMON:
+        return answer
+    from waystone_cli.ledger.connection import open_readwrite
+
+    query = registry().get(name)
+    if query is None:
+        raise WaystoneError(f"unknown ledger query {name!r}")
+    con = open_readwrite(ledger_path)
+    try:
+        return json.loads(json.dumps(query(con, **params), default=str))
+    finally:
+        con.close()
+
+
 _NO_DAEMON = object()
 
 
