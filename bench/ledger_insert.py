@@ -1,0 +1,159 @@
+"""How fast rows get into the ledger, by insert method, in batches.
+
+    python bench/ledger_insert.py [--rows 20000] [--batch 1000] [--users 1000] [--groups 50]
+
+Each method writes the same generated rows into a fresh ledger file and reports rows
+per second:
+
+- ``executemany``: one statement per row (only a few hundred rows: it is that slow);
+- ``values``: one multi-row ``INSERT ... VALUES (?, ...), (?, ...)`` per batch;
+- ``unnest``: one list parameter per column, one ``UNNEST`` per column;
+- ``zip``: one list parameter per column, ``UNNEST(list_zip(...))`` (what the writer uses);
+- ``batch``: the writer's whole transaction (requests + entities + links + rollup);
+- ``writer``: ``LedgerWriter.submit`` for every row, then ``flush()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import duckdb  # noqa: E402
+
+from waystone_cli.core.records import REQUEST_COLUMNS, RequestRecord  # noqa: E402
+from waystone_cli.ledger.batch import REQUEST_TYPES, insert_batch, request_columns  # noqa: E402
+from waystone_cli.ledger.connection import open_readwrite  # noqa: E402
+from waystone_cli.ledger.writer import LedgerWriter  # noqa: E402
+
+
+def make_rows(n: int, users: int, groups: int, seed: int = 7) -> list[RequestRecord]:
+    rng = random.Random(seed)
+    start = datetime(2026, 3, 1)
+    rows = []
+    for i in range(n):
+        group = f"g{rng.randrange(groups)}" if rng.random() < 0.6 else None
+        cost = Decimal(rng.randrange(1, 10**7)) / Decimal(10**10) if rng.random() < 0.95 else None
+        rows.append(
+            RequestRecord(
+                id=f"req-{seed}-{i:08d}",
+                ts=start + timedelta(seconds=i * 0.01),
+                route="chat/completions",
+                status=200,
+                outcome="ok",
+                user_id=f"u{rng.randrange(users)}",
+                group_id=group,
+                provider="openai",
+                requested_model="gpt-4o",
+                model=rng.choice(["gpt-4o", "gpt-4o-mini"]),
+                stream=rng.random() < 0.5,
+                input_tokens=rng.randrange(10, 4000),
+                output_tokens=rng.randrange(1, 800),
+                cached_tokens=rng.randrange(0, 100),
+                cost_usd=cost,
+                priced=cost is not None,
+                latency_ms=rng.uniform(50, 3000),
+                ttft_ms=rng.uniform(10, 500),
+                overhead_ms=rng.uniform(0.1, 2.0),
+                rulesets=["free-tier"] if rng.random() < 0.3 else [],
+            )
+        )
+    return rows
+
+
+def chunks(rows: list[RequestRecord], size: int) -> list[list[RequestRecord]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def timed(label: str, rows: int, run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    rate = rows / (time.perf_counter() - started)
+    print(f"{label:<12} {rows:>8} rows  {rate:>10,.0f} rows/s")
+    return rate
+
+
+def fresh(dir_: Path, name: str) -> duckdb.DuckDBPyConnection:
+    return open_readwrite(dir_ / f"{name}.duckdb")
+
+
+def method_sql(kind: str, n: int) -> str:
+    cols = ", ".join(REQUEST_COLUMNS)
+    if kind == "values":
+        row = "(" + ", ".join("?" for _ in REQUEST_COLUMNS) + ")"
+        return f"INSERT INTO requests ({cols}) VALUES " + ", ".join([row] * n)
+    if kind == "unnest":
+        values = ", ".join(f"UNNEST(?::{REQUEST_TYPES[c]}[])" for c in REQUEST_COLUMNS)
+        return f"INSERT INTO requests ({cols}) SELECT {values}"
+    lists = ", ".join(f"?::{REQUEST_TYPES[c]}[]" for c in REQUEST_COLUMNS)
+    return (
+        f"INSERT INTO requests ({cols}) SELECT UNNEST(row, recursive := true) "
+        f"FROM (SELECT UNNEST(list_zip({lists})) AS row)"
+    )
+
+
+def run_method(
+    con: duckdb.DuckDBPyConnection, kind: str, batches: list[list[RequestRecord]]
+) -> None:
+    for batch in batches:
+        columns = request_columns(batch)
+        con.begin()
+        if kind == "executemany":
+            row = "(" + ", ".join("?" for _ in REQUEST_COLUMNS) + ")"
+            con.executemany(
+                f"INSERT INTO requests VALUES {row}", [list(r) for r in zip(*columns, strict=True)]
+            )
+        elif kind == "values":
+            flat = [value for row in zip(*columns, strict=True) for value in row]
+            con.execute(method_sql(kind, len(batch)), flat)
+        else:
+            con.execute(method_sql(kind, len(batch)), columns)
+        con.commit()
+
+
+async def run_writer(con: duckdb.DuckDBPyConnection, rows: list[RequestRecord], batch: int) -> None:
+    writer = LedgerWriter(con, batch_size=batch, queue_size=len(rows) + 1)
+    await writer.start()
+    for row in rows:
+        writer.submit(row)
+    await writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--groups", type=int, default=50)
+    args = parser.parse_args()
+    rows = make_rows(args.rows, args.users, args.groups)
+    batches = chunks(rows, args.batch)
+    small = chunks(rows[: min(500, args.rows)], args.batch)
+    print(f"duckdb {duckdb.__version__}, batches of {args.batch}, {args.users} users")
+    with tempfile.TemporaryDirectory() as tmp:
+        dir_ = Path(tmp)
+        timed(
+            "executemany",
+            sum(map(len, small)),
+            lambda: run_method(fresh(dir_, "m"), "executemany", small),
+        )
+        timed("values", len(rows), lambda: run_method(fresh(dir_, "v"), "values", batches))
+        timed("unnest", len(rows), lambda: run_method(fresh(dir_, "u"), "unnest", batches))
+        timed("zip", len(rows), lambda: run_method(fresh(dir_, "z"), "zip", batches))
+        con = fresh(dir_, "b")
+        timed("batch", len(rows), lambda: [insert_batch(con, b) for b in batches] and None)
+        con = fresh(dir_, "w")
+        timed("writer", len(rows), lambda: asyncio.run(run_writer(con, rows, args.batch)))
+
+
+if __name__ == "__main__":
+    main()

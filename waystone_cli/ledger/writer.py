@@ -1,0 +1,332 @@
+"""The daemon's ledger writer: a bounded queue drained in batches by one background task.
+
+The request path only calls ``submit``, which never blocks and never drops a row: the
+row goes into a bounded ``asyncio.Queue`` or, when that is full, onto the spill file
+(one JSON line, flushed to the OS).  One task waits for the first row, lingers up to
+``flush_interval_ms`` (or until ``batch_size`` rows wait), then inserts what is there
+in batches on a single worker thread, so DuckDB calls are serialized and the event
+loop never waits on the database.  Each batch is one transaction: the ``requests``
+rows, the entity and link upserts, captured content, dataset items and the daily
+rollup.  Rows go in through one list parameter per column (``UNNEST``), which is about
+a hundred times faster than ``executemany`` (see ``bench/ledger_insert.py``).
+
+A batch that fails is logged and its rows are spilled; the spill is drained after the
+queue, with exponential back-off while the database keeps failing.  Rows from a spill
+left behind by a crash are loaded at ``start()``, skipping ids already in the ledger
+(the crash may have come between a commit and the file's removal).
+
+``flush()`` is exact because both paths are first-in first-out: the queue is drained
+in order, and the spill file is read in the order it was written.  Counting rows in and
+rows done on each path tells when everything submitted before the call is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from waystone_cli.core.errors import WaystoneError
+from waystone_cli.core.records import RequestRecord
+from waystone_cli.ledger import spill
+from waystone_cli.ledger.batch import drop_known, insert_batch
+
+T = TypeVar("T")
+log = logging.getLogger("waystone.ledger")
+
+_MAX_BACKOFF_S = 30.0
+
+
+class LedgerWriter:
+    """Batched, non-blocking writes to the ledger; see the module docstring."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 1_000,
+        flush_interval_ms: int = 200,
+        spill_path: Path | None = None,
+    ) -> None:
+        self._con = con
+        self._batch_size = batch_size
+        self._interval = flush_interval_ms / 1000
+        self._queue: asyncio.Queue[RequestRecord] = asyncio.Queue(maxsize=queue_size)
+        self._spill = spill.SpillFile(spill_path or _default_spill_path(con))
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._progress: asyncio.Future[None] | None = None
+        self._urgent = 0
+        self._closing = False
+        # First-in first-out counters per path (see the module docstring).
+        self._queued = 0
+        self._queue_done = 0
+        self._spilled = 0
+        self._spill_done = 0
+        self._inflight = 0
+        self._draining: Path | None = None
+        self._drain_offset = 0
+        self._dedupe = False
+        self._backoff = 0.0
+        self._failed_at = 0.0
+        self._retry_at = 0.0
+        # Rows the spill file could not take (disk full): the last place to keep them.
+        self._held: list[RequestRecord] = []
+        self.last_flush_ms: float | None = None
+
+    @property
+    def spill_path(self) -> Path:
+        return self._spill.path
+
+    @property
+    def depth(self) -> int:
+        """Rows submitted and not yet committed (queue, spill and the batch in flight)."""
+        pending_spill = self._spilled - self._spill_done
+        return self._queue.qsize() + pending_spill + self._inflight + len(self._held)
+
+    async def start(self) -> None:
+        """Recover a spill left by a crash, then start the writer task."""
+        if self._task is not None:
+            raise WaystoneError("the ledger writer is already started")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="waystone-ledger")
+        self._recover()
+        if self._spilled:
+            await self._drain_spill()
+        self._task = asyncio.create_task(self._run(), name="waystone-ledger-writer")
+
+    def submit(self, record: RequestRecord) -> None:
+        """Queue one row; spill it to disk if the queue is full.  Never blocks or drops."""
+        if not self._closing:
+            try:
+                self._queue.put_nowait(record)
+            except asyncio.QueueFull:
+                pass
+            else:
+                self._queued += 1
+                size = self._queue.qsize()
+                if size == 1 or size >= self._batch_size:
+                    self._wake.set()
+                return
+        self._spill_rows([record])
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once every row submitted before the call is committed."""
+        queued = self._queued
+        self._urgent += 1
+        try:
+            await self._wait_until(lambda: self._queue_done >= queued)
+            # Rows spilled so far include any that a failed batch moved there.
+            spilled = self._spilled
+            await self._wait_until(lambda: self._spill_done >= spilled and not self._held)
+        finally:
+            self._urgent -= 1
+
+    async def close(self) -> None:
+        """Write everything (queue and spill) and stop the task.
+
+        If the database keeps failing, the rows left are on the spill file, which the
+        next ``start()`` loads.  The connection stays open: its owner closes it.
+        """
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        else:  # never started: keep the queued rows for the next start
+            rows = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+            self._spill_rows(rows)
+        if self._held:
+            log.critical("ledger: %d rows could not be written anywhere", len(self._held))
+        self._spill.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def run_in_db(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Awaitable[T]:
+        """Run ``fn(cursor)`` on the writer's thread, serialized with the batch inserts."""
+        if self._executor is None:
+            raise WaystoneError("the ledger writer is not running")
+
+        def call() -> T:
+            cursor = self._con.cursor()
+            try:
+                return fn(cursor)
+            finally:
+                cursor.close()
+
+        return asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    # -- the task ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wait_for_work()
+            await self._drain_queue()
+            await self._drain_spill()
+            if self._closing and self._queue.empty() and self._spill_settled():
+                self._spill_rows(self._held)
+                return
+
+    def _spill_settled(self) -> bool:
+        # While closing, one failed attempt is enough: the rows wait on disk.
+        return self._spilled == self._spill_done or self._backoff > 0
+
+    async def _wait_for_work(self) -> None:
+        if self._closing:
+            return
+        if self._queue.empty():
+            await self._sleep(self._spill_wait())
+        # Linger so a trickle of rows makes one batch rather than many tiny transactions.
+        waiting = self._queue.qsize()
+        if 0 < waiting < self._batch_size and not (self._urgent or self._closing):
+            await self._sleep(self._interval)
+
+    def _spill_wait(self) -> float | None:
+        """Seconds until the spill should be drained; None when it is empty."""
+        if self._spilled == self._spill_done and not self._held:
+            return None
+        now = time.monotonic()
+        retry_at = self._retry_at
+        if self._urgent:
+            retry_at = min(retry_at, self._failed_at + self._interval)
+        return max(0.0, retry_at - now)
+
+    async def _sleep(self, timeout: float | None) -> None:
+        if timeout == 0:
+            return
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _drain_queue(self) -> None:
+        # Only the rows there now, so a steady stream cannot starve the spill.
+        remaining = self._queue.qsize()
+        while remaining > 0:
+            batch = [self._queue.get_nowait() for _ in range(min(remaining, self._batch_size))]
+            remaining -= len(batch)
+            self._inflight = len(batch)
+            if not await self._write(batch, dedupe=False):
+                self._spill_rows(batch)
+            self._inflight = 0
+            self._queue_done += len(batch)
+            self._notify()
+        if self._held:
+            held, self._held = self._held, []
+            if not await self._write(held, dedupe=True):
+                self._held = held + self._held
+                self._failed()
+            self._notify()
+
+    def _spill_rows(self, records: list[RequestRecord]) -> None:
+        if not records:
+            return
+        try:
+            self._spill.append(records)
+        except OSError as err:
+            log.error("ledger: cannot write the spill file %s: %s", self.spill_path, err)
+            self._held.extend(records)
+            # Some lines may have reached the file; the dedupe keeps them from counting twice.
+            self._dedupe = True
+            return
+        self._spilled += len(records)
+
+    async def _drain_spill(self) -> None:
+        wait = self._spill_wait()
+        if wait is None or (wait > 0 and not self._closing):
+            return
+        while self._spill_done < self._spilled:
+            if self._draining is None:
+                self._draining = self._spill.rotate()
+                self._drain_offset = 0
+                if self._draining is None:
+                    log.error("ledger: the spill file %s has vanished", self.spill_path)
+                    self._spill_done = self._spilled
+                    break
+            records, lines, offset = await self._in_thread(
+                spill.read_chunk, self._draining, self._drain_offset, self._batch_size
+            )
+            if lines == 0:
+                self._draining.unlink()
+                self._draining = None
+                continue
+            if records and not await self._write(records, dedupe=self._dedupe):
+                self._failed()
+                return
+            self._drain_offset = offset
+            self._spill_done += lines
+            if lines < self._batch_size:  # the end of the draining file
+                self._draining.unlink()
+                self._draining = None
+            self._notify()
+        if not self._held:
+            self._dedupe = False
+            self._backoff = 0.0
+
+    async def _write(self, records: list[RequestRecord], *, dedupe: bool) -> bool:
+        started = time.perf_counter()
+        try:
+            if dedupe:
+                records = await self._in_thread(drop_known, self._con, records)
+            await self._in_thread(insert_batch, self._con, records)
+        except Exception:
+            # Whatever went wrong (a disk error, a bug), the task must live and keep the rows.
+            log.exception("ledger batch of %d rows failed; kept for retry", len(records))
+            return False
+        self.last_flush_ms = (time.perf_counter() - started) * 1000
+        return True
+
+    def _failed(self) -> None:
+        self._backoff = min(max(self._backoff * 2, 1.0), _MAX_BACKOFF_S)
+        self._failed_at = time.monotonic()
+        self._retry_at = self._failed_at + self._backoff
+        self._notify()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _recover(self) -> None:
+        """Count the rows of spill files left by a previous run; they are drained first."""
+        draining = spill.draining_path(self.spill_path)
+        leftover = spill.count_lines(draining) + spill.count_lines(self.spill_path)
+        if leftover:
+            log.warning("ledger: recovering %d rows from %s", leftover, self.spill_path)
+            self._spilled += leftover
+            self._dedupe = True
+            self._draining = draining if draining.exists() else None
+
+    def _notify(self) -> None:
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+        self._progress = None
+
+    async def _wait_until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            if self._task is None or self._task.done():
+                raise WaystoneError("the ledger writer is not running")
+            if self._progress is None:
+                self._progress = asyncio.get_running_loop().create_future()
+            self._wake.set()
+            await asyncio.wait({self._progress, self._task}, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _default_spill_path(con: duckdb.DuckDBPyConnection) -> Path:
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise WaystoneError("an in-memory ledger needs an explicit spill_path")
+    return Path(row[0] + ".spill.jsonl")
