@@ -18,7 +18,7 @@ from waystone_cli.commands.users import (
     JSON_OPT,
     declared_entry,
     entity_app,
-    seen_entities,
+    seen_entity,
 )
 from waystone_cli.configstore import Document, timestamp, update_config
 from waystone_cli.context import app_context
@@ -54,18 +54,14 @@ def unlink(ctx: typer.Context, group: str = GROUP_ARG, users: list[str] = USERS_
 
 def members(ctx: typer.Context, group: str = GROUP_ARG, as_json: bool = JSON_OPT) -> None:
     config = app_context(ctx).load()
-    seen_users = seen_entities(ctx, config, "user")
-    if group not in config.groups and not _seen_group(ctx, config, group):
+    seen = seen_entity(ctx, config, "group", group)
+    if group not in config.groups and seen is None:
         raise NotFoundError(f'no group named "{group}"')
-    rows = member_rows(group, config.users, seen_users)
+    rows = member_rows(group, config.users, seen["members"] if seen else [])
     if as_json:
         render.print_json(rows)
     else:
         render.print_table(render.members_table(rows))
-
-
-def _seen_group(ctx: typer.Context, config: Any, group: str) -> bool:
-    return any(g["id"] == group for g in seen_entities(ctx, config, "group"))
 
 
 def link_users(doc: Document, group: str, users: Sequence[str]) -> list[str]:
@@ -95,10 +91,10 @@ def unlink_users(doc: Document, group: str, users: Sequence[str]) -> None:
 
 
 def member_rows(
-    group: str, declared_users: Mapping[str, Any], seen_users: Sequence[Mapping[str, Any]]
+    group: str, declared_users: Mapping[str, Any], seen_members: Sequence[str]
 ) -> list[dict[str, Any]]:
     declared = {u for u, cfg in declared_users.items() if group in cfg.groups}
-    seen = {s["id"] for s in seen_users if group in (s.get("groups") or [])}
+    seen = set(seen_members)
     return [
         {"id": user, "declared": user in declared, "seen": user in seen}
         for user in sorted(declared | seen)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -22,6 +22,9 @@ from waystone_cli import render
 from waystone_cli.configstore import Document, parse_assignment, timestamp, update_config
 from waystone_cli.context import app_context
 from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
+
+if TYPE_CHECKING:
+    from waystone_cli.core.entities import Entity
 
 Kind = Literal["user", "group"]
 SECTION: dict[str, str] = {"user": "users", "group": "groups"}
@@ -99,7 +102,8 @@ def _list_command(app: typer.Typer, kind: Kind) -> None:
 def _show_command(app: typer.Typer, kind: Kind) -> None:
     def show(ctx: typer.Context, ident: str = ID_ARG, as_json: bool = JSON_OPT) -> None:
         config = app_context(ctx).load()
-        seen = [s for s in seen_entities(ctx, config, kind) if s["id"] == ident]
+        found = seen_entity(ctx, config, kind, ident)
+        seen = [found] if found else []
         rows = [r for r in entity_rows(kind, _declared(config, kind), seen) if r["id"] == ident]
         if not rows:
             raise NotFoundError(f'no {kind} named "{ident}"')
@@ -283,10 +287,23 @@ def _declared(config: Any, kind: Kind) -> Mapping[str, Any]:
 
 def seen_entities(ctx: typer.Context, config: Any, kind: Kind) -> list[dict[str, Any]]:
     """Entities the ledger has seen; none (and no DuckDB import) when there is no ledger."""
-    app = app_context(ctx)
-    if not app.ledger_path(config).exists() and not app.socket_path().exists():
+    if not _ledger_exists(ctx, config):
         return []
-    return list(app.query("seen_entities", kind=kind))
+    return list(app_context(ctx).query("seen_entities", kind=kind))
+
+
+def seen_entity(ctx: typer.Context, config: Any, kind: Kind, ident: str) -> dict[str, Any] | None:
+    """One entity as traffic saw it, or None (also when there is no ledger)."""
+    app = app_context(ctx)
+    if not _ledger_exists(ctx, config):
+        return None
+    found = app.query("seen_entity", kind=kind, id=ident)
+    return dict(found) if found else None
+
+
+def _ledger_exists(ctx: typer.Context, config: Any) -> bool:
+    app = app_context(ctx)
+    return app.ledger_path(config).exists() or app.socket_path().exists()
 
 
 def entity_rows(
@@ -341,31 +358,29 @@ def _instant(value: Any) -> datetime | None:
 def filter_rows(
     kind: Kind, rows: Sequence[dict[str, Any]], where: str, now: datetime
 ) -> list[dict[str, Any]]:
-    """The rows whose entity matches the ruleset condition ``where``."""
-    from waystone_cli.core.conditions import ConditionError, Facts, parse_condition
-    from waystone_cli.core.entities import Entity
+    """The rows whose entity the ruleset condition ``where`` selects."""
+    from waystone_cli.core.conditions import ConditionError, parse_condition
 
     try:
         condition = parse_condition(where)
     except ConditionError as err:
         raise UsageError(f"--where: {err}") from err
-    kept = []
-    for row in rows:
-        entity = Entity(
-            kind=kind,
-            id=row["id"],
-            metadata=row["metadata"],
-            first_seen=_instant(row["first_seen"]),
-            declared=row["declared"],
-        )
-        facts = (
-            Facts(user=entity, group=None, now=now)
-            if kind == "user"
-            else Facts(user=None, group=entity, now=now)
-        )
-        if condition.subjects(facts):
-            kept.append(row)
-    return kept
+    return [row for row in rows if condition.matches(_entity(kind, row), now)]
+
+
+def _entity(kind: Kind, row: Mapping[str, Any]) -> Entity:
+    from waystone_cli.core.entities import Entity
+
+    budget = row["credits"] or {}
+    return Entity(
+        kind=kind,
+        id=row["id"],
+        metadata=row["metadata"],
+        first_seen=_instant(row["first_seen"]),
+        declared=row["declared"],
+        credits_usd=budget.get("usd"),
+        credits_window=budget.get("window"),
+    )
 
 
 def detail_pairs(kind: Kind, row: Mapping[str, Any]) -> list[tuple[str, str]]:

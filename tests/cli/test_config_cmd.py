@@ -1,0 +1,93 @@
+"""``waystone init`` and ``waystone config path|show|validate``."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from tests.cli.conftest import Cli
+from waystone_cli.commands.init import STARTER
+
+
+def test_init_writes_the_starter_and_refuses_to_overwrite(cli: Cli, config_path: Path) -> None:
+    run = cli("init")
+    assert (run.exit_code, run.stdout) == (0, f"Wrote a starter config to {config_path}\n")
+    assert config_path.read_text() == STARTER
+    assert config_path.stat().st_mode & 0o777 == 0o600
+    config_path.write_text("[users.keep]\n")
+    again = cli("init")
+    assert (again.exit_code, again.stderr) == (
+        2,
+        f"error: {config_path} already exists (use --force to overwrite it)\n",
+    )
+    assert config_path.read_text() == "[users.keep]\n"
+    assert cli("init", "--force").exit_code == 0
+    assert config_path.read_text() == STARTER
+
+
+def test_init_honours_config_option(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "waystone.toml"
+    assert cli("--config", str(target), "init").exit_code == 0
+    assert tomllib.loads(target.read_text())["providers"] == {
+        "local": {"kind": "mock", "models": ["mock-small", "mock-large"]}
+    }
+
+
+def test_config_path(cli: Cli, config_path: Path, tmp_path: Path, monkeypatch) -> None:
+    assert cli("config", "path").stdout == f"{config_path}\n"
+    monkeypatch.setenv("WAYSTONE_CONFIG", str(tmp_path / "env.toml"))
+    assert cli("config", "path").stdout == f"{tmp_path / 'env.toml'}\n"
+    assert cli("--config", "/x/y.toml", "config", "path").stdout == "/x/y.toml\n"
+
+
+def test_config_validate(cli: Cli, write_config, config_path: Path) -> None:
+    cli("init")
+    assert cli("config", "validate").stdout == (
+        f"{config_path}: valid (1 provider, 0 users, 0 groups, 0 rules, 0 rulesets, 0 keys)\n"
+    )
+    write_config(
+        '[rulesets.free-tier]\nwhen = "always"\nrules = ["downgrade", "cap-10"]\n'
+        '[rules.downgrade]\naction = "capture"\n'
+    )
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        1,
+        "",
+        'error: rulesets.free-tier.rules[1]: no rule named "cap-10"\n',
+    )
+
+
+def test_config_validate_without_a_file(cli: Cli, config_path: Path) -> None:
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        f"error: no config file at {config_path} (create one with `waystone init`)\n",
+    )
+
+
+def test_config_validate_bad_toml(cli: Cli, write_config, config_path: Path) -> None:
+    write_config("[users.alice\n")
+    run = cli("config", "validate")
+    assert run.exit_code == 1
+    assert run.stderr == (
+        f"error: {config_path}: invalid TOML: Expected ']' at the end of a table declaration "
+        "(at line 1, column 13)\n"
+    )
+
+
+def test_config_show(cli: Cli, write_config) -> None:
+    text = '# mine\n[users.alice]\nmetadata = { tier = "free" }\n'
+    write_config(text)
+    assert cli("config", "show").stdout == text
+    assert json.loads(cli("config", "show", "--json").stdout) == {
+        "users": {"alice": {"metadata": {"tier": "free"}}}
+    }
+
+
+def test_sample_config_validates(cli: Cli) -> None:
+    sample = Path(__file__).resolve().parents[2] / "sample-config.toml"
+    run = cli("--config", str(sample), "config", "validate")
+    assert run.stdout == (
+        f"{sample}: valid (3 providers, 3 users, 2 groups, 11 rules, 5 rulesets, 0 keys)\n"
+    )
