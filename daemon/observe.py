@@ -1,28 +1,68 @@
-"""What the daemon tells operators about each finished request: one log line.
+"""What the daemon tells operators about each request: a log line, metrics and a trace.
 
-Metrics and traces hook in here too (``Observer.request_done`` is called once per
-request by ``Call.finish``).  Never a provider key; content only where captured.
+``Observer.start_trace`` is called when a ``Call`` begins and ``Observer.request_done``
+once when it finishes (by ``Call.finish``); ``provider_failed`` wherever an upstream
+call fails.  The log line is one per request at info, text (``key=value``) or JSON,
+with the request id, route, user, group, model, status, outcome, tokens, cost and
+latency.  Never a provider key; never content (only traces of captured requests carry
+content, see ``daemon/tracing.py``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from daemon.metrics import LedgerGauges, Metrics
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from daemon.call import Call
+    from daemon.tracing import RequestTrace, Tracing
 
 log = logging.getLogger("waystone.request")
 
 
+@dataclass(frozen=True)
+class ProviderError:
+    """A provider's most recent failure, as ``/readyz`` reports it."""
+
+    message: str
+    at: datetime
+
+
 class Observer:
-    def __init__(self, log_format: str = "text") -> None:
+    def __init__(
+        self,
+        log_format: str = "text",
+        ledger: Callable[[], LedgerGauges | None] = lambda: None,
+    ) -> None:
         self.log_format = log_format
+        self.metrics = Metrics(ledger)
+        # Set by ``tracing_ctx`` while the app runs with ``[otel] endpoint``.
+        self.tracing: Tracing | None = None
+        self.provider_errors: dict[str, ProviderError] = {}
+
+    def start_trace(self, call: Call) -> RequestTrace | None:
+        tracing = self.tracing
+        return None if tracing is None else tracing.start(call)
+
+    def provider_failed(self, provider: str, message: str) -> None:
+        self.provider_errors[provider] = ProviderError(message, datetime.now(UTC))
+        self.metrics.provider_failed(provider)
 
     def request_done(self, call: Call) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
+        self.metrics.observe(call)
+        if call.trace is not None:
+            call.trace.end(call)
+        if log.isEnabledFor(logging.INFO):
+            log.info(self.log_line(call))
+
+    def log_line(self, call: Call) -> str:
         rec = call.record
         fields = {
             "request_id": rec.id,
@@ -38,6 +78,5 @@ class Observer:
             "latency_ms": round(rec.latency_ms or 0.0, 2),
         }
         if self.log_format == "json":
-            log.info(json.dumps(fields))
-        else:
-            log.info(" ".join(f"{k}={'-' if v is None else v}" for k, v in fields.items()))
+            return json.dumps(fields)
+        return " ".join(f"{k}={'-' if v is None else v}" for k, v in fields.items())
