@@ -18,6 +18,7 @@ from daemon import health, identify
 from daemon.admin import admin_socket
 from daemon.entities import EntityStore
 from daemon.maintenance import pruning
+from daemon.metrics import metrics_handler
 from daemon.observe import Observer
 from daemon.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
 from daemon.reload import watch_config
@@ -33,6 +34,7 @@ from daemon.state import (
     Settings,
     Snapshot,
 )
+from daemon.tracing import tracing_ctx
 from waystone_cli.core.config import load_config
 from waystone_cli.core.counters import UsageCounters
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
@@ -50,7 +52,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=_TRANSPORT_MAX_BODY)
     app[SETTINGS] = settings
     app[CONFIG] = ConfigHolder(Snapshot.build(config))
-    app[OBSERVER] = Observer(settings.log_format or config.server.log_format)
+    app[OBSERVER] = Observer(
+        settings.log_format or config.server.log_format, ledger=lambda: app.get(LEDGER)
+    )
     for prefix in PREFIXES:
         for route in JSON_ROUTES:
             app.router.add_post(f"{prefix}/{route}", json_route(route))
@@ -61,7 +65,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/identify", identify.handler)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
-    app.cleanup_ctx.extend([ledger_ctx, http_ctx, watch_config, admin_socket, pruning])
+    app.router.add_get("/metrics", metrics_handler)
+    app.cleanup_ctx.extend([tracing_ctx, ledger_ctx, http_ctx, watch_config, admin_socket, pruning])
     return app
 
 

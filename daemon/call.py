@@ -23,6 +23,7 @@ from waystone_cli.core.records import RequestRecord
 from waystone_cli.core.usage import Usage
 
 if TYPE_CHECKING:
+    from daemon.tracing import RequestTrace
     from waystone_cli.core.policy import Decision
 
 log = logging.getLogger("waystone.request")
@@ -60,6 +61,8 @@ class Call:
         self.drop_usage_chunk = False
         self.rate_headers: dict[str, str] = {}
         self._finished = False
+        # None unless tracing is on: the request path then skips every tracing step.
+        self.trace: RequestTrace | None = request.app[OBSERVER].start_trace(self)
 
     # --- timings -------------------------------------------------------------------
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from daemon.body import Form
 from daemon.call import Call
 from daemon.checks import check_output, held_back
-from daemon.state import HTTP
+from daemon.state import HTTP, OBSERVER
 from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
@@ -31,6 +31,9 @@ from waystone_cli.core.usage import (
     estimate_tokens,
     usage_from_body,
 )
+
+if TYPE_CHECKING:
+    from daemon.tracing import RequestTrace, UpstreamSpan
 
 RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -72,23 +75,42 @@ def plan_attempts(call: Call) -> list[tuple[ProviderConfig, str]]:
 
 async def _send(call: Call, provider: ProviderConfig, model: str, payload: Any) -> UpstreamReply:
     started = time.perf_counter()
+    trace = call.trace
+    upstream = trace.upstream(provider, model, call.record.route) if trace is not None else None
     try:
-        if isinstance(payload, Form):
-            payload = payload.with_field("model", model)
-            if provider.kind == "mock":
-                return await call_mock(call.record.route, payload.fields(), model, stream=False)
-            data, content_type = payload.encode()
-        else:
-            body = (
-                dict(payload, model=model) if "model" in payload or call.record.model else payload
-            )
-            if provider.kind == "mock":
-                return await call_mock(call.record.route, body, model, stream=call.record.stream)
-            data, content_type = json.dumps(body).encode(), "application/json"
-        headers = upstream_headers(provider, call.request.headers, content_type)
-        return await call_http(call.app[HTTP], provider, call.record.route, data, headers)
+        reply = await _dispatch(call, provider, model, payload, upstream)
+    except BaseException as err:
+        if isinstance(err, UpstreamError):
+            call.app[OBSERVER].provider_failed(provider.name, err.message)
+        if upstream is not None:
+            upstream.failed(err)
+        raise
     finally:
         call.upstream_s += time.perf_counter() - started
+    if reply.status >= 500 or reply.status == 429:
+        call.app[OBSERVER].provider_failed(provider.name, f"answered HTTP {reply.status}")
+    if upstream is not None:
+        upstream.replied(reply)
+    return reply
+
+
+async def _dispatch(
+    call: Call, provider: ProviderConfig, model: str, payload: Any, upstream: UpstreamSpan | None
+) -> UpstreamReply:
+    if isinstance(payload, Form):
+        payload = payload.with_field("model", model)
+        if provider.kind == "mock":
+            return await call_mock(call.record.route, payload.fields(), model, stream=False)
+        data, content_type = payload.encode()
+    else:
+        body = dict(payload, model=model) if "model" in payload or call.record.model else payload
+        if provider.kind == "mock":
+            return await call_mock(call.record.route, body, model, stream=call.record.stream)
+        data, content_type = json.dumps(body).encode(), "application/json"
+    headers = upstream_headers(provider, call.request.headers, content_type)
+    if upstream is not None:
+        upstream.inject(headers)
+    return await call_http(call.app[HTTP], provider, call.record.route, data, headers)
 
 
 async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
@@ -110,6 +132,8 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
             headers={"Content-Type": reply.content_type, **call.response_headers()},
         )
     body = _json_or_none(data)
+    if call.trace is not None and isinstance(body, dict):
+        call.trace.note(body)
     call.set_usage(usage_from_body(rec.route, body) if isinstance(body, dict) else None)
     if isinstance(body, dict):
         await check_output(call, _output_text(body))
@@ -140,7 +164,7 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
     pending: list[bytes] = []
     try:
         async for chunk in reply.chunks:
-            out = _relay_events(parser.feed(chunk), tally, drop_usage)
+            out = _relay_events(parser.feed(chunk), tally, drop_usage, call.trace)
             if not out:
                 continue
             if hold:
@@ -172,12 +196,16 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
     return response
 
 
-def _relay_events(events: list[Any], tally: StreamTally, drop_usage: bool) -> bytes:
+def _relay_events(
+    events: list[Any], tally: StreamTally, drop_usage: bool, trace: RequestTrace | None = None
+) -> bytes:
     out = bytearray()
     for event in events:
         data = _json_or_none(event.data.encode()) if event.data != "[DONE]" else None
         if isinstance(data, dict):
             tally.feed(data)
+            if trace is not None:
+                trace.note(data)
             if drop_usage and StreamTally.is_usage_only_chunk(data):
                 continue
         if event.event:

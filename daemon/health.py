@@ -1,11 +1,19 @@
 """``/healthz`` (the process answers) and ``/readyz`` (config loaded, ledger writable,
-queue below its high-water mark)."""
+queue below its high-water mark, each provider's last error).
+
+A provider's last error is reported but does not make the gateway unready: other
+providers, fallbacks and the ledger still work, and a load balancer pulling every
+replica because one provider failed once would turn a partial outage into a full one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from aiohttp import web
 
-from daemon.state import CONFIG, LEDGER
+from daemon.state import CONFIG, LEDGER, OBSERVER
 
 # Ready only while the ledger queue is below this share of its capacity.
 HIGH_WATER = 0.8
@@ -30,7 +38,20 @@ async def readyz(request: web.Request) -> web.Response:
             "last_flush_ms": writer.last_flush_ms,
         },
         "queue": {"ok": depth < HIGH_WATER * limit},
+        "providers": _provider_errors(request.app, config.providers),
     }
     # A config that failed to reload leaves the previous one in force: still ready.
     ready = checks["ledger"]["ok"] and checks["queue"]["ok"]
     return web.json_response({"ready": bool(ready), "checks": checks}, status=200 if ready else 503)
+
+
+def _provider_errors(app: web.Application, providers: Iterable[str]) -> dict[str, Any]:
+    errors = app[OBSERVER].provider_errors
+    report: dict[str, Any] = {}
+    for name in providers:
+        error = errors.get(name)
+        report[name] = {
+            "last_error": error.message if error else None,
+            "last_error_at": error.at.isoformat() if error else None,
+        }
+    return report
