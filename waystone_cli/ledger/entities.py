@@ -117,7 +117,9 @@ def _upsert_kind(con: duckdb.DuckDBPyConnection, table: str, seen: dict[str, _Se
             [s.first for s in seen.values()],
             [s.last for s in seen.values()],
             [
-                None if s.patch is None else json.dumps(s.patch, ensure_ascii=False)
+                None
+                if s.patch is None
+                else json.dumps(s.patch, ensure_ascii=False, separators=(",", ":"))
                 for s in seen.values()
             ],
         ],
