@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from daemon.mock import mock_json, mock_stream
+from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
 
@@ -117,6 +117,10 @@ async def _http_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator
 
 
 async def call_mock(route: str, body: Mapping[str, Any], model: str, stream: bool) -> UpstreamReply:
+    failure = mock_error(route, body, model)
+    if failure is not None:
+        status, payload = failure
+        return UpstreamReply(status, "application/json", _frames([json.dumps(payload).encode()]))
     if stream:
         return UpstreamReply(200, "text/event-stream", _frames(mock_stream(route, body, model)))
     status, payload = mock_json(route, body, model)

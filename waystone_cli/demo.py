@@ -72,12 +72,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_demo(*, requests: int, keep: bool, echo: Callable[[Any], None]) -> None:
+def run_demo(*, requests: int, keep: bool, echo: Callable[[str], None]) -> None:
     home = Path(tempfile.mkdtemp(prefix="waystone-demo-"))
     port = free_port()
     (home / "config.toml").write_text(DEMO_CONFIG.format(port=port))
     env = _env(home)
-    echo(f"[bold]waystone demo[/] — home {home}, gateway on http://127.0.0.1:{port}/v1 (mock provider)")
+    echo(f"waystone demo — home {home}, gateway on http://127.0.0.1:{port}/v1 (mock provider)")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "waystone_cli.main", "serve"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -32,5 +32,5 @@ async def test_usage_top_is_the_same_through_the_socket_and_the_file(gateway: Ga
     assert not socket_path.exists()
     down = run_local("usage_top", ledger, by="user", metric="cost", since=None, until=None, limit=10, group=None)
     assert up == down
-    assert [(r["user"], r["requests"], r["input_tokens"], r["output_tokens"]) for r in up] == [
+    assert [(r["user"], r["requests"], r["input_tokens"], r["output_tokens"]) for r in up["rows"]] == [
         ("alice", 2, 24, 10), ("bob", 1, 12, 5)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 import typer
 
@@ -59,10 +58,6 @@ def demo(
     """Offline demo: start the gateway on the mock provider, send traffic, show usage."""
     from waystone_cli.demo import run_demo
 
-    run_demo(requests=requests, keep=keep, echo=_echo)
+    from waystone_cli.render import print_line
 
-
-def _echo(message: Any) -> None:
-    from waystone_cli.render import console
-
-    console().print(message)
+    run_demo(requests=requests, keep=keep, echo=print_line)

@@ -30,9 +30,9 @@ class LedgerUnavailable(WaystoneError):
 
 def registry() -> dict[str, Query]:
     """Every query the admin socket may run, by name."""
-    from waystone_cli.ledger import entities, reports
+    from waystone_cli.ledger import counters, entities, pricing_queries, reports
 
-    return {**entities.QUERIES, **reports.QUERIES}
+    return {**entities.QUERIES, **reports.QUERIES, **pricing_queries.QUERIES, **counters.QUERIES}
 
 
 def run_query(name: str, *, ledger_path: Path, socket_path: Path, **params: Any) -> Any:
