@@ -69,13 +69,17 @@ def iso_time(text: str | None, now: datetime) -> str | None:
     from waystone_cli.core.windows import WindowError, parse_since
 
     try:
-        return parse_since(text, now).astimezone(UTC).replace(tzinfo=None).isoformat()
+        return _naive_iso(parse_since(text, now))
     except WindowError as err:
         raise UsageError(str(err)) from None
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _naive_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat()
 
 
 def _empty(ctx: typer.Context, nothing: str) -> None:
@@ -140,7 +144,9 @@ def show(
 
     now = _now()
     params = {"since": iso_time(since, now), "until": iso_time(until, now)}
-    result = app_context(ctx).query("usage_show", kind=kind.value, id=id, **params)
+    # The daily series runs to now, so recent quiet days show as 0.
+    series = {**params, "until": params["until"] or _naive_iso(now)}
+    result = app_context(ctx).query("usage_show", kind=kind.value, id=id, **series)
     if as_json:
         render.print_json(result)
     elif result["requests"] == 0:
@@ -173,8 +179,10 @@ def timeline(
     now = _now()
     default = "30d" if every is Every.day else "48h"
     params = {"since": iso_time(since or default, now), "until": iso_time(until, now)}
+    # The series runs to now (not to the last request), so quiet recent hours show as 0.
+    series = {**params, "until": params["until"] or _naive_iso(now)}
     rows = app_context(ctx).query(
-        "usage_timeline", every=every.value, user=user, group=group, model=model, **params
+        "usage_timeline", every=every.value, user=user, group=group, model=model, **series
     )
     if as_json:
         render.print_json(rows)

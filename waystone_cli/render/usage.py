@@ -27,9 +27,11 @@ UNPRICED_NOTE = "* includes unpriced requests: their cost is unknown and not cou
 
 
 def money(value: float | None, unpriced: int = 0) -> str:
+    """Dollars to the cent-hundredth from $1 up; below, six places (one request's cost)."""
     if value is None:
         return "unpriced"
-    return f"${value:,.4f}" + (" *" if unpriced else "")
+    text = f"${value:,.4f}" if abs(value) >= 1 else f"${value:.6f}"
+    return text + (" *" if unpriced else "")
 
 
 def count(value: float) -> str:
@@ -69,7 +71,6 @@ def usage_table(
     dimension: str,
     total: Row | None = None,
     label: str = "",
-    note: bool = True,
 ) -> Table:
     """Usage rows keyed by ``dimension``; an ``unpriced`` column only when some are."""
     with_unpriced = any(r["unpriced_requests"] for r in [*rows, *([total] if total else [])])
@@ -80,9 +81,6 @@ def usage_table(
     if total is not None:
         table.add_section()
         table.add_row(label or "total", *_cells(total, with_unpriced))
-    if with_unpriced and note:
-        table.caption = UNPRICED_NOTE
-        table.caption_justify = "left"
     return table
 
 
@@ -103,7 +101,11 @@ def top_view(
     rows = result["rows"]
     heading = f"Top {len(rows)} of {result['entities']} {_plural(by)} by {metric}, {span_text(since, until)}"
     label = f"all {result['entities']} {_plural(by)}"
-    return [heading, usage_table(rows, by, result["total"], label)]
+    return [heading, usage_table(rows, by, result["total"], label), *_note(result["total"])]
+
+
+def _note(*rows: Row) -> list[RenderableType]:
+    return [UNPRICED_NOTE] if any(r["unpriced_requests"] for r in rows) else []
 
 
 def _plural(dimension: str) -> str:
@@ -116,9 +118,10 @@ def show_view(result: Row, kind: str, since: str | None, until: str | None) -> l
     totals = {k: v for k, v in result.items() if k not in ("models", "groups", "members", "daily")}
     parts: list[RenderableType] = [
         f"{kind.capitalize()} {result[kind]}, {span_text(since, until)}",
-        usage_table([totals], kind, note=False),
+        usage_table([totals], kind),
+        *_note(totals),
         "",
-        usage_table(result["models"], "model", note=False),
+        usage_table(result["models"], "model"),
         "",
         usage_table(members, other),
     ]
@@ -146,8 +149,9 @@ def timeline_view(
         f"peak {metric_text(metric, values[peak])} at {when_text(rows[peak]['bucket'])}"
     )
     if metric == "cost" and unpriced:
-        summary += f"; {count(unpriced)} unpriced requests not counted"
-    chart = column_chart(values, [when_text(r["bucket"]) for r in rows], metric, 10, width)
+        summary += f"; {count(unpriced)} unpriced request(s) not counted"
+    labels = [r["bucket"][:10] if every == "day" else when_text(r["bucket"]) for r in rows]
+    chart = column_chart(values, labels, metric, 10, width)
     return [title, chart, summary]
 
 

@@ -1,0 +1,280 @@
+"""``waystone usage``: whole tables, charts and JSON from a small hand-made ledger.
+
+The ledger is the one of tests/unit/test_reports.py (7 requests over Nov 1-3 2026, one
+of them unpriced); "now" is frozen at 2026-11-03 12:00 UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.cli.conftest import Cli
+from tests.unit.test_reports import ROWS, add_items, insert
+from waystone_cli.ledger.connection import open_readwrite
+from waystone_cli.ledger.rollup import rebuild_rollup
+
+NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("waystone_cli.commands.usage._now", lambda: NOW)
+
+
+@pytest.fixture
+def ledger(waystone_home: Path) -> Path:
+    path = waystone_home / "ledger.duckdb"
+    con = open_readwrite(path)
+    insert(con, ROWS)
+    add_items(con)
+    con.execute(
+        "INSERT INTO links VALUES ('alice', 'acme', '2026-11-01 09:30:00'), "
+        "('bob', 'acme', '2026-11-02 12:00:00')"
+    )
+    rebuild_rollup(con)
+    con.close()
+    return path
+
+
+TOP = """\
+Top 4 of 4 users by cost, 2026-11-01 00:00 → now (UTC)
+user          requests   input   output   tokens          cost   unpriced
+─────────────────────────────────────────────────────────────────────────
+carol                1   4,000    1,000    5,000     $0.020000          0
+alice                3   3,000    1,200    4,200     $0.005400          0
+bob                  2     800      150      950   $0.002250 *          1
+(anonymous)          1     100      100      200     $0.000075          0
+                                                                         
+all 4 users          7   7,900    2,450   10,350   $0.027725 *          1
+* includes unpriced requests: their cost is unknown and not counted
+"""  # noqa: W293
+
+
+def test_top_prints_the_whole_table_with_unpriced_marked(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "top", "--since", "2026-11-01")
+    assert (run.exit_code, run.stdout, run.stderr) == (0, TOP, "")
+
+
+def test_top_json_is_an_array_keyed_by_the_dimension(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "top", "--by", "model", "--metric", "tokens", "--since", "3d", "--json")
+    assert run.exit_code == 0
+    assert json.loads(run.stdout) == [
+        {"model": "openai/gpt-4o", "requests": 4, "input_tokens": 5500, "output_tokens": 1300,
+         "total_tokens": 6800, "cost_usd": 0.02675, "unpriced_requests": 0},
+        {"model": "openai/gpt-4o-mini", "requests": 2, "input_tokens": 2100,
+         "output_tokens": 1100, "total_tokens": 3200, "cost_usd": 0.000975,
+         "unpriced_requests": 0},
+        {"model": "local/llama", "requests": 1, "input_tokens": 300, "output_tokens": 50,
+         "total_tokens": 350, "cost_usd": None, "unpriced_requests": 1},
+    ]  # fmt: skip
+
+
+def test_top_on_an_empty_ledger_says_so(cli: Cli, waystone_home: Path) -> None:
+    run = cli("usage", "top")
+    expected = (
+        f"The ledger is empty: no request recorded yet ({waystone_home / 'ledger.duckdb'}).\n"
+    )
+    assert (run.exit_code, run.stdout) == (0, expected)
+    assert json.loads(cli("usage", "top", "--json").stdout) == []
+
+
+def test_top_with_nothing_in_the_period_says_so(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "top", "--since", "1h")
+    assert run.stdout == "No requests between 2026-11-03T11:00:00 and now.\n"
+
+
+SHOW_GROUP = """\
+Group acme, the first request → now (UTC)
+group   requests   input   output   tokens          cost   unpriced
+───────────────────────────────────────────────────────────────────
+acme           4   1,800      350    2,150   $0.006750 *          1
+* includes unpriced requests: their cost is unknown and not counted
+
+model           requests   input   output   tokens        cost   unpriced
+─────────────────────────────────────────────────────────────────────────
+openai/gpt-4o          3   1,500      300    1,800   $0.006750          0
+local/llama            1     300       50      350    unpriced          1
+
+user    requests   input   output   tokens          cost   unpriced
+───────────────────────────────────────────────────────────────────
+alice          2   1,000      200    1,200     $0.004500          0
+bob            2     800      150      950   $0.002250 *          1
+
+Daily cost (USD)
+$0.004500 ┤███
+          ┤███
+          ┤██████
+        0 ┤██████
+          └─────────
+           2026-11-01 2026-11-03
+"""
+
+
+def test_show_group_prints_totals_models_members_and_a_daily_chart(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "show", "group", "acme")
+    assert (run.exit_code, run.stdout) == (0, SHOW_GROUP)
+
+
+def test_show_user_json_is_one_object(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "show", "user", "carol", "--since", "2026-11-02", "--json")
+    usage = {"requests": 1, "input_tokens": 4000, "output_tokens": 1000, "total_tokens": 5000,
+             "cost_usd": 0.02, "unpriced_requests": 0}  # fmt: skip
+    assert json.loads(run.stdout) == {
+        "user": "carol",
+        **usage,
+        "models": [{"model": "openai/gpt-4o", **usage}],
+        "groups": [{"group": "beta", **usage}],
+        "daily": [
+            {"day": "2026-11-02", "requests": 0, "input_tokens": 0, "output_tokens": 0,
+             "total_tokens": 0, "cost_usd": 0.0, "unpriced_requests": 0},
+            {"day": "2026-11-03", **usage},
+        ],
+    }  # fmt: skip
+
+
+def test_show_an_unknown_user(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "show", "user", "zed")
+    assert (run.exit_code, run.stdout) == (0, "No requests by user zed in this period.\n")
+
+
+TIMELINE_HOURS = """\
+Tokens per hour, all, 2026-11-03 04:00 → now (UTC)
+5,000 ┤            ███
+      ┤            ███
+      ┤            ███
+      ┤            ███
+      ┤            ███
+      ┤            ███
+      ┤            ███
+      ┤            ███
+      ┤            ███
+    0 ┤      ▃▃▃   ███
+      └────────────────────────
+       2026-11-03 04:00 2026-11-03 11:00
+8 hours, total 5,200, peak 5,000 at 2026-11-03 08:00
+"""
+
+
+def test_timeline_by_hour_runs_to_now(cli: Cli, ledger: Path) -> None:
+    run = cli(
+        "usage", "timeline", "--every", "hour", "--since", "2026-11-03T04:00", "--metric", "tokens"
+    )
+    assert (run.exit_code, run.stdout) == (0, TIMELINE_HOURS)
+
+
+def test_timeline_json_for_one_user(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "timeline", "--user", "bob", "--since", "2026-11-02", "--json")
+    assert json.loads(run.stdout) == [
+        {"bucket": "2026-11-02T00:00:00", "requests": 2, "input_tokens": 800, "output_tokens": 150,
+         "total_tokens": 950, "cost_usd": 0.00225, "unpriced_requests": 1},
+        {"bucket": "2026-11-03T00:00:00", "requests": 0, "input_tokens": 0, "output_tokens": 0,
+         "total_tokens": 0, "cost_usd": 0.0, "unpriced_requests": 0},
+    ]  # fmt: skip
+
+
+def test_timeline_takes_one_filter_at_most(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "timeline", "--user", "bob", "--group", "acme")
+    assert (run.exit_code, run.stderr) == (
+        2,
+        "error: give at most one of --user, --group and --model\n",
+    )
+
+
+def test_spikes_none_in_a_quiet_ledger(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "spikes")
+    assert run.stdout == "No spikes: no hour stands out from its user's baseline.\n"
+    assert json.loads(cli("usage", "spikes", "--json").stdout) == []
+
+
+def test_spikes_help_states_the_rule(cli: Cli) -> None:
+    text = " ".join(cli("usage", "spikes", "--help").stdout.split())
+    assert "median + 5 x max(1.4826 x MAD, 10% of median) and >= 2 x median" in text
+
+
+def test_bad_since_is_misuse(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "top", "--since", "yesterday")
+    assert (run.exit_code, run.stderr) == (
+        2,
+        'error: invalid time "yesterday" (a duration like 30d or a date like 2026-11-01)\n',
+    )
+
+
+def test_export_csv_to_stdout(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "export", "--format", "csv", "--since", "2026-11-03")
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    got = [(r["id"], r["user_id"], r["input_tokens"], r["cost_usd"]) for r in rows]
+    assert got == [
+        ("r5", "", "100", "0.0000750000"),
+        ("r6", "carol", "4000", "0.0200000000"),
+        ("r7", "alice", "0", "0.0000000000"),
+    ]
+
+
+def test_export_parquet_to_a_file(cli: Cli, ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "usage.parquet"
+    run = cli("usage", "export", "--format", "parquet", "--out", str(out))
+    assert (run.exit_code, run.stdout) == (0, "")
+    assert "Exported 7 rows to" in run.stderr
+    assert duckdb.sql(f"SELECT count(*), sum(input_tokens) FROM '{out}'").fetchall() == [(7, 7900)]
+
+
+def test_export_parquet_needs_a_file(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "export", "--format", "parquet")
+    assert (run.exit_code, run.stderr) == (2, "error: parquet goes to a file: give --out FILE\n")
+
+
+DATASETS = """\
+dataset     items              first               last
+───────────────────────────────────────────────────────
+eu              1   2026-11-02 12:00   2026-11-02 12:00
+newcomers       2   2026-11-01 09:30   2026-11-02 12:00
+"""
+
+DATASET = """\
+time               user    group   model           input               output
+─────────────────────────────────────────────────────────────────────────────
+2026-11-01 09:30   alice   acme    openai/gpt-4o   hi                  hello 
+2026-11-02 12:00   bob     acme    openai/gpt-4o   {"input": "ping"}   pong  
+"""  # noqa: W291
+
+
+def test_datasets_and_one_dataset(cli: Cli, ledger: Path) -> None:
+    assert cli("usage", "datasets").stdout == DATASETS
+    assert cli("usage", "dataset", "newcomers").stdout == DATASET
+    items = json.loads(cli("usage", "dataset", "eu", "--json").stdout)
+    assert [(i["request_id"], i["user"], i["output"]) for i in items] == [("r3", "bob", "pong")]
+    run = cli("usage", "dataset", "nope")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: no dataset named "nope" (datasets: eu, newcomers)\n',
+    )
+
+
+def test_prune_dry_run_then_prune(cli: Cli, ledger: Path) -> None:
+    con = duckdb.connect(str(ledger))
+    con.execute("UPDATE requests SET retain_days = 1 WHERE id IN ('r1', 'r2')")
+    con.close()
+    run = cli("usage", "prune", "--dry-run")
+    assert run.stdout == (
+        "Would delete 2 requests (2026-11-01 09:30 → 2026-11-01 23:59), "
+        "1 stored contents and 1 dataset items.\n"
+    )
+    run = cli("usage", "prune")
+    assert run.stdout.startswith("Deleted 2 requests")
+    top = json.loads(cli("usage", "top", "--since", "2026-11-01", "--json").stdout)
+    assert [(r["user"], r["requests"]) for r in top] == [
+        ("carol", 1),
+        ("bob", 2),
+        (None, 1),
+        ("alice", 1),
+    ]
+    assert (
+        cli("usage", "prune").stdout == "Nothing to prune: no row has outlived its retain rule.\n"
+    )
