@@ -249,8 +249,9 @@ async def test_content_is_a_span_event_only_when_a_capture_rule_applies(
     assert sorted(s.parent_span_id for s in clients) == sorted(s.span_id for s in servers.values())
     assert [s.events for s in clients] == [[], []]
     # Without an incoming traceparent the upstream still gets one, of this trace.
+    # (Flags 03: sampled, and the SDK marks its new trace ids random.)
     sent = sorted(s.headers["traceparent"] for s in gateway.provider.seen)
-    assert sent == sorted(f"00-{s.trace_id}-{s.span_id}-01" for s in clients)
+    assert sent == sorted(f"00-{s.trace_id}-{s.span_id}-03" for s in clients)
 
 
 async def test_refused_and_failed_requests_are_spans_with_their_outcome(
@@ -261,13 +262,13 @@ async def test_refused_and_failed_requests_are_spans_with_their_outcome(
         '[rulesets.banned]\nwhen = "user.id = mallory"\nrules = ["deny"]\n'
     )
     async with aiohttp.ClientSession() as http:
-        for user, model in (("mallory", "gpt-test"), ("erin", "error-model")):
+        for user, model, status in (("mallory", "gpt-test", 403), ("erin", "error-model", 500)):
             async with http.post(
                 gateway.url + "v1/chat/completions",
                 json={"model": model, "messages": MESSAGES},
                 headers={"X-Waystone-User": user},
             ) as resp:
-                assert resp.status in (403, 500)
+                assert resp.status == status
     await _flush(gateway)
 
     servers = {s.attributes["waystone.user.id"]: s for s in receiver.spans if s.kind == SERVER}
@@ -300,7 +301,6 @@ async def test_spans_still_queued_are_exported_when_the_app_stops(
 ) -> None:
     gateway = await traced("")
     await gateway.client().embeddings.create(model="embed-test", input="hi")
-    assert receiver.spans == []  # the batch processor waits seconds before it exports
     await gateway.server.close()
     assert sorted((s.name, s.kind) for s in receiver.spans) == [
         ("embeddings embed-test", SERVER),
@@ -373,7 +373,7 @@ async def test_metrics_count_the_requests_sent_with_exact_tokens_costs_and_block
             await post("chat/completions", {**chat, "stream": True}, "alice"),
             await post("chat/completions", chat, "alice"),  # the third in a minute: refused
             await post("embeddings", {"model": "embed-test", "input": "hi"}, "bob"),
-            await post("chat/completions", {**chat, "model": "shared-model"}, "carol"),
+            await post("chat/completions", {**chat, "model": "up/shared-model"}, "carol"),
             await post("chat/completions", {**chat, "model": "error-model"}, "dave"),
         ]
     assert statuses == [200, 200, 429, 200, 200, 500]
