@@ -92,6 +92,11 @@ class LedgerWriter:
         pending_spill = self._spilled - self._spill_done
         return self._queue.qsize() + pending_spill + self._inflight + len(self._held)
 
+    @property
+    def healthy(self) -> bool:
+        """False while batches are failing and being retried (for /readyz)."""
+        return self._backoff == 0.0
+
     async def start(self) -> None:
         """Recover a spill left by a crash, then start the writer task."""
         if self._task is not None:
