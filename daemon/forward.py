@@ -181,6 +181,8 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
             await response.prepare(call.request)
             call.mark_first_byte()
             await response.write(b"".join(pending))
+        else:
+            await check_output(call, tally.text)  # flag-only checks, after the fact
         if not response.prepared:
             await response.prepare(call.request)
         await response.write_eof()

@@ -23,7 +23,7 @@ BASE_CONFIG = """\
 base_url = "{base_url}"
 api_key = "env:FAKE_PROVIDER_KEY"
 models = ["gpt-test", "cut-model", "error-model", "slow-model", "flaky-model", "embed-test",
-          "whisper-test", "mod-test", "shared-model"]
+          "whisper-test", "mod-test", "shared-model", "o3", "o3-mini"]
 timeout_s = 5
 
 [providers.local]
@@ -86,7 +86,7 @@ def write_config(waystone_home: Path, fake_provider: tuple[FakeProvider, TestSer
 
     def write(extra: str = "") -> Path:
         path = waystone_home / "config.toml"
-        path.write_text(BASE_CONFIG.format(base_url=base_url) + "\n" + extra)
+        path.write_text((BASE_CONFIG + "\n" + extra).replace("{base_url}", base_url))
         return path
 
     return write
