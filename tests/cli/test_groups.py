@@ -36,10 +36,10 @@ def test_add_list_show(cli: Cli, base: Path, read_config) -> None:
         "added": FROZEN,
     }
     assert cli("group", "list").stdout == (
-        "group     metadata                     credits      source     first seen      \n"
+        "group     metadata                     credits      source     first seen\n"
         "───────────────────────────────────────────────────────────────────────────────\n"
-        "acme      plan=enterprise, region=eu   $500/month   declared                   \n"
-        "empty                                               declared                   \n"
+        "acme      plan=enterprise, region=eu   $500/month   declared\n"
+        "empty                                               declared\n"
         "initech   region=us                    $100/month   declared   2026-11-01 09:30\n"
     )
     assert json.loads(cli("group", "show", "acme", "--json").stdout) == {
@@ -120,10 +120,10 @@ def test_members_declared_and_seen(cli: Cli, base: Path, waystone_home: Path) ->
     )
     con.close()
     assert cli("group", "members", "acme").stdout == (
-        "user    source       \n"
+        "user    source\n"
         "─────────────────────\n"
         "alice   declared+seen\n"
-        "zoe     seen         \n"
+        "zoe     seen\n"
     )
     assert json.loads(cli("group", "members", "acme", "--json").stdout) == [
         {"id": "alice", "declared": True, "seen": True},

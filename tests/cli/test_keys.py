@@ -19,7 +19,7 @@ def test_create_prints_the_key_once_and_stores_its_hash(cli: Cli, read_config, c
     assert read_config() == {"keys": {"backend": {"hash": f"sha256:{digest}", "created": FROZEN}}}
     assert key not in config_path.read_text()
     assert cli("key", "list").stdout == (
-        "key       created            hash                \n"
+        "key       created            hash\n"
         "─────────────────────────────────────────────────\n"
         f"backend   2026-11-01 09:30   sha256:{digest[:12]}…\n"
     )

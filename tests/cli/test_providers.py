@@ -35,7 +35,7 @@ def test_add_list_rm(cli: Cli, read_config) -> None:
         }
     }
     assert cli("provider", "list").stdout == (
-        "provider   kind     base url                    api key              models    \n"
+        "provider   kind     base url                    api key              models\n"
         "───────────────────────────────────────────────────────────────────────────────\n"
         "openai     openai   https://api.openai.com/v1   env:OPENAI_API_KEY   gpt-4o, o3\n"
         "local      mock                                                      mock-small\n"

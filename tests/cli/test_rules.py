@@ -53,10 +53,10 @@ def test_rule_add_with_dotted_set(cli: Cli, base: Path, read_config) -> None:
 def test_rule_list_and_show(cli: Cli, base: Path) -> None:
     cli("rule", "add", "keep", "--action", "retain", "--set", "days=60")
     assert cli("rule", "list").stdout == (
-        "rule           trigger    action                    used by  \n"
+        "rule           trigger    action                    used by\n"
         "─────────────────────────────────────────────────────────────\n"
         "downgrade-o3   model o3   change_model to=o3-mini   free-tier\n"
-        "keep           always     retain days=60                     \n"
+        "keep           always     retain days=60\n"
     )
     assert cli("rule", "show", "downgrade-o3").stdout == (
         "rule downgrade-o3\n"
@@ -159,8 +159,8 @@ def test_ruleset_add_list_disable_enable_rm(cli: Cli, base: Path, read_config) -
     assert cli("ruleset", "list").stdout == (
         "ruleset     when                rules          priority   enabled\n"
         "─────────────────────────────────────────────────────────────────\n"
-        "free-tier   user.tier = free    downgrade-o3   0          yes    \n"
-        "eu          group.region = eu   downgrade-o3   10         no     \n"
+        "free-tier   user.tier = free    downgrade-o3   0          yes\n"
+        "eu          group.region = eu   downgrade-o3   10         no\n"
     )
     cli("ruleset", "enable", "eu")
     assert "enabled" not in read_config()["rulesets"]["eu"]

@@ -83,9 +83,9 @@ def test_list_merges_nothing_when_there_is_no_ledger(cli: Cli, base: Path) -> No
     run = cli("user", "list")
     assert run.exit_code == 0
     assert run.stdout == (
-        "user    groups   metadata               credits   source     first seen      \n"
+        "user    groups   metadata               credits   source     first seen\n"
         "─────────────────────────────────────────────────────────────────────────────\n"
-        "alice   acme     tier=free, region=eu             declared                   \n"
+        "alice   acme     tier=free, region=eu             declared\n"
         "bob              tier=pro               $25/30d   declared   2026-10-01 00:00\n"
     )
 
@@ -199,11 +199,11 @@ def test_show(cli: Cli, base: Path) -> None:
     assert run.stdout == (
         "user bob\n"
         "  metadata.tier  pro\n"
-        "  groups         \n"
+        "  groups\n"
         "  credits        $25/30d\n"
         "  source         declared\n"
         "  first seen     2026-10-01T00:00:00+00:00\n"
-        "  last seen      \n"
+        "  last seen\n"
     )
     assert json.loads(cli("user", "show", "alice", "--json").stdout)["groups"] == ["acme"]
 

@@ -61,7 +61,7 @@ def members(ctx: typer.Context, group: str = GROUP_ARG, as_json: bool = JSON_OPT
     if as_json:
         render.print_json(rows)
     else:
-        render.print_table(render.members_table(rows))
+        render.print_grid(render.members_grid(rows))
 
 
 def link_users(doc: Document, group: str, users: Sequence[str]) -> list[str]:

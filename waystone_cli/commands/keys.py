@@ -49,7 +49,7 @@ def list_(
     if as_json:
         render.print_json(rows)
     else:
-        render.print_table(render.keys_table(rows))
+        render.print_grid(render.keys_grid(rows))
 
 
 def revoke(ctx: typer.Context, name: str = NAME_ARG) -> None:

@@ -53,7 +53,7 @@ def list_(
     if as_json:
         render.print_json(rows)
     else:
-        render.print_table(render.providers_table(rows))
+        render.print_grid(render.providers_grid(rows))
 
 
 def rm(ctx: typer.Context, name: str = NAME_ARG) -> None:

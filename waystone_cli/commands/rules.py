@@ -62,7 +62,7 @@ def list_(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     if as_json:
         render.print_json(rows)
     else:
-        render.print_table(render.rules_table(rows))
+        render.print_grid(render.rules_grid(rows))
 
 
 def show(ctx: typer.Context, name: str = NAME_ARG, as_json: bool = JSON_OPT) -> None:

@@ -92,8 +92,8 @@ def _list_command(app: typer.Typer, kind: Kind) -> None:
         if as_json:
             render.print_json(rows)
         else:
-            render.print_table(
-                render.users_table(rows) if kind == "user" else render.groups_table(rows)
+            render.print_grid(
+                render.users_grid(rows) if kind == "user" else render.groups_grid(rows)
             )
 
     app.command("list", help=f"List {kind}s declared in the config and seen in traffic.")(list_)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ def print_text(text: str) -> None:
 
 
 def print_table(table: Table) -> None:
+    """A Rich table (reports with few rows); config listings use ``print_grid``."""
     console().print(table)
 
 
@@ -102,14 +104,52 @@ def when_text(value: str | None) -> str:
     return value.replace("T", " ")[:16]
 
 
-def _table(*columns: str) -> Table:
-    from rich import box
-    from rich.table import Table
+@dataclass(frozen=True)
+class Grid:
+    """A plain table: column headers and rows of cell text."""
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+    columns: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    empty: str = "nothing to show"
+
+
+def grid_lines(grid: Grid) -> list[str]:
+    """Aligned text lines: the header, a rule, then the rows (no trailing spaces).
+
+    Rich tables take seconds for a thousand rows, and ``user list`` on a big config
+    must answer at once, so config listings are laid out here; long lines are left
+    to the terminal (as ``ps`` and ``kubectl get`` do) rather than folded.
+    """
+    from rich.cells import cell_len
+
+    widths = [cell_len(c) for c in grid.columns]
+    for row in grid.rows:
+        widths = [max(w, cell_len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (c + " " * (w - cell_len(c)) for c, w in zip(cells, widths, strict=True))
+        return "   ".join(padded).rstrip()
+
+    return [line(grid.columns), "─" * (sum(widths) + 3 * (len(widths) - 1))] + [
+        line(row) for row in grid.rows
+    ]
+
+
+def print_grid(grid: Grid) -> None:
+    if not grid.rows:
+        print_line(grid.empty)
+        return
+    header, rule, *body = grid_lines(grid)
+    if not sys.stdout.isatty():
+        # Piped into a script: plain text, and no Rich import to pay for.
+        print_text("\n".join([header, rule, *body]))
+        return
+    out = console()
+    out.print(header, style="bold", soft_wrap=True)
+    out.print(rule, style="dim", soft_wrap=True)
+    if body:
+        out.file.write("\n".join(body) + "\n")
+        out.file.flush()
 
 
 def _source(row: Mapping[str, Any]) -> str:
@@ -119,10 +159,9 @@ def _source(row: Mapping[str, Any]) -> str:
 # --- tables ---------------------------------------------------------------------------
 
 
-def users_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = _table("user", "groups", "metadata", "credits", "source", "first seen")
-    for r in rows:
-        table.add_row(
+def users_grid(rows: Iterable[Mapping[str, Any]]) -> Grid:
+    cells = [
+        (
             r["id"],
             ", ".join(r["groups"]),
             mapping_text(r["metadata"]),
@@ -130,70 +169,71 @@ def users_table(rows: Iterable[Mapping[str, Any]]) -> Table:
             _source(r),
             when_text(r.get("first_seen")),
         )
-    return table
+        for r in rows
+    ]
+    columns = ("user", "groups", "metadata", "credits", "source", "first seen")
+    return Grid(columns, cells, "No users.")
 
 
-def groups_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = _table("group", "metadata", "credits", "source", "first seen")
-    for r in rows:
-        table.add_row(
+def groups_grid(rows: Iterable[Mapping[str, Any]]) -> Grid:
+    cells = [
+        (
             r["id"],
             mapping_text(r["metadata"]),
             credits_text(r.get("credits")),
             _source(r),
             when_text(r.get("first_seen")),
         )
-    return table
+        for r in rows
+    ]
+    return Grid(("group", "metadata", "credits", "source", "first seen"), cells, "No groups.")
 
 
-def members_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = _table("user", "source")
-    for r in rows:
-        table.add_row(r["id"], _source(r))
-    return table
+def members_grid(rows: Iterable[Mapping[str, Any]]) -> Grid:
+    return Grid(("user", "source"), [(r["id"], _source(r)) for r in rows], "No members.")
 
 
-def providers_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = _table("provider", "kind", "base url", "api key", "models")
-    for r in rows:
-        table.add_row(
+def providers_grid(rows: Iterable[Mapping[str, Any]]) -> Grid:
+    cells = [
+        (
             r["name"],
             r["kind"],
             r.get("base_url") or "",
             r.get("api_key") or "",
             ", ".join(r["models"]),
         )
-    return table
+        for r in rows
+    ]
+    columns = ("provider", "kind", "base url", "api key", "models")
+    return Grid(columns, cells, "No providers.")
 
 
-def rules_table(rows: Iterable[Mapping[str, Any]]) -> Table:
+def rules_grid(rows: Iterable[Mapping[str, Any]]) -> Grid:
     """Rows are ``{"name", "config": <the rule's TOML table>, "used_by": [rulesets]}``."""
-    table = _table("rule", "trigger", "action", "used by")
-    for r in rows:
-        table.add_row(
-            r["name"], trigger_text(r["config"]), action_text(r["config"]), ", ".join(r["used_by"])
-        )
-    return table
+    cells = [
+        (r["name"], trigger_text(r["config"]), action_text(r["config"]), ", ".join(r["used_by"]))
+        for r in rows
+    ]
+    return Grid(("rule", "trigger", "action", "used by"), cells, "No rules.")
 
 
-def rulesets_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = _table("ruleset", "when", "rules", "priority", "enabled")
-    for r in rows:
-        table.add_row(
+def rulesets_grid(rows: Iterable[Mapping[str, Any]]) -> Grid:
+    cells = [
+        (
             r["name"],
             r["when"],
             ", ".join(r["rules"]),
             str(r["priority"]),
             "yes" if r["enabled"] else "no",
         )
-    return table
+        for r in rows
+    ]
+    return Grid(("ruleset", "when", "rules", "priority", "enabled"), cells, "No rulesets.")
 
 
-def keys_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = _table("key", "created", "hash")
-    for r in rows:
-        table.add_row(r["name"], when_text(r.get("created")), r["hash"][:19] + "…")
-    return table
+def keys_grid(rows: Iterable[Mapping[str, Any]]) -> Grid:
+    cells = [(r["name"], when_text(r.get("created")), r["hash"][:19] + "…") for r in rows]
+    return Grid(("key", "created", "hash"), cells, "No keys.")
 
 
 def trigger_text(rule: Mapping[str, Any]) -> str:
@@ -217,5 +257,5 @@ def action_text(rule: Mapping[str, Any]) -> str:
 def print_detail(title: str, pairs: Sequence[tuple[str, str]]) -> None:
     """A ``show`` command's output: a title line, then aligned ``key: value`` lines."""
     width = max((len(k) for k, _ in pairs), default=0)
-    lines = [title] + [f"  {k.ljust(width)}  {v}" for k, v in pairs]
+    lines = [title] + [f"  {k.ljust(width)}  {v}".rstrip() for k, v in pairs]
     print_text("\n".join(lines))

@@ -1,0 +1,71 @@
+"""How fast does ``waystone user list`` answer on a config with 1,000 users?
+
+Writes such a config into a temporary WAYSTONE_HOME (no ledger, no daemon: the command
+must not import DuckDB then), runs the command as a whole process RUNS times, and
+prints the median next to ``python -c pass`` and ``python -c "import typer"`` as
+baselines.  Target: well under 0.5 s.
+
+    python bench/cli_startup.py [--runs 10] [--users 1000]
+
+``python -X importtime -m waystone_cli.main user list`` shows where import time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(home: Path, users: int) -> None:
+    lines = ['[groups.acme]\nmetadata = { region = "eu" }\n']
+    for i in range(users):
+        tier = "free" if i % 3 else "pro"
+        lines.append(
+            f'[users.user-{i}]\nmetadata = {{ tier = "{tier}", n = {i} }}\ngroups = ["acme"]\n'
+        )
+    (home / "config.toml").write_text("\n".join(lines), encoding="utf-8")
+
+
+def median_seconds(argv: list[str], env: dict[str, str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--users", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        write_config(home, args.users)
+        env = {**os.environ, "WAYSTONE_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        env.pop("WAYSTONE_CONFIG", None)
+        cases = [
+            ("python -c pass", [sys.executable, "-c", "pass"]),
+            ("python -c 'import typer'", [sys.executable, "-c", "import typer"]),
+            ("waystone user list", [sys.executable, "-m", "waystone_cli.main", "user", "list"]),
+            (
+                "waystone user list --json",
+                [sys.executable, "-m", "waystone_cli.main", "user", "list", "--json"],
+            ),
+        ]
+        print(f"{args.users} users, median of {args.runs} runs")
+        for label, argv in cases:
+            print(f"  {label:<28} {median_seconds(argv, env, args.runs):.3f} s")
+
+
+if __name__ == "__main__":
+    main()
