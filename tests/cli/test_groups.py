@@ -120,10 +120,7 @@ def test_members_declared_and_seen(cli: Cli, base: Path, waystone_home: Path) ->
     )
     con.close()
     assert cli("group", "members", "acme").stdout == (
-        "user    source\n"
-        "─────────────────────\n"
-        "alice   declared+seen\n"
-        "zoe     seen\n"
+        "user    source\n─────────────────────\nalice   declared+seen\nzoe     seen\n"
     )
     assert json.loads(cli("group", "members", "acme", "--json").stdout) == [
         {"id": "alice", "declared": True, "seen": True},

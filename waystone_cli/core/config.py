@@ -650,9 +650,11 @@ def _cross_check(config: Config) -> None:
             if gid not in config.groups:
                 raise ConfigError(f'users.{_key_path(uid)}.groups[{i}]: no group named "{gid}"')
     for name, rs in config.rulesets.items():
-        for i, rule in enumerate(rs.rules):
-            if rule not in config.rules:
-                raise ConfigError(f'rulesets.{_key_path(name)}.rules[{i}]: no rule named "{rule}"')
+        for i, rule_name in enumerate(rs.rules):
+            if rule_name not in config.rules:
+                raise ConfigError(
+                    f'rulesets.{_key_path(name)}.rules[{i}]: no rule named "{rule_name}"'
+                )
     for name, rule in config.rules.items():
         for key in ("to", "moderation"):
             target = getattr(rule, key)
