@@ -46,6 +46,35 @@ RULE = (
     "median is 0 has no baseline and is not judged. factor = value / median."
 )
 
+# Dense series per entity (idle buckets as 0), then each bucket against the median and
+# MAD of the buckets before it; the constants of the rule come in as parameters.
+_SQL = """
+    WITH agg AS (
+        SELECT {key} AS key, bucket, {value} AS value
+        FROM ({source}) WHERE {key} IS NOT NULL GROUP BY ALL
+    ),
+    hi AS (SELECT coalesce(?::TIMESTAMP, max(bucket)) AS hi FROM agg),
+    series AS (
+        SELECT key, unnest(generate_series(?::TIMESTAMP, hi, INTERVAL 1 {every})) AS bucket
+        FROM (SELECT DISTINCT key FROM agg), hi
+    ),
+    dense AS (
+        SELECT key, bucket, coalesce(value, 0) AS value
+        FROM series LEFT JOIN agg USING (key, bucket)
+    ),
+    stats AS (
+        SELECT key, bucket, value, median(value) OVER w AS baseline, mad(value) OVER w AS mad
+        FROM dense
+        WINDOW w AS (PARTITION BY key ORDER BY bucket
+                     ROWS BETWEEN {window} PRECEDING AND 1 PRECEDING)
+    )
+    SELECT key, bucket, value, baseline, value / baseline AS factor FROM stats
+    WHERE bucket >= ? AND baseline > 0 AND value >= ? * baseline
+      AND value > baseline + ? * greatest(? * mad, ? * baseline)
+    ORDER BY value - baseline DESC, key, bucket
+    LIMIT ?
+"""
+
 
 def spikes(
     con: duckdb.DuckDBPyConnection,
@@ -66,32 +95,13 @@ def spikes(
     lookback = Span(first - WINDOW[every] * step, span.until)
     src, params = source_sql(lookback, Filters(), bucket=every)
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until else None
-    sql = f"""
-        WITH agg AS (
-            SELECT {DIMENSION_SQL[by]} AS key, bucket, {VALUE_SQL[metric]} AS value
-            FROM ({src}) WHERE {DIMENSION_SQL[by]} IS NOT NULL GROUP BY ALL
-        ),
-        hi AS (SELECT coalesce(?::TIMESTAMP, max(bucket)) AS hi FROM agg),
-        series AS (
-            SELECT key, unnest(generate_series(?::TIMESTAMP, hi, INTERVAL 1 {every})) AS bucket
-            FROM (SELECT DISTINCT key FROM agg), hi
-        ),
-        dense AS (
-            SELECT key, bucket, coalesce(value, 0) AS value
-            FROM series LEFT JOIN agg USING (key, bucket)
-        ),
-        stats AS (
-            SELECT key, bucket, value, median(value) OVER w AS baseline, mad(value) OVER w AS mad
-            FROM dense
-            WINDOW w AS (PARTITION BY key ORDER BY bucket
-                         ROWS BETWEEN {WINDOW[every]} PRECEDING AND 1 PRECEDING)
-        )
-        SELECT key, bucket, value, baseline, value / baseline AS factor FROM stats
-        WHERE bucket >= ? AND baseline > 0 AND value >= ? * baseline
-          AND value > baseline + ? * greatest(? * mad, ? * baseline)
-        ORDER BY value - baseline DESC, key, bucket
-        LIMIT ?
-    """
+    sql = _SQL.format(
+        source=src,
+        key=DIMENSION_SQL[by],
+        value=VALUE_SQL[metric],
+        every=every,
+        window=WINDOW[every],
+    )
     args = [*params, hi, lookback.since, first, MIN_FACTOR, K, MAD_SCALE, SPREAD_FLOOR, limit]
     return [
         {
