@@ -1,0 +1,79 @@
+"""Ledger migrations: from a blank file, in order, recorded, applied once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from waystone_cli.core.records import REQUEST_COLUMNS
+from waystone_cli.ledger.connection import open_readonly, open_readwrite
+from waystone_cli.ledger.migrations import MIGRATIONS, applied_migrations, migrate
+
+NAMES = [m.__name__ for m in MIGRATIONS]
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def test_names_are_ordered_and_unique() -> None:
+    assert sorted(NAMES) == NAMES
+    assert len(set(NAMES)) == len(NAMES)
+    assert [n.split("_")[0] for n in NAMES] == [f"m{i:03d}" for i in range(1, len(NAMES) + 1)]
+
+
+def test_blank_file_gets_every_migration_recorded(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "ledger.duckdb"))
+    assert migrate(con) == NAMES
+    assert applied_migrations(con) == NAMES
+    assert {"_migrations", "requests", "users", "groups", "links", "content"} <= set(_tables(con))
+    con.close()
+
+
+def test_migrate_is_idempotent_across_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.duckdb"
+    con = open_readwrite(path)
+    con.execute(
+        "INSERT INTO users VALUES ('alice', '2026-11-01 10:00:00', '2026-11-01 10:00:00', '{}')"
+    )
+    assert migrate(con) == []
+    con.close()
+    again = open_readwrite(path)
+    assert migrate(again) == []
+    assert again.execute("SELECT count(*) FROM _migrations").fetchone() == (len(NAMES),)
+    assert again.execute("SELECT id FROM users").fetchall() == [("alice",)]
+    again.close()
+
+
+def test_only_pending_migrations_run(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "ledger.duckdb"))
+    con.execute(
+        "CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    MIGRATIONS[0](con)
+    con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [NAMES[0]])
+    assert migrate(con) == NAMES[1:]
+    assert sorted(applied_migrations(con)) == NAMES
+    con.close()
+
+
+def test_requests_table_has_the_record_columns(tmp_path: Path) -> None:
+    con = open_readwrite(tmp_path / "ledger.duckdb")
+    columns = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'requests' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    con.close()
+    assert columns[: len(REQUEST_COLUMNS)] == list(REQUEST_COLUMNS)
+
+
+def test_readonly_open_of_a_missing_ledger_reads_as_empty(tmp_path: Path) -> None:
+    path = tmp_path / "absent.duckdb"
+    with open_readonly(path) as con:
+        assert con.execute("SELECT count(*) FROM requests").fetchone() == (0,)
+    assert not path.exists()
