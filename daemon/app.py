@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import ClientSession, TCPConnector, web
 
@@ -40,6 +40,7 @@ from waystone_cli.core.counters import UsageCounters
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
 
 log = logging.getLogger("waystone.daemon")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PREFIXES = ("/v1", "/api/gateway/v1")
 # aiohttp's own limit is set far above any configured one: the live limit
@@ -108,10 +109,11 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place where errors become OpenAI-style JSON with the right status."""
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except WaystoneError as err:
         return error_response(err)
     except web.HTTPException as err:

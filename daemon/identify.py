@@ -17,6 +17,8 @@ from daemon.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import parse_identity
+from waystone_cli.core.records import RequestRecord
+from waystone_cli.ledger.entities import upsert_entities
 
 
 async def handler(request: web.Request) -> web.Response:
@@ -34,7 +36,18 @@ async def handler(request: web.Request) -> web.Response:
         raise InvalidRequest("name a user, a group or both")
     now = datetime.now(UTC)
     request.app[ENTITIES].observe(identity, request.app[CONFIG].current.config, now)
-    request.app[LEDGER].submit_entities(identity, now.replace(tzinfo=None))
+    # Entities only, no request row (identify is not a model call): written at once
+    # on the ledger's thread, so the facts are durable when we answer.
+    facts = RequestRecord(
+        id="identify",
+        ts=now.replace(tzinfo=None),
+        route="identify",
+        user_id=identity.user.id if identity.user else None,
+        group_id=identity.group.id if identity.group else None,
+        user_metadata=dict(identity.user.metadata) if identity.user else None,
+        group_metadata=dict(identity.group.metadata) if identity.group else None,
+    )
+    await request.app[LEDGER].run_in_db(lambda con: upsert_entities(con, [facts]))
     return web.json_response(
         {
             "user": identity.user.id if identity.user else None,

@@ -62,7 +62,14 @@ when = "user.tier = free"
 rules = ["small-for-free"]
 """
 
-USERS = [("alice", "acme"), ("bob", None), ("carol", "acme"), ("dave", "globex"), ("erin", "globex"), ("frank", None)]
+USERS = [
+    ("alice", "acme"),
+    ("bob", None),
+    ("carol", "acme"),
+    ("dave", "globex"),
+    ("erin", "globex"),
+    ("frank", None),
+]
 PROMPTS = ["Summarise our Q3 numbers", "Write a haiku about gateways", "Explain DuckDB in one line"]
 
 
@@ -79,15 +86,25 @@ def run_demo(*, requests: int, keep: bool, echo: Callable[[str], None]) -> None:
     env = _env(home)
     echo(f"waystone demo — home {home}, gateway on http://127.0.0.1:{port}/v1 (mock provider)")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "waystone_cli.main", "serve"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "waystone_cli.main", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         _wait_ready(port, daemon)
         sent = _send_traffic(port, requests)
         echo(f"sent {sent} requests for {len(USERS)} users and 2 groups (streamed and not)\n")
-        subprocess.run([sys.executable, "-m", "waystone_cli.main", "usage", "top", "--by", "user"], env=env, check=True)
-        subprocess.run([sys.executable, "-m", "waystone_cli.main", "usage", "top", "--by", "group"], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "waystone_cli.main", "usage", "top", "--by", "user"],
+            env=env,
+            check=True,
+        )
+        subprocess.run(
+            [sys.executable, "-m", "waystone_cli.main", "usage", "top", "--by", "group"],
+            env=env,
+            check=True,
+        )
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
@@ -140,7 +157,8 @@ def _one(port: int, i: int, user: str, group: str | None) -> int:
         "stream": i % 2 == 1,
     }
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as resp:

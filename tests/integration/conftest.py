@@ -54,8 +54,10 @@ class Gateway:
 
     def client(self, **kwargs: Any) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            base_url=self.url + "v1", api_key=kwargs.pop("api_key", "client-key-not-for-upstream"),
-            max_retries=0, **kwargs,
+            base_url=self.url + "v1",
+            api_key=kwargs.pop("api_key", "client-key-not-for-upstream"),
+            max_retries=0,
+            **kwargs,
         )
 
     async def rows(self, sql: str = "SELECT * FROM requests ORDER BY ts") -> list[dict[str, Any]]:
@@ -78,8 +80,11 @@ async def fake_provider(aiohttp_server: Any) -> tuple[FakeProvider, TestServer]:
 
 
 @pytest.fixture
-def write_config(waystone_home: Path, fake_provider: tuple[FakeProvider, TestServer],
-                 monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+def write_config(
+    waystone_home: Path,
+    fake_provider: tuple[FakeProvider, TestServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[str], Path]:
     monkeypatch.setenv("FAKE_PROVIDER_KEY", PROVIDER_KEY)
     _, server = fake_provider
     base_url = str(server.make_url("/v1"))
@@ -94,15 +99,21 @@ def write_config(waystone_home: Path, fake_provider: tuple[FakeProvider, TestSer
 
 @pytest.fixture
 async def start_gateway(
-    aiohttp_server: Any, waystone_home: Path, write_config: Callable[[str], Path],
+    aiohttp_server: Any,
+    waystone_home: Path,
+    write_config: Callable[[str], Path],
     fake_provider: tuple[FakeProvider, TestServer],
 ) -> AsyncIterator[Callable[..., Any]]:
     async def start(extra: str = "", **settings: Any) -> Gateway:
         config_path = write_config(extra)
-        app = create_app(Settings(
-            config_path=config_path, ledger_path=waystone_home / "ledger.duckdb",
-            socket_path=waystone_home / "admin.sock", **settings,
-        ))
+        app = create_app(
+            Settings(
+                config_path=config_path,
+                ledger_path=waystone_home / "ledger.duckdb",
+                socket_path=waystone_home / "admin.sock",
+                **settings,
+            )
+        )
         server = await aiohttp_server(app)
         return Gateway(app, server, waystone_home, fake_provider[0])
 

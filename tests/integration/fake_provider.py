@@ -68,7 +68,9 @@ class FakeProvider:
     async def _record(self, request: web.Request) -> Any:
         if request.content_type.startswith("multipart/"):
             form = await request.post()
-            body: Any = {k: (v if isinstance(v, str) else f"<file {v.filename}>") for k, v in form.items()}
+            body: Any = {
+                k: (v if isinstance(v, str) else f"<file {v.filename}>") for k, v in form.items()
+            }
         else:
             body = await request.json()
         self.seen.append(Seen(request.path, dict(request.headers), body))
@@ -80,7 +82,14 @@ class FakeProvider:
         if model == "error-model" or (model == "flaky-model" and self.calls[model] == 1):
             status = 500 if model == "error-model" else 503
             return web.json_response(
-                {"error": {"message": "the fake provider failed", "type": "server_error", "code": None, "param": None}},
+                {
+                    "error": {
+                        "message": "the fake provider failed",
+                        "type": "server_error",
+                        "code": None,
+                        "param": None,
+                    }
+                },
                 status=status,
             )
         return None
@@ -92,12 +101,22 @@ class FakeProvider:
             return special
         if body.get("stream"):
             return await self._chat_stream(request, body)
-        return web.json_response({
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from fake"},
-                         "finish_reason": "stop"}],
-            "usage": CHAT_USAGE,
-        })
+        return web.json_response(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Hello from fake"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": CHAT_USAGE,
+            }
+        )
 
     async def _chat_stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -121,8 +140,18 @@ class FakeProvider:
                 return resp
         await resp.write(_sse(_chunk(model, {}, finish="stop")))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(_sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
-                                   "model": model, "choices": [], "usage": CHAT_USAGE}))
+            await resp.write(
+                _sse(
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": model,
+                        "choices": [],
+                        "usage": CHAT_USAGE,
+                    }
+                )
+            )
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -133,27 +162,60 @@ class FakeProvider:
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
             for piece in ["fake ", "completion"]:
-                await resp.write(_sse({"id": "cmpl-fake", "object": "text_completion", "created": 1,
-                                       "model": body["model"], "choices": [{"index": 0, "text": piece,
-                                                                             "finish_reason": None}]}))
+                await resp.write(
+                    _sse(
+                        {
+                            "id": "cmpl-fake",
+                            "object": "text_completion",
+                            "created": 1,
+                            "model": body["model"],
+                            "choices": [{"index": 0, "text": piece, "finish_reason": None}],
+                        }
+                    )
+                )
             if (body.get("stream_options") or {}).get("include_usage"):
-                await resp.write(_sse({"id": "cmpl-fake", "object": "text_completion", "created": 1,
-                                       "model": body["model"], "choices": [], "usage": COMPLETION_USAGE}))
+                await resp.write(
+                    _sse(
+                        {
+                            "id": "cmpl-fake",
+                            "object": "text_completion",
+                            "created": 1,
+                            "model": body["model"],
+                            "choices": [],
+                            "usage": COMPLETION_USAGE,
+                        }
+                    )
+                )
             await resp.write(b"data: [DONE]\n\n")
             return resp
-        return web.json_response({
-            "id": "cmpl-fake", "object": "text_completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "text": "fake completion", "finish_reason": "stop", "logprobs": None}],
-            "usage": COMPLETION_USAGE,
-        })
+        return web.json_response(
+            {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": "fake completion",
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": COMPLETION_USAGE,
+            }
+        )
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._record(request)
-        return web.json_response({
-            "object": "list", "model": body["model"],
-            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
-            "usage": EMBED_USAGE,
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "model": body["model"],
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                "usage": EMBED_USAGE,
+            }
+        )
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
@@ -163,25 +225,52 @@ class FakeProvider:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         created = dict(final, status="in_progress", output=[], usage=None)
-        await resp.write(_sse({"type": "response.created", "sequence_number": 0, "response": created},
-                              event="response.created"))
+        await resp.write(
+            _sse(
+                {"type": "response.created", "sequence_number": 0, "response": created},
+                event="response.created",
+            )
+        )
         for n, piece in enumerate(["Hi ", "there"], start=1):
-            await resp.write(_sse({"type": "response.output_text.delta", "sequence_number": n, "item_id": "msg_1",
-                                   "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []},
-                                  event="response.output_text.delta"))
-        await resp.write(_sse({"type": "response.completed", "sequence_number": 3, "response": final},
-                              event="response.completed"))
+            await resp.write(
+                _sse(
+                    {
+                        "type": "response.output_text.delta",
+                        "sequence_number": n,
+                        "item_id": "msg_1",
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": piece,
+                        "logprobs": [],
+                    },
+                    event="response.output_text.delta",
+                )
+            )
+        await resp.write(
+            _sse(
+                {"type": "response.completed", "sequence_number": 3, "response": final},
+                event="response.completed",
+            )
+        )
         return resp
 
     async def moderations(self, request: web.Request) -> web.Response:
         body = await self._record(request)
         text = json.dumps(body.get("input"))
         flagged = "forbidden" in text
-        return web.json_response({
-            "id": "modr-fake", "model": body.get("model", "omni-moderation-latest"),
-            "results": [{"flagged": flagged, "categories": {"violence": flagged},
-                         "category_scores": {"violence": 0.9 if flagged else 0.01}}],
-        })
+        return web.json_response(
+            {
+                "id": "modr-fake",
+                "model": body.get("model", "omni-moderation-latest"),
+                "results": [
+                    {
+                        "flagged": flagged,
+                        "categories": {"violence": flagged},
+                        "category_scores": {"violence": 0.9 if flagged else 0.01},
+                    }
+                ],
+            }
+        )
 
     async def transcriptions(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -189,8 +278,13 @@ class FakeProvider:
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
@@ -200,8 +294,22 @@ def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
 
 def _response_object(model: str) -> dict[str, Any]:
     return {
-        "id": "resp_fake", "object": "response", "created_at": 1, "model": model, "status": "completed",
-        "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": "Hi there", "annotations": []}]}],
-        "usage": RESPONSES_USAGE, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": 1,
+        "model": model,
+        "status": "completed",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hi there", "annotations": []}],
+            }
+        ],
+        "usage": RESPONSES_USAGE,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
     }

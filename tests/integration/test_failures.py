@@ -18,12 +18,18 @@ CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 
 
 async def _post(
-    gateway: Gateway, body: Any, path: str = "v1/chat/completions", headers: dict[str, str] | None = None
+    gateway: Gateway,
+    body: Any,
+    path: str = "v1/chat/completions",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        async with http.post(gateway.url + path, data=data,
-                             headers={"Content-Type": "application/json", **(headers or {})}) as resp:
+        async with http.post(
+            gateway.url + path,
+            data=data,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        ) as resp:
             return resp.status, await resp.json()
 
 
@@ -51,10 +57,18 @@ async def test_bad_identity_is_a_400_and_nothing_is_forwarded(
 
 
 async def test_bad_bodies_are_400s_with_the_openai_envelope(gateway: Gateway) -> None:
-    assert await _post(gateway, b"{nope") == (400, {"error": {
-        "message": "request body is not valid JSON: Expecting property name enclosed in double quotes: "
-                   "line 1 column 2 (char 1)",
-        "type": "invalid_request_error", "param": None, "code": "invalid_request"}})
+    assert await _post(gateway, b"{nope") == (
+        400,
+        {
+            "error": {
+                "message": "request body is not valid JSON: Expecting property name enclosed in double quotes: "
+                "line 1 column 2 (char 1)",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_request",
+            }
+        },
+    )
     status, body = await _post(gateway, [1, 2])
     assert (status, body["error"]["message"]) == (400, "request body must be a JSON object")
     status, body = await _post(gateway, {"messages": []})
@@ -68,7 +82,10 @@ async def test_body_over_the_limit_is_a_413(start_gateway: Any) -> None:
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 20_000}]}
     status, body = await _post(gateway, big)
     assert status == 413
-    assert body["error"]["message"] == "request body is over the limit of 0.01 MiB ([server] max_body_mb)"
+    assert (
+        body["error"]["message"]
+        == "request body is over the limit of 0.01 MiB ([server] max_body_mb)"
+    )
     [row] = await gateway.rows()
     assert row["status"] == 413
 
@@ -84,17 +101,26 @@ async def test_unknown_and_ambiguous_models(gateway: Gateway) -> None:
     assert (status, body["error"]["code"]) == (404, "model_not_found")
     status, body = await _post(gateway, {**CHAT, "model": "shared-model"})
     assert status == 400
-    assert "local/shared-model" in body["error"]["message"] and "up/shared-model" in body["error"]["message"]
+    assert (
+        "local/shared-model" in body["error"]["message"]
+        and "up/shared-model" in body["error"]["message"]
+    )
     assert gateway.provider.seen == []
 
 
 async def test_provider_errors_pass_through_with_status_and_body(gateway: Gateway) -> None:
     client = gateway.client()
     with pytest.raises(openai.InternalServerError) as caught:
-        await client.chat.completions.create(model="error-model", messages=[{"role": "user", "content": "hi"}])
+        await client.chat.completions.create(
+            model="error-model", messages=[{"role": "user", "content": "hi"}]
+        )
     assert caught.value.status_code == 500
-    assert caught.value.body == {"message": "the fake provider failed", "type": "server_error", "code": None,
-                                 "param": None}
+    assert caught.value.body == {
+        "message": "the fake provider failed",
+        "type": "server_error",
+        "code": None,
+        "param": None,
+    }
     [row] = await gateway.rows()
     assert (row["status"], row["outcome"], row["model"]) == (500, "upstream_error", "error-model")
 
@@ -130,7 +156,7 @@ async def test_provider_timeout_is_a_504(start_gateway: Any, aiohttp_server: Any
     server = await aiohttp_server(slow)
     gateway = await start_gateway(f"""
 [providers.slow]
-base_url = "{server.make_url('/v1')}"
+base_url = "{server.make_url("/v1")}"
 models = ["sleepy"]
 timeout_s = 0.3
 """)
@@ -141,21 +167,28 @@ timeout_s = 0.3
 
 
 async def test_provider_cut_delivers_what_came_and_estimates_usage(gateway: Gateway) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(gateway.url + "v1/chat/completions", json={**CHAT, "model": "cut-model",
-                                                                        "stream": True}) as resp:
-            assert resp.status == 200
-            received = (await resp.content.read()).decode()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gateway.url + "v1/chat/completions", json={**CHAT, "model": "cut-model", "stream": True}
+        ) as resp,
+    ):
+        assert resp.status == 200
+        received = (await resp.content.read()).decode()
     assert '"content": "Hel"' in received and '"content": "lo "' in received
     [row] = await gateway.rows()
     assert (row["outcome"], row["usage_estimated"], row["status"]) == ("upstream_cut", True, 200)
-    assert row["output_tokens"] == 2  # "Hello " is 6 characters: the ≈4-characters-a-token estimate rounds up
+    assert (
+        row["output_tokens"] == 2
+    )  # "Hello " is 6 characters: the ≈4-characters-a-token estimate rounds up
 
 
 async def test_client_hang_up_cancels_upstream_and_is_recorded(gateway: Gateway) -> None:
     async with aiohttp.ClientSession() as http:
-        resp = await http.post(gateway.url + "v1/chat/completions",
-                               json={**CHAT, "model": "slow-model", "stream": True})
+        resp = await http.post(
+            gateway.url + "v1/chat/completions",
+            json={**CHAT, "model": "slow-model", "stream": True},
+        )
         await resp.content.readany()
         resp.close()
     for _ in range(50):

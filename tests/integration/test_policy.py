@@ -30,10 +30,20 @@ def _meta(user: str | None = None, group: str | None = None) -> dict[str, str]:
     return {"waystone": json.dumps(ident)}
 
 
-async def _chat(gateway: Gateway, model: str = "gpt-test", user: str | None = None, group: str | None = None,
-                **extra: Any) -> aiohttp.ClientResponse:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 5,
-            "metadata": _meta(user, group), **extra}
+async def _chat(
+    gateway: Gateway,
+    model: str = "gpt-test",
+    user: str | None = None,
+    group: str | None = None,
+    **extra: Any,
+) -> aiohttp.ClientResponse:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 5,
+        "metadata": _meta(user, group),
+        **extra,
+    }
     async with aiohttp.ClientSession() as http:
         resp = await http.post(gateway.url + "v1/chat/completions", json=body)
         await resp.read()
@@ -54,16 +64,23 @@ rules = ["downgrade-o3"]
 """)
     resp = await _chat(gateway, "o3", user="alice")
     assert resp.status == 200
-    assert (resp.headers["x-waystone-model"], resp.headers["x-waystone-rulesets"]) == ("up/o3-mini", "free-tier")
+    assert (resp.headers["x-waystone-model"], resp.headers["x-waystone-rulesets"]) == (
+        "up/o3-mini",
+        "free-tier",
+    )
     assert gateway.provider.seen[-1].body["model"] == "o3-mini"
     resp = await _chat(gateway, "o3", user="bob")
     assert (resp.headers["x-waystone-model"], resp.headers["x-waystone-rulesets"]) == ("up/o3", "")
     rows = await gateway.rows()
     assert [(r["user_id"], r["requested_model"], r["model"], r["rulesets"]) for r in rows] == [
-        ("alice", "up/o3", "o3-mini", ["free-tier"]), ("bob", "up/o3", "o3", [])]
+        ("alice", "up/o3", "o3-mini", ["free-tier"]),
+        ("bob", "up/o3", "o3", []),
+    ]
 
 
-async def test_eu_groups_are_routed_and_the_same_user_without_the_group_is_not(start_gateway: Any) -> None:
+async def test_eu_groups_are_routed_and_the_same_user_without_the_group_is_not(
+    start_gateway: Any,
+) -> None:
     gateway = await start_gateway("""
 [providers.eu]
 base_url = "{base_url}"
@@ -102,12 +119,16 @@ async def test_a_monthly_cost_cap_holds_under_40_concurrent_requests_and_across_
 
     async def one() -> int:
         try:
-            await client.chat.completions.create(model="gpt-test", max_tokens=5, metadata=_meta("alice"),
-                                                 messages=[{"role": "user", "content": PROMPT}])
+            await client.chat.completions.create(
+                model="gpt-test",
+                max_tokens=5,
+                metadata=_meta("alice"),
+                messages=[{"role": "user", "content": PROMPT}],
+            )
             return 200
         except openai.RateLimitError as err:
             assert err.response.headers["Retry-After"].isdigit()
-            assert "ruleset \"capped\"" in err.message and "rule \"cap\"" in err.message
+            assert 'ruleset "capped"' in err.message and 'rule "cap"' in err.message
             return 429
 
     statuses = await asyncio.gather(*(one() for _ in range(40)))
@@ -144,12 +165,16 @@ rules = ["member-share"]
     assert (await _chat(gateway, user="alice")).status == 200  # alone, alice is not in the group
 
 
-async def test_exhausted_group_credits_block_the_group_but_not_its_users_alone(start_gateway: Any) -> None:
+async def test_exhausted_group_credits_block_the_group_but_not_its_users_alone(
+    start_gateway: Any,
+) -> None:
     gateway = await start_gateway(f"""
 [groups.globex]
 credits = {{ usd = {2 * CHAT_COST!r}, window = "month" }}
 """)
-    statuses = [(await _chat(gateway, user=u, group="globex")).status for u in ("dave", "erin", "dave")]
+    statuses = [
+        (await _chat(gateway, user=u, group="globex")).status for u in ("dave", "erin", "dave")
+    ]
     assert statuses == [200, 200, 429]
     blocked = await _chat(gateway, user="erin", group="globex")
     body = json.loads(await blocked.text())
@@ -158,7 +183,9 @@ credits = {{ usd = {2 * CHAT_COST!r}, window = "month" }}
     assert (await _chat(gateway, user="dave")).status == 200
 
 
-async def test_rpm_limit_answers_429_with_retry_after_and_ratelimit_headers(start_gateway: Any) -> None:
+async def test_rpm_limit_answers_429_with_retry_after_and_ratelimit_headers(
+    start_gateway: Any,
+) -> None:
     gateway = await start_gateway("""
 [rules.two-a-minute]
 rate = { rpm = 2 }
@@ -198,16 +225,25 @@ async def test_fallback_after_a_provider_500_retries_then_falls_back(start_gatew
     resp = await _chat(gateway, "error-model", user="alice")
     assert resp.status == 200
     assert resp.headers["x-waystone-model"] == "up/gpt-test"
-    assert [s.body["model"] for s in gateway.provider.seen] == ["error-model", "error-model", "gpt-test"]
+    assert [s.body["model"] for s in gateway.provider.seen] == [
+        "error-model",
+        "error-model",
+        "gpt-test",
+    ]
     [row] = await gateway.rows()
-    assert (row["requested_model"], row["model"], row["cost_usd"] is not None) == ("up/error-model", "gpt-test", True)
+    assert (row["requested_model"], row["model"], row["cost_usd"] is not None) == (
+        "up/error-model",
+        "gpt-test",
+        True,
+    )
 
 
 async def test_streamed_fallback_happens_before_the_first_byte(start_gateway: Any) -> None:
     gateway = await start_gateway(FALLBACK)
     client = gateway.client()
-    stream = await client.chat.completions.create(model="error-model", stream=True,
-                                                  messages=[{"role": "user", "content": "hi"}])
+    stream = await client.chat.completions.create(
+        model="error-model", stream=True, messages=[{"role": "user", "content": "hi"}]
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "Hello from fake"
 
@@ -224,7 +260,10 @@ rules = ["cap-50"]
     await _chat(gateway, max_tokens=1000)
     await _chat(gateway, max_tokens=20)
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
-    async with aiohttp.ClientSession() as http, http.post(gateway.url + "v1/chat/completions", json=body) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gateway.url + "v1/chat/completions", json=body) as r,
+    ):
         assert r.status == 200
     assert [s.body.get("max_tokens") for s in gateway.provider.seen] == [50, 20, 50]
 
@@ -245,23 +284,32 @@ async def test_regex_output_check_blocks_plain_and_streamed_answers(start_gatewa
     resp = await _chat(gateway, user="alice")
     body = json.loads(await resp.text())
     assert (resp.status, body["error"]["code"]) == (403, "blocked")
-    assert body["error"]["message"].startswith('output blocked by ruleset "checked", rule "no-fake"')
+    assert body["error"]["message"].startswith(
+        'output blocked by ruleset "checked", rule "no-fake"'
+    )
     client = gateway.client()
     with pytest.raises(openai.PermissionDeniedError):
-        stream = await client.chat.completions.create(model="gpt-test", stream=True,
-                                                      messages=[{"role": "user", "content": "hi"}])
+        stream = await client.chat.completions.create(
+            model="gpt-test", stream=True, messages=[{"role": "user", "content": "hi"}]
+        )
         [c async for c in stream]
     rows = await gateway.rows()
     assert [(r["status"], r["outcome"], r["input_tokens"]) for r in rows] == [
-        (403, "blocked", 12), (403, "blocked", 12)]
+        (403, "blocked", 12),
+        (403, "blocked", 12),
+    ]
 
 
 async def test_regex_output_check_can_flag_instead(start_gateway: Any) -> None:
     gateway = await start_gateway(CHECK.replace("{on_fail}", "flag"))
     client = gateway.client()
-    stream = await client.chat.completions.create(model="gpt-test", stream=True,
-                                                  messages=[{"role": "user", "content": "hi"}])
-    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hello from fake"
+    stream = await client.chat.completions.create(
+        model="gpt-test", stream=True, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert (
+        "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        == "Hello from fake"
+    )
     [row] = await gateway.rows()
     assert (row["status"], row["outcome"]) == (200, "flagged")
 
@@ -276,12 +324,14 @@ when = "always"
 rules = ["moderated"]
 """)
     client = gateway.client()
-    ok = await client.chat.completions.create(model="local/mock-small",
-                                              messages=[{"role": "user", "content": "tell me a story"}])
+    ok = await client.chat.completions.create(
+        model="local/mock-small", messages=[{"role": "user", "content": "tell me a story"}]
+    )
     assert ok.choices[0].message.content
     with pytest.raises(openai.PermissionDeniedError) as caught:
-        await client.chat.completions.create(model="local/mock-small",
-                                             messages=[{"role": "user", "content": "forbidden words"}])
+        await client.chat.completions.create(
+            model="local/mock-small", messages=[{"role": "user", "content": "forbidden words"}]
+        )
     assert "flagged by up/mod-test" in caught.value.message
     assert [s.path for s in gateway.provider.seen] == ["/v1/moderations", "/v1/moderations"]
 
@@ -301,11 +351,19 @@ rules = ["review"]
     await _chat(gateway, user="veteran")
     await _chat(gateway)
     rows = await gateway.rows()
-    assert [(r["user_id"], r["datasets"]) for r in rows] == [("newbie", ["newcomers"]), ("veteran", []), (None, [])]
+    assert [(r["user_id"], r["datasets"]) for r in rows] == [
+        ("newbie", ["newcomers"]),
+        ("veteran", []),
+        (None, []),
+    ]
     await gateway.server.close()
     items = run_local("usage_dataset", gateway.home / "ledger.duckdb", dataset_name="newcomers")
     assert len(items) == 1
     item = items[0]
     assert (item["user"], item["group"], item["model"], item["output"]) == (
-        "newbie", "acme", "up/gpt-test", "Hello from fake")
+        "newbie",
+        "acme",
+        "up/gpt-test",
+        "Hello from fake",
+    )
     assert item["input"] == [{"role": "user", "content": PROMPT}]

@@ -48,8 +48,12 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
 def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     (waystone_home / "config.toml").write_text(CONFIG.format(port=port))
-    proc = subprocess.Popen([sys.executable, "-m", "waystone_cli.main", "serve"], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "waystone_cli.main", "serve"],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_ready(port, proc)
         yield proc, port
@@ -66,8 +70,10 @@ async def _send(port: int, count: int) -> None:
     async def one(i: int) -> None:
         async with sem:
             await client.chat.completions.create(
-                model="mock-small", messages=[{"role": "user", "content": f"hello {i}"}],
-                metadata={"waystone": f'{{"user": "u{i % 7}"}}'}, stream=i % 2 == 0,
+                model="mock-small",
+                messages=[{"role": "user", "content": f"hello {i}"}],
+                metadata={"waystone": f'{{"user": "u{i % 7}"}}'},
+                stream=i % 2 == 0,
             )
 
     await asyncio.gather(*(one(i) for i in range(count)))
@@ -83,8 +89,9 @@ def _count(home: Path) -> int:
         con.close()
 
 
-def test_sigterm_after_200_requests_leaves_200_rows(daemon: tuple[subprocess.Popen[bytes], int],
-                                                   waystone_home: Path) -> None:
+def test_sigterm_after_200_requests_leaves_200_rows(
+    daemon: tuple[subprocess.Popen[bytes], int], waystone_home: Path
+) -> None:
     proc, port = daemon
     asyncio.run(_send(port, 200))
     proc.send_signal(signal.SIGTERM)
@@ -92,8 +99,9 @@ def test_sigterm_after_200_requests_leaves_200_rows(daemon: tuple[subprocess.Pop
     assert _count(waystone_home) == 200
 
 
-def test_sigkill_loses_at_most_the_last_second(daemon: tuple[subprocess.Popen[bytes], int],
-                                               waystone_home: Path) -> None:
+def test_sigkill_loses_at_most_the_last_second(
+    daemon: tuple[subprocess.Popen[bytes], int], waystone_home: Path
+) -> None:
     proc, port = daemon
     asyncio.run(_send(port, 50))
     time.sleep(1.5)
@@ -103,8 +111,12 @@ def test_sigkill_loses_at_most_the_last_second(daemon: tuple[subprocess.Popen[by
 
 
 def test_demo_runs_offline_and_prints_the_usage_table(waystone_home: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "waystone_cli.main", "demo", "--requests", "12"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "waystone_cli.main", "demo", "--requests", "12"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "sent 12 requests" in result.stdout
     assert "alice" in result.stdout and "acme" in result.stdout

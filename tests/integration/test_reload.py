@@ -31,7 +31,9 @@ async def test_a_new_provider_takes_effect_without_restart(gateway: Gateway) -> 
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(**CHAT)
     path = gateway.home / "config.toml"
-    path.write_text(path.read_text() + '\n[providers.fresh]\nkind = "mock"\nmodels = ["fresh-model"]\n')
+    path.write_text(
+        path.read_text() + '\n[providers.fresh]\nkind = "mock"\nmodels = ["fresh-model"]\n'
+    )
     assert await _until(lambda: "fresh" in gateway.app[CONFIG].current.config.providers)
     done = await client.chat.completions.create(**CHAT)
     assert done.choices[0].message.content
@@ -43,8 +45,13 @@ async def test_an_invalid_config_keeps_the_last_good_one(gateway: Gateway) -> No
     path.write_text(path.read_text() + "\n[providers.broken]\nbase_url = 42\n")
     assert await _until(lambda: gateway.app[CONFIG].last_error is not None)
     assert gateway.app[CONFIG].current is good
-    assert gateway.app[CONFIG].last_error == "providers.broken.base_url: expected a string, got an integer"
-    done = await gateway.client().chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+    assert (
+        gateway.app[CONFIG].last_error
+        == "providers.broken.base_url: expected a string, got an integer"
+    )
+    done = await gateway.client().chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "x"}]
+    )
     assert done.choices[0].message.content == "Hello from fake"
 
 

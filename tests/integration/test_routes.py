@@ -26,7 +26,8 @@ def _identity(user: str = "alice", group: str | None = "acme") -> dict[str, str]
 async def test_chat_records_exact_tokens_and_cost_and_strips_identity(gateway: Gateway) -> None:
     client = gateway.client()
     raw = await client.chat.completions.with_raw_response.create(
-        model="gpt-test", messages=[{"role": "user", "content": "hi"}],
+        model="gpt-test",
+        messages=[{"role": "user", "content": "hi"}],
         metadata={**_identity(), "trace": "keep-me"},
     )
     completion = raw.parse()
@@ -44,14 +45,42 @@ async def test_chat_records_exact_tokens_and_cost_and_strips_identity(gateway: G
     assert "client-key-not-for-upstream" not in json.dumps(seen.headers)
 
     [row] = await gateway.rows()
-    assert {k: row[k] for k in ("user_id", "group_id", "provider", "model", "requested_model", "route",
-                                "stream", "status", "outcome", "input_tokens", "output_tokens",
-                                "cached_tokens", "reasoning_tokens", "cost_usd", "priced",
-                                "usage_estimated")} == {
-        "user_id": "alice", "group_id": "acme", "provider": "up", "model": "gpt-test",
-        "requested_model": "up/gpt-test", "route": "chat/completions", "stream": False, "status": 200,
-        "outcome": "ok", "input_tokens": 12, "output_tokens": 5, "cached_tokens": 2,
-        "reasoning_tokens": 1, "cost_usd": Decimal("0.0000210000"), "priced": True,
+    assert {
+        k: row[k]
+        for k in (
+            "user_id",
+            "group_id",
+            "provider",
+            "model",
+            "requested_model",
+            "route",
+            "stream",
+            "status",
+            "outcome",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "priced",
+            "usage_estimated",
+        )
+    } == {
+        "user_id": "alice",
+        "group_id": "acme",
+        "provider": "up",
+        "model": "gpt-test",
+        "requested_model": "up/gpt-test",
+        "route": "chat/completions",
+        "stream": False,
+        "status": 200,
+        "outcome": "ok",
+        "input_tokens": 12,
+        "output_tokens": 5,
+        "cached_tokens": 2,
+        "reasoning_tokens": 1,
+        "cost_usd": Decimal("0.0000210000"),
+        "priced": True,
         "usage_estimated": False,
     }
 
@@ -59,7 +88,10 @@ async def test_chat_records_exact_tokens_and_cost_and_strips_identity(gateway: G
 async def test_stream_hides_the_usage_chunk_the_client_did_not_ask_for(gateway: Gateway) -> None:
     client = gateway.client()
     stream = await client.chat.completions.create(
-        model="up/gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True, metadata=_identity(),
+        model="up/gpt-test",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        metadata=_identity(),
     )
     chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -68,15 +100,22 @@ async def test_stream_hides_the_usage_chunk_the_client_did_not_ask_for(gateway: 
     assert all(c.choices for c in chunks)
     assert gateway.provider.seen[-1].body["stream_options"] == {"include_usage": True}
     [row] = await gateway.rows()
-    assert (row["stream"], row["input_tokens"], row["output_tokens"], row["cost_usd"], row["usage_estimated"]) == (
-        True, 12, 5, Decimal("0.0000210000"), False)
+    assert (
+        row["stream"],
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cost_usd"],
+        row["usage_estimated"],
+    ) == (True, 12, 5, Decimal("0.0000210000"), False)
     assert row["ttft_ms"] is not None
 
 
 async def test_stream_keeps_the_usage_chunk_when_the_client_asked(gateway: Gateway) -> None:
     client = gateway.client()
     stream = await client.chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True,
+        model="gpt-test",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
@@ -88,14 +127,18 @@ async def test_stream_keeps_the_usage_chunk_when_the_client_asked(gateway: Gatew
 
 async def test_completions_streamed_and_not(gateway: Gateway) -> None:
     client = gateway.client()
-    done = await client.completions.create(model="gpt-test", prompt="say", extra_body={
-        "metadata": _identity("bob", None)})
+    done = await client.completions.create(
+        model="gpt-test", prompt="say", extra_body={"metadata": _identity("bob", None)}
+    )
     assert done.choices[0].text == "fake completion"
     stream = await client.completions.create(model="gpt-test", prompt="say", stream=True)
     text = "".join([c.choices[0].text async for c in stream if c.choices])
     assert text == "fake completion"
     rows = await gateway.rows()
-    assert [(r["user_id"], r["stream"], r["input_tokens"], r["output_tokens"], r["cost_usd"]) for r in rows] == [
+    assert [
+        (r["user_id"], r["stream"], r["input_tokens"], r["output_tokens"], r["cost_usd"])
+        for r in rows
+    ] == [
         ("bob", False, 6, 3, Decimal("0.0000120000")),
         (None, True, 6, 3, Decimal("0.0000120000")),
     ]
@@ -103,12 +146,18 @@ async def test_completions_streamed_and_not(gateway: Gateway) -> None:
 
 async def test_embeddings_priced_by_a_model_only_override(gateway: Gateway) -> None:
     client = gateway.client()
-    result = await client.embeddings.create(model="embed-test", input="hello", extra_body={"metadata": _identity()})
+    result = await client.embeddings.create(
+        model="embed-test", input="hello", extra_body={"metadata": _identity()}
+    )
     assert result.data[0].embedding == [0.1, 0.2, 0.3]
     assert "metadata" not in gateway.provider.seen[-1].body
     [row] = await gateway.rows()
     assert (row["route"], row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (
-        "embeddings", 8, 0, Decimal("0.0000008000"))
+        "embeddings",
+        8,
+        0,
+        Decimal("0.0000008000"),
+    )
 
 
 async def test_responses_streamed_and_not_read_usage(gateway: Gateway) -> None:
@@ -117,12 +166,24 @@ async def test_responses_streamed_and_not_read_usage(gateway: Gateway) -> None:
     assert response.output_text == "Hi there"
     stream = await client.responses.create(model="gpt-test", input="hi", stream=True)
     events = [event.type async for event in stream]
-    assert events == ["response.created", "response.output_text.delta", "response.output_text.delta",
-                      "response.completed"]
+    assert events == [
+        "response.created",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.completed",
+    ]
     rows = await gateway.rows()
     expected = (9, 4, 3, 2, Decimal("0.0000155000"))
-    assert [(r["input_tokens"], r["output_tokens"], r["cached_tokens"], r["reasoning_tokens"], r["cost_usd"])
-            for r in rows] == [expected, expected]
+    assert [
+        (
+            r["input_tokens"],
+            r["output_tokens"],
+            r["cached_tokens"],
+            r["reasoning_tokens"],
+            r["cost_usd"],
+        )
+        for r in rows
+    ] == [expected, expected]
     assert [r["stream"] for r in rows] == [False, True]
 
 
@@ -138,7 +199,8 @@ async def test_moderations_and_models(gateway: Gateway) -> None:
 async def test_transcriptions_pass_multipart_through_and_take_identity(gateway: Gateway) -> None:
     client = gateway.client()
     result = await client.audio.transcriptions.create(
-        model="whisper-test", file=("a.wav", b"RIFF fake audio", "audio/wav"),
+        model="whisper-test",
+        file=("a.wav", b"RIFF fake audio", "audio/wav"),
         extra_body={"metadata": json.dumps({"user": "carol"})},
     )
     assert result.text == "transcribed"
@@ -149,22 +211,33 @@ async def test_transcriptions_pass_multipart_through_and_take_identity(gateway: 
 
 
 async def test_routes_also_served_under_the_hosted_path(gateway: Gateway) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(gateway.url + "api/gateway/v1/chat/completions", json={
-            "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}],
-        }) as resp:
-            assert resp.status == 200
-            assert (await resp.json())["choices"][0]["message"]["content"] == "Hello from fake"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gateway.url + "api/gateway/v1/chat/completions",
+            json={
+                "model": "gpt-test",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        ) as resp,
+    ):
+        assert resp.status == 200
+        assert (await resp.json())["choices"][0]["message"]["content"] == "Hello from fake"
 
 
 async def test_mock_provider_answers_offline(gateway: Gateway) -> None:
     client = gateway.client()
-    done = await client.chat.completions.create(model="mock-small", messages=[{"role": "user", "content": "hi"}])
+    done = await client.chat.completions.create(
+        model="mock-small", messages=[{"role": "user", "content": "hi"}]
+    )
     assert done.choices[0].message.content
     stream = await client.chat.completions.create(
-        model="local/mock-large", messages=[{"role": "user", "content": "hi"}], stream=True)
+        model="local/mock-large", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
     assert [c async for c in stream]
     rows = await gateway.rows()
     assert [(r["provider"], r["model"], r["outcome"]) for r in rows] == [
-        ("local", "mock-small", "ok"), ("local", "mock-large", "ok")]
+        ("local", "mock-small", "ok"),
+        ("local", "mock-large", "ok"),
+    ]
     assert all(r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows)

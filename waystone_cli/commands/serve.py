@@ -21,9 +21,15 @@ def register(root: typer.Typer) -> None:
 
 def serve(
     ctx: typer.Context,
-    host: str | None = typer.Option(None, "--host", help="Address to listen on (default: [server] host)."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on (default: [server] port)."),
-    log_format: str | None = typer.Option(None, "--log-format", help="text or json (default: [server] log_format)."),
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on (default: [server] host)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="Port to listen on (default: [server] port)."
+    ),
+    log_format: str | None = typer.Option(
+        None, "--log-format", help="text or json (default: [server] log_format)."
+    ),
 ) -> None:
     """Run the gateway daemon in the foreground."""
     from daemon.server import run
@@ -35,14 +41,16 @@ def serve(
     if fmt not in ("text", "json"):
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
     _setup_logging(fmt)
-    run(Settings(
-        config_path=context.config_path,
-        ledger_path=context.ledger_path(config),
-        socket_path=context.socket_path(),
-        host=host,
-        port=port,
-        log_format=fmt,
-    ))
+    run(
+        Settings(
+            config_path=context.config_path,
+            ledger_path=context.ledger_path(config),
+            socket_path=context.socket_path(),
+            host=host,
+            port=port,
+            log_format=fmt,
+        )
+    )
 
 
 def _setup_logging(fmt: str) -> None:
@@ -53,11 +61,12 @@ def _setup_logging(fmt: str) -> None:
 def demo(
     ctx: typer.Context,
     requests: int = typer.Option(36, "--requests", help="How many sample requests to send."),
-    keep: bool = typer.Option(False, "--keep", help="Keep the demo home folder and print its path."),
+    keep: bool = typer.Option(
+        False, "--keep", help="Keep the demo home folder and print its path."
+    ),
 ) -> None:
     """Offline demo: start the gateway on the mock provider, send traffic, show usage."""
     from waystone_cli.demo import run_demo
-
     from waystone_cli.render import print_line
 
     run_demo(requests=requests, keep=keep, echo=print_line)
