@@ -36,8 +36,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from daemon.state import OBSERVER
-
 if TYPE_CHECKING:
     from daemon.call import Call
     from waystone_cli.core.config import Config
@@ -229,5 +227,8 @@ class _LedgerCollector(Collector):
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    # Imported here: daemon.state names the Observer, whose module imports this one.
+    from daemon.state import OBSERVER
+
     body = request.app[OBSERVER].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
