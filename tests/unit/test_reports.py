@@ -140,6 +140,18 @@ def test_top_rows(
     assert result["rows"] == expected
 
 
+def test_unknown_cost_sorts_after_a_known_zero(con: duckdb.DuckDBPyConnection) -> None:
+    insert(con, [
+        ("a", "2026-11-01 10:00:00", "aaron", None, "local", "llama", 10, 10, None, "ok"),
+        ("z", "2026-11-01 11:00:00", "zoe", None, "openai", "gpt-4o", 0, 0, "0", "blocked"),
+    ])  # fmt: skip
+    rebuild_rollup(con)
+    assert reports.top(con)["rows"] == [
+        row("user", "zoe", 1, 0, 0, 0.0),
+        row("user", "aaron", 1, 10, 10, None, 1),
+    ]
+
+
 def test_top_refuses_an_unknown_dimension_and_a_reversed_span(
     ledger: duckdb.DuckDBPyConnection,
 ) -> None:

@@ -35,7 +35,8 @@ DIMENSION_SQL = {
 
 #: ORDER BY expression of each metric over an aggregated row.
 METRIC_SQL = {
-    "cost": "cost_usd DESC NULLS LAST",
+    # A row with no priced request has an unknown cost: it sorts last, not as $0.
+    "cost": "CASE WHEN unpriced_requests = requests THEN NULL ELSE cost_usd END DESC NULLS LAST",
     "tokens": "total_tokens DESC",
     "requests": "requests DESC",
 }
