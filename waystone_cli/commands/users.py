@@ -24,6 +24,7 @@ from waystone_cli.context import app_context
 from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
 
 if TYPE_CHECKING:
+    from waystone_cli.core.config import Config
     from waystone_cli.core.entities import Entity
 
 Kind = Literal["user", "group"]
@@ -281,29 +282,34 @@ def remove_entity(doc: Document, kind: Kind, ident: str) -> None:
 # --- rows: declared and seen, merged --------------------------------------------------
 
 
-def _declared(config: Any, kind: Kind) -> Mapping[str, Any]:
-    return config.users if kind == "user" else config.groups  # type: ignore[no-any-return]
+def _declared(config: Config, kind: Kind) -> Mapping[str, Any]:
+    return config.users if kind == "user" else config.groups
 
 
-def seen_entities(ctx: typer.Context, config: Any, kind: Kind) -> list[dict[str, Any]]:
+def seen_entities(ctx: typer.Context, config: Config, kind: Kind) -> list[dict[str, Any]]:
     """Entities the ledger has seen; none (and no DuckDB import) when there is no ledger."""
-    if not _ledger_exists(ctx, config):
-        return []
-    return list(app_context(ctx).query("seen_entities", kind=kind))
+    found = _ledger_query(ctx, config, "seen_entities", kind=kind)
+    return [] if found is None else list(found)
 
 
-def seen_entity(ctx: typer.Context, config: Any, kind: Kind, ident: str) -> dict[str, Any] | None:
+def seen_entity(
+    ctx: typer.Context, config: Config, kind: Kind, ident: str
+) -> dict[str, Any] | None:
     """One entity as traffic saw it, or None (also when there is no ledger)."""
-    app = app_context(ctx)
-    if not _ledger_exists(ctx, config):
-        return None
-    found = app.query("seen_entity", kind=kind, id=ident)
+    found = _ledger_query(ctx, config, "seen_entity", kind=kind, id=ident)
     return dict(found) if found else None
 
 
-def _ledger_exists(ctx: typer.Context, config: Any) -> bool:
+def _ledger_query(ctx: typer.Context, config: Config, name: str, **params: Any) -> Any:
+    """Like ``AppContext.query``, with the config already loaded (a big one takes a while
+    to parse twice); None when there is neither a ledger file nor a daemon socket."""
     app = app_context(ctx)
-    return app.ledger_path(config).exists() or app.socket_path().exists()
+    ledger, socket = app.ledger_path(config), app.socket_path()
+    if not ledger.exists() and not socket.exists():
+        return None
+    from waystone_cli.ledger.access import run_query
+
+    return run_query(name, ledger_path=ledger, socket_path=socket, **params)
 
 
 def entity_rows(
