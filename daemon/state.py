@@ -12,16 +12,19 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import ClientSession, web
 
-from daemon.entities import EntityStore
-from daemon.observe import Observer
 from waystone_cli.core.config import Config
-from waystone_cli.core.counters import UsageCounters
 from waystone_cli.core.models import ModelIndex
 from waystone_cli.core.pricing import Pricer
-from waystone_cli.ledger.writer import LedgerWriter
+
+if TYPE_CHECKING:
+    from daemon.entities import EntityStore
+    from daemon.observe import Observer
+    from waystone_cli.core.counters import UsageCounters
+    from waystone_cli.ledger.writer import LedgerWriter
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,9 @@ class ConfigHolder:
 SETTINGS = web.AppKey("settings", Settings)
 CONFIG = web.AppKey("config", ConfigHolder)
 HTTP = web.AppKey("http", ClientSession)
-LEDGER = web.AppKey("ledger", LedgerWriter)
-ENTITIES = web.AppKey("entities", EntityStore)
-COUNTERS = web.AppKey("counters", UsageCounters)
-OBSERVER = web.AppKey("observer", Observer)
+# Typed by annotation: the classes are imported only for the type checker, which keeps
+# this module free of import cycles (the observer's modules read these keys).
+LEDGER: web.AppKey[LedgerWriter] = web.AppKey("ledger")
+ENTITIES: web.AppKey[EntityStore] = web.AppKey("entities")
+COUNTERS: web.AppKey[UsageCounters] = web.AppKey("counters")
+OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
