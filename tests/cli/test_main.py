@@ -25,6 +25,18 @@ def test_unexpected_error_is_one_line_without_traceback(
     )
 
 
+def test_a_multi_line_message_prints_as_one_line(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object) -> str:
+        raise ValueError("first line\n  second line\n")
+
+    cli("init")
+    monkeypatch.setattr("waystone_cli.commands.config.summary", boom)
+    run = cli("config", "validate")
+    assert run.stderr == (
+        "error: ValueError: first line second line (run with --debug for the traceback)\n"
+    )
+
+
 def test_debug_shows_the_traceback(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     cli("init")
     monkeypatch.setattr("waystone_cli.commands.config.summary", _boom)

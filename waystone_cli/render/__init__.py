@@ -33,8 +33,9 @@ def err_console() -> Console:
 
 
 def print_error(message: str) -> None:
-    """One red line on stderr; never wrapped, so it stays one line."""
-    err_console().print(f"error: {message}", style="red", soft_wrap=True)
+    """One red line on stderr: never wrapped, and a multi-line message is joined."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    err_console().print(f"error: {line}", style="red", soft_wrap=True)
 
 
 def print_line(message: str) -> None:
