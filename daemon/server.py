@@ -60,8 +60,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 def run(settings: Settings) -> None:
     try:
         import uvloop
-
-        uvloop.install()
     except ImportError:
-        pass
-    asyncio.run(serve(settings))
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
