@@ -94,7 +94,10 @@ def write_config_text(config_path: Path, text: str, *, overwrite: bool) -> Confi
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file beside ``path``, fsync, rename over it, fsync the folder."""
+    """Temp file beside ``path``, fsync, rename over it, fsync the folder.
+
+    A symlinked config (dotfile managers do that) is written through to its target."""
+    path = path.resolve() if path.is_symlink() else path
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o600

@@ -156,3 +156,14 @@ def test_write_config_text_validates_first(tmp_path: Path) -> None:
         write_config_text(path, "[srever]\n", overwrite=False)
     assert str(caught.value) == "srever: unknown key"
     assert not path.exists()
+
+
+def test_a_symlinked_config_is_written_through(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "waystone.toml"
+    real.parent.mkdir()
+    real.write_text("[groups.acme]\n")
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    update_config(link, lambda doc: doc["groups"].setdefault("initech", {}))
+    assert link.is_symlink()
+    assert real.read_text() == "[groups.acme]\n\n[groups.initech]\n"
