@@ -56,11 +56,22 @@ def hotspot_lines(path: Path, top: int = 25) -> list[str]:
     total, own, inclusive = shares(read_stacks(path))
     if not total:
         return ["(no samples)"]
-    lines = [f"{total} samples.", "", "Self time (where the CPU is):", "",
-             "| share | function |", "|---:|---|"]
+    lines = [
+        f"{total} samples.",
+        "",
+        "Self time (where the CPU is):",
+        "",
+        "| share | function |",
+        "|---:|---|",
+    ]
     lines += [f"| {n / total:.1%} | `{f}` |" for f, n in own.most_common(top)]
-    lines += ["", "Inclusive time of our code and named library layers:", "",
-              "| share | function |", "|---:|---|"]
+    lines += [
+        "",
+        "Inclusive time of our code and named library layers:",
+        "",
+        "| share | function |",
+        "|---:|---|",
+    ]
     ours = [(f, n) for f, n in inclusive.most_common() if any(k in f for k in _INCLUSIVE)]
     lines += [f"| {n / total:.1%} | `{f}` |" for f, n in ours[: top * 2]]
     return lines

@@ -47,11 +47,30 @@ def run_wrk(port: int, load: Load, seconds: float, core: int) -> WrkResult:
     }
     # One wrk thread: on its own half of core 1 it sends far more than one Python
     # gateway core can answer.  --timeout 10s: a slow answer is latency, not an error.
-    cmd = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{load.connections}",
-           f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(LUA),
-           f"http://127.0.0.1:{port}/v1/chat/completions"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60,
-                         check=True, cwd=LUA.parent).stdout
+    cmd = [
+        "taskset",
+        "-c",
+        str(core),
+        "wrk",
+        "-t1",
+        f"-c{load.connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+    ]
+    out = subprocess.run(
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+        cwd=LUA.parent,
+    ).stdout
     return parse_summary(out)
 
 

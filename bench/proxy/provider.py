@@ -35,40 +35,71 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": MODEL,
         "system_fingerprint": "fp_bench",
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
 
 
 def json_answer() -> bytes:
-    body = json.dumps({
-        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": MODEL,
-        "system_fingerprint": "fp_bench",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the bench",
-                                             "refusal": None},
-                     "logprobs": None, "finish_reason": "stop"}],
-        "usage": USAGE,
-    }).encode()
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n" % len(body))
+    body = json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 1,
+            "model": MODEL,
+            "system_fingerprint": "fp_bench",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "Hello from the bench",
+                        "refusal": None,
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": USAGE,
+        }
+    ).encode()
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n" % len(body)
+    )
     return head + body
 
 
 def sse_events(with_usage: bool) -> list[bytes]:
     pieces = ["Hello", " from", " the", " bench"]
-    events = [_chunk({"role": "assistant", "content": p} if i == 0 else {"content": p})
-              for i, p in enumerate(pieces)]
+    events = [
+        _chunk({"role": "assistant", "content": p} if i == 0 else {"content": p})
+        for i, p in enumerate(pieces)
+    ]
     events.append(_chunk({}, finish="stop"))
     if with_usage:
-        events.append({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1,
-                       "model": MODEL, "choices": [], "usage": USAGE})
+        events.append(
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": MODEL,
+                "choices": [],
+                "usage": USAGE,
+            }
+        )
     return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
 def sse_answer(with_usage: bool) -> bytes:
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+    )
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in sse_events(with_usage))
     return head + chunks + b"0\r\n\r\n"
 
@@ -116,7 +147,7 @@ class HTTPServerProtocol(asyncio.Protocol):
             total = end + 4 + length
             if len(self.buffer) < total:
                 break
-            out.append(self.answers.pick(head, self.buffer[end + 4:total]))
+            out.append(self.answers.pick(head, self.buffer[end + 4 : total]))
             self.buffer = self.buffer[total:]
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
@@ -125,8 +156,9 @@ class HTTPServerProtocol(asyncio.Protocol):
 async def serve(port: int) -> None:
     answers = Answers()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HTTPServerProtocol(answers), "127.0.0.1", port,
-                                      backlog=1024)
+    server = await loop.create_server(
+        lambda: HTTPServerProtocol(answers), "127.0.0.1", port, backlog=1024
+    )
     async with server:
         await server.serve_forever()
 

@@ -30,10 +30,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
         content_type = upstream.headers.get("Content-Type", "application/json")
         if not content_type.startswith("text/event-stream"):
             data = await upstream.read()
-            return web.Response(body=data, status=upstream.status,
-                                headers={"Content-Type": content_type})
-        response = web.StreamResponse(status=upstream.status,
-                                      headers={"Content-Type": content_type})
+            return web.Response(
+                body=data, status=upstream.status, headers={"Content-Type": content_type}
+            )
+        response = web.StreamResponse(
+            status=upstream.status, headers={"Content-Type": content_type}
+        )
         await response.prepare(request)
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
@@ -66,8 +68,14 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(make_app(args.upstream), host="127.0.0.1", port=args.port, access_log=None,
-                print=None, backlog=1024)
+    web.run_app(
+        make_app(args.upstream),
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
+        backlog=1024,
+    )
 
 
 if __name__ == "__main__":

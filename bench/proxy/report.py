@@ -55,7 +55,7 @@ def _med(values: list[float]) -> float:
 
 def summary(ms: list[Measurement]) -> dict[tuple[str, str, int], dict[str, float]]:
     """Median over repeats per (gateway, mode, connections)."""
-    keys = sorted({(m.gateway, m.mode, m.connections) for m in ms}, key=lambda k: (k[1], k[2]))
+    keys = dict.fromkeys((m.gateway, m.mode, m.connections) for m in ms)  # run order
     out: dict[tuple[str, str, int], dict[str, float]] = {}
     for key in keys:
         runs = [m for m in ms if (m.gateway, m.mode, m.connections) == key]
@@ -80,8 +80,12 @@ def results_table(ms: list[Measurement], baseline: str) -> list[str]:
     ]
     for (gw, mode, conns), s in stats.items():
         base = stats.get((baseline, mode, conns))
-        rps_ratio = f"{s['rps'] / base['rps']:.2f}" if base and gw != baseline and base["rps"] else ""
-        p99_ratio = f"{s['p99'] / base['p99']:.2f}" if base and gw != baseline and base["p99"] else ""
+        rps_ratio = (
+            f"{s['rps'] / base['rps']:.2f}" if base and gw != baseline and base["rps"] else ""
+        )
+        p99_ratio = (
+            f"{s['p99'] / base['p99']:.2f}" if base and gw != baseline and base["p99"] else ""
+        )
         lines.append(
             f"| {gw} | {mode} | {conns} | {s['rps']:,.0f} | {s['p50']:.1f} | {s['p99']:.1f} | "
             f"{s['errors']:.0f} | {s['rss']:.0f} | {s['cpu']:.0%} | {s['rps_cpu']:,.0f} | "
@@ -99,10 +103,14 @@ def targets(ms: list[Measurement], baseline: str, gateway: str) -> list[str]:
         if gw != gateway or base is None:
             continue
         checks = [
-            (f"rps {s['rps'] / base['rps']:.2f}x >= {RPS_RATIO_MIN}x",
-             s["rps"] >= RPS_RATIO_MIN * base["rps"]),
-            (f"p99 {s['p99'] / base['p99']:.2f}x <= {P99_RATIO_MAX}x",
-             s["p99"] <= P99_RATIO_MAX * base["p99"]),
+            (
+                f"rps {s['rps'] / base['rps']:.2f}x >= {RPS_RATIO_MIN}x",
+                s["rps"] >= RPS_RATIO_MIN * base["rps"],
+            ),
+            (
+                f"p99 {s['p99'] / base['p99']:.2f}x <= {P99_RATIO_MAX}x",
+                s["p99"] <= P99_RATIO_MAX * base["p99"],
+            ),
             (f"errors {s['errors']:.0f} = 0", s["errors"] == 0),
             (f"RSS {s['rss']:.0f} MB < {RSS_MAX_MB:.0f} MB", s["rss"] < RSS_MAX_MB),
         ]

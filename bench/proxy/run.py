@@ -15,9 +15,9 @@ load on a shared machine hits them alike: a warm-up, then a measured wrk run, wh
 thread samples the gateway's VmRSS and /proc gives its CPU time.  Afterwards each
 waystone is stopped with SIGTERM and its ledger opened read-only: every response wrk
 received must have an ``ok`` row.  The Markdown report goes to stdout and to
-``bench/results/proxy-<date>.md``.  ``--profile`` runs py-spy on the first waystone
-during each measured run and prints its hotspots (the numbers of a profiled run are
-not for comparison).
+``bench/results/proxy-<date>.md``.  ``--profile`` runs py-spy on every gateway during
+each measured run and appends the hotspots (the numbers of a profiled run are not for
+comparison: py-spy takes CPU from core 1).
 """
 
 from __future__ import annotations
@@ -72,8 +72,14 @@ def start_provider(work: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 def start_reference(work: Path, provider_port: int) -> Gateway:
     port, log = free_port(), work / "reference.log"
-    cmd = [sys.executable, str(HERE / "reference.py"), "--port", str(port),
-           "--upstream", f"http://127.0.0.1:{provider_port}/v1"]
+    cmd = [
+        sys.executable,
+        str(HERE / "reference.py"),
+        "--port",
+        str(port),
+        "--upstream",
+        f"http://127.0.0.1:{provider_port}/v1",
+    ]
     proc = start(cmd, GATEWAY_CORE, log)
     wait_http(f"http://127.0.0.1:{port}/", proc, log)
     return Gateway("reference", port, proc, log, RssSampler(proc.pid))
@@ -84,8 +90,7 @@ def start_waystone(work: Path, label: str, provider_port: int, rulesets: int) ->
     home.mkdir()
     (home / "config.toml").write_text(config_text(port, provider_port, rulesets))
     log = home / "serve.log"
-    env = {"WAYSTONE_HOME": str(home), "BENCH_PROVIDER_KEY": "sk-bench",
-           "PYTHONPATH": str(ROOT)}
+    env = {"WAYSTONE_HOME": str(home), "BENCH_PROVIDER_KEY": "sk-bench", "PYTHONPATH": str(ROOT)}
     proc = start([sys.executable, "-m", "waystone_cli.main", "serve"], GATEWAY_CORE, log, env)
     wait_http(f"http://127.0.0.1:{port}/readyz", proc, log)
     return Gateway(label, port, proc, log, RssSampler(proc.pid), home=home)
@@ -96,22 +101,40 @@ def measure(gw: Gateway, load: Load, args: argparse.Namespace, work: Path) -> Me
     warm = run_wrk(gw.port, load, args.warmup, LOAD_CORE)
     gw.sampler.take_peak()
     cpu_before = cpu_seconds(gw.pid)
-    profiler = _start_profiler(gw, load, work) if args.profile and gw.home else None
+    profiler = _start_profiler(gw, load, args, work) if args.profile else None
     result = run_wrk(gw.port, load, args.duration, LOAD_CORE)
     cpu = cpu_seconds(gw.pid) - cpu_before
     peak = gw.sampler.take_peak()
     if profiler is not None:
-        stop(profiler, timeout=30)
+        profiler.wait(timeout=60)
     end_at = datetime.now(UTC).replace(tzinfo=None)
     mode = "sse" if load.stream else "json"
     return Measurement(gw.label, mode, load.connections, warm, result, peak, cpu, start_at, end_at)
 
 
-def _start_profiler(gw: Gateway, load: Load, work: Path) -> subprocess.Popen[bytes]:
+def _start_profiler(
+    gw: Gateway, load: Load, args: argparse.Namespace, work: Path
+) -> subprocess.Popen[bytes]:
     name = f"profile-{gw.label}-{'sse' if load.stream else 'json'}-c{load.connections}.txt"
     out = work / name
-    cmd = ["py-spy", "record", "--pid", str(gw.pid), "--format", "raw", "--rate", "200",
-           "--nonblocking", "--output", str(out)]
+    # A fixed duration inside the run: py-spy writes its file when it ends by itself
+    # (or on SIGINT), not on SIGTERM.
+    seconds = max(1, int(args.duration) - 1)
+    cmd = [
+        "py-spy",
+        "record",
+        "--pid",
+        str(gw.pid),
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--nonblocking",
+        "--duration",
+        str(seconds),
+        "--output",
+        str(out),
+    ]
     return start(cmd, LOAD_CORE, work / "py-spy.log")
 
 
@@ -127,8 +150,11 @@ def ledger_checks(gw: Gateway, ms: list[Measurement]) -> list[LedgerCheck]:
                 "SELECT outcome, count(*) FROM requests WHERE ts >= ? AND ts < ? GROUP BY outcome",
                 [m.start, m.end],
             ).fetchall()
-            checks.append(LedgerCheck(gw.label, m.mode, m.connections,
-                                      m.warm.requests + m.run.requests, dict(rows)))
+            checks.append(
+                LedgerCheck(
+                    gw.label, m.mode, m.connections, m.warm.requests + m.run.requests, dict(rows)
+                )
+            )
     finally:
         con.close()
     return checks
@@ -149,20 +175,29 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--modes", default="json,sse", help="json, sse or both")
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--groups", type=int, default=50)
-    p.add_argument("--rulesets", type=int, default=0,
-                   help="also run waystone with N rulesets (and inline metadata) beside none")
+    p.add_argument(
+        "--rulesets",
+        type=int,
+        default=0,
+        help="also run waystone with N rulesets (and inline metadata) beside none",
+    )
     p.add_argument("--repeat", type=int, default=1, help="alternate the gateways this many times")
-    p.add_argument("--profile", action="store_true", help="py-spy the first waystone's runs")
+    p.add_argument("--profile", action="store_true", help="py-spy every gateway's measured runs")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, ledgers)")
     return p.parse_args()
 
 
 def preflight(args: argparse.Namespace) -> None:
-    missing = [t for t in ("wrk", "taskset") + (("py-spy",) if args.profile else ())
-               if shutil.which(t) is None]
+    missing = [
+        t
+        for t in ("wrk", "taskset") + (("py-spy",) if args.profile else ())
+        if shutil.which(t) is None
+    ]
     if missing:
-        sys.exit(f"missing: {', '.join(missing)} (wrk: apt-get install -y wrk; "
-                 "py-spy: pip install py-spy)")
+        sys.exit(
+            f"missing: {', '.join(missing)} (wrk: apt-get install -y wrk; "
+            "py-spy: pip install py-spy)"
+        )
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs two cores: the gateway on core 0, the provider and wrk on core 1")
 
@@ -226,13 +261,20 @@ def finish(gateways: list[Gateway], ms: list[Measurement]) -> list[LedgerCheck]:
 
 
 def _progress(m: Measurement) -> str:
-    return (f"{m.gateway:>16} {m.mode} c{m.connections}: {m.run.rps:8,.0f} rps  "
-            f"p99 {m.run.p99_ms:7.1f} ms  errors {m.run.errors}  RSS {m.peak_rss_mb:.0f} MB")
+    return (
+        f"{m.gateway:>16} {m.mode} c{m.connections}: {m.run.rps:8,.0f} rps  "
+        f"p99 {m.run.p99_ms:7.1f} ms  errors {m.run.errors}  RSS {m.peak_rss_mb:.0f} MB"
+    )
 
 
-def render(args: argparse.Namespace, ms: list[Measurement], checks: list[LedgerCheck],
-           gateways: list[Gateway], load_before: tuple[float, float, float],
-           elapsed: float) -> list[str]:
+def render(
+    args: argparse.Namespace,
+    ms: list[Measurement],
+    checks: list[LedgerCheck],
+    gateways: list[Gateway],
+    load_before: tuple[float, float, float],
+    elapsed: float,
+) -> list[str]:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_after = os.getloadavg()
     lines = [
@@ -250,11 +292,19 @@ def render(args: argparse.Namespace, ms: list[Measurement], checks: list[LedgerC
     ]
     if args.rulesets > 0:
         label = f"waystone+{args.rulesets}rs"
-        lines += ["", f"{args.rulesets} rulesets vs none (issue 4: within 15%):", "",
-                  *results_table([m for m in ms if m.gateway != "reference"], "waystone")]
+        lines += [
+            "",
+            f"{args.rulesets} rulesets vs none (issue 4: within 15%):",
+            "",
+            *results_table([m for m in ms if m.gateway != "reference"], "waystone"),
+        ]
         lines += [f"- {label}: " + _ruleset_verdict(ms, label)]
-    lines += ["", "Peak RSS over the whole run (VmHWM): " + ", ".join(
-        f"{gw.label} {gw.hwm_mb:.0f} MB" for gw in gateways), ""]
+    lines += [
+        "",
+        "Peak RSS over the whole run (VmHWM): "
+        + ", ".join(f"{gw.label} {gw.hwm_mb:.0f} MB" for gw in gateways),
+        "",
+    ]
     lines += ["Ledger check (SIGTERM, then the DuckDB file read-only):", "", *ledger_table(checks)]
     return lines
 
