@@ -105,6 +105,20 @@ def when_text(value: str | None) -> str:
     return value.replace("T", " ")[:16]
 
 
+def rich_table(*columns: str) -> Table:
+    """A Rich table in the house style, for reports with few rows."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+_table = rich_table  # the name render/prices.py imports
+
+
 @dataclass(frozen=True)
 class Grid:
     """A plain table: column headers and rows of cell text."""
