@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -97,6 +96,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Temp file beside ``path``, fsync, rename over it, fsync the folder.
 
     A symlinked config (dotfile managers do that) is written through to its target."""
+    import tempfile  # only writers need it; listing commands skip its imports
+
     path = path.resolve() if path.is_symlink() else path
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,6 @@ guess, and the gateway can look it up with one hash per request.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,10 +57,14 @@ def revoke(ctx: typer.Context, name: str = NAME_ARG) -> None:
 
 
 def new_key() -> str:
+    import secrets
+
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def key_hash(key: str) -> str:
+    import hashlib
+
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
