@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -178,12 +178,12 @@ def test_list_where(cli: Cli, base: Path, where: str, expected: list[str]) -> No
     assert [r["id"] for r in json.loads(run.stdout)] == expected
 
 
-def test_list_where_joined_within_reads_the_added_date(cli: Cli, base: Path) -> None:
-    # bob was added 2026-10-01; alice has no date at all, so she never "joined within".
-    now = datetime.now(UTC)
-    days = (now - datetime(2026, 10, 1, tzinfo=UTC)).days + 1
-    run = cli("user", "list", "--where", f"joined within {days}d", "--json")
-    assert [r["id"] for r in json.loads(run.stdout)] == ["bob"]
+def test_list_where_joined_within_reads_the_added_date(cli: Cli, write_config) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    recent, old = (now - timedelta(days=10)).date(), (now - timedelta(days=40)).date()
+    write_config(f"[users.new]\nadded = {recent}\n[users.old]\nadded = {old}\n[users.undated]\n")
+    run = cli("user", "list", "--where", "joined within 30d", "--json")
+    assert [r["id"] for r in json.loads(run.stdout)] == ["new"]
 
 
 def test_list_where_with_a_bad_condition_is_misuse(cli: Cli, base: Path) -> None:
