@@ -318,7 +318,11 @@ def _ruleset_verdict(ms: list[Measurement], label: str) -> str:
         base = stats.get(("waystone", mode, conns))
         if gw == label and base:
             ratio = s["rps"] / base["rps"]
-            parts.append(f"{mode} c{conns} {ratio:.2f}x {'PASS' if ratio >= 0.85 else 'FAIL'}")
+            per_cpu = s["rps_cpu"] / base["rps_cpu"] if base["rps_cpu"] else 0.0
+            parts.append(
+                f"{mode} c{conns} {ratio:.2f}x (per CPU-second {per_cpu:.2f}x) "
+                f"{'PASS' if ratio >= 0.85 else 'FAIL'}"
+            )
     return ", ".join(parts)
 
 
