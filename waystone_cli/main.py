@@ -23,20 +23,26 @@ from waystone_cli import paths
 from waystone_cli.context import AppContext
 from waystone_cli.core.errors import UsageError, WaystoneError
 
-COMMAND_MODULES = (
-    "init",
-    "config",
-    "users",
-    "groups",
-    "providers",
-    "rules",
-    "rulesets",
-    "keys",
-    "rules_explain",
-    "usage",
-    "prices",
-    "serve",
-)
+# Each top-level command, and the module under waystone_cli.commands that registers it
+# with ``register(root)``.  A run names one command, so only its module is imported and
+# turned into Click commands (Typer inspects every signature, which costs start-up time);
+# a bare ``waystone``, ``--help`` or an unknown name loads them all.
+COMMAND_MODULES: dict[str, str] = {
+    "init": "init",
+    "config": "config",
+    "user": "users",
+    "group": "groups",
+    "provider": "providers",
+    "rule": "rules",
+    "ruleset": "rulesets",
+    "key": "keys",
+    "rules": "rules_explain",
+    "usage": "usage",
+    "prices": "prices",
+    "serve": "serve",
+    "demo": "serve",
+}
+_ROOT_OPTIONS_WITH_VALUE = ("--config",)
 
 EXIT_ERROR = 1
 EXIT_MISUSE = 2
@@ -59,7 +65,8 @@ def _root(
     ctx.obj = state
 
 
-def build_app() -> typer.Typer:
+def build_app(command: str | None = None) -> typer.Typer:
+    """The root app with every command, or only ``command``'s module when it is known."""
     app = typer.Typer(
         name="waystone",
         no_args_is_help=True,
@@ -68,9 +75,26 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
-    for name in COMMAND_MODULES:
+    if command in COMMAND_MODULES:
+        modules = [COMMAND_MODULES[command]]
+    else:
+        modules = list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in modules:
         importlib.import_module(f"waystone_cli.commands.{name}").register(app)
     return app
+
+
+def command_name(args: Sequence[str]) -> str | None:
+    """The top-level command ``args`` names, skipping the root's options."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _ROOT_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     state = AppContext(config_path=paths.config_path())
     try:
-        command = typer.main.get_command(build_app())
+        command = typer.main.get_command(build_app(command_name(args)))
         code = command.main(args=args, prog_name="waystone", standalone_mode=False, obj=state)
     except typer.TyperException as err:  # Click's usage errors derive from it
         return _click_error(err)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cli.conftest import Cli
-from waystone_cli.main import build_app
+from waystone_cli.main import COMMAND_MODULES, build_app, command_name
 
 
 def _boom(*args: object) -> str:
@@ -134,3 +134,29 @@ def test_the_admin_commands_are_all_there() -> None:
         "key revoke",
     }
     assert expected - names == set()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], None),
+        (["--help"], None),
+        (["user", "list"], "user"),
+        (["--config", "user", "group", "list"], "group"),
+        (["--config=/x.toml", "--debug", "key", "list"], "key"),
+        (["-h", "rule"], "rule"),
+    ],
+)
+def test_command_name(args: list[str], expected: str | None) -> None:
+    assert command_name(args) == expected
+
+
+def test_every_top_level_command_is_mapped_to_the_module_that_registers_it() -> None:
+    import typer
+
+    everything = typer.main.get_command(build_app())
+    names = set(everything.commands)  # type: ignore[attr-defined]
+    assert names - set(COMMAND_MODULES) == set()
+    for name in sorted(names):
+        alone = typer.main.get_command(build_app(name))
+        assert name in alone.commands  # type: ignore[attr-defined]
