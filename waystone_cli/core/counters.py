@@ -101,6 +101,9 @@ def to_units(cost_usd: float | Decimal | None) -> int:
     """USD as integer units of 1e-10 (None, an unpriced cost, is 0)."""
     if cost_usd is None:
         return 0
+    if isinstance(cost_usd, float) and abs(cost_usd) < 1e5:
+        # x * 1e10 stays below 2**53 here, so rounding gives the exact nearest unit.
+        return round(cost_usd * COST_SCALE)
     return int((Decimal(str(cost_usd)) * COST_SCALE).to_integral_value())
 
 
@@ -132,8 +135,10 @@ class _Series:
                 col.insert(i, v)
         for s in self.sums.values():
             if minute >= s[0]:
-                for j, v in enumerate(values):
-                    s[2 + j] += v
+                s[2] += values[0]
+                s[3] += values[1]
+                s[4] += values[2]
+                s[5] += values[3]
             elif not found:
                 s[1] += 1  # a new bucket before the window's first one shifts its index
 

@@ -33,7 +33,7 @@ Evaluation (SPEC §6):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -49,7 +49,6 @@ from waystone_cli.core.decision import (
     Reason,
     RequestFacts,
     amount,
-    charged_subjects,
     model_matches,
     qualify,
 )
@@ -109,11 +108,10 @@ class _Test(NamedTuple):
     retry_after: float | None = None
 
 
-@dataclass(frozen=True)
-class _Firing:
+class _Firing(NamedTuple):
     ruleset: RulesetConfig
     order: int
-    index: int
+    position: int
     rule: RuleConfig
     kind: str
     detail: str
@@ -125,7 +123,19 @@ class _Firing:
 
     @property
     def rank(self) -> tuple[int, int, int]:
-        return (-self.ruleset.priority, self.order, self.index)
+        return (-self.ruleset.priority, self.order, self.position)
+
+
+class _Effects(NamedTuple):
+    """What the fired rules (other than blocks) do to the request."""
+
+    model: str
+    max_tokens: int | None = None
+    fallbacks: tuple[Fallback, ...] = ()
+    output_checks: tuple[OutputCheck, ...] = ()
+    datasets: tuple[str, ...] = ()
+    capture: bool = False
+    retain_days: int | None = None
 
 
 class _Block(NamedTuple):
@@ -155,6 +165,11 @@ class _Evaluation:
         self.firings: list[_Firing] = []
         self.blocks: list[_Block] = []
         self.rate_headers: dict[str, tuple[int, int, float]] = {}
+        # Built once: creating frozen dataclasses costs about a microsecond each.
+        self.by_kind: dict[str, Subject] = {"request": ANONYMOUS}
+        for entity in (facts.user, facts.group):
+            if entity is not None:
+                self.by_kind[entity.kind] = Subject(entity.kind, entity.id)
 
     # --- credits ------------------------------------------------------------------------
 
@@ -162,7 +177,7 @@ class _Evaluation:
         for entity in (self.facts.user, self.facts.group):
             if entity is None or entity.credits_usd is None:
                 continue
-            subject = Subject(entity.kind, entity.id)
+            subject = self.by_kind[entity.kind]
             window = entity.credits_window or "month"
             limit = entity.credits_usd
             used = self.counters.usage(subject, "cost_usd", window, self.facts.now)
@@ -170,7 +185,10 @@ class _Evaluation:
                 self.limits.append(
                     Limit(None, "credits", str(subject), "cost_usd", window, used, limit)
                 )
-            state = f"{amount('cost_usd', used)} of {amount('cost_usd', limit)} used {window_phrase(window)}"
+            if used < limit and not self.unpriced and not self.explain:
+                continue
+            state = f"{amount('cost_usd', used)} of {amount('cost_usd', limit)}"
+            state = f"{state} used {window_phrase(window)}"
             if self.unpriced:
                 self._block(403, "blocked", f"credits of {subject}: {UNPRICED}", None)
             elif used >= limit:
@@ -200,31 +218,31 @@ class _Evaluation:
         if not subjects:
             return
         self.applied.append(rs.name)
-        names = ", ".join(str(s) for s in subjects)
-        self.reasons.append(Reason(f'ruleset "{rs.name}" applies to {names}', rs.name))
+        if self.explain:
+            names = ", ".join(str(s) for s in subjects)
+            self.reasons.append(Reason(f'ruleset "{rs.name}" applies to {names}', rs.name))
         for subject in subjects:
             for index, name in enumerate(rs.rules):
                 self._rule(rs, order, index, self.config.rules[name], subject)
 
     def _subjects(self, kinds: frozenset[str]) -> tuple[Subject, ...]:
-        out = []
-        if "user" in kinds and self.facts.user is not None:
-            out.append(Subject("user", self.facts.user.id))
-        if "group" in kinds and self.facts.group is not None:
-            out.append(Subject("group", self.facts.group.id))
-        if "request" in kinds:
-            out.append(ANONYMOUS)
-        return tuple(out)
+        by_kind = self.by_kind
+        return tuple(
+            by_kind[k] for k in ("user", "group", "request") if k in kinds and k in by_kind
+        )
 
     def _rule(
         self, rs: RulesetConfig, order: int, index: int, rule: RuleConfig, subject: Subject
     ) -> None:
-        tests = self._tests(rs, rule, subject)
+        tests = []
+        for test in self._tests(rs, rule, subject):
+            if not test.held and not self.explain:
+                return  # the other triggers cannot make it fire
+            tests.append(test)
         label = f'rule "{rule.name}" of ruleset "{rs.name}" for {subject}'
         detail = "; ".join(t.detail for t in tests) or "no trigger, always fires"
         if not all(t.held for t in tests):
-            if self.explain:
-                self.reasons.append(Reason(f"{label}: {detail}: not fired", rs.name, rule.name))
+            self.reasons.append(Reason(f"{label}: {detail}: not fired", rs.name, rule.name))
             return
         kinds = {t.kind for t in tests}
         kind = next((k for k in ("unpriced", "rate", "quota") if k in kinds), "policy")
@@ -233,19 +251,18 @@ class _Evaluation:
         self.fired[f"{rs.name}/{rule.name}"] = None
         self.reasons.append(Reason(f"{label}: {detail}: {self._act(firing)}", rs.name, rule.name))
 
-    def _tests(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> list[_Test]:
-        tests = []
+    def _tests(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> Iterator[_Test]:
+        """The rule's trigger tests, cheapest first; details only where they are shown."""
         if rule.model is not None:
             held = model_matches(rule.model, self.facts.model)
             verb = "matches" if held else "does not match"
-            tests.append(_Test(held, "policy", f'model "{self.facts.model}" {verb} "{rule.model}"'))
+            yield _Test(held, "policy", f'model "{self.facts.model}" {verb} "{rule.model}"')
         if rule.usage is not None:
-            tests.append(self._usage_test(rs, rule, subject))
+            yield self._usage_test(rs, rule, subject)
         if rule.share is not None:
-            tests.append(self._share_test(rs, rule, subject))
+            yield self._share_test(rs, rule, subject)
         if rule.rate is not None:
-            tests.append(self._rate_test(rs, rule, subject))
-        return tests
+            yield self._rate_test(rs, rule, subject)
 
     def _usage_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
         u = rule.usage
@@ -258,6 +275,8 @@ class _Evaluation:
         if u.metric == "cost_usd" and self.unpriced:
             return _Test(True, "unpriced", UNPRICED)
         held = used >= u.over
+        if not held and not self.explain:
+            return _Test(False, "quota", "")
         detail = (
             f"{u.metric} {window_phrase(u.window)} is {amount(u.metric, used)} of "
             f"{amount(u.metric, u.over)}{' (reached)' if held else ''}"
@@ -283,6 +302,8 @@ class _Evaluation:
         if self.unpriced:
             return _Test(True, "unpriced", UNPRICED)
         held = used >= limit
+        if not held and not self.explain:
+            return _Test(False, "quota", "")
         detail = (
             f"cost_usd of {who} {window_phrase(window)} is {amount('cost_usd', used)} of "
             f"{amount('cost_usd', limit)} ({share.max:.0%} of the group's credits)"
@@ -304,7 +325,7 @@ class _Evaluation:
             ("tpm", "tokens", rate.tpm, state.tokens, self.facts.estimate_tokens, "60s"),
             ("concurrent", "", rate.concurrent, state.concurrent, 1, "now"),
         ]
-        held, retry, details = False, 0.0, []
+        held, retry, seen = False, 0.0, []
         for metric, header, limit, used, cost, window in checks:
             if limit is None:
                 continue
@@ -319,8 +340,13 @@ class _Evaluation:
                 self.limits.append(
                     Limit(rs.name, rule.name, str(subject), metric, window, used, limit)
                 )
-            details.append(f"{metric} is {used} of {limit}{' (reached)' if reached else ''}")
-        return _Test(held, "rate", ", ".join(details), retry if held else None)
+            seen.append((metric, used, limit, reached))
+        if not held and not self.explain:
+            return _Test(False, "rate", "")
+        detail = ", ".join(
+            f"{m} is {u} of {lim}{' (reached)' if r else ''}" for m, u, lim, r in seen
+        )
+        return _Test(held, "rate", detail, retry if held else None)
 
     def _rate_header(self, name: str, limit: int, remaining: int, reset: float) -> None:
         current = self.rate_headers.get(name)
@@ -360,54 +386,63 @@ class _Evaluation:
     # --- the decision -------------------------------------------------------------------
 
     def decision(self) -> Decision:
-        once = {f.key: f for f in sorted(self.firings, key=lambda f: f.rank)}
-        by_action: dict[str, list[_Firing]] = {}
-        for f in once.values():
-            by_action.setdefault(f.rule.action, []).append(f)
-        model = self._change_model(by_action.get("change_model", []))
-        caps = [f.rule.max for f in by_action.get("limit_tokens", []) if f.rule.max]
-        days = [f.rule.days for f in by_action.get("retain", []) if f.rule.days]
-        datasets = [f.rule.dataset for f in by_action.get("dataset", []) if f.rule.dataset]
         block = self._winning_block()
         if block is not None:
             self.reasons.append(Reason(f"verdict: {block.message}"))
+        fx = self._effects() if self.firings else _Effects(self.facts.model)
         return Decision(
             allowed=block is None,
             status=200 if block is None else block.status,
             code=None if block is None else block.code,
             message=None if block is None else block.message,
             retry_after=None if block is None else block.retry_after,
-            headers=self._headers(),
-            model=model,
-            max_tokens=min(caps, default=None),
-            fallbacks=tuple(
-                Fallback(
-                    qualify(self.config, f.rule.to or "", self.facts.model),
-                    f.rule.retries,
-                    f.ruleset.name,
-                    f.rule.name,
-                )
-                for f in by_action.get("fallback", [])
-            ),
-            output_checks=tuple(
-                OutputCheck(
-                    f.ruleset.name,
-                    f.rule.name,
-                    f.rule.deny_regex,
-                    f.rule.moderation,
-                    f.rule.on_fail,
-                )
-                for f in by_action.get("check_output", [])
-            ),
-            datasets=tuple(dict.fromkeys(datasets)),
-            capture=bool(by_action.get("capture")),
-            retain_days=min(days, default=None),
+            headers=self._headers() if self.rate_headers else {},
+            model=fx.model,
+            max_tokens=fx.max_tokens,
+            fallbacks=fx.fallbacks,
+            output_checks=fx.output_checks,
+            datasets=fx.datasets,
+            capture=fx.capture,
+            retain_days=fx.retain_days,
             rulesets=tuple(self.applied),
             rules=tuple(self.fired),
-            subjects=charged_subjects(self.facts),
+            subjects=tuple(s for k, s in self.by_kind.items() if k != "request") or (ANONYMOUS,),
             reasons=tuple(self.reasons),
             limits=tuple(self.limits),
             matches=tuple(self.matches),
+        )
+
+    def _effects(self) -> _Effects:
+        once = {f.key: f for f in sorted(self.firings, key=lambda f: f.rank)}
+        by_action: dict[str, list[_Firing]] = {}
+        for f in once.values():
+            by_action.setdefault(f.rule.action, []).append(f)
+        caps = [f.rule.max for f in by_action.get("limit_tokens", []) if f.rule.max]
+        days = [f.rule.days for f in by_action.get("retain", []) if f.rule.days]
+        datasets = [f.rule.dataset for f in by_action.get("dataset", []) if f.rule.dataset]
+        fallbacks = tuple(
+            Fallback(
+                qualify(self.config, f.rule.to or "", self.facts.model),
+                f.rule.retries,
+                f.ruleset.name,
+                f.rule.name,
+            )
+            for f in by_action.get("fallback", [])
+        )
+        checks = tuple(
+            OutputCheck(
+                f.ruleset.name, f.rule.name, f.rule.deny_regex, f.rule.moderation, f.rule.on_fail
+            )
+            for f in by_action.get("check_output", [])
+        )
+        return _Effects(
+            model=self._change_model(by_action.get("change_model", [])),
+            max_tokens=min(caps, default=None),
+            fallbacks=fallbacks,
+            output_checks=checks,
+            datasets=tuple(dict.fromkeys(datasets)),
+            capture=bool(by_action.get("capture")),
+            retain_days=min(days, default=None),
         )
 
     def _change_model(self, changes: list[_Firing]) -> str:

@@ -1,0 +1,162 @@
+"""Time the policy engine on the request path: decide() + reserve() + settle().
+
+    python bench/policy.py [--users 10000] [--rulesets 20] [--requests 200000]
+
+10,000 distinct users in 50 groups, each with a month of history (one settled request
+a day), and 20 rulesets mixing scoped and unscoped conditions, usage caps on calendar
+and rolling windows, a member share, rpm limits, downgrades and token caps.  Requests
+cycle through the users one second apart so windows keep moving.  Prints microseconds
+per request with the rulesets and with none, and the counters' memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from waystone_cli.core.config import Config, parse_config, parse_toml  # noqa: E402
+from waystone_cli.core.counters import UsageCounters  # noqa: E402
+from waystone_cli.core.entities import Entity  # noqa: E402
+from waystone_cli.core.policy import RequestFacts, decide  # noqa: E402
+
+RULES = """
+[providers.openai]
+base_url = "https://api.openai.com/v1"
+models = ["o3", "o3-mini", "gpt-4o", "gpt-4o-mini"]
+[rules.downgrade-o3]
+model = "o3"
+action = "change_model"
+to = "o3-mini"
+[rules.cap-month]
+usage = { metric = "cost_usd", window = "month", over = 10 }
+action = "block"
+[rules.cap-30d]
+usage = { metric = "tokens", window = "30d", over = 5000000 }
+action = "block"
+[rules.cap-day]
+usage = { metric = "requests", window = "day", over = 1000 }
+action = "block"
+[rules.rpm]
+rate = { rpm = 600 }
+action = "block"
+[rules.share]
+share = { of = "credits", max = 0.1 }
+action = "block"
+[rules.cap-tokens]
+action = "limit_tokens"
+max = 4096
+[rules.review]
+action = "dataset"
+name = "review"
+"""
+CONDITIONS = [
+    ("user.tier = free", ["downgrade-o3", "cap-month"]),
+    ("tier = pro", ["cap-30d"]),
+    ("has group", ["share"]),
+    ("always", ["rpm"]),
+    ("group.region = eu", ["cap-tokens"]),
+    ("user.joined within 30d", ["review"]),
+    ("user.tier = free and not has group", ["cap-day"]),
+    ("user.plan exists", ["cap-tokens"]),
+    ("group.region != us or user.tier = pro", ["cap-day"]),
+    ("user.beta is true", ["downgrade-o3"]),
+]
+
+
+def build_config(rulesets: int) -> Config:
+    text = RULES
+    for i in range(rulesets):
+        when, rules = CONDITIONS[i % len(CONDITIONS)]
+        listed = ", ".join(f'"{r}"' for r in rules)
+        text += f'[rulesets.rs-{i}]\nwhen = "{when}"\nrules = [{listed}]\npriority = {i % 3}\n'
+    for g in range(50):
+        text += f'[groups.g{g}]\ncredits = {{ usd = 500, window = "month" }}\n'
+    return parse_config(parse_toml(text))
+
+
+def entities(users: int, now: datetime) -> list[tuple[Entity, Entity]]:
+    out = []
+    for u in range(users):
+        meta = {"tier": ("free", "pro")[u % 2], "beta": u % 7 == 0}
+        user = Entity("user", f"u{u}", meta, first_seen=now - timedelta(days=u % 60))
+        group = Entity(
+            "group",
+            f"g{u % 50}",
+            {"region": ("eu", "us")[u % 2]},
+            credits_usd=500.0,
+            credits_window="month",
+        )
+        out.append((user, group))
+    return out
+
+
+def history(counters: UsageCounters, users: int, now: datetime) -> None:
+    start = int((now - timedelta(days=30)).timestamp() // 60)
+    counters.load(
+        [f"u{u}", f"g{u % 50}", start + day * 1440 + u % 1440, 1, 500, 200, 20_000_000]
+        for day in range(30)
+        for u in range(users)
+    )
+
+
+def run(
+    config: Config,
+    people: list[tuple[Entity, Entity]],
+    counters: UsageCounters | None,
+    requests: int,
+    now: datetime,
+) -> float:
+    """Microseconds per request; with ``counters=None`` only the loop and the facts."""
+    started = time.perf_counter()
+    for i in range(requests):
+        user, group = people[i % len(people)]
+        when = now + timedelta(seconds=i)
+        facts = RequestFacts(user, group, "openai/o3", "chat/completions", when, 1500, 0.002)
+        if counters is None:
+            continue
+        decision = decide(config, facts, counters)
+        if decision.allowed:
+            r = counters.reserve(
+                decision.subjects,
+                user_id=user.id,
+                group_id=group.id,
+                tokens=1500,
+                cost_usd=0.002,
+                now=when,
+            )
+            counters.settle(r, tokens_in=400, tokens_out=300, cost_usd=0.0011, now=when)
+    return (time.perf_counter() - started) / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--rulesets", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=200_000)
+    args = parser.parse_args()
+    now = datetime(2026, 3, 20, 12, tzinfo=UTC)
+    people = entities(args.users, now)
+    # The machine may be shared: the loop's own cost is the yardstick to read ratios by.
+    loop = run(build_config(0), people, None, args.requests, now)
+    print(f"loop and RequestFacts alone: {loop:.1f} us per request")
+    for rulesets in (args.rulesets, 0):
+        counters = UsageCounters()
+        tracemalloc.start()
+        history(counters, args.users, now)
+        memory = tracemalloc.get_traced_memory()[0] / 1e6
+        tracemalloc.stop()
+        us = run(build_config(rulesets), people, counters, args.requests, now)
+        print(
+            f"{rulesets:>2} rulesets, {args.users} users: {us - loop:7.1f} us per request "
+            f"(decide + reserve + settle); counters with 30 days of history: {memory:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
