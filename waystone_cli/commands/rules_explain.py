@@ -1,9 +1,162 @@
-"""Placeholder: being written; its owner replaces this file."""
+"""``waystone rules explain``: what the policy engine would do with a request right now.
+
+The entities are built as the daemon builds them (declared metadata over what traffic
+sent; first seen = the earlier of traffic and ``added``), the usage counters are rebuilt
+from the ledger for just these entities, and ``decide()`` runs with ``explain=True``.
+Both ledger queries go through the daemon when it runs, so the answer is the same with
+the daemon up or down (up to the writer's last second; live reservations of requests in
+flight are not visible from outside the daemon).
+
+The request is taken as priced and with no token estimate: usage triggers compare what
+was already used ("reached" does not depend on the next request's size); only with
+``[server] unpriced_blocks`` is the model's price looked up.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
 import typer
+
+from waystone_cli.context import AppContext, app_context
+from waystone_cli.core.config import Config
+from waystone_cli.core.entities import Entity, Kind, merge_metadata
+
+
+def now() -> datetime:
+    """The moment explained (tests freeze it)."""
+    return datetime.now(UTC)
 
 
 def register(root: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    rules = typer.Typer(no_args_is_help=True, help="Explain how rulesets treat a request.")
+    rules.command("explain")(explain)
+    root.add_typer(rules, name="rules")
+
+
+def explain(
+    ctx: typer.Context,
+    user: str | None = typer.Option(
+        None, "--user", metavar="U", help="The user the request names."
+    ),
+    group: str | None = typer.Option(
+        None, "--group", metavar="G", help="The group the request names (never inferred)."
+    ),
+    model: str = typer.Option(..., "--model", metavar="M", help="The requested model."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show which rulesets match a request, usage against every limit, and the verdict."""
+    from waystone_cli.render.explain import print_explanation
+
+    report = explain_request(app_context(ctx), user=user, group=group, model=model, at=now())
+    if as_json:
+        from waystone_cli import render
+
+        render.print_json(report)
+    else:
+        print_explanation(report)
+
+
+def explain_request(
+    app: AppContext, *, user: str | None, group: str | None, model: str, at: datetime
+) -> dict[str, Any]:
+    """The decision for a request naming ``user``/``group`` and ``model`` at ``at``, as the
+    JSON-able report ``--json`` prints."""
+    from waystone_cli.core.counters import UsageCounters
+    from waystone_cli.core.models import resolve_model
+    from waystone_cli.core.policy import RequestFacts, decide, longest_window
+    from waystone_cli.ledger.counters import counters_since
+
+    config = app.load()
+    provider, bare = resolve_model(config, model)
+    qualified = f"{provider.name}/{bare}"
+    keep = longest_window(config)
+    counters = UsageCounters(tz=config.server.timezone, keep=keep)
+    since = counters_since(at, keep).isoformat()
+    counters.load(app.query("counter_rows", since=since, user_id=user, group_id=group))
+    facts = RequestFacts(
+        user=_entity(app, config, "user", user),
+        group=_entity(app, config, "group", group),
+        model=qualified,
+        route="chat/completions",
+        now=at,
+        estimate_tokens=0,
+        estimate_cost_usd=_nominal_cost(config, provider.name, bare),
+    )
+    decision = decide(config, facts, counters, explain=True)
+    return {
+        "user": user,
+        "group": group,
+        "model": qualified,
+        "allowed": decision.allowed,
+        "status": decision.status,
+        "message": decision.message,
+        "model_used": decision.model,
+        "max_tokens": decision.max_tokens,
+        "rulesets": [
+            {
+                "name": m.ruleset,
+                "matched": m.matched,
+                "subjects": [str(s) for s in m.subjects],
+                "why": list(m.why),
+            }
+            for m in decision.matches
+        ],
+        "limits": [
+            {
+                "ruleset": lim.ruleset,
+                "rule": lim.rule,
+                "subject": lim.subject,
+                "metric": lim.metric,
+                "window": lim.window,
+                "used": lim.used,
+                "limit": lim.limit,
+            }
+            for lim in decision.limits
+        ],
+        "reasons": [str(r) for r in decision.reasons],
+    }
+
+
+def _entity(app: AppContext, config: Config, kind: Kind, ident: str | None) -> Entity | None:
+    """The entity as the daemon would see it (one it never saw is explained as new)."""
+    if ident is None:
+        return None
+    declared = config.users.get(ident) if kind == "user" else config.groups.get(ident)
+    seen = app.query("seen_entity", kind=kind, id=ident)
+    first = [_utc(seen["first_seen"])] if seen else []
+    if declared is not None and declared.added:
+        with contextlib.suppress(ValueError):  # the validator only checks it is text
+            first.append(_utc(declared.added))
+    credits = declared.credits if declared else None
+    return Entity(
+        kind=kind,
+        id=ident,
+        metadata=merge_metadata(
+            seen["metadata"] if seen else {}, declared.metadata if declared else {}
+        ),
+        first_seen=min(first, default=None),
+        declared=declared is not None,
+        credits_usd=credits.usd if credits else None,
+        credits_window=credits.window if credits else None,
+    )
+
+
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _nominal_cost(config: Config, provider: str, model: str) -> float | None:
+    """0 for a priced model, None for an unpriced one (looked up only when that matters)."""
+    if not config.server.unpriced_blocks:
+        return 0.0
+    from waystone_cli.core.pricing import Pricer
+
+    base_urls = {name: p.base_url for name, p in config.providers.items()}
+    return (
+        None if Pricer(config.prices, base_urls=base_urls).price(provider, model) is None else 0.0
+    )
