@@ -386,10 +386,10 @@ class _Evaluation:
     # --- the decision -------------------------------------------------------------------
 
     def decision(self) -> Decision:
+        fx = self._effects() if self.firings else _Effects(self.facts.model)
         block = self._winning_block()
         if block is not None:
             self.reasons.append(Reason(f"verdict: {block.message}"))
-        fx = self._effects() if self.firings else _Effects(self.facts.model)
         return Decision(
             allowed=block is None,
             status=200 if block is None else block.status,
