@@ -61,7 +61,14 @@ CONDITIONS = [
 ]
 
 
-def config_text(port: int, provider_port: int, rulesets: int = 0, groups: int = 50) -> str:
+def config_text(
+    port: int,
+    provider_port: int,
+    rulesets: int = 0,
+    groups: int = 50,
+    flush_interval_ms: int | None = None,
+) -> str:
+    flush = "" if flush_interval_ms is None else f"flush_interval_ms = {flush_interval_ms}\n"
     text = f"""\
 [server]
 host = "127.0.0.1"
@@ -69,7 +76,7 @@ port = {port}
 
 [ledger]
 store_content = false
-
+{flush}
 [providers.bench]
 base_url = "http://127.0.0.1:{provider_port}/v1"
 api_key = "env:BENCH_PROVIDER_KEY"

@@ -85,10 +85,13 @@ def start_reference(work: Path, provider_port: int) -> Gateway:
     return Gateway("reference", port, proc, log, RssSampler(proc.pid))
 
 
-def start_waystone(work: Path, label: str, provider_port: int, rulesets: int) -> Gateway:
+def start_waystone(
+    work: Path, label: str, provider_port: int, rulesets: int, flush_ms: int | None = None
+) -> Gateway:
     home, port = work / label, free_port()
     home.mkdir()
-    (home / "config.toml").write_text(config_text(port, provider_port, rulesets))
+    config = config_text(port, provider_port, rulesets, flush_interval_ms=flush_ms)
+    (home / "config.toml").write_text(config)
     log = home / "serve.log"
     env = {"WAYSTONE_HOME": str(home), "BENCH_PROVIDER_KEY": "sk-bench", "PYTHONPATH": str(ROOT)}
     proc = start([sys.executable, "-m", "waystone_cli.main", "serve"], GATEWAY_CORE, log, env)
@@ -181,6 +184,12 @@ def parse_args() -> argparse.Namespace:
         default=0,
         help="also run waystone with N rulesets (and inline metadata) beside none",
     )
+    p.add_argument(
+        "--also-flush-ms",
+        type=int,
+        default=None,
+        help="also run waystone with this [ledger] flush_interval_ms (the writer's batch period)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="alternate the gateways this many times")
     p.add_argument("--profile", action="store_true", help="py-spy every gateway's measured runs")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, ledgers)")
@@ -216,6 +225,9 @@ def main() -> None:
         if args.rulesets > 0:
             label = f"waystone+{args.rulesets}rs"
             gateways.append(start_waystone(work, label, provider_port, args.rulesets))
+        if args.also_flush_ms is not None:
+            label = f"waystone-flush{args.also_flush_ms}"
+            gateways.append(start_waystone(work, label, provider_port, 0, args.also_flush_ms))
         ms = run_cases(args, gateways, work)
         checks = finish(gateways, ms)
         lines = render(args, ms, checks, gateways, load_before, time.monotonic() - started)
