@@ -295,7 +295,7 @@ def render(
         f"wrk -t1, {args.warmup:g} s warm-up + {args.duration:g} s per run, x{args.repeat}; "
         f"{args.users} users in {args.groups} groups; gateway on core 0, provider and wrk on "
         f"core 1; {os.cpu_count()} cores, load average {load_before[0]:.2f} before, "
-        f"{load_after[0]:.2f} after; total {elapsed:.0f} s.",
+        f"{load_after[0]:.2f} after; total {elapsed:.0f} s; code at {_revision()}.",
         "",
         *results_table(ms, "reference"),
         "",
@@ -319,6 +319,18 @@ def render(
     ]
     lines += ["Ledger check (SIGTERM, then the DuckDB file read-only):", "", *ledger_table(checks)]
     return lines
+
+
+def _revision() -> str:
+    """The commit measured, marked dirty when the working tree has changes."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "daemon", "waystone_cli"],
+        capture_output=True,
+        text=True,
+    )
+    return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def _ruleset_verdict(ms: list[Measurement], label: str) -> str:
