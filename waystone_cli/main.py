@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import click
 import typer
 
 from waystone_cli import paths
@@ -104,9 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command = typer.main.get_command(build_app(command_name(args)))
         code = command.main(args=args, prog_name="waystone", standalone_mode=False, obj=state)
-    except typer.TyperException as err:  # Click's usage errors derive from it
+    except click.ClickException as err:  # usage errors derive from it
         return _click_error(err)
-    except typer.Abort:
+    except click.Abort:
         from waystone_cli import render
 
         render.print_error("aborted")
@@ -118,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-def _click_error(err: typer.TyperException) -> int:
-    from typer._click.exceptions import NoArgsIsHelpError
+def _click_error(err: click.ClickException) -> int:
+    from click.exceptions import NoArgsIsHelpError
 
     from waystone_cli import render
 

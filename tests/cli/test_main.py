@@ -60,13 +60,13 @@ def test_waystone_error_with_debug_keeps_the_message_last(cli: Cli) -> None:
         (["user", "add"], "error: Missing argument 'ID'. (see 'waystone user add --help')\n"),
         (
             ["user", "add", "a", "--bogus"],
-            "error: No such option: --bogus (see 'waystone user add --help')\n",
+            "error: No such option '--bogus'. (see 'waystone user add --help')\n",
         ),
         (["nope"], "error: No such command 'nope'. (see 'waystone --help')\n"),
         (
             ["user", "add", "a", "--credits-usd", "lots"],
-            "error: Invalid value for '--credits-usd': Input should be a valid number, unable to "
-            "parse string as a number (see 'waystone user add --help')\n",
+            "error: Invalid value for '--credits-usd': 'lots' is not a valid float. "
+            "(see 'waystone user add --help')\n",
         ),
     ],
 )
