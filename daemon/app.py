@@ -37,6 +37,7 @@ from daemon.state import (
 from daemon.tracing import tracing_ctx
 from waystone_cli.core.config import load_config
 from waystone_cli.core.counters import UsageCounters
+from waystone_cli.core.policy import longest_window
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
 
 log = logging.getLogger("waystone.daemon")
@@ -82,8 +83,10 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     con = open_readwrite(settings.ledger_path)
     store = EntityStore()
     store.load(*load_entities(con))
-    counters = UsageCounters(tz=app[CONFIG].current.config.server.timezone)
-    counters.load(counter_rows(con, counters_since()))
+    config = app[CONFIG].current.config
+    keep = longest_window(config)
+    counters = UsageCounters(tz=config.server.timezone, keep=keep)
+    counters.load(counter_rows(con, counters_since(keep=keep)))
     writer = LedgerWriter(
         con,
         queue_size=ledger.queue_size,
