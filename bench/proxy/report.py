@@ -118,7 +118,7 @@ def targets(ms: list[Measurement], baseline: str, gateway: str) -> list[str]:
                 s["p99"] <= P99_RATIO_MAX * base["p99"],
             ),
             (f"errors {s['errors']:.0f} = 0", s["errors"] == 0),
-            (f"RSS {s['rss']:.0f} MB < {RSS_MAX_MB:.0f} MB", s["rss"] < RSS_MAX_MB),
+            (f"RSS {s['rss']:.1f} MB < {RSS_MAX_MB:.0f} MB", s["rss"] < RSS_MAX_MB),
         ]
         verdicts = ", ".join(f"{text} {'PASS' if ok else 'FAIL'}" for text, ok in checks)
         # On a shared machine the gateways do not get the same CPU share; requests per
