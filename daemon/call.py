@@ -9,8 +9,8 @@ timings and submits the row, so every request gets its ledger row.
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ class Call:
         self.first_byte_s: float | None = None
         self.now = datetime.now(UTC)
         self.record = RequestRecord(
-            id=f"req_{uuid.uuid4().hex}", ts=self.now.replace(tzinfo=None), route=route
+            id=f"req_{os.urandom(12).hex()}", ts=self.now.replace(tzinfo=None), route=route
         )
         self.decision: Decision | None = None
         self.reservation: Any = None

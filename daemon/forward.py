@@ -20,10 +20,10 @@ from daemon.body import Form
 from daemon.call import Call
 from daemon.checks import check_output, held_back
 from daemon.state import HTTP, OBSERVER
+from daemon.stream import StreamWatch
 from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.sse import SSEParser
 from waystone_cli.core.usage import (
     StreamTally,
     Usage,
@@ -33,7 +33,7 @@ from waystone_cli.core.usage import (
 )
 
 if TYPE_CHECKING:
-    from daemon.tracing import RequestTrace, UpstreamSpan
+    from daemon.tracing import UpstreamSpan
 
 RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -157,14 +157,18 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
             **call.response_headers(),
         },
     )
-    tally = StreamTally(rec.route)
-    parser = SSEParser()
-    drop_usage = call.drop_usage_chunk
     hold = held_back(call)
+    decision = call.decision
+    full = (
+        call.trace is not None
+        or rec.capture
+        or bool(decision is not None and decision.output_checks)
+    )
+    watch = StreamWatch(rec.route, drop_usage=call.drop_usage_chunk, full=full, trace=call.trace)
     pending: list[bytes] = []
     try:
         async for chunk in reply.chunks:
-            out = _relay_events(parser.feed(chunk), tally, drop_usage, call.trace)
+            out = watch.feed(chunk)
             if not out:
                 continue
             if hold:
@@ -177,12 +181,12 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
         if hold:
             # A blocking output check holds the stream back: nothing reached the
             # client yet, so a failed check can still answer with a clean error.
-            await check_output(call, tally.text)
+            await check_output(call, watch.tally.text)
             await response.prepare(call.request)
             call.mark_first_byte()
             await response.write(b"".join(pending))
-        else:
-            await check_output(call, tally.text)  # flag-only checks, after the fact
+        elif full:
+            await check_output(call, watch.tally.text)  # flag-only checks, after the fact
         if not response.prepared:
             await response.prepare(call.request)
         await response.write_eof()
@@ -194,27 +198,8 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
         rec.outcome, rec.error = "client_closed", "the client closed the connection"
     finally:
         reply.release()
-        _settle_stream_usage(call, tally)
+        _settle_stream_usage(call, watch.finish())
     return response
-
-
-def _relay_events(
-    events: list[Any], tally: StreamTally, drop_usage: bool, trace: RequestTrace | None = None
-) -> bytes:
-    out = bytearray()
-    for event in events:
-        data = _json_or_none(event.data.encode()) if event.data != "[DONE]" else None
-        if isinstance(data, dict):
-            tally.feed(data)
-            if trace is not None:
-                trace.note(data)
-            if drop_usage and StreamTally.is_usage_only_chunk(data):
-                continue
-        if event.event:
-            out += f"event: {event.event}\n".encode()
-        out += b"".join(b"data: " + line.encode() + b"\n" for line in event.data.split("\n"))
-        out += b"\n"
-    return bytes(out)
 
 
 def _settle_stream_usage(call: Call, tally: StreamTally) -> None:

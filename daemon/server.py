@@ -8,6 +8,7 @@ upstream call (the ledger row still gets written, as ``client_closed``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -15,6 +16,7 @@ import signal
 from aiohttp import web
 
 from daemon.app import create_app
+from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from daemon.state import CONFIG, Settings
 from waystone_cli.core.errors import UsageError
 
@@ -30,7 +32,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings,
+    ready: asyncio.Event | None = None,
+    log_handler: BufferedStderrHandler | None = None,
+) -> None:
+    flusher = (
+        asyncio.create_task(flush_periodically(log_handler), name="waystone-log-flush")
+        if log_handler
+        else None
+    )
+    try:
+        await _serve(settings, ready)
+    finally:
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+
+async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     app = create_app(settings)
     server = app[CONFIG].current.config.server
     host = settings.host or server.host
@@ -58,9 +79,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 
 
 def run(settings: Settings) -> None:
+    handler = setup_logging(settings.log_format or "text")
+    main = serve(settings, log_handler=handler)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings))
+        asyncio.run(main)
     else:
-        uvloop.run(serve(settings))
+        uvloop.run(main)

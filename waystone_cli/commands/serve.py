@@ -6,9 +6,6 @@ pays for aiohttp at start-up.
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import typer
 
 from waystone_cli.context import app_context
@@ -40,7 +37,6 @@ def serve(
     fmt = log_format or config.server.log_format
     if fmt not in ("text", "json"):
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
-    _setup_logging(fmt)
     run(
         Settings(
             config_path=context.config_path,
@@ -51,11 +47,6 @@ def serve(
             log_format=fmt,
         )
     )
-
-
-def _setup_logging(fmt: str) -> None:
-    pattern = "%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s %(message)s"
-    logging.basicConfig(level=logging.INFO, format=pattern, stream=sys.stderr)
 
 
 def demo(

@@ -1,0 +1,85 @@
+"""Reading a relayed SSE stream on the side, as cheaply as the request allows.
+
+Bytes go to the client as they came, unless the usage-only chunk waystone asked for
+must be removed (then events are re-framed, one by one, without it).  What waystone
+needs from the stream is its usage (one event near the end) and, sometimes, its text:
+
+- *full* reading (a trace, an output check, capture or a dataset needs the text or
+  every event): every event is decoded, in order;
+- otherwise only events that can carry usage are decoded; the others are kept as
+  strings and decoded only if the stream ends without usage, when the estimate needs
+  the streamed text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from waystone_cli.core.sse import SSEEvent, SSEParser, encode_event
+from waystone_cli.core.usage import StreamTally
+
+if TYPE_CHECKING:
+    from daemon.tracing import RequestTrace
+
+# Substrings of an event's data that mark it as one that may carry usage.
+_USAGE_MARKS = ('"usage"', "response.completed", "response.incomplete", "response.failed")
+
+
+class StreamWatch:
+    def __init__(
+        self, route: str, *, drop_usage: bool, full: bool, trace: RequestTrace | None
+    ) -> None:
+        self.tally = StreamTally(route)
+        self._parser = SSEParser()
+        self._drop_usage = drop_usage
+        self._full = full
+        self._trace = trace
+        self._deferred: list[str] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Read ``chunk`` on the side; return the bytes to send to the client."""
+        events = self._parser.feed(chunk)
+        if not self._drop_usage:
+            for event in events:
+                self._read(event)
+            return chunk
+        out = bytearray()
+        for event in events:
+            if not self._read(event):
+                out += encode_event(event.data, event.event)
+        return bytes(out)
+
+    def finish(self) -> StreamTally:
+        """The tally, with deferred events decoded if usage never arrived."""
+        if self.tally.usage is None:
+            for data in self._deferred:
+                decoded = _decode(data)
+                if decoded is not None:
+                    self.tally.feed(decoded)
+            self._deferred.clear()
+        return self.tally
+
+    def _read(self, event: SSEEvent) -> bool:
+        """Account for one event; True when it is the usage-only chunk to remove."""
+        data = event.data
+        if data == "[DONE]":
+            return False
+        if not self._full and not any(mark in data for mark in _USAGE_MARKS):
+            self._deferred.append(data)
+            return False
+        decoded = _decode(data)
+        if decoded is None:
+            return False
+        self.tally.feed(decoded)
+        if self._trace is not None:
+            self._trace.note(decoded)
+        return self._drop_usage and StreamTally.is_usage_only_chunk(decoded)
+
+
+def _decode(data: str) -> dict[str, Any] | None:
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None
