@@ -37,8 +37,8 @@ from daemon.state import (
 from daemon.tracing import tracing_ctx
 from waystone_cli.core.config import load_config
 from waystone_cli.core.counters import UsageCounters
-from waystone_cli.core.policy import longest_window
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
+from waystone_cli.core.policy import longest_window
 
 log = logging.getLogger("waystone.daemon")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
