@@ -1,6 +1,7 @@
 """How fast rows get into the ledger, by insert method, in batches.
 
     python bench/ledger_insert.py [--rows 20000] [--batch 1000] [--users 1000] [--groups 50]
+    python bench/ledger_insert.py --per-batch [--sizes 1,60,1000] [--batches 100] [--inline-meta]
 
 Each method writes the same generated rows into a fresh ledger file and reports rows
 per second:
@@ -11,13 +12,23 @@ per second:
 - ``zip``: one list parameter per column, ``UNNEST(list_zip(...))`` (what the writer uses);
 - ``batch``: the writer's whole transaction (requests + entities + links + rollup);
 - ``writer``: ``LedgerWriter.submit`` for every row, then ``flush()``.
+
+``--per-batch`` measures what the writer's thread costs the gateway's one core: the
+process re-runs itself under ``taskset -c 0`` (as the proxy benchmark pins the gateway)
+and times each batch of the writer's transaction with ``time.process_time()`` (CPU time
+of every thread, DuckDB's included).  Rows look like the proxy benchmark's traffic (user
+*i* in group *i* mod ``--groups``); a warm-up batch first writes every user, group and
+link, as a gateway that has been up a minute has.  Each batch stands for 0.75 s of
+traffic, so 100 batches span more than the writer's once-a-minute ``last_seen`` refresh.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -128,13 +139,97 @@ async def run_writer(con: duckdb.DuckDBPyConnection, rows: list[RequestRecord], 
     await writer.close()
 
 
+def traffic_rows(
+    first: int, n: int, start: datetime, span: timedelta, args: argparse.Namespace
+) -> list[RequestRecord]:
+    """Rows ``first`` .. ``first + n - 1`` of the proxy benchmark's traffic, spread over ``span``."""
+    rows = []
+    for i in range(first, first + n):
+        user = i % args.users
+        cost = Decimal(1000 + i % 997) / Decimal(10**9)
+        meta = args.inline_meta
+        rows.append(
+            RequestRecord(
+                id=f"req-{i:09d}",
+                ts=start + span * ((i - first) / n),
+                route="chat/completions",
+                status=200,
+                outcome="ok",
+                user_id=f"u{user}",
+                group_id=f"g{user % args.groups}",
+                provider="bench",
+                requested_model="gpt-4o-mini",
+                model="gpt-4o-mini",
+                stream=i % 2 == 1,
+                input_tokens=25 + i % 7,
+                output_tokens=12,
+                cost_usd=cost,
+                latency_ms=1.5,
+                ttft_ms=1.0,
+                overhead_ms=0.4,
+                user_metadata={"tier": "free", "beta": user % 3 == 0} if meta else None,
+                group_metadata={"region": "eu"} if meta else None,
+            )
+        )
+    return rows
+
+
+def pin_to_core_zero() -> None:
+    """Re-run this process under ``taskset -c 0`` unless it already is pinned there."""
+    if os.sched_getaffinity(0) != {0}:
+        os.execvp("taskset", ["taskset", "-c", "0", sys.executable, *sys.argv])
+
+
+def per_batch(args: argparse.Namespace) -> None:
+    pin_to_core_zero()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(
+        f"duckdb {duckdb.__version__}, pinned to core 0, {args.users} users in "
+        f"{args.groups} groups, inline metadata {'on' if args.inline_meta else 'off'}"
+    )
+    print(
+        f"{'rows/batch':>10} {'batches':>8} {'cpu ms/batch':>13} {'median':>8} "
+        f"{'p90':>8} {'wall ms':>8} {'rows/cpu-s':>11}"
+    )
+    step = timedelta(seconds=0.75)
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            con = fresh(Path(tmp), f"per-batch-{size}")
+            start = datetime(2026, 3, 1)
+            # Warm-up: every user, group and link exists, as after a minute of traffic.
+            warm = traffic_rows(0, args.users, start, step, args)
+            insert_batch(con, warm)
+            first, cpu, wall = args.users, [], []
+            for b in range(args.batches):
+                rows = traffic_rows(first, size, start + step * (b + 1), step, args)
+                first += size
+                c0, w0 = time.process_time(), time.perf_counter()
+                insert_batch(con, rows)
+                cpu.append((time.process_time() - c0) * 1000)
+                wall.append((time.perf_counter() - w0) * 1000)
+            con.close()
+            mean = statistics.fmean(cpu)
+            p90 = statistics.quantiles(cpu, n=10)[-1]
+            print(
+                f"{size:>10} {len(cpu):>8} {mean:>13.2f} {statistics.median(cpu):>8.2f} "
+                f"{p90:>8.2f} {statistics.fmean(wall):>8.2f} {size / mean * 1000:>11,.0f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--per-batch", action="store_true", help="pinned CPU ms per batch")
+    parser.add_argument("--sizes", default="1,60,1000", help="rows per batch (--per-batch)")
+    parser.add_argument("--batches", type=int, default=100, help="batches per size (--per-batch)")
+    parser.add_argument("--inline-meta", action="store_true", help="metadata on every row")
     args = parser.parse_args()
+    if args.per_batch:
+        per_batch(args)
+        return
     rows = make_rows(args.rows, args.users, args.groups)
     batches = chunks(rows, args.batch)
     small = chunks(rows[: min(500, args.rows)], args.batch)
