@@ -29,7 +29,9 @@ async def _prune_daily(app: web.Application) -> None:
     while True:
         writer = app[LEDGER]
         await writer.flush()
-        result = await writer.run_in_db(lambda con: prune(con, now=datetime.now(UTC), dry_run=False))
+        result = await writer.run_in_db(
+            lambda con: prune(con, now=datetime.now(UTC), dry_run=False)
+        )
         if result.get("requests"):
             log.info("pruned the ledger: %s", result)
         await asyncio.sleep(DAY_S)

@@ -230,7 +230,9 @@ class _Table:
         if int in types_t and float in types_t and isinstance(value, int):
             return value
         if not isinstance(value, types_t):
-            raise ConfigError(f"{self.at(key)}: expected {_names(types_t)}, got {_type_name(value)}")
+            raise ConfigError(
+                f"{self.at(key)}: expected {_names(types_t)}, got {_type_name(value)}"
+            )
         return value
 
     def table(self, key: str) -> _Table:
@@ -269,8 +271,14 @@ def _type_name(value: Any) -> str:
 
 
 def _names(types: tuple[type, ...]) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "an array", dict: "a table"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }
     if int in types and float in types:
         return "a number"
     return " or ".join(names.get(t, t.__name__) for t in types)
@@ -349,7 +357,9 @@ def _ledger(t: _Table) -> LedgerConfig:
         if getattr(c, key) <= 0:
             raise ConfigError(f"{t.at(key)}: must be positive")
     if c.flush_interval_ms > 1000:
-        raise ConfigError(f"{t.at('flush_interval_ms')}: must be at most 1000 (rows reach disk within a second)")
+        raise ConfigError(
+            f"{t.at('flush_interval_ms')}: must be at most 1000 (rows reach disk within a second)"
+        )
     return c
 
 
@@ -368,7 +378,7 @@ def _provider(name: str, t: _Table) -> ProviderConfig:
     )
     t.done()
     if p.kind not in PROVIDER_KINDS:
-        raise ConfigError(f'{t.at("kind")}: must be one of {", ".join(PROVIDER_KINDS)}')
+        raise ConfigError(f"{t.at('kind')}: must be one of {', '.join(PROVIDER_KINDS)}")
     if p.kind == "openai" and not p.base_url:
         raise ConfigError(f"{t.path}: base_url is required")
     if p.base_url and not p.base_url.startswith(("http://", "https://")):
@@ -407,7 +417,9 @@ def _credits(t: _Table) -> Credits | None:
         t.seen.add("credits")
         return None
     c = t.table("credits")
-    credits = Credits(usd=float(c.get("usd", (int, float), 0.0)), window=c.get("window", str, "month"))
+    credits = Credits(
+        usd=float(c.get("usd", (int, float), 0.0)), window=c.get("window", str, "month")
+    )
     if "usd" not in c.data:
         raise ConfigError(f"{c.path}: usd is required")
     c.done()
@@ -483,7 +495,17 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "dataset": ("name",),
     "retain": ("days",),
 }
-_ACTION_FIELDS = ("to", "retries", "max", "deny_regex", "moderation", "on_fail", "name", "days", "message")
+_ACTION_FIELDS = (
+    "to",
+    "retries",
+    "max",
+    "deny_regex",
+    "moderation",
+    "on_fail",
+    "name",
+    "days",
+    "message",
+)
 
 
 def _rule(name: str, t: _Table) -> RuleConfig:
@@ -493,7 +515,9 @@ def _rule(name: str, t: _Table) -> RuleConfig:
     if action is None:
         raise ConfigError(f"{t.path}: action is required")
     if action not in ACTIONS:
-        raise ConfigError(f'{t.at("action")}: unknown action "{action}" (one of {", ".join(ACTIONS)})')
+        raise ConfigError(
+            f'{t.at("action")}: unknown action "{action}" (one of {", ".join(ACTIONS)})'
+        )
     for key in _ACTION_FIELDS:
         if key in t.data and key not in _RULE_FIELDS[action]:
             raise ConfigError(f'{t.at(key)}: not a field of action "{action}"')
@@ -556,7 +580,9 @@ def _usage(t: _Table) -> UsageTrigger | None:
         if value is None:
             raise ConfigError(f"{u.path}: {key} is required")
     if metric not in USAGE_METRICS:
-        raise ConfigError(f'{u.at("metric")}: unknown metric "{metric}" (one of {", ".join(USAGE_METRICS)})')
+        raise ConfigError(
+            f'{u.at("metric")}: unknown metric "{metric}" (one of {", ".join(USAGE_METRICS)})'
+        )
     _check_window(window, u.at("window"))
     if over < 0:
         raise ConfigError(f"{u.at('over')}: must not be negative")
@@ -586,7 +612,9 @@ def _rate(t: _Table) -> RateTrigger | None:
         return None
     r = t.table("rate")
     rate = RateTrigger(
-        rpm=r.get("rpm", int, None), tpm=r.get("tpm", int, None), concurrent=r.get("concurrent", int, None)
+        rpm=r.get("rpm", int, None),
+        tpm=r.get("tpm", int, None),
+        concurrent=r.get("concurrent", int, None),
     )
     r.done()
     if rate.rpm is None and rate.tpm is None and rate.concurrent is None:
@@ -629,7 +657,9 @@ def _key(name: str, t: _Table) -> KeyConfig:
     key_hash = t.get("hash", str, None)
     if not key_hash:
         raise ConfigError(f"{t.path}: hash is required")
-    k = KeyConfig(name=name, hash=key_hash, created=_opt_text(t.get("created", (str, *_DATES), None)))
+    k = KeyConfig(
+        name=name, hash=key_hash, created=_opt_text(t.get("created", (str, *_DATES), None))
+    )
     t.done()
     return k
 

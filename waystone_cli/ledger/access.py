@@ -91,7 +91,9 @@ def _ask_daemon(socket_path: Path, name: str, params: dict[str, Any]) -> Any:
     conn = _UnixConnection(socket_path, timeout=300.0)
     try:
         conn.request(
-            "POST", "/query", body=json.dumps({"name": name, "params": params}),
+            "POST",
+            "/query",
+            body=json.dumps({"name": name, "params": params}),
             headers={"Content-Type": "application/json"},
         )
         response = conn.getresponse()

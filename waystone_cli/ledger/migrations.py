@@ -163,4 +163,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[Any]:
-    return [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()]
+    return [
+        r[0]
+        for r in con.execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()
+    ]
