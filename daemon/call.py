@@ -8,7 +8,6 @@ timings and submits the row, so every request gets its ledger row.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from datetime import UTC, datetime
@@ -25,8 +24,6 @@ from waystone_cli.core.usage import Usage
 if TYPE_CHECKING:
     from daemon.tracing import RequestTrace
     from waystone_cli.core.policy import Decision
-
-log = logging.getLogger("waystone.request")
 
 _OUTCOME_BY_CODE = {
     "invalid_api_key": "unauthorized",

@@ -29,7 +29,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 JSON_ROUTES = ("chat/completions", "completions", "embeddings", "responses", "moderations")
 STREAMING_ROUTES = ("chat/completions", "completions", "responses")
-USAGE_OPTION_ROUTES = ("chat/completions", "completions")
 
 
 def json_route(route: str) -> Handler:
@@ -98,11 +97,8 @@ async def _prepare_json(call: Call) -> dict[str, Any]:
 
 async def _prepare_multipart(call: Call) -> Any:
     form = await read_multipart(call.request, body_limit(call))
-    identity = Identity()
     meta = form.pop_field("metadata")
-    if meta is not None:
-        identity = combine(_multipart_identity(meta), Identity())
-    attach_identity(call, identity)
+    attach_identity(call, _multipart_identity(meta) if meta is not None else Identity())
     resolve(call, form.field("model"), required=True)
     apply_policy(call, {"model": form.field("model")})
     return form
