@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from daemon.call import Call
-    from daemon.tracing import RequestTrace, Tracing
+    from daemon.spans import RequestTrace, Tracing
 
 log = logging.getLogger("waystone.request")
 

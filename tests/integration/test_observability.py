@@ -28,6 +28,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.state import LEDGER, OBSERVER
+from daemon.tracing import flush
 from tests.integration.conftest import Gateway
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
@@ -128,7 +129,7 @@ def traced(start_gateway: Callable[..., Any], receiver: Receiver) -> Callable[[s
 async def _flush(gateway: Gateway) -> None:
     tracing = gateway.app[OBSERVER].tracing
     assert tracing is not None
-    await tracing.flush()
+    await flush(tracing)
 
 
 def _by_kind(spans: list[Span]) -> dict[int, Span]:
@@ -249,9 +250,8 @@ async def test_content_is_a_span_event_only_when_a_capture_rule_applies(
     assert sorted(s.parent_span_id for s in clients) == sorted(s.span_id for s in servers.values())
     assert [s.events for s in clients] == [[], []]
     # Without an incoming traceparent the upstream still gets one, of this trace.
-    # (Flags 03: sampled, and the SDK marks its new trace ids random.)
     sent = sorted(s.headers["traceparent"] for s in gateway.provider.seen)
-    assert sent == sorted(f"00-{s.trace_id}-{s.span_id}-03" for s in clients)
+    assert sent == sorted(f"00-{s.trace_id}-{s.span_id}-01" for s in clients)
 
 
 async def test_refused_and_failed_requests_are_spans_with_their_outcome(
