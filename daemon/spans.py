@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -115,6 +115,7 @@ class RequestTrace:
         self.start_ns = time.time_ns()
         self.response_model: str | None = None
         self.finish_reasons: list[str] = []
+        self.attempt: UpstreamSpan | None = None  # the upstream call not yet recorded
 
     def note(self, body: Mapping[str, Any]) -> None:
         """Read the response model and finish reasons from an answer or a stream chunk."""
@@ -137,7 +138,10 @@ class RequestTrace:
             trace_state=self.context.trace_state,
         )
         attributes = tracing.upstream_attributes(self.operation, provider, model, route)
-        return UpstreamSpan(self, context, f"{self.operation} {model}", attributes)
+        if self.attempt is not None:  # a retry or fallback: the previous reply is released
+            self.attempt.end()
+        self.attempt = UpstreamSpan(self, context, f"{self.operation} {model}", attributes)
+        return self.attempt
 
     def end(self, call: Call) -> None:
         rec = call.record
@@ -146,6 +150,8 @@ class RequestTrace:
         failed = rec.status >= 500 or rec.outcome in ("error", "upstream_cut")
         if failed:
             attributes["error.type"] = rec.outcome
+        if self.attempt is not None:
+            self.attempt.end()
         tracing = self.tracing
         tracing.record(
             ReadableSpan(
@@ -165,7 +171,12 @@ class RequestTrace:
 
 
 class UpstreamSpan:
-    """The CLIENT span of one upstream attempt; recorded when its reply is released."""
+    """The CLIENT span of one upstream attempt.
+
+    It is recorded when it fails, when the next attempt starts, or when the request
+    finishes: the relay releases the reply just before each of these, so the span
+    covers the call and the reading or relaying of its answer.
+    """
 
     def __init__(
         self, trace: RequestTrace, context: SpanContext, name: str, attributes: dict[str, Any]
@@ -176,6 +187,7 @@ class UpstreamSpan:
         self.attributes = attributes
         self.start_ns = time.time_ns()
         self.status = _UNSET
+        self.ended = False
 
     def inject(self, headers: dict[str, str]) -> None:
         """Point the provider's ``traceparent`` at this span (replacing the client's)."""
@@ -183,19 +195,10 @@ class UpstreamSpan:
         headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
     def replied(self, reply: UpstreamReply) -> None:
-        """Record the reply's status; the span ends when the reply is released."""
         self.attributes["http.response.status_code"] = reply.status
         if reply.status >= 400:
             self.attributes["error.type"] = str(reply.status)
             self.status = Status(StatusCode.ERROR, f"HTTP {reply.status}")
-        release: Callable[[], None] | None = reply._release
-
-        def release_and_end() -> None:
-            if release is not None:
-                release()
-            self.end()
-
-        reply._release = release_and_end
 
     def failed(self, err: BaseException) -> None:
         self.attributes["error.type"] = type(err).__name__
@@ -203,6 +206,9 @@ class UpstreamSpan:
         self.end()
 
     def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
         tracing = self.trace.tracing
         tracing.record(
             ReadableSpan(
@@ -242,11 +248,8 @@ def _upstream_attributes(
 
 def _request_attributes(call: Call, requested: str | None, trace: RequestTrace) -> dict[str, Any]:
     rec = call.record
-    request = call.request
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": trace.operation,
-        "http.request.method": request.method,
-        "url.path": request.path,
         "waystone.request.id": rec.id,
         "http.response.status_code": rec.status,
         "waystone.outcome": rec.outcome,
@@ -273,8 +276,11 @@ def _request_attributes(call: Call, requested: str | None, trace: RequestTrace) 
     if call.usage is not None:
         attributes["gen_ai.usage.input_tokens"] = rec.input_tokens
         attributes["gen_ai.usage.output_tokens"] = rec.output_tokens
-        attributes["waystone.usage_estimated"] = rec.usage_estimated
-        attributes["waystone.priced"] = rec.priced
+        # Flags only where they differ from the usual, to keep spans small.
+        if rec.usage_estimated:
+            attributes["waystone.usage_estimated"] = True
+        if not rec.priced:
+            attributes["waystone.priced"] = False
     return attributes
 
 

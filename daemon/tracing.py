@@ -23,8 +23,9 @@ Design:
   (``openai``, ``mock``); ``waystone.provider`` the configured provider's name.
 - An incoming ``traceparent`` makes the request span its child; the upstream call is a
   CLIENT child span whose context replaces the ``traceparent`` sent to the provider.
-  The CLIENT span lasts until the upstream reply is released (its body fully read or
-  relayed).
+  The CLIENT span lasts until its answer has been read or relayed (or the call failed,
+  or the next attempt of a retry or fallback started).  A caller's unsampled
+  ``traceparent`` is respected: nothing is recorded and the header goes upstream as is.
 - Content is recorded only for requests a ``capture`` rule applied to, as the span
   events ``gen_ai.content.prompt`` (attribute ``gen_ai.prompt``, the JSON input) and
   ``gen_ai.content.completion`` (attribute ``gen_ai.completion``, the output text).
