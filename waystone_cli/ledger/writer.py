@@ -7,8 +7,13 @@ row goes into a bounded ``asyncio.Queue`` or, when that is full, onto the spill 
 in batches on a single worker thread, so DuckDB calls are serialized and the event
 loop never waits on the database.  Each batch is one transaction: the ``requests``
 rows, the entity and link upserts, captured content, dataset items and the daily
-rollup.  Rows go in through one list parameter per column (``UNNEST``), which is about
+rollup.  Rows go in through DuckDB's appender (or one list parameter per column), about
 a hundred times faster than ``executemany`` (see ``bench/ledger_insert.py``).
+
+The writer remembers the users, groups and links it knows are in the ledger
+(``KnownEntities``, loaded at ``start()``), so a batch of known ones writes no entity
+statement; their ``last_seen`` moves are written at most once a minute, by a batch or,
+when traffic stops, by the task on its own, and all of them at ``close()``.
 
 A batch that fails is logged and its rows are spilled; the spill is drained after the
 queue, with exponential back-off while the database keeps failing.  Rows from a spill
@@ -35,7 +40,8 @@ import duckdb
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger import spill
-from waystone_cli.ledger.batch import drop_known, insert_batch
+from waystone_cli.ledger.batch import drop_known, insert_batch, write_entity_times
+from waystone_cli.ledger.entities import KnownEntities
 
 T = TypeVar("T")
 log = logging.getLogger("waystone.ledger")
@@ -80,6 +86,7 @@ class LedgerWriter:
         self._retry_at = 0.0
         # Rows the spill file could not take (disk full): the last place to keep them.
         self._held: list[RequestRecord] = []
+        self._known = KnownEntities()
         self.last_flush_ms: float | None = None
 
     @property
@@ -102,6 +109,10 @@ class LedgerWriter:
         if self._task is not None:
             raise WaystoneError("the ledger writer is already started")
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="waystone-ledger")
+        try:
+            await self._in_thread(self._known.load, self._con)
+        except duckdb.Error as err:  # only a cost: unknown entities are MERGEd
+            log.warning("ledger: cannot load the known entities: %s", err)
         self._recover()
         if self._spilled:
             await self._drain_spill()
@@ -166,6 +177,8 @@ class LedgerWriter:
                 return fn(cursor)
             finally:
                 cursor.close()
+                # fn may have written metadata (``/api/identify`` does): merge patches again.
+                self._known.forget_metadata()
 
         return asyncio.get_running_loop().run_in_executor(self._executor, call)
 
@@ -177,8 +190,11 @@ class LedgerWriter:
             await self._drain_queue()
             await self._drain_spill()
             if self._closing and self._queue.empty() and self._spill_settled():
+                await self._write_entity_times(force=True)
                 self._spill_rows(self._held)
                 return
+            if self._known.due_in() == 0:
+                await self._write_entity_times()
 
     def _spill_settled(self) -> bool:
         # While closing, one failed attempt is enough: the rows wait on disk.
@@ -188,7 +204,7 @@ class LedgerWriter:
         if self._closing:
             return
         if self._queue.empty():
-            await self._sleep(self._spill_wait())
+            await self._sleep(_earliest(self._spill_wait(), self._known.due_in()))
         # Linger so a trickle of rows makes one batch rather than many tiny transactions.
         waiting = self._queue.qsize()
         if 0 < waiting < self._batch_size and not (self._urgent or self._closing):
@@ -283,13 +299,21 @@ class LedgerWriter:
         try:
             if dedupe:
                 records = await self._in_thread(drop_known, self._con, records)
-            await self._in_thread(insert_batch, self._con, records)
+            await self._in_thread(insert_batch, self._con, records, self._known)
         except Exception:
             # Whatever went wrong (a disk error, a bug), the task must live and keep the rows.
             log.exception("ledger batch of %d rows failed; kept for retry", len(records))
             return False
         self.last_flush_ms = (time.perf_counter() - started) * 1000
         return True
+
+    async def _write_entity_times(self, *, force: bool = False) -> None:
+        try:
+            await self._in_thread(lambda: write_entity_times(self._con, self._known, force=force))
+        except Exception:
+            # Only last_seen times: tried again a minute later, never in a busy loop.
+            log.exception("ledger: writing entity last_seen times failed")
+            self._known.postpone()
 
     def _failed(self) -> None:
         self._backoff = min(max(self._backoff * 2, 1.0), _MAX_BACKOFF_S)
@@ -326,6 +350,11 @@ class LedgerWriter:
                 self._progress = asyncio.get_running_loop().create_future()
             self._wake.set()
             await asyncio.wait({self._progress, self._task}, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _earliest(*delays: float | None) -> float | None:
+    """The shortest of the delays that are set; None (wait for a wake-up) if none is."""
+    return min((d for d in delays if d is not None), default=None)
 
 
 def _default_spill_path(con: duckdb.DuckDBPyConnection) -> Path:

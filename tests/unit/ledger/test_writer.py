@@ -37,9 +37,11 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     real = writer_module.insert_batch
 
-    def recording(con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord]) -> None:
+    def recording(
+        con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *known: Any
+    ) -> None:
         sizes.append(len(records))
-        real(con, records)
+        real(con, records, *known)
 
     monkeypatch.setattr(writer_module, "insert_batch", recording)
     return sizes
@@ -293,11 +295,13 @@ async def test_a_failing_batch_is_logged_and_its_rows_retried(
     calls: list[int] = []
     real = writer_module.insert_batch
 
-    def fails_once(con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord]) -> None:
+    def fails_once(
+        con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *known: Any
+    ) -> None:
         calls.append(len(records))
         if len(calls) == 1:
             raise duckdb.IOException("disk I/O error")
-        real(con, records)
+        real(con, records, *known)
 
     monkeypatch.setattr(writer_module, "insert_batch", fails_once)
     writer = LedgerWriter(con, flush_interval_ms=10)
@@ -316,7 +320,9 @@ async def test_a_failing_batch_is_logged_and_its_rows_retried(
 async def test_close_with_a_broken_database_leaves_rows_for_the_next_start(
     con: duckdb.DuckDBPyConnection, ledger_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord]) -> None:
+    def broken(
+        con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *known: Any
+    ) -> None:
         raise duckdb.IOException("disk I/O error")
 
     monkeypatch.setattr(writer_module, "insert_batch", broken)
