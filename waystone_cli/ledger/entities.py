@@ -211,7 +211,8 @@ class KnownEntities:
             ).fetchall()
             self._times[table] = {id_: (first, last) for id_, first, last in rows}
         rows = con.execute(
-            "SELECT user_id, group_id, first_seen FROM links LIMIT ?", [self._limit]
+            "SELECT user_id, group_id, first_seen FROM links ORDER BY first_seen DESC LIMIT ?",
+            [self._limit],
         ).fetchall()
         self._links = {(u, g): first for u, g, first in rows}
 
