@@ -184,6 +184,14 @@ class RowClock:
         return self.now
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def pin_to_core_zero() -> None:
     """Re-run this process under ``taskset -c 0`` unless it already is pinned there."""
     if os.sched_getaffinity(0) != {0}:
@@ -195,16 +203,19 @@ def per_batch(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"duckdb {duckdb.__version__}, pinned to core 0, {args.users} users in "
-        f"{args.groups} groups, inline metadata {'on' if args.inline_meta else 'off'}"
+        f"{args.groups} groups, inline metadata {'on' if args.inline_meta else 'off'}, "
+        f"settings: {', '.join(args.set) or 'defaults'}"
     )
     print(
         f"{'rows/batch':>10} {'batches':>8} {'cpu ms/batch':>13} {'median':>8} "
-        f"{'p90':>8} {'wall ms':>8} {'rows/cpu-s':>11}"
+        f"{'p90':>8} {'wall ms':>8} {'rows/cpu-s':>11} {'RSS MB':>7}"
     )
     step = timedelta(seconds=0.75)
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             con = fresh(Path(tmp), f"per-batch-{size}")
+            for setting in args.set:
+                con.execute(f"SET {setting}")
             start = datetime(2026, 3, 1)
             # Warm-up: every user, group and link exists, as after a minute of traffic.
             warm = traffic_rows(0, args.users, start, step, args)
@@ -226,7 +237,8 @@ def per_batch(args: argparse.Namespace) -> None:
             p90 = statistics.quantiles(cpu, n=10)[-1]
             print(
                 f"{size:>10} {len(cpu):>8} {mean:>13.2f} {statistics.median(cpu):>8.2f} "
-                f"{p90:>8.2f} {statistics.fmean(wall):>8.2f} {size / mean * 1000:>11,.0f}"
+                f"{p90:>8.2f} {statistics.fmean(wall):>8.2f} {size / mean * 1000:>11,.0f} "
+                f"{rss_mb():>7.0f}"
             )
 
 
@@ -240,6 +252,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,60,1000", help="rows per batch (--per-batch)")
     parser.add_argument("--batches", type=int, default=100, help="batches per size (--per-batch)")
     parser.add_argument("--inline-meta", action="store_true", help="metadata on every row")
+    parser.add_argument(
+        "--set", action="append", default=[], help="a DuckDB setting, e.g. threads=1 (repeat)"
+    )
     args = parser.parse_args()
     if args.per_batch:
         per_batch(args)

@@ -60,7 +60,7 @@ class LedgerConfig:
     store_content: bool = False
     queue_size: int = 10_000
     batch_size: int = 1_000
-    flush_interval_ms: int = 200
+    flush_interval_ms: int = 500
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ class LedgerWriter:
         *,
         queue_size: int = 10_000,
         batch_size: int = 1_000,
-        flush_interval_ms: int = 200,
+        flush_interval_ms: int = 500,
         spill_path: Path | None = None,
     ) -> None:
         self._con = con
