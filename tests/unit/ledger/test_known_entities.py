@@ -71,17 +71,23 @@ def test_a_known_entity_without_patch_writes_nothing_until_the_minute_is_up(
     con: duckdb.DuckDBPyConnection, known: KnownEntities, clock: Clock
 ) -> None:
     first = write(con, known, record(1, user_id="alice", group_id="acme"))
-    assert first == ["MERGE INTO users", "MERGE INTO groups", "MERGE INTO links", "MERGE INTO usage_daily"]  # fmt: skip
+    assert first == [
+        "MERGE INTO users",
+        "MERGE INTO groups",
+        "MERGE INTO links",
+        "UPDATE usage_daily AS",
+        "INSERT INTO usage_daily",  # a new rollup key
+    ]
     clock.now = 59.0
     assert write(con, known, record(30, user_id="alice", group_id="acme")) == [
-        "MERGE INTO usage_daily"
+        "UPDATE usage_daily AS"
     ]
     assert rows(con) == [("alice", at(1), at(1), "{}")]
     clock.now = 60.0
     assert write(con, known, record(61, user_id="alice", group_id="acme")) == [
         "UPDATE users AS",
         "UPDATE groups AS",
-        "MERGE INTO usage_daily",
+        "UPDATE usage_daily AS",
     ]
     assert rows(con) == [("alice", at(1), at(61), "{}")]
     assert rows(con, "SELECT id, last_seen FROM groups") == [("acme", at(61))]
@@ -110,7 +116,12 @@ def test_an_earlier_row_from_a_drained_spill_moves_first_seen_and_the_link(
 ) -> None:
     write(con, known, record(50, user_id="alice", group_id="acme"))
     statements = write(con, known, record(10, user_id="alice", group_id="acme"))
-    assert statements == ["MERGE INTO users", "MERGE INTO groups", "MERGE INTO links", "MERGE INTO usage_daily"]  # fmt: skip
+    assert statements == [
+        "MERGE INTO users",
+        "MERGE INTO groups",
+        "MERGE INTO links",
+        "UPDATE usage_daily AS",
+    ]
     assert rows(con) == [("alice", at(10), at(50), "{}")]
     assert rows(con, "SELECT * FROM links") == [("alice", "acme", at(10))]
 
@@ -163,11 +174,11 @@ def test_load_starts_from_the_most_recently_seen(
     insert_batch(con, [record(n, user_id=f"u{n}", group_id="acme") for n in range(5)])
     known = KnownEntities(limit=2, clock=clock)
     known.load(con)
-    assert write(con, known, record(9, user_id="u4", group_id="acme")) == ["MERGE INTO usage_daily"]
+    assert write(con, known, record(9, user_id="u4", group_id="acme")) == ["UPDATE usage_daily AS"]
     assert write(con, known, record(10, user_id="u0", group_id="acme")) == [
         "MERGE INTO users",
         "MERGE INTO links",
-        "MERGE INTO usage_daily",
+        "UPDATE usage_daily AS",
     ]
 
 

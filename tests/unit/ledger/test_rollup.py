@@ -68,6 +68,24 @@ def test_a_second_batch_adds_to_the_same_day(con: duckdb.DuckDBPyConnection) -> 
     ]
 
 
+def test_a_batch_of_old_and_new_keys_updates_one_and_inserts_the_other(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    insert_batch(con, [record(1, user_id="u", cost_usd=Decimal("0.25"))])
+    insert_batch(
+        con,
+        [
+            record(2, user_id="u", cost_usd=Decimal("0.5")),
+            record(3, user_id="v", model="o3", cost_usd=None),
+            record(4, user_id="v", model="o3", cost_usd=Decimal("0.125")),
+        ],
+    )
+    assert rows(con) == [
+        (date(2026, 3, 1), "u", "", "openai", "gpt-4o", 2, 20, 4, 0, 0, Decimal("0.7500000000"), 0),
+        (date(2026, 3, 1), "v", "", "openai", "o3", 2, 20, 4, 0, 0, Decimal("0.1250000000"), 1),
+    ]  # fmt: skip
+
+
 async def test_the_writers_rollup_equals_a_rebuild_after_many_batches(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
