@@ -60,6 +60,7 @@ class LedgerWriter:
         batch_size: int = 1_000,
         flush_interval_ms: int = 500,
         spill_path: Path | None = None,
+        entity_refresh_s: float = 60.0,
     ) -> None:
         self._con = con
         self._batch_size = batch_size
@@ -86,7 +87,7 @@ class LedgerWriter:
         self._retry_at = 0.0
         # Rows the spill file could not take (disk full): the last place to keep them.
         self._held: list[RequestRecord] = []
-        self._known = KnownEntities()
+        self._known = KnownEntities(refresh_s=entity_refresh_s)
         self.last_flush_ms: float | None = None
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -209,3 +210,22 @@ async def test_run_in_db_makes_the_writer_merge_metadata_again(
     writer.submit(record(2, user_id="alice", user_metadata={"tier": "free"}))
     await writer.close()
     assert rows(con) == [("alice", at(1), at(2), '{"tier":"free"}')]
+
+
+async def test_the_writer_writes_pending_last_seen_on_its_own_when_traffic_stops(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    writer = LedgerWriter(con, entity_refresh_s=0.05)
+    await writer.start()
+    writer.submit(record(1, user_id="alice"))
+    await writer.flush()
+    writer.submit(record(5, user_id="alice"))
+    await writer.flush()
+    stored: list[Any] = []
+    for _ in range(1000):  # no batch comes: the task writes it 0.05 s after the last one
+        stored = await writer.run_in_db(rows)
+        if stored[0][2] == at(5):
+            break
+        await asyncio.sleep(0.01)
+    assert stored == [("alice", at(1), at(5), "{}")]
+    await writer.close()
