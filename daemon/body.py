@@ -70,8 +70,10 @@ def _quote(text: str) -> str:
 
 async def read_body(request: web.Request, limit_mb: float) -> bytes:
     limit = int(limit_mb * (1 << 20))
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(too_large(limit_mb))
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise BodyTooLarge(too_large(limit_mb))
+        return await request.read()  # the length is known and within the limit
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(1 << 16):

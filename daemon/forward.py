@@ -135,9 +135,12 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     if call.trace is not None and isinstance(body, dict):
         call.trace.note(body)
     call.set_usage(usage_from_body(rec.route, body) if isinstance(body, dict) else None)
-    if isinstance(body, dict):
-        await check_output(call, _output_text(body))
-    call.output_text = _output_text(body) if isinstance(body, dict) else None
+    decision = call.decision
+    if isinstance(body, dict) and (
+        rec.capture or (decision is not None and decision.output_checks)
+    ):
+        call.output_text = _output_text(body)
+        await check_output(call, call.output_text)
     headers = call.response_headers()
     cost = rec.cost_usd
     headers["x-waystone-cost-usd"] = f"{cost:f}" if cost is not None else "unpriced"

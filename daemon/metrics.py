@@ -22,7 +22,7 @@ Label choices:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -121,28 +121,38 @@ class Metrics:
             "waystone_user_cost_usd", "Cost per user (when enabled).", ("user",), registry=r
         )
         self._users: set[str] = set()
+        # Labelled children by (metric, labels): prometheus-client's labels() takes a lock
+        # and rebuilds its key on every call, a measurable share of a request here.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r.register(_LedgerCollector(ledger))
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe(self, call: Call) -> None:
         """Count one finished request."""
         rec = call.record
-        self.requests.labels(rec.route, str(rec.status), rec.outcome).inc()
+        self._child(self.requests, rec.route, str(rec.status), rec.outcome).inc()
         self._observe_usage(rec)
         if rec.latency_ms is not None:
-            self.latency.labels(rec.route).observe(rec.latency_ms / 1000)
+            self._child(self.latency, rec.route).observe(rec.latency_ms / 1000)
         if rec.overhead_ms is not None:
-            self.overhead.labels(rec.route).observe(rec.overhead_ms / 1000)
+            self._child(self.overhead, rec.route).observe(rec.overhead_ms / 1000)
         if rec.stream and rec.ttft_ms is not None:
-            self.ttft.labels(rec.route).observe(rec.ttft_ms / 1000)
+            self._child(self.ttft, rec.route).observe(rec.ttft_ms / 1000)
         if rec.outcome in _BLOCK_OUTCOMES:
             for ruleset, rule in blocking_rules(call.snapshot.config, rec.rules):
-                self.blocks.labels(ruleset, rule).inc()
+                self._child(self.blocks, ruleset, rule).inc()
         server = call.snapshot.config.server
         if server.metrics_user_labels and rec.user_id is not None:
             self._observe_user(rec, self.user_label(rec.user_id, server.metrics_user_label_limit))
 
     def provider_failed(self, provider: str) -> None:
-        self.provider_errors.labels(provider).inc()
+        self._child(self.provider_errors, provider).inc()
 
     def user_label(self, user_id: str, limit: int) -> str:
         """The user's own label while fewer than ``limit`` users have one, else ``_other``."""
@@ -161,22 +171,22 @@ class Metrics:
             return
         model = rec.model or ""
         if rec.input_tokens:
-            self.tokens.labels(rec.provider, model, "input").inc(rec.input_tokens)
+            self._child(self.tokens, rec.provider, model, "input").inc(rec.input_tokens)
         if rec.output_tokens:
-            self.tokens.labels(rec.provider, model, "output").inc(rec.output_tokens)
+            self._child(self.tokens, rec.provider, model, "output").inc(rec.output_tokens)
         if rec.cost_usd is not None:
-            self.cost.labels(rec.provider, model).inc(float(rec.cost_usd))
+            self._child(self.cost, rec.provider, model).inc(float(rec.cost_usd))
         elif not rec.priced:
-            self.unpriced.labels(rec.provider, model).inc()
+            self._child(self.unpriced, rec.provider, model).inc()
 
     def _observe_user(self, rec: RequestRecord, user: str) -> None:
-        self.user_requests.labels(user).inc()
+        self._child(self.user_requests, user).inc()
         if rec.input_tokens:
-            self.user_tokens.labels(user, "input").inc(rec.input_tokens)
+            self._child(self.user_tokens, user, "input").inc(rec.input_tokens)
         if rec.output_tokens:
-            self.user_tokens.labels(user, "output").inc(rec.output_tokens)
+            self._child(self.user_tokens, user, "output").inc(rec.output_tokens)
         if rec.cost_usd is not None:
-            self.user_cost.labels(user).inc(float(rec.cost_usd))
+            self._child(self.user_cost, user).inc(float(rec.cost_usd))
 
 
 def blocking_rules(config: Config, fired: list[str]) -> list[tuple[str, str]]:
