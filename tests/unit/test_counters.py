@@ -213,14 +213,15 @@ def test_load_rebuilds_the_counters_from_ledger_rows(waystone_home: Path) -> Non
         "output_tokens, cost_usd) VALUES (?, ?, ?, ?, 'chat/completions', 200, ?, ?, ?, ?)",
         rows,
     )
-    got = counter_rows(con, counters_since(NOW))
+    got = counter_rows(con, counters_since(NOW), now=NOW)
     minute = int(datetime(2026, 3, 15, 11, 50, tzinfo=UTC).timestamp() // 60)
     assert got == [
-        ["alice", None, minute - 170, 1, 10, 10, 15_000_000_000],
+        # over two hours old: summed per hour, on the hour's last minute (09:59)
+        ["alice", None, minute - 170 + 59, 1, 10, 10, 15_000_000_000],
         [None, None, minute - 50, 1, 7, 3, 0],
         ["alice", "acme", minute, 2, 100, 50, 12_345_678],
     ]
-    assert counter_rows(con, "2026-03-15T10:00:00+00:00", group_id="acme") == [got[2]]
+    assert counter_rows(con, "2026-03-15T10:00:00+00:00", group_id="acme", now=NOW) == [got[2]]
     c = UsageCounters()
     c.load(got)
     con.close()
