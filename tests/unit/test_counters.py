@@ -276,3 +276,30 @@ def test_forty_concurrent_requests_against_a_budget_of_five_and_a_half_let_six_t
         c.settle(r, tokens_in=500, tokens_out=500, cost_usd=1.0, now=NOW)
     assert c.usage(ALICE, "cost_usd", "month", NOW) == 6.0
     assert decide(config, facts, c).allowed is False
+
+
+def test_counter_rows_sum_older_usage_per_hour_then_per_day(waystone_home: Path) -> None:
+    con = open_readwrite(waystone_home / "ledger.duckdb")
+    rows = [
+        ("a", "2026-03-15 11:30:20", 1),  # within two hours: its own minute
+        ("b", "2026-03-14 20:10:00", 2),  # within two days: the hour's last minute
+        ("c", "2026-03-14 20:50:00", 3),
+        ("d", "2026-03-10 01:00:00", 4),  # older: the UTC day's last minute
+        ("e", "2026-03-10 23:00:00", 5),
+    ]
+    con.executemany(
+        "INSERT INTO requests (id, ts, user_id, route, status, outcome, input_tokens) "
+        "VALUES (?, ?, 'alice', 'chat/completions', 200, 'ok', ?)",
+        rows,
+    )
+    got = counter_rows(con, counters_since(NOW), now=NOW)
+    con.close()
+
+    def minute(text: str) -> int:
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() // 60)
+
+    assert [(r[2], r[3], r[4]) for r in got] == [
+        (minute("2026-03-10 23:59:00"), 2, 9),
+        (minute("2026-03-14 20:59:00"), 2, 5),
+        (minute("2026-03-15 11:30:00"), 1, 1),
+    ]

@@ -1,16 +1,19 @@
 """Rebuilding the usage counters from the ledger, so a restart never resets a budget.
 
 ``counter_rows`` sums the ledger per (user, group, minute) in one GROUP BY, in the shape
-``core.counters.UsageCounters.load`` takes.  Only the last ``FINE`` (two hours) is kept
-per minute; older usage is summed per hour and placed on the hour's last minute, so a
-busy month rebuilds into at most 24 × 31 buckets per entity instead of 44,640 (a big
-ledger would otherwise take minutes and gigabytes to load).  A rolling window's old edge
-then counts the whole hour it falls in: it errs towards blocking, by at most one hour
-of usage.  Calendar boundaries (whole hours in every zone with a whole-hour offset)
-stay exact.  A request counts when it was forwarded
-(live counters charge it at settle, whatever its outcome); requests refused before
-forwarding (``NOT_FORWARDED``) count only if they somehow carry usage, e.g. an answer
-that an output check blocked after the provider had been paid.
+``core.counters.UsageCounters.load`` takes.  Older usage is summed more coarsely, so
+a busy ledger rebuilds quickly and into little memory: per minute for the last two hours
+(``FINE``), per hour up to two days back (``HOURLY``), per UTC day before that; a
+coarse bucket sits on its span's last minute.  So a rolling window's old edge counts
+the whole hour (or, past two days, the whole day) it falls in: it errs towards blocking,
+never towards allowing.  Calendar windows in UTC stay exact (their boundaries are
+midnights); in another zone a boundary more than two days back may count up to a day
+early.
+
+A request counts when it was forwarded (live counters charge it at settle, whatever
+its outcome); requests refused before forwarding (``NOT_FORWARDED``) count only if
+they somehow carry usage, e.g. an answer that an output check blocked after the
+provider had been paid.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import duckdb
 from waystone_cli.core.counters import COST_SCALE, KEEP
 
 FINE = timedelta(hours=2)
+HOURLY = timedelta(days=2)
 NOT_FORWARDED = ("blocked", "rate_limited", "invalid_request", "unauthorized", "not_found")
 
 _SQL = f"""
 SELECT user_id, group_id,
        CASE WHEN ts >= ? THEN epoch_ms(ts) // 60000
-            ELSE epoch_ms(date_trunc('hour', ts)) // 60000 + 59 END AS minute,
+            WHEN ts >= ? THEN epoch_ms(date_trunc('hour', ts)) // 60000 + 59
+            ELSE epoch_ms(date_trunc('day', ts)) // 60000 + 1439 END AS minute,
        count(*) AS requests,
        sum(input_tokens) AS input_tokens,
        sum(output_tokens) AS output_tokens,
@@ -61,8 +66,8 @@ def counter_rows(
     ``rules explain`` needs); cost units are 1e-10 USD, exact integers.
     """
     start = _naive_utc(since)
-    fine_since = _naive_utc(now if now is not None else datetime.now(UTC)) - FINE
-    params: list[Any] = [fine_since, start]
+    moment = _naive_utc(now if now is not None else datetime.now(UTC))
+    params: list[Any] = [moment - FINE, moment - HOURLY, start]
     clauses = []
     if user_id is not None:
         clauses.append("user_id = ?")
