@@ -26,8 +26,8 @@ Subjects (whom the ruleset's rules act on):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
@@ -95,14 +95,21 @@ class Node(Protocol):
 class Field:
     scope: str | None
     path: tuple[str, ...]
+    dotted: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dotted", ".".join(self.path))
 
     def lookup(self, ctx: _Ctx) -> tuple[bool, Any]:
         """(present, value) of the field on the entity it reads."""
-        entity = ctx.entity(self.scope)
+        return self.read(ctx.entity(self.scope))
+
+    def read(self, entity: Entity | None) -> tuple[bool, Any]:
+        """(present, value) of the field on ``entity``."""
         if entity is None:
             return False, None
         meta: Any = entity.metadata
-        dotted = ".".join(self.path)
+        dotted = self.dotted
         if dotted in meta:
             return True, meta[dotted]
         if self.path == ("id",):
@@ -160,7 +167,11 @@ class FieldTerm(Leaf):
     want: bool = True  # for "is"
 
     def holds(self, ctx: _Ctx) -> bool:
-        present, value = self.field.lookup(ctx)
+        return self.test(ctx.entity(self.field.scope), ctx.facts.now)
+
+    def test(self, entity: Entity | None, now: datetime) -> bool:
+        """Whether the term holds when its field is read on ``entity``."""
+        present, value = self.field.read(entity)
         if self.op == "exists":
             return present
         if self.op == "is":
@@ -199,8 +210,13 @@ class JoinedWithin(Leaf):
         return _utc(ctx.facts.now) - _utc(entity.first_seen)
 
     def holds(self, ctx: _Ctx) -> bool:
-        age = self._age(ctx)
-        return age is not None and age <= self.duration
+        return self.test(ctx.entity(self.scope), ctx.facts.now)
+
+    def test(self, entity: Entity | None, now: datetime) -> bool:
+        """Whether ``entity`` joined within the duration before ``now``."""
+        if entity is None or entity.first_seen is None:
+            return False
+        return _utc(now) - _utc(entity.first_seen) <= self.duration
 
     def reasons(self, ctx: _Ctx) -> list[str]:
         entity = ctx.entity(self.scope)
@@ -260,10 +276,14 @@ class Condition:
 
     text: str
     root: Node
+    # Derived once from the tree: the policy engine asks for them on every request.
+    refs: frozenset[str] = field(init=False, compare=False, repr=False)
+    per_candidate: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def per_candidate(self) -> bool:
-        return "" in self.root.refs()
+    def __post_init__(self) -> None:
+        refs = self.root.refs()
+        object.__setattr__(self, "refs", refs)
+        object.__setattr__(self, "per_candidate", "" in refs)
 
     def subjects(self, facts: Facts) -> frozenset[str]:
         """The subjects the ruleset applies to: a subset of {"user", "group"}, or
@@ -274,8 +294,13 @@ class Condition:
         if not self.root.holds(_Ctx(facts, None)):
             return frozenset()
         if not named:
-            return frozenset({"request"})
-        return frozenset(self.root.refs() & named.keys()) or frozenset(named)
+            return _REQUEST
+        return frozenset(self.refs & named.keys()) or frozenset(named)
+
+    def terms(self) -> tuple[FieldTerm | JoinedWithin, ...]:
+        """Its terms that read an entity: what its verdict depends on, besides which
+        entities the request names (for the policy engine's caches)."""
+        return tuple(_terms(self.root))
 
     def matches(self, entity: Entity, now: datetime) -> bool:
         """Whether the condition selects this one entity (``user list --where``)."""
@@ -309,6 +334,19 @@ class Condition:
 def _utc(moment: datetime) -> datetime:
     """Naive times are taken as UTC, as the ledger stores them."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_REQUEST = frozenset({"request"})
+
+
+def _terms(node: Node) -> Iterator[FieldTerm | JoinedWithin]:
+    if isinstance(node, FieldTerm | JoinedWithin):
+        yield node
+    elif isinstance(node, Not):
+        yield from _terms(node.child)
+    elif isinstance(node, BoolOp):
+        for child in node.children:
+            yield from _terms(child)
 
 
 def _named(facts: Facts) -> dict[str, Entity]:

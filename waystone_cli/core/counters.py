@@ -218,6 +218,10 @@ class UsageCounters:
         self._ids = itertools.count(1)
         self._windows: dict[str, Window] = {}
         self._calendar: dict[str, tuple[float, float, int]] = {}
+        # One decision reads several windows at the same ``now``: their start minutes are
+        # kept until a call comes with another ``now`` object.
+        self._now: datetime | None = None
+        self._starts: dict[str, int] = {}
 
     # --- reading --------------------------------------------------------------------
 
@@ -371,8 +375,13 @@ class UsageCounters:
         series = self._series.get(key)
         if series is None:
             return 0.0
-        w = self._window(window)
-        s = series.totals(window, self._start(w, window, now, now.timestamp()))
+        if now is not self._now:
+            self._now, self._starts = now, {}
+        start = self._starts.get(window)
+        if start is None:
+            w = self._window(window)
+            start = self._starts[window] = self._start(w, window, now, now.timestamp())
+        s = series.totals(window, start)
         return _metric(s[2:], series.pending, metric)
 
     def _unreserve(self, series: _Series, r: Reservation) -> None:

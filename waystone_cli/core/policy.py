@@ -50,8 +50,9 @@ from waystone_cli.core.decision import (
     RequestFacts,
     amount,
     model_matches,
-    qualify,
 )
+from waystone_cli.core.effects import Block, Effects, Firing, combine, effect_text
+from waystone_cli.core.policy_plan import Fire, PolicyPlan, Program, plan
 from waystone_cli.core.windows import parse_window
 
 __all__ = [
@@ -79,10 +80,31 @@ def decide(
     reasons), rules that did not fire and every limit's current usage; the daemon leaves
     it off to stay fast.
     """
-    ev = _Evaluation(config, facts, counters, explain)
+    if explain:
+        ev = _Evaluation(config, facts, counters, True)
+        ev.check_credits()
+        for order, ruleset in enumerate(config.rulesets.values()):
+            ev.apply_ruleset(order, ruleset)
+        return ev.decision()
+    # The request path: the same evaluation over the rulesets the plan says apply.
+    prepared = plan(config)
+    outcome = prepared.match(facts.user, facts.group, facts.now)
+    program = prepared.program(outcome, facts.model)
+    ev = _Evaluation(config, facts, counters, False, prepared, program, outcome.names)
     ev.check_credits()
-    for order, ruleset in enumerate(config.rulesets.values()):
-        ev.apply_ruleset(order, ruleset)
+    by_kind, tested = ev.by_kind, ev.tested
+    for step in program.steps:
+        if isinstance(step, Fire):
+            ev.fire(step, by_kind[step.kind])
+            continue
+        # A rule listed by several rulesets that apply to the same subject is tested once.
+        subject, key = by_kind[step.kind], step.key
+        if key in tested:
+            tests = tested[key]
+        else:
+            tests = tested[key] = ev.held(step.ruleset, step.rule, subject)
+        if tests is not None:
+            ev.fire_tested(step.ruleset, step.order, step.position, step.rule, subject, tests)
     return ev.decision()
 
 
@@ -108,65 +130,38 @@ class _Test(NamedTuple):
     retry_after: float | None = None
 
 
-class _Firing(NamedTuple):
-    ruleset: RulesetConfig
-    order: int
-    position: int
-    rule: RuleConfig
-    kind: str
-    detail: str
-    retry_after: float | None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.ruleset.name, self.rule.name)
-
-    @property
-    def rank(self) -> tuple[int, int, int]:
-        return (-self.ruleset.priority, self.order, self.position)
-
-
-class _Effects(NamedTuple):
-    """What the fired rules (other than blocks) do to the request."""
-
-    model: str
-    max_tokens: int | None = None
-    fallbacks: tuple[Fallback, ...] = ()
-    output_checks: tuple[OutputCheck, ...] = ()
-    datasets: tuple[str, ...] = ()
-    capture: bool = False
-    retain_days: int | None = None
-
-
-class _Block(NamedTuple):
-    status: int
-    code: str
-    message: str
-    retry_after: float | None
-
-
 class _Evaluation:
     """The working state of one ``decide()`` call."""
 
     def __init__(
-        self, config: Config, facts: RequestFacts, counters: UsageView, explain: bool
+        self,
+        config: Config,
+        facts: RequestFacts,
+        counters: UsageView,
+        explain: bool,
+        prepared: PolicyPlan | None = None,
+        program: Program | None = None,
+        applied: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.facts = facts
         self.counters = counters
         self.explain = explain
+        self.plan = prepared
+        self.program = program
+        self.dynamic = False  # whether a rule that reads the counters has fired (not a block)
         self.unpriced = config.server.unpriced_blocks and facts.estimate_cost_usd is None
-        self.condition_facts = Facts(user=facts.user, group=facts.group, now=facts.now)
         self.reasons: list[Reason] = []
         self.limits: list[Limit] = []
         self.matches: list[Match] = []
-        self.applied: list[str] = []
+        self.applied: list[str] = list(applied)
         self.fired: dict[str, None] = {}
-        self.firings: list[_Firing] = []
-        self.blocks: list[_Block] = []
+        self.firings: list[Firing] = []
+        self.blocks: list[Block] = []
         self.rate_headers: dict[str, tuple[int, int, float]] = {}
+        self.tested: dict[tuple[str, str], list[_Test] | None] = {}
         # Built once: creating frozen dataclasses costs about a microsecond each.
-        self.by_kind: dict[str, Subject] = {"request": ANONYMOUS}
+        self.by_kind = {"request": ANONYMOUS}
         for entity in (facts.user, facts.group):
             if entity is not None:
                 self.by_kind[entity.kind] = Subject(entity.kind, entity.id)
@@ -207,10 +202,11 @@ class _Evaluation:
                 self.matches.append(Match(rs.name, False, (), ("disabled",), enabled=False))
                 self.reasons.append(Reason(f'ruleset "{rs.name}" is disabled', rs.name))
             return
-        kinds = rs.condition.subjects(self.condition_facts)
+        condition_facts = Facts(user=self.facts.user, group=self.facts.group, now=self.facts.now)
+        kinds = rs.condition.subjects(condition_facts)
         subjects = self._subjects(kinds)
         if self.explain:
-            why = tuple(rs.condition.explain(self.condition_facts))
+            why = tuple(rs.condition.explain(condition_facts))
             self.matches.append(Match(rs.name, bool(subjects), subjects, why))
             if not subjects:
                 because = f": {'; '.join(why)}" if why else ""
@@ -231,6 +227,41 @@ class _Evaluation:
             by_kind[k] for k in ("user", "group", "request") if k in kinds and k in by_kind
         )
 
+    def fire(self, step: Fire, subject: Subject) -> None:
+        """A rule the plan decided already (it reads no counters) fires for ``subject``."""
+        self.fired[step.key] = None
+        if step.block is None:
+            self.firings.append(step.firing)
+        else:
+            self.blocks.append(step.block)
+        f = step.firing
+        self.reasons.append(Reason(f"{step.head}{subject}{step.tail}", f.ruleset.name, f.rule.name))
+
+    def held(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> list[_Test] | None:
+        """The rule's tests if they all hold, else None: ``_tests`` without the
+        generator, stopping at the first that fails (the request path)."""
+        tests = []
+        if rule.model is not None:
+            assert self.plan is not None
+            if not self.plan.model_matches(rule.model, self.facts.model):
+                return None
+            tests.append(
+                _Test(True, "policy", f'model "{self.facts.model}" matches "{rule.model}"')
+            )
+        if rule.usage is not None:
+            tests.append(self._usage_test(rs, rule, subject))
+            if not tests[-1].held:
+                return None
+        if rule.share is not None:
+            tests.append(self._share_test(rs, rule, subject))
+            if not tests[-1].held:
+                return None
+        if rule.rate is not None:
+            tests.append(self._rate_test(rs, rule, subject))
+            if not tests[-1].held:
+                return None
+        return tests
+
     def _rule(
         self, rs: RulesetConfig, order: int, index: int, rule: RuleConfig, subject: Subject
     ) -> None:
@@ -239,6 +270,17 @@ class _Evaluation:
             if not test.held and not self.explain:
                 return  # the other triggers cannot make it fire
             tests.append(test)
+        self.fire_tested(rs, order, index, rule, subject, tests)
+
+    def fire_tested(
+        self,
+        rs: RulesetConfig,
+        order: int,
+        index: int,
+        rule: RuleConfig,
+        subject: Subject,
+        tests: list[_Test],
+    ) -> None:
         label = f'rule "{rule.name}" of ruleset "{rs.name}" for {subject}'
         detail = "; ".join(t.detail for t in tests) or "no trigger, always fires"
         if not all(t.held for t in tests):
@@ -247,16 +289,25 @@ class _Evaluation:
         kinds = {t.kind for t in tests}
         kind = next((k for k in ("unpriced", "rate", "quota") if k in kinds), "policy")
         retries = [t.retry_after for t in tests if t.retry_after is not None]
-        firing = _Firing(rs, order, index, rule, kind, detail, max(retries, default=None))
-        self.fired[f"{rs.name}/{rule.name}"] = None
-        self.reasons.append(Reason(f"{label}: {detail}: {self._act(firing)}", rs.name, rule.name))
+        firing = Firing(rs, order, index, rule, kind, detail, max(retries, default=None))
+        self._record(firing, f"{subject}", self._act(firing))
+
+    def _record(self, f: Firing, subject: str, effect: str) -> None:
+        rs, rule = f.ruleset.name, f.rule.name
+        self.fired[f"{rs}/{rule}"] = None
+        text = f'rule "{rule}" of ruleset "{rs}" for {subject}: {f.detail}: {effect}'
+        self.reasons.append(Reason(text, rs, rule))
 
     def _tests(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> Iterator[_Test]:
         """The rule's trigger tests, cheapest first; details only where they are shown."""
         if rule.model is not None:
-            held = model_matches(rule.model, self.facts.model)
+            model = self.facts.model
+            if self.plan is not None:
+                held = self.plan.model_matches(rule.model, model)
+            else:
+                held = model_matches(rule.model, model)
             verb = "matches" if held else "does not match"
-            yield _Test(held, "policy", f'model "{self.facts.model}" {verb} "{rule.model}"')
+            yield _Test(held, "policy", f'model "{model}" {verb} "{rule.model}"')
         if rule.usage is not None:
             yield self._usage_test(rs, rule, subject)
         if rule.share is not None:
@@ -355,7 +406,7 @@ class _Evaluation:
 
     # --- actions ------------------------------------------------------------------------
 
-    def _act(self, f: _Firing) -> str:
+    def _act(self, f: Firing) -> str:
         rule = f.rule
         if rule.action == "block":
             if f.kind in ("policy", "unpriced"):
@@ -367,26 +418,20 @@ class _Evaluation:
             self._block(status, code, message, f.retry_after)
             return "blocks the request"
         self.firings.append(f)
-        effects = {
-            "change_model": f'change the model to "{rule.to}"',
-            "fallback": f'fall back to "{rule.to}" after {rule.retries} retries',
-            "limit_tokens": f"cap max_tokens at {rule.max}",
-            "check_output": f"check the output ({'block' if rule.on_fail == 'block' else 'flag'} on failure)",
-            "dataset": f'add the request to dataset "{rule.dataset}"',
-            "retain": f"keep its ledger rows {rule.days} days",
-            "capture": "capture prompts and outputs",
-        }
-        return effects[rule.action]
+        self.dynamic = True
+        if self.plan is not None:
+            return self.plan.effects[rule.name]
+        return effect_text(rule)
 
     def _block(self, status: int, code: str, message: str, retry: float | None) -> None:
         if status == 429:
             retry = max(retry if retry is not None else 1.0, 1.0)
-        self.blocks.append(_Block(status, code, message, retry if status == 429 else None))
+        self.blocks.append(Block(status, code, message, retry if status == 429 else None))
 
     # --- the decision -------------------------------------------------------------------
 
     def decision(self) -> Decision:
-        fx = self._effects() if self.firings else _Effects(self.facts.model)
+        fx = self._effects()
         block = self._winning_block()
         if block is not None:
             self.reasons.append(Reason(f"verdict: {block.message}"))
@@ -412,64 +457,17 @@ class _Evaluation:
             matches=tuple(self.matches),
         )
 
-    def _effects(self) -> _Effects:
-        once = {f.key: f for f in sorted(self.firings, key=lambda f: f.rank)}
-        by_action: dict[str, list[_Firing]] = {}
-        for f in once.values():
-            by_action.setdefault(f.rule.action, []).append(f)
-        caps = [f.rule.max for f in by_action.get("limit_tokens", []) if f.rule.max]
-        days = [f.rule.days for f in by_action.get("retain", []) if f.rule.days]
-        datasets = [f.rule.dataset for f in by_action.get("dataset", []) if f.rule.dataset]
-        fallbacks = tuple(
-            Fallback(
-                qualify(self.config, f.rule.to or "", self.facts.model),
-                f.rule.retries,
-                f.ruleset.name,
-                f.rule.name,
-            )
-            for f in by_action.get("fallback", [])
-        )
-        checks = tuple(
-            OutputCheck(
-                f.ruleset.name, f.rule.name, f.rule.deny_regex, f.rule.moderation, f.rule.on_fail
-            )
-            for f in by_action.get("check_output", [])
-        )
-        return _Effects(
-            model=self._change_model(by_action.get("change_model", [])),
-            max_tokens=min(caps, default=None),
-            fallbacks=fallbacks,
-            output_checks=checks,
-            datasets=tuple(dict.fromkeys(datasets)),
-            capture=bool(by_action.get("capture")),
-            retain_days=min(days, default=None),
-        )
+    def _effects(self) -> Effects:
+        if not self.firings:
+            return Effects(self.facts.model)
+        if self.program is not None and not self.dynamic:
+            fx, reasons = self.program.effects, self.program.reasons
+        else:
+            fx, reasons = combine(self.config, self.firings, self.facts.model)
+        self.reasons += reasons
+        return fx
 
-    def _change_model(self, changes: list[_Firing]) -> str:
-        if not changes:
-            return self.facts.model
-        first = changes[0]
-        model = qualify(self.config, first.rule.to or "", self.facts.model)
-        self.reasons.append(
-            Reason(
-                f'model changed from "{self.facts.model}" to "{model}" by ruleset '
-                f'"{first.ruleset.name}", rule "{first.rule.name}"',
-                first.ruleset.name,
-                first.rule.name,
-            )
-        )
-        for f in changes[1:]:
-            self.reasons.append(
-                Reason(
-                    f'rule "{f.rule.name}" of ruleset "{f.ruleset.name}" not applied: the model was '
-                    f'already changed by ruleset "{first.ruleset.name}" (change_model applies once)',
-                    f.ruleset.name,
-                    f.rule.name,
-                )
-            )
-        return model
-
-    def _winning_block(self) -> _Block | None:
+    def _winning_block(self) -> Block | None:
         if not self.blocks:
             return None
         policy = [b for b in self.blocks if b.status == 403]
