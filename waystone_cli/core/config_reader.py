@@ -1,0 +1,268 @@
+"""Reading the TOML dict into a ``Config``: typed getters that name TOML paths, one
+builder per section, and the cross-checks between sections.  Unknown keys are errors.
+Rules and rulesets are read by ``config_rules``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from waystone_cli.core.config import (
+    ID_RE,
+    NAME_RE,
+    PROVIDER_KINDS,
+    Config,
+    Credits,
+    GroupConfig,
+    KeyConfig,
+    LedgerConfig,
+    OtelConfig,
+    Price,
+    ProviderConfig,
+    ServerConfig,
+    UserConfig,
+)
+from waystone_cli.core.config_rules import rule_config, ruleset_config
+from waystone_cli.core.config_table import Table, check_window
+from waystone_cli.core.errors import ConfigError
+
+
+def build_config(data: Mapping[str, Any]) -> Config:
+    """Validate the TOML dict whole into a Config (see ``config.parse_config``)."""
+    root = Table(dict(data), "")
+    server = _server(root.table("server"))
+    ledger = _ledger(root.table("ledger"))
+    providers = _each(root.table("providers"), _provider)
+    prices = _each(root.table("prices"), _price)
+    groups = _each(root.table("groups"), _group)
+    users = _each(root.table("users"), _user)
+    rules = _each(root.table("rules"), rule_config)
+    rulesets = _each(root.table("rulesets"), ruleset_config)
+    keys = _each(root.table("keys"), _key)
+    otel = _otel(root.table("otel"))
+    root.done()
+    config = Config(server, ledger, providers, prices, users, groups, rules, rulesets, keys, otel)
+    _cross_check(config)
+    return config
+
+
+def _each(table: Table, build: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in table.data:
+        table.seen.add(name)
+        out[name] = build(name, Table(table.data[name], table.at(_key_path(name))))
+    return out
+
+
+def _key_path(name: str) -> str:
+    return name if NAME_RE.match(name) and "." not in name else f'"{name}"'
+
+
+def _server(t: Table) -> ServerConfig:
+    d = ServerConfig()
+    s = ServerConfig(
+        host=t.get("host", str, d.host),
+        port=t.get("port", int, d.port),
+        require_identity=t.get("require_identity", bool, d.require_identity),
+        timezone=t.get("timezone", str, d.timezone),
+        max_body_mb=float(t.get("max_body_mb", (int, float), d.max_body_mb)),
+        unpriced_blocks=t.get("unpriced_blocks", bool, d.unpriced_blocks),
+        log_format=t.get("log_format", str, d.log_format),
+        metrics_user_labels=t.get("metrics_user_labels", bool, d.metrics_user_labels),
+        metrics_user_label_limit=t.get("metrics_user_label_limit", int, d.metrics_user_label_limit),
+    )
+    t.done()
+    if not 0 < s.port < 65536:
+        raise ConfigError(f"{t.at('port')}: must be between 1 and 65535")
+    if s.max_body_mb <= 0:
+        raise ConfigError(f"{t.at('max_body_mb')}: must be positive")
+    if s.log_format not in ("text", "json"):
+        raise ConfigError(f'{t.at("log_format")}: must be "text" or "json"')
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(s.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise ConfigError(f'{t.at("timezone")}: unknown time zone "{s.timezone}"') from err
+    return s
+
+
+def _ledger(t: Table) -> LedgerConfig:
+    d = LedgerConfig()
+    c = LedgerConfig(
+        path=t.get("path", str, None),
+        store_content=t.get("store_content", bool, d.store_content),
+        queue_size=t.get("queue_size", int, d.queue_size),
+        batch_size=t.get("batch_size", int, d.batch_size),
+        flush_interval_ms=t.get("flush_interval_ms", int, d.flush_interval_ms),
+    )
+    t.done()
+    for key in ("queue_size", "batch_size", "flush_interval_ms"):
+        if getattr(c, key) <= 0:
+            raise ConfigError(f"{t.at(key)}: must be positive")
+    if c.flush_interval_ms > 1000:
+        raise ConfigError(
+            f"{t.at('flush_interval_ms')}: must be at most 1000 (rows reach disk within a second)"
+        )
+    return c
+
+
+def _provider(name: str, t: Table) -> ProviderConfig:
+    if not NAME_RE.match(name) or "/" in name:
+        raise ConfigError(f"{t.path}: invalid provider name")
+    p = ProviderConfig(
+        name=name,
+        kind=t.get("kind", str, "openai"),
+        base_url=t.get("base_url", str, None),
+        api_key=t.get("api_key", str, None),
+        models=t.str_list("models"),
+        headers=t.str_map("headers"),
+        connect_timeout_s=float(t.get("connect_timeout_s", (int, float), 10.0)),
+        timeout_s=float(t.get("timeout_s", (int, float), 600.0)),
+    )
+    t.done()
+    if p.kind not in PROVIDER_KINDS:
+        raise ConfigError(f"{t.at('kind')}: must be one of {', '.join(PROVIDER_KINDS)}")
+    if p.kind == "openai" and not p.base_url:
+        raise ConfigError(f"{t.path}: base_url is required")
+    if p.base_url and not p.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{t.at('base_url')}: must start with http:// or https://")
+    if p.api_key is not None and p.api_key.startswith("env:") and len(p.api_key) == 4:
+        raise ConfigError(f"{t.at('api_key')}: env: needs a variable name")
+    for i, model in enumerate(p.models):
+        if not model or "/" in model and model.startswith("/"):
+            raise ConfigError(f"{t.at('models')}[{i}]: invalid model name")
+    return p
+
+
+def _price(name: str, t: Table) -> Price:
+    p = Price(
+        input=float(t.get("input", (int, float), 0.0)),
+        output=float(t.get("output", (int, float), 0.0)),
+        cached_input=_opt_float(t.get("cached_input", (int, float), None)),
+        reasoning=_opt_float(t.get("reasoning", (int, float), None)),
+    )
+    if "input" not in t.data and "output" not in t.data:
+        raise ConfigError(f"{t.path}: needs input and/or output (USD per million tokens)")
+    t.done()
+    for key in ("input", "output", "cached_input", "reasoning"):
+        value = getattr(p, key)
+        if value is not None and value < 0:
+            raise ConfigError(f"{t.at(key)}: must not be negative")
+    return p
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _credits(t: Table) -> Credits | None:
+    if "credits" not in t.data:
+        t.seen.add("credits")
+        return None
+    c = t.table("credits")
+    credits = Credits(
+        usd=float(c.get("usd", (int, float), 0.0)), window=c.get("window", str, "month")
+    )
+    if "usd" not in c.data:
+        raise ConfigError(f"{c.path}: usd is required")
+    c.done()
+    if credits.usd < 0:
+        raise ConfigError(f"{c.at('usd')}: must not be negative")
+    check_window(credits.window, c.at("window"))
+    return credits
+
+
+def _metadata(t: Table) -> dict[str, Any]:
+    meta = t.table("metadata")
+    for k, v in meta.data.items():
+        if isinstance(v, (dict, list)):
+            raise ConfigError(f"{meta.at(k)}: metadata values must be scalars")
+    return dict(meta.data)
+
+
+def _user(uid: str, t: Table) -> UserConfig:
+    _check_id(uid, t.path)
+    u = UserConfig(
+        id=uid,
+        metadata=_metadata(t),
+        groups=t.str_list("groups"),
+        credits=_credits(t),
+        added=_opt_text(t.get("added", (str, *_DATES), None)),
+    )
+    t.done()
+    return u
+
+
+def _group(gid: str, t: Table) -> GroupConfig:
+    _check_id(gid, t.path)
+    g = GroupConfig(
+        id=gid,
+        metadata=_metadata(t),
+        credits=_credits(t),
+        added=_opt_text(t.get("added", (str, *_DATES), None)),
+    )
+    t.done()
+    return g
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else value if isinstance(value, str) else value.isoformat()
+
+
+def _check_id(ident: str, path: str) -> None:
+    if not ID_RE.match(ident):
+        raise ConfigError(f"{path}: invalid id (letters, digits and ._@:+-_ up to 128 characters)")
+
+
+def _key(name: str, t: Table) -> KeyConfig:
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{t.path}: invalid key name")
+    key_hash = t.get("hash", str, None)
+    if not key_hash:
+        raise ConfigError(f"{t.path}: hash is required")
+    k = KeyConfig(
+        name=name, hash=key_hash, created=_opt_text(t.get("created", (str, *_DATES), None))
+    )
+    t.done()
+    return k
+
+
+def _otel(t: Table) -> OtelConfig:
+    o = OtelConfig(
+        endpoint=t.get("endpoint", str, None),
+        service_name=t.get("service_name", str, "waystone"),
+        headers=t.str_map("headers"),
+    )
+    t.done()
+    return o
+
+
+def _cross_check(config: Config) -> None:
+    for uid, user in config.users.items():
+        for i, gid in enumerate(user.groups):
+            if gid not in config.groups:
+                raise ConfigError(f'users.{_key_path(uid)}.groups[{i}]: no group named "{gid}"')
+    for name, rs in config.rulesets.items():
+        for i, rule_name in enumerate(rs.rules):
+            if rule_name not in config.rules:
+                raise ConfigError(
+                    f'rulesets.{_key_path(name)}.rules[{i}]: no rule named "{rule_name}"'
+                )
+    for name, rule in config.rules.items():
+        for key in ("to", "moderation"):
+            target = getattr(rule, key)
+            if target and "/" in target and target.split("/", 1)[0] not in config.providers:
+                raise ConfigError(
+                    f'rules.{_key_path(name)}.{key}: no provider named "{target.split("/", 1)[0]}"'
+                )
+
+
+def _date_types() -> tuple[type, ...]:
+    import datetime
+
+    return (datetime.date, datetime.datetime)
+
+
+_DATES = _date_types()
