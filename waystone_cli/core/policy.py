@@ -130,6 +130,10 @@ class _Test(NamedTuple):
     retry_after: float | None = None
 
 
+_QUOTA_NOT_REACHED = _Test(False, "quota", "")
+_RATE_NOT_REACHED = _Test(False, "rate", "")
+
+
 class _Evaluation:
     """The working state of one ``decide()`` call."""
 
@@ -327,7 +331,7 @@ class _Evaluation:
             return _Test(True, "unpriced", UNPRICED)
         held = used >= u.over
         if not held and not self.explain:
-            return _Test(False, "quota", "")
+            return _QUOTA_NOT_REACHED
         detail = (
             f"{u.metric} {window_phrase(u.window)} is {amount(u.metric, used)} of "
             f"{amount(u.metric, u.over)}{' (reached)' if held else ''}"
@@ -347,14 +351,14 @@ class _Evaluation:
         window = group.credits_window or "month"
         limit = round(share.max * group.credits_usd, 10)
         used = self.counters.member_usage(user.id, group.id, "cost_usd", window, self.facts.now)
+        if used < limit and not self.unpriced and not self.explain:
+            return _QUOTA_NOT_REACHED
         who = f"user:{user.id} in group:{group.id}"
         if self.explain:
             self.limits.append(Limit(rs.name, rule.name, who, "cost_usd", window, used, limit))
         if self.unpriced:
             return _Test(True, "unpriced", UNPRICED)
         held = used >= limit
-        if not held and not self.explain:
-            return _Test(False, "quota", "")
         detail = (
             f"cost_usd of {who} {window_phrase(window)} is {amount('cost_usd', used)} of "
             f"{amount('cost_usd', limit)} ({share.max:.0%} of the group's credits)"
@@ -371,6 +375,20 @@ class _Evaluation:
         now_s = self.facts.now.timestamp()
         state = self.counters.rate(subject, self.facts.now)
         reset = max(state.reset_at - now_s, 0.0) if state.reset_at is not None else 0.0
+        rpm, tpm, most = rate.rpm, rate.tpm, rate.concurrent
+        if (
+            not self.explain
+            and (rpm is None or state.requests < rpm)
+            and (tpm is None or state.tokens < tpm)
+            and (most is None or state.concurrent < most)
+        ):
+            # The common case, below every limit: only the headers to report.
+            if rpm is not None:
+                self._rate_header("requests", rpm, max(rpm - state.requests - 1, 0), reset)
+            if tpm is not None:
+                remaining = max(tpm - state.tokens - self.facts.estimate_tokens, 0)
+                self._rate_header("tokens", tpm, remaining, reset)
+            return _RATE_NOT_REACHED
         checks = [
             ("rpm", "requests", rate.rpm, state.requests, 1, "60s"),
             ("tpm", "tokens", rate.tpm, state.tokens, self.facts.estimate_tokens, "60s"),
@@ -393,7 +411,7 @@ class _Evaluation:
                 )
             seen.append((metric, used, limit, reached))
         if not held and not self.explain:
-            return _Test(False, "rate", "")
+            return _RATE_NOT_REACHED
         detail = ", ".join(
             f"{m} is {u} of {lim}{' (reached)' if r else ''}" for m, u, lim, r in seen
         )

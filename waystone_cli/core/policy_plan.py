@@ -25,7 +25,7 @@ of requests and thousands of users who differ in a few metadata values.  So:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from waystone_cli.core.condition_tree import Facts, FieldTerm, JoinedWithin
@@ -35,6 +35,8 @@ from waystone_cli.core.effects import Block, Effects, Firing, combine, effect_te
 from waystone_cli.core.entities import Entity
 
 MAX_OUTCOMES = 10_000
+MAX_ENTITIES = 100_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_MODELS = 1_000
 _KINDS = ("user", "group", "request")
 _SLOT = "_waystone_policy_plan"
@@ -103,9 +105,23 @@ class PolicyPlan:
         for rp in self.rulesets:
             for term in rp.ruleset.condition.terms():
                 terms.setdefault(_term_key(term), term)
-        # Scoped terms read their scope's entity; unscoped ones each named entity.
-        self.scoped = tuple((_scope(t) == "user", t) for t in terms.values() if _scope(t))
-        self.unscoped = tuple(t for t in terms.values() if not _scope(t))
+        # What an entity named as the user (or the group) is tested on: the terms scoped
+        # to it and the unscoped ones; "joined within" terms as their durations.
+        self._fields = {
+            kind: tuple(
+                t for t in terms.values() if isinstance(t, FieldTerm) and _scope(t) in (kind, None)
+            )
+            for kind in ("user", "group")
+        }
+        self._joined = {
+            kind: tuple(
+                t.duration
+                for t in terms.values()
+                if isinstance(t, JoinedWithin) and _scope(t) in (kind, None)
+            )
+            for kind in ("user", "group")
+        }
+        self._known: dict[tuple[str, str], _Known] = {}
         used = {rule.name: rule for rp in self.rulesets for rule in rp.rules}
         # Rules that read no counters: whether they fire depends on the model alone.
         self.static = frozenset(
@@ -114,7 +130,7 @@ class PolicyPlan:
             if r.usage is None and r.share is None and r.rate is None
         )
         self.effects = {name: effect_text(rule) for name, rule in used.items()}
-        self._outcomes: dict[tuple[bool, ...], Outcome] = {}
+        self._outcomes: dict[tuple[object, object], Outcome] = {}
         self._nothing = Outcome((), ())
         self._models: dict[tuple[str, str], bool] = {}
         self._details: dict[tuple[str, str], str | None] = {}
@@ -123,19 +139,37 @@ class PolicyPlan:
         """The rulesets that apply to a request naming ``user`` and/or ``group``."""
         if not self.rulesets:
             return self._nothing
-        bits = [user is not None, group is not None]
-        for is_user, term in self.scoped:
-            bits.append(term.test(user if is_user else group, now))
-        for term in self.unscoped:
-            bits.append(user is not None and term.test(user, now))
-            bits.append(group is not None and term.test(group, now))
-        signature = tuple(bits)
+        at = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        signature = (self._truths(user, "user", at), self._truths(group, "group", at))
         outcome = self._outcomes.get(signature)
         if outcome is None:
             if len(self._outcomes) >= MAX_OUTCOMES:
                 self._outcomes.clear()
             outcome = self._outcomes[signature] = self._outcome(Facts(user, group, now))
         return outcome
+
+    def _truths(self, entity: Entity | None, kind: str, now: datetime) -> object:
+        """The truth of every term read on ``entity`` (None when the request does not
+        name one: then the terms read a missing entity, always the same way)."""
+        if entity is None:
+            return None
+        known = self._known.get((kind, entity.id))
+        if known is None or (known.entity is not entity and known.entity != entity):
+            known = self._learn(entity, kind)
+        if not known.deadlines:
+            return known.fields
+        return (known.fields, tuple(d is not None and now <= d for d in known.deadlines))
+
+    def _learn(self, entity: Entity, kind: str) -> _Known:
+        # FieldTerm.test does not read the clock; joined-within terms become deadlines.
+        fields = tuple(t.test(entity, _EPOCH) for t in self._fields[kind])
+        seen = entity.first_seen
+        start = None if seen is None else _utc(seen)
+        deadlines = tuple(None if start is None else start + d for d in self._joined[kind])
+        if len(self._known) >= MAX_ENTITIES:
+            self._known.clear()
+        known = self._known[(kind, entity.id)] = _Known(entity, fields, deadlines)
+        return known
 
     def _outcome(self, facts: Facts) -> Outcome:
         named = {"request"}
@@ -207,6 +241,14 @@ class PolicyPlan:
         return detail
 
 
+class _Known(NamedTuple):
+    """An entity's term truths that do not change with time, for the plan's life."""
+
+    entity: Entity  # reused while the request's entity is this one or equal to it
+    fields: tuple[bool, ...]
+    deadlines: tuple[datetime | None, ...]  # joined-within terms hold until then
+
+
 def _scope(term: Term) -> str | None:
     return term.field.scope if isinstance(term, FieldTerm) else term.scope
 
@@ -228,3 +270,7 @@ def plan(config: Config) -> PolicyPlan:
     built = PolicyPlan(config)
     config.__dict__[_SLOT] = built
     return built
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -11,13 +11,12 @@ count of live reservations, which the counters keep.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PERIOD_S = 60.0
 
 
-@dataclass(frozen=True)
-class RateState:
+class RateState(NamedTuple):  # a tuple: read on every request with a rate rule
     requests: int  # started in the last 60 s, in-flight ones included
     tokens: int  # their tokens: estimates until settled, then actual
     concurrent: int  # in flight now
