@@ -22,6 +22,9 @@ from waystone_cli.core.identity import EntityRef, Identity
 class _Seen:
     first_seen: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The Entity last built and the declaration it read: handed out again while neither
+    # changed, so the policy engine's per-entity caches see the same object.
+    built: tuple[UserConfig | GroupConfig | None, Entity] | None = None
 
 
 class EntityStore:
@@ -61,8 +64,11 @@ class EntityStore:
         seen = self._seen[kind].get(ref.id)
         if seen is None:
             seen = self._seen[kind][ref.id] = _Seen(now)
-        if ref.metadata:
+        if ref.metadata and not all(
+            _same(seen.metadata.get(k, _MISSING), v) for k, v in ref.metadata.items()
+        ):
             seen.metadata.update(ref.metadata)
+            seen.built = None
         return ref.id
 
     def entity(self, kind: Kind, ident: str, config: Config) -> Entity:
@@ -70,12 +76,14 @@ class EntityStore:
         declared: UserConfig | GroupConfig | None = (
             config.users.get(ident) if kind == "user" else config.groups.get(ident)
         )
+        if seen is not None and seen.built is not None and seen.built[0] is declared:
+            return seen.built[1]
         first_seen = seen.first_seen if seen else None
         added = _parse_added(declared.added) if declared and declared.added else None
         if added is not None and (first_seen is None or added < first_seen):
             first_seen = added
         credits = declared.credits if declared else None
-        return Entity(
+        entity = Entity(
             kind=kind,
             id=ident,
             metadata=merge_metadata(
@@ -86,9 +94,23 @@ class EntityStore:
             credits_usd=credits.usd if credits else None,
             credits_window=credits.window if credits else None,
         )
+        if seen is not None:
+            seen.built = (declared, entity)
+        return entity
 
     def count(self, kind: Kind) -> int:
         return len(self._seen[kind])
+
+
+_MISSING = object()
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Whether an inline metadata value changes nothing (``1`` and ``true`` differ)."""
+    return old is new or (type(old) is type(new) and type(old) in _SCALARS and old == new)
+
+
+_SCALARS = (str, int, float, bool)
 
 
 def _parse_added(text: str) -> datetime | None:
