@@ -419,3 +419,15 @@ def test_condition_error_is_a_usage_error() -> None:
 )
 def test_valid_conditions_parse_and_keep_their_text(text: str) -> None:
     assert parse_condition(text).text == text
+
+
+def test_terms_are_the_ones_that_read_an_entity_in_order() -> None:
+    condition = parse_condition(
+        "always and (tier = free or not user.joined within 30d) and has group and group.x exists"
+    )
+    assert [t.text for t in condition.terms()] == [
+        "tier = free",
+        "user.joined within 30d",
+        "group.x exists",
+    ]
+    assert (condition.refs, condition.per_candidate) == (frozenset({"", "user", "group"}), True)

@@ -113,6 +113,18 @@ def test_cached_totals_match_a_fresh_sum_as_time_moves() -> None:
         assert c.usage(ALICE, "input_tokens", "day", now) == sum(t for w, t in events if w >= day)
 
 
+def test_reads_at_one_moment_see_charges_made_between_them_and_earlier_moments_after() -> None:
+    c = history()
+    reads = [c.usage(ALICE, "cost_usd", "1h", NOW)]
+    charge(c, at(minutes=1), 0.125)
+    reads.append(c.usage(ALICE, "cost_usd", "1h", NOW))  # the same moment, one charge more
+    reads.append(c.usage(ALICE, "cost_usd", "1h", NOW + timedelta(minutes=55)))
+    reads.append(c.usage(ALICE, "cost_usd", "1h", NOW - timedelta(minutes=5)))
+    # charged at -10 min and -1 min: 55 min later only the second is in the last hour;
+    # going back 5 min the window reaches the first again (and counts the later one).
+    assert reads == [0.25, 0.375, 0.125, 0.375]
+
+
 def test_reservations_count_until_settled_then_the_actual_usage_replaces_them() -> None:
     c = UsageCounters()
     r = c.reserve(

@@ -21,6 +21,7 @@ from waystone_cli.core.policy import (
     decide,
     longest_window,
 )
+from waystone_cli.core.policy_plan import plan
 
 NOW = datetime(2026, 3, 15, 12, 0, 30, tzinfo=UTC)
 
@@ -562,3 +563,90 @@ def test_longest_window_reads_rules_and_credits() -> None:
     assert longest_window(config(toml)) == timedelta(days=45)
     assert longest_window(config(CAP)) == timedelta(days=31)
     assert longest_window(config(DOWNGRADE)) == timedelta(0)
+
+
+# --- the request path's caches (core/policy_plan.py) -----------------------------------
+
+
+def test_the_request_path_reasons_name_each_fired_rule_then_the_model_change_and_verdict() -> None:
+    c = UsageCounters()
+    spend(c, 12)
+    toml = DOWNGRADE + CAP.replace("[rulesets.free-tier]", "[rulesets.capped]")
+    toml += '[rules.slow]\nmodel = "o3"\naction = "change_model"\nto = "gpt-4o"\n'
+    toml += '[rulesets.late]\nwhen = "user.tier = free"\nrules = ["slow"]\n'
+    d = decide(config(toml), facts(), c)
+    assert [str(r) for r in d.reasons] == [
+        'rule "downgrade-o3" of ruleset "free-tier" for user:alice: model "openai/o3" matches "o3": '
+        'change the model to "o3-mini"',
+        'rule "cap-10-usd" of ruleset "capped" for user:alice: cost_usd this month is $12 of $10 '
+        "(reached): blocks the request",
+        'rule "slow" of ruleset "late" for user:alice: model "openai/o3" matches "o3": change the '
+        'model to "gpt-4o"',
+        'model changed from "openai/o3" to "openai/o3-mini" by ruleset "free-tier", rule '
+        '"downgrade-o3"',
+        'rule "slow" of ruleset "late" not applied: the model was already changed by ruleset '
+        '"free-tier" (change_model applies once)',
+        'verdict: blocked by ruleset "capped", rule "cap-10-usd": cost_usd this month is $12 of $10 '
+        "(reached)",
+    ]
+    assert (d.status, d.code, d.model, d.rules) == (
+        429,
+        "quota_exceeded",
+        "openai/o3-mini",
+        ("free-tier/downgrade-o3", "capped/cap-10-usd", "late/slow"),
+    )
+
+
+def test_an_entity_whose_metadata_changed_is_matched_again() -> None:
+    cfg = config(DOWNGRADE)
+    assert decide(cfg, facts(ALICE), UsageCounters()).model == "openai/o3-mini"
+    upgraded = Entity("user", "alice", {"tier": "pro"})
+    assert summary(decide(cfg, facts(upgraded), UsageCounters())) == (
+        True, 200, None, "openai/o3", None, (), ()
+    )  # fmt: skip
+    assert decide(cfg, facts(ALICE), UsageCounters()).model == "openai/o3-mini"
+
+
+def test_joined_within_stops_matching_the_same_entity_once_it_is_older() -> None:
+    cfg = config(DOWNGRADE.replace('"user.tier = free"', '"user.joined within 1d"'))
+    newcomer = Entity("user", "nina", {}, first_seen=NOW - timedelta(hours=23))
+    c = UsageCounters()
+    at = [NOW, NOW + timedelta(hours=1), NOW + timedelta(hours=1, seconds=1), NOW]
+    models = [
+        decide(cfg, RequestFacts(newcomer, None, "openai/o3", "chat", when, 10, 0.1), c).model
+        for when in at
+    ]
+    # first seen + 1d is NOW + 1h: the term holds until then, inclusive.
+    assert models == ["openai/o3-mini", "openai/o3-mini", "openai/o3", "openai/o3-mini"]
+
+
+def test_a_counter_rule_two_rulesets_list_is_tested_once_and_fires_for_each() -> None:
+    c = UsageCounters()
+    spend(c, 10)
+    toml = CAP + '[rulesets.again]\nwhen = "user.tier = free"\nrules = ["cap-10-usd"]\n'
+    d = decide(config(toml), facts(), c)
+    assert (d.status, d.rulesets, d.rules, d.message) == (
+        429,
+        ("free-tier", "again"),
+        ("free-tier/cap-10-usd", "again/cap-10-usd"),
+        'blocked by ruleset "free-tier", rule "cap-10-usd": cost_usd this month is $10 of $10 '
+        "(reached)",
+    )
+
+
+def test_a_reloaded_config_is_decided_by_its_own_rulesets() -> None:
+    first = config(DOWNGRADE)
+    second = config(DOWNGRADE.replace('to = "o3-mini"', 'to = "gpt-4o-mini"'))
+    assert plan(first) is plan(first)
+    assert plan(first) is not plan(second)
+    models = [decide(cfg, facts(), UsageCounters()).model for cfg in (first, second, first)]
+    assert models == ["openai/o3-mini", "openai/gpt-4o-mini", "openai/o3-mini"]
+
+
+def test_a_disabled_ruleset_is_left_out_of_the_request_path() -> None:
+    cfg = config(
+        DOWNGRADE.replace('rules = ["downgrade-o3"]', 'rules = ["downgrade-o3"]\nenabled = false')
+    )
+    assert summary(decide(cfg, facts(), UsageCounters())) == (
+        True, 200, None, "openai/o3", None, (), ()
+    )  # fmt: skip
