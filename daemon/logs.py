@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import os
 import sys
@@ -44,10 +45,30 @@ class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: request lines as the observer built them, any other
+    record as ``{"time", "level", "logger", "message"}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "json_record", False):
+            return record.getMessage()
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def setup_logging(fmt: str) -> BufferedStderrHandler:
     handler = BufferedStderrHandler()
-    pattern = "%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s %(message)s"
-    handler.setFormatter(logging.Formatter(pattern))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

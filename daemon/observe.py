@@ -60,7 +60,8 @@ class Observer:
         if call.trace is not None:
             call.trace.end(call)
         if log.isEnabledFor(logging.INFO):
-            log.info(self.log_line(call))
+            # A JSON line is already a whole record: the JSON formatter prints it as is.
+            log.info(self.log_line(call), extra={"json_record": self.log_format == "json"})
 
     def log_line(self, call: Call) -> str:
         rec = call.record
