@@ -1,0 +1,418 @@
+"""One ``decide()`` call's working state: credits, rule triggers, actions, the decision.
+
+``policy.decide()`` drives it two ways.  On the request path it runs the plan's program
+(``policy_plan``): rules that read no counters arrive decided (``fire``), the others are
+tested here once per subject (``held``, then ``fire_tested``), and only what the
+client or the ledger sees is spelled out.  For ``rules explain`` it walks every ruleset
+(``apply_ruleset``) and records why each did or did not match, every limit's usage and
+the rules that did not fire.  Both paths share the trigger tests and the actions, so
+they reach the same verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import NamedTuple
+
+from waystone_cli.core.conditions import Facts
+from waystone_cli.core.config import Config, RuleConfig, RulesetConfig
+from waystone_cli.core.counters import ANONYMOUS, Subject, UsageView
+from waystone_cli.core.decision import (
+    Decision,
+    Limit,
+    Match,
+    Reason,
+    RequestFacts,
+    amount,
+    model_matches,
+)
+from waystone_cli.core.effects import Block, Effects, Firing, combine, effect_text
+from waystone_cli.core.policy_plan import Fire, PolicyPlan, Program
+
+UNPRICED = "the request is unpriced and [server] unpriced_blocks is on"
+CALENDAR_SPAN = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
+
+
+def window_phrase(window: str) -> str:
+    return f"this {window}" if window in CALENDAR_SPAN else f"in the last {window}"
+
+
+class _Test(NamedTuple):
+    held: bool
+    kind: str  # "policy" | "quota" | "rate" | "unpriced"
+    detail: str
+    retry_after: float | None = None
+
+
+_QUOTA_NOT_REACHED = _Test(False, "quota", "")
+_RATE_NOT_REACHED = _Test(False, "rate", "")
+
+
+class Evaluation:
+    """The working state of one ``decide()`` call."""
+
+    def __init__(
+        self,
+        config: Config,
+        facts: RequestFacts,
+        counters: UsageView,
+        explain: bool,
+        prepared: PolicyPlan | None = None,
+        program: Program | None = None,
+        applied: tuple[str, ...] = (),
+    ) -> None:
+        self.config = config
+        self.facts = facts
+        self.counters = counters
+        self.explain = explain
+        self.plan = prepared
+        self.program = program
+        self.dynamic = False  # whether a rule that reads the counters has fired (not a block)
+        self.unpriced = config.server.unpriced_blocks and facts.estimate_cost_usd is None
+        self.reasons: list[Reason] = []
+        self.limits: list[Limit] = []
+        self.matches: list[Match] = []
+        self.applied: list[str] = list(applied)
+        self.fired: dict[str, None] = {}
+        self.firings: list[Firing] = []
+        self.blocks: list[Block] = []
+        self.rate_headers: dict[str, tuple[int, int, float]] = {}
+        self.tested: dict[tuple[str, str], list[_Test] | None] = {}
+        # Built once: creating frozen dataclasses costs about a microsecond each.
+        self.by_kind = {"request": ANONYMOUS}
+        for entity in (facts.user, facts.group):
+            if entity is not None:
+                self.by_kind[entity.kind] = Subject(entity.kind, entity.id)
+
+    # --- credits ------------------------------------------------------------------------
+
+    def check_credits(self) -> None:
+        for entity in (self.facts.user, self.facts.group):
+            if entity is None or entity.credits_usd is None:
+                continue
+            subject = self.by_kind[entity.kind]
+            window = entity.credits_window or "month"
+            limit = entity.credits_usd
+            used = self.counters.usage(subject, "cost_usd", window, self.facts.now)
+            if self.explain:
+                self.limits.append(
+                    Limit(None, "credits", str(subject), "cost_usd", window, used, limit)
+                )
+            if used < limit and not self.unpriced and not self.explain:
+                continue
+            state = f"{amount('cost_usd', used)} of {amount('cost_usd', limit)}"
+            state = f"{state} used {window_phrase(window)}"
+            if self.unpriced:
+                self._block(403, "blocked", f"credits of {subject}: {UNPRICED}", None)
+            elif used >= limit:
+                retry = self.counters.relief(subject, "cost_usd", window, limit, self.facts.now)
+                self._block(
+                    429, "quota_exceeded", f"credits of {subject} exhausted: {state}", retry
+                )
+            elif self.explain:
+                self.reasons.append(Reason(f"credits of {subject}: {state}"))
+
+    # --- rulesets -----------------------------------------------------------------------
+
+    def apply_ruleset(self, order: int, rs: RulesetConfig) -> None:
+        if not rs.enabled:
+            if self.explain:
+                self.matches.append(Match(rs.name, False, (), ("disabled",), enabled=False))
+                self.reasons.append(Reason(f'ruleset "{rs.name}" is disabled', rs.name))
+            return
+        condition_facts = Facts(user=self.facts.user, group=self.facts.group, now=self.facts.now)
+        kinds = rs.condition.subjects(condition_facts)
+        subjects = self._subjects(kinds)
+        if self.explain:
+            why = tuple(rs.condition.explain(condition_facts))
+            self.matches.append(Match(rs.name, bool(subjects), subjects, why))
+            if not subjects:
+                because = f": {'; '.join(why)}" if why else ""
+                self.reasons.append(Reason(f'ruleset "{rs.name}" does not match{because}', rs.name))
+        if not subjects:
+            return
+        self.applied.append(rs.name)
+        if self.explain:
+            names = ", ".join(str(s) for s in subjects)
+            self.reasons.append(Reason(f'ruleset "{rs.name}" applies to {names}', rs.name))
+        for subject in subjects:
+            for index, name in enumerate(rs.rules):
+                self._rule(rs, order, index, self.config.rules[name], subject)
+
+    def _subjects(self, kinds: frozenset[str]) -> tuple[Subject, ...]:
+        by_kind = self.by_kind
+        return tuple(
+            by_kind[k] for k in ("user", "group", "request") if k in kinds and k in by_kind
+        )
+
+    def fire(self, step: Fire, subject: Subject) -> None:
+        """A rule the plan decided already (it reads no counters) fires for ``subject``."""
+        self.fired[step.key] = None
+        if step.block is None:
+            self.firings.append(step.firing)
+        else:
+            self.blocks.append(step.block)
+        f = step.firing
+        self.reasons.append(Reason(f"{step.head}{subject}{step.tail}", f.ruleset.name, f.rule.name))
+
+    def held(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> list[_Test] | None:
+        """The rule's tests if they all hold, else None: ``_tests`` without the
+        generator, stopping at the first that fails (the request path)."""
+        tests = []
+        if rule.model is not None:
+            assert self.plan is not None
+            if not self.plan.model_matches(rule.model, self.facts.model):
+                return None
+            tests.append(
+                _Test(True, "policy", f'model "{self.facts.model}" matches "{rule.model}"')
+            )
+        if rule.usage is not None:
+            tests.append(self._usage_test(rs, rule, subject))
+            if not tests[-1].held:
+                return None
+        if rule.share is not None:
+            tests.append(self._share_test(rs, rule, subject))
+            if not tests[-1].held:
+                return None
+        if rule.rate is not None:
+            tests.append(self._rate_test(rs, rule, subject))
+            if not tests[-1].held:
+                return None
+        return tests
+
+    def _rule(
+        self, rs: RulesetConfig, order: int, index: int, rule: RuleConfig, subject: Subject
+    ) -> None:
+        tests = []
+        for test in self._tests(rs, rule, subject):
+            if not test.held and not self.explain:
+                return  # the other triggers cannot make it fire
+            tests.append(test)
+        self.fire_tested(rs, order, index, rule, subject, tests)
+
+    def fire_tested(
+        self,
+        rs: RulesetConfig,
+        order: int,
+        index: int,
+        rule: RuleConfig,
+        subject: Subject,
+        tests: list[_Test],
+    ) -> None:
+        label = f'rule "{rule.name}" of ruleset "{rs.name}" for {subject}'
+        detail = "; ".join(t.detail for t in tests) or "no trigger, always fires"
+        if not all(t.held for t in tests):
+            self.reasons.append(Reason(f"{label}: {detail}: not fired", rs.name, rule.name))
+            return
+        kinds = {t.kind for t in tests}
+        kind = next((k for k in ("unpriced", "rate", "quota") if k in kinds), "policy")
+        retries = [t.retry_after for t in tests if t.retry_after is not None]
+        firing = Firing(rs, order, index, rule, kind, detail, max(retries, default=None))
+        self._record(firing, f"{subject}", self._act(firing))
+
+    def _record(self, f: Firing, subject: str, effect: str) -> None:
+        rs, rule = f.ruleset.name, f.rule.name
+        self.fired[f"{rs}/{rule}"] = None
+        text = f'rule "{rule}" of ruleset "{rs}" for {subject}: {f.detail}: {effect}'
+        self.reasons.append(Reason(text, rs, rule))
+
+    def _tests(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> Iterator[_Test]:
+        """The rule's trigger tests, cheapest first; details only where they are shown."""
+        if rule.model is not None:
+            model = self.facts.model
+            if self.plan is not None:
+                held = self.plan.model_matches(rule.model, model)
+            else:
+                held = model_matches(rule.model, model)
+            verb = "matches" if held else "does not match"
+            yield _Test(held, "policy", f'model "{model}" {verb} "{rule.model}"')
+        if rule.usage is not None:
+            yield self._usage_test(rs, rule, subject)
+        if rule.share is not None:
+            yield self._share_test(rs, rule, subject)
+        if rule.rate is not None:
+            yield self._rate_test(rs, rule, subject)
+
+    def _usage_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        u = rule.usage
+        assert u is not None
+        used = self.counters.usage(subject, u.metric, u.window, self.facts.now)
+        if self.explain:
+            self.limits.append(
+                Limit(rs.name, rule.name, str(subject), u.metric, u.window, used, u.over)
+            )
+        if u.metric == "cost_usd" and self.unpriced:
+            return _Test(True, "unpriced", UNPRICED)
+        held = used >= u.over
+        if not held and not self.explain:
+            return _QUOTA_NOT_REACHED
+        detail = (
+            f"{u.metric} {window_phrase(u.window)} is {amount(u.metric, used)} of "
+            f"{amount(u.metric, u.over)}{' (reached)' if held else ''}"
+        )
+        if not held:
+            return _Test(False, "quota", detail)
+        retry = self.counters.relief(subject, u.metric, u.window, u.over, self.facts.now)
+        return _Test(True, "quota", detail, retry)
+
+    def _share_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        share, user, group = rule.share, self.facts.user, self.facts.group
+        assert share is not None
+        if subject.kind != "group" or user is None or group is None:
+            return _Test(False, "quota", "share applies to a group on a request that names a user")
+        if group.credits_usd is None:
+            return _Test(False, "quota", f"group:{group.id} has no credits")
+        window = group.credits_window or "month"
+        limit = round(share.max * group.credits_usd, 10)
+        used = self.counters.member_usage(user.id, group.id, "cost_usd", window, self.facts.now)
+        if used < limit and not self.unpriced and not self.explain:
+            return _QUOTA_NOT_REACHED
+        who = f"user:{user.id} in group:{group.id}"
+        if self.explain:
+            self.limits.append(Limit(rs.name, rule.name, who, "cost_usd", window, used, limit))
+        if self.unpriced:
+            return _Test(True, "unpriced", UNPRICED)
+        held = used >= limit
+        detail = (
+            f"cost_usd of {who} {window_phrase(window)} is {amount('cost_usd', used)} of "
+            f"{amount('cost_usd', limit)} ({share.max:.0%} of the group's credits)"
+            f"{' (reached)' if held else ''}"
+        )
+        if not held:
+            return _Test(False, "quota", detail)
+        retry = self.counters.relief(subject, "cost_usd", window, limit, self.facts.now, user.id)
+        return _Test(True, "quota", detail, retry)
+
+    def _rate_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        rate = rule.rate
+        assert rate is not None
+        now_s = self.facts.now.timestamp()
+        state = self.counters.rate(subject, self.facts.now)
+        reset = max(state.reset_at - now_s, 0.0) if state.reset_at is not None else 0.0
+        rpm, tpm, most = rate.rpm, rate.tpm, rate.concurrent
+        if (
+            not self.explain
+            and (rpm is None or state.requests < rpm)
+            and (tpm is None or state.tokens < tpm)
+            and (most is None or state.concurrent < most)
+        ):
+            # The common case, below every limit: only the headers to report.
+            if rpm is not None:
+                self._rate_header("requests", rpm, max(rpm - state.requests - 1, 0), reset)
+            if tpm is not None:
+                remaining = max(tpm - state.tokens - self.facts.estimate_tokens, 0)
+                self._rate_header("tokens", tpm, remaining, reset)
+            return _RATE_NOT_REACHED
+        checks = [
+            ("rpm", "requests", rate.rpm, state.requests, 1, "60s"),
+            ("tpm", "tokens", rate.tpm, state.tokens, self.facts.estimate_tokens, "60s"),
+            ("concurrent", "", rate.concurrent, state.concurrent, 1, "now"),
+        ]
+        held, retry, seen = False, 0.0, []
+        for metric, header, limit, used, cost, window in checks:
+            if limit is None:
+                continue
+            reached = used >= limit
+            held = held or reached
+            if reached:
+                # A concurrency slot frees when some request ends, which has no schedule.
+                retry = max(retry, reset if header else 1.0)
+            if header:
+                self._rate_header(header, limit, max(limit - used - cost, 0), reset)
+            if self.explain:
+                self.limits.append(
+                    Limit(rs.name, rule.name, str(subject), metric, window, used, limit)
+                )
+            seen.append((metric, used, limit, reached))
+        if not held and not self.explain:
+            return _RATE_NOT_REACHED
+        detail = ", ".join(
+            f"{m} is {u} of {lim}{' (reached)' if r else ''}" for m, u, lim, r in seen
+        )
+        return _Test(held, "rate", detail, retry if held else None)
+
+    def _rate_header(self, name: str, limit: int, remaining: int, reset: float) -> None:
+        current = self.rate_headers.get(name)
+        if current is None or remaining < current[1]:
+            self.rate_headers[name] = (limit, remaining, reset)
+
+    # --- actions ------------------------------------------------------------------------
+
+    def _act(self, f: Firing) -> str:
+        rule = f.rule
+        if rule.action == "block":
+            if f.kind in ("policy", "unpriced"):
+                status, code = 403, "blocked"
+            else:
+                status, code = 429, "rate_limited" if f.kind == "rate" else "quota_exceeded"
+            why = rule.message or f.detail
+            message = f'blocked by ruleset "{f.ruleset.name}", rule "{rule.name}": {why}'
+            self._block(status, code, message, f.retry_after)
+            return "blocks the request"
+        self.firings.append(f)
+        self.dynamic = True
+        if self.plan is not None:
+            return self.plan.effects[rule.name]
+        return effect_text(rule)
+
+    def _block(self, status: int, code: str, message: str, retry: float | None) -> None:
+        if status == 429:
+            retry = max(retry if retry is not None else 1.0, 1.0)
+        self.blocks.append(Block(status, code, message, retry if status == 429 else None))
+
+    # --- the decision -------------------------------------------------------------------
+
+    def decision(self) -> Decision:
+        fx = self._effects()
+        block = self._winning_block()
+        if block is not None:
+            self.reasons.append(Reason(f"verdict: {block.message}"))
+        return Decision(
+            allowed=block is None,
+            status=200 if block is None else block.status,
+            code=None if block is None else block.code,
+            message=None if block is None else block.message,
+            retry_after=None if block is None else block.retry_after,
+            headers=self._headers() if self.rate_headers else {},
+            model=fx.model,
+            max_tokens=fx.max_tokens,
+            fallbacks=fx.fallbacks,
+            output_checks=fx.output_checks,
+            datasets=fx.datasets,
+            capture=fx.capture,
+            retain_days=fx.retain_days,
+            rulesets=tuple(self.applied),
+            rules=tuple(self.fired),
+            subjects=tuple(s for k, s in self.by_kind.items() if k != "request") or (ANONYMOUS,),
+            reasons=tuple(self.reasons),
+            limits=tuple(self.limits),
+            matches=tuple(self.matches),
+        )
+
+    def _effects(self) -> Effects:
+        if not self.firings:
+            return Effects(self.facts.model)
+        if self.program is not None and not self.dynamic:
+            fx, reasons = self.program.effects, self.program.reasons
+        else:
+            fx, reasons = combine(self.config, self.firings, self.facts.model)
+        self.reasons += reasons
+        return fx
+
+    def _winning_block(self) -> Block | None:
+        if not self.blocks:
+            return None
+        policy = [b for b in self.blocks if b.status == 403]
+        if policy:
+            return policy[0]
+        return max(self.blocks, key=lambda b: b.retry_after or 0.0)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {}
+        for name, (limit, remaining, reset) in self.rate_headers.items():
+            headers[f"x-ratelimit-limit-{name}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{name}"] = f"{math.ceil(reset)}s"
+        return headers
