@@ -218,9 +218,10 @@ class UsageCounters:
         self._ids = itertools.count(1)
         self._windows: dict[str, Window] = {}
         self._calendar: dict[str, tuple[float, float, int]] = {}
-        # One decision reads several windows at the same ``now``: their start minutes are
-        # kept until a call comes with another ``now`` object.
+        # One request reads several windows, reserves and settles at the same ``now``: its
+        # timestamp and the windows' start minutes are kept until another ``now`` comes.
         self._now: datetime | None = None
+        self._now_s = 0.0
         self._starts: dict[str, int] = {}
 
     # --- reading --------------------------------------------------------------------
@@ -237,7 +238,7 @@ class UsageCounters:
         series = self._series.get((subject.kind, subject.id))
         if series is None:
             return RateState(0, 0, 0, None)
-        return series.rate.state(now.timestamp(), series.pending[2])
+        return series.rate.state(self._seconds(now), series.pending[2])
 
     def relief(
         self,
@@ -283,7 +284,7 @@ class UsageCounters:
         keys = [(s.kind, s.id) for s in subjects]
         if user_id and group_id:
             keys.append(member_key(user_id, group_id))
-        now_s = now.timestamp()
+        now_s = self._seconds(now)
         units = to_units(cost_usd)
         entries = []
         for key in keys:
@@ -314,7 +315,7 @@ class UsageCounters:
         if self._live.pop(reservation.id, None) is None:
             return
         values = (to_units(cost_usd), tokens_in, tokens_out, 1)
-        cutoff = int(now.timestamp() - self._keep_s) // 60
+        cutoff = int(self._seconds(now) - self._keep_s) // 60
         for key in reservation.keys:
             series = self._series[key]
             self._unreserve(series, reservation)
@@ -375,14 +376,18 @@ class UsageCounters:
         series = self._series.get(key)
         if series is None:
             return 0.0
-        if now is not self._now:
-            self._now, self._starts = now, {}
+        now_s = self._seconds(now)
         start = self._starts.get(window)
         if start is None:
             w = self._window(window)
-            start = self._starts[window] = self._start(w, window, now, now.timestamp())
+            start = self._starts[window] = self._start(w, window, now, now_s)
         s = series.totals(window, start)
         return _metric(s[2:], series.pending, metric)
+
+    def _seconds(self, now: datetime) -> float:
+        if now is not self._now:
+            self._now, self._now_s, self._starts = now, now.timestamp(), {}
+        return self._now_s
 
     def _unreserve(self, series: _Series, r: Reservation) -> None:
         series.pending[0] -= r.cost_units

@@ -82,9 +82,12 @@ class Evaluation:
         self.tested: dict[tuple[str, str], list[_Test] | None] = {}
         # Built once: creating frozen dataclasses costs about a microsecond each.
         self.by_kind = {"request": ANONYMOUS}
+        named = []
         for entity in (facts.user, facts.group):
             if entity is not None:
-                self.by_kind[entity.kind] = Subject(entity.kind, entity.id)
+                named.append(Subject(entity.kind, entity.id))
+                self.by_kind[entity.kind] = named[-1]
+        self.charged = tuple(named) or (ANONYMOUS,)
 
     # --- credits ------------------------------------------------------------------------
 
@@ -385,7 +388,7 @@ class Evaluation:
             retain_days=fx.retain_days,
             rulesets=tuple(self.applied),
             rules=tuple(self.fired),
-            subjects=tuple(s for k, s in self.by_kind.items() if k != "request") or (ANONYMOUS,),
+            subjects=self.charged,
             reasons=tuple(self.reasons),
             limits=tuple(self.limits),
             matches=tuple(self.matches),
