@@ -9,6 +9,7 @@ declared in the TOML (declared metadata wins; credits come only from the TOML).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,9 +65,7 @@ class EntityStore:
         seen = self._seen[kind].get(ref.id)
         if seen is None:
             seen = self._seen[kind][ref.id] = _Seen(now)
-        if ref.metadata and not all(
-            _same(seen.metadata.get(k, _MISSING), v) for k, v in ref.metadata.items()
-        ):
+        if ref.metadata and _changes(seen.metadata, ref.metadata):
             seen.metadata.update(ref.metadata)
             seen.built = None
         return ref.id
@@ -105,9 +104,16 @@ class EntityStore:
 _MISSING = object()
 
 
-def _same(old: Any, new: Any) -> bool:
-    """Whether an inline metadata value changes nothing (``1`` and ``true`` differ)."""
-    return old is new or (type(old) is type(new) and type(old) in _SCALARS and old == new)
+def _changes(metadata: dict[str, Any], update: Mapping[str, Any]) -> bool:
+    """Whether inline metadata changes anything (``1`` and ``true`` differ; a table or
+    list counts as a change unless it is the same object)."""
+    for key, new in update.items():
+        old = metadata.get(key, _MISSING)
+        if old is not new and (
+            type(old) is not type(new) or type(new) not in _SCALARS or old != new
+        ):
+            return True
+    return False
 
 
 _SCALARS = (str, int, float, bool)
