@@ -24,22 +24,13 @@ _STREAM_USAGE_ROUTES = ("chat/completions", "completions")
 
 def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     rec = call.record
-    config = call.snapshot.config
-    input_tokens = estimate_input_tokens(rec.route, body)
     call.input_body = body
+    input_tokens = estimate_input_tokens(rec.route, body)
     cap = _body_cap(body)
-    facts = RequestFacts(
-        user=call.entities[0],
-        group=call.entities[1],
-        model=rec.requested_model or f"{rec.provider}/",
-        route=rec.route,
-        now=call.now,
-        estimate_tokens=input_tokens + (cap or DEFAULT_OUTPUT_ESTIMATE),
-        estimate_cost_usd=_estimate_cost(call, rec.provider, rec.model, input_tokens, cap),
-        stream=rec.stream,
-    )
+    priced_as = (rec.provider, rec.model, cap)
+    cost = _estimate_cost(call, rec.provider, rec.model, input_tokens, cap)
     counters = call.app[COUNTERS]
-    decision = decide(config, facts, counters)
+    decision = decide(call.snapshot.config, _facts(call, input_tokens, cap, cost), counters)
     call.decision = decision
     rec.rulesets = list(decision.rulesets)
     rec.rules = list(decision.rules)
@@ -58,17 +49,34 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     rec.datasets = list(decision.datasets)
     rec.retain_days = decision.retain_days
     rec.capture = decision.capture or bool(decision.datasets)
-    final_cap = _body_cap(body)
+    cap = _body_cap(body)
+    if (rec.provider, rec.model, cap) != priced_as:  # a rule changed the model or the cap
+        cost = _estimate_cost(call, rec.provider, rec.model, input_tokens, cap)
+    # Reserved in the same event-loop step as the decision: the overshoot bound needs it.
     call.reservation = counters.reserve(
         decision.subjects,
         user_id=rec.user_id,
         group_id=rec.group_id,
-        tokens=input_tokens + (final_cap or DEFAULT_OUTPUT_ESTIMATE),
-        cost_usd=_estimate_cost(call, rec.provider, rec.model, input_tokens, final_cap) or 0.0,
+        tokens=input_tokens + (cap or DEFAULT_OUTPUT_ESTIMATE),
+        cost_usd=cost or 0.0,
         now=call.now,
     )
     call.rate_headers = dict(decision.headers)
     return body
+
+
+def _facts(call: Call, input_tokens: int, cap: int | None, cost: float | None) -> RequestFacts:
+    rec = call.record
+    return RequestFacts(
+        user=call.entities[0],
+        group=call.entities[1],
+        model=rec.requested_model or f"{rec.provider}/",
+        route=rec.route,
+        now=call.now,
+        estimate_tokens=input_tokens + (cap or DEFAULT_OUTPUT_ESTIMATE),
+        estimate_cost_usd=cost,
+        stream=rec.stream,
+    )
 
 
 def _edit_body(call: Call, body: dict[str, Any], cap: int | None) -> dict[str, Any]:
