@@ -23,34 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-DEMO_CONFIG = """\
-# waystone demo config: the offline mock provider, a few users and groups.
-[server]
-host = "127.0.0.1"
-port = {port}
+from waystone_cli.starter import STARTER
 
-[providers.local]
-kind = "mock"
-models = ["mock-small", "mock-large"]
-
-[prices."local/mock-small"]
-input = 0.5
-output = 1.5
-
-[prices."local/mock-large"]
-input = 1.0
-output = 4.0
-
+# The starter config (mock provider and its prices) plus a few users, groups and a rule.
+DEMO_ENTITIES = """
 [users.alice]
-metadata = {{ tier = "free", region = "eu" }}
+metadata = { tier = "free", region = "eu" }
 groups = ["acme"]
 
 [users.bob]
-metadata = {{ tier = "pro" }}
+metadata = { tier = "pro" }
 
 [groups.acme]
-metadata = {{ plan = "enterprise", region = "eu" }}
-credits = {{ usd = 500, window = "month" }}
+metadata = { plan = "enterprise", region = "eu" }
+credits = { usd = 500, window = "month" }
 
 [rules.small-for-free]
 model = "mock-large"
@@ -61,6 +47,12 @@ to = "local/mock-small"
 when = "user.tier = free"
 rules = ["small-for-free"]
 """
+
+
+def demo_config(port: int) -> str:
+    """The starter on ``port``; ``tests/integration/test_process.py`` runs the demo whole."""
+    return STARTER.replace("port = 8787", f"port = {port}", 1) + DEMO_ENTITIES
+
 
 USERS = [
     ("alice", "acme"),
@@ -82,7 +74,7 @@ def free_port() -> int:
 def run_demo(*, requests: int, keep: bool, echo: Callable[[str], None]) -> None:
     home = Path(tempfile.mkdtemp(prefix="waystone-demo-"))
     port = free_port()
-    (home / "config.toml").write_text(DEMO_CONFIG.format(port=port))
+    (home / "config.toml").write_text(demo_config(port))
     env = _env(home)
     echo(f"waystone demo — home {home}, gateway on http://127.0.0.1:{port}/v1 (mock provider)")
     daemon = subprocess.Popen(
