@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from waystone_cli.core.config import Config, GroupConfig, UserConfig
-from waystone_cli.core.entities import Entity, Kind, merge_metadata
+from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
 from waystone_cli.core.identity import EntityRef, Identity
 
 
@@ -43,7 +43,7 @@ class EntityStore:
         for kind, rows in (("user", users), ("group", groups)):
             table = self._seen["user" if kind == "user" else "group"]
             for ident, row in rows.items():
-                table[ident] = _Seen(_utc(row.first_seen), dict(row.metadata))
+                table[ident] = _Seen(as_utc(row.first_seen), dict(row.metadata))
         self.links |= links
 
     def observe(
@@ -77,21 +77,8 @@ class EntityStore:
         )
         if seen is not None and seen.built is not None and seen.built[0] is declared:
             return seen.built[1]
-        first_seen = seen.first_seen if seen else None
-        added = _parse_added(declared.added) if declared and declared.added else None
-        if added is not None and (first_seen is None or added < first_seen):
-            first_seen = added
-        credits = declared.credits if declared else None
-        entity = Entity(
-            kind=kind,
-            id=ident,
-            metadata=merge_metadata(
-                seen.metadata if seen else {}, declared.metadata if declared else {}
-            ),
-            first_seen=first_seen,
-            declared=declared is not None,
-            credits_usd=credits.usd if credits else None,
-            credits_window=credits.window if credits else None,
+        entity = build_entity(
+            kind, ident, declared, seen.metadata if seen else {}, seen.first_seen if seen else None
         )
         if seen is not None:
             seen.built = (declared, entity)
@@ -117,14 +104,3 @@ def _changes(metadata: dict[str, Any], update: Mapping[str, Any]) -> bool:
 
 
 _SCALARS = (str, int, float, bool)
-
-
-def _parse_added(text: str) -> datetime | None:
-    try:
-        return _utc(datetime.fromisoformat(text))
-    except ValueError:
-        return None
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -94,7 +94,6 @@ class ConfigHolder:
     def __init__(self, snapshot: Snapshot) -> None:
         self.current = snapshot
         self.last_error: str | None = None
-        self.loaded_at: float = 0.0
 
 
 SETTINGS = web.AppKey("settings", Settings)

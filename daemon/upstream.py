@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -38,7 +38,6 @@ class UpstreamReply:
     status: int
     content_type: str
     chunks: AsyncIterator[bytes]
-    headers: Mapping[str, str] = field(default_factory=dict)
     _release: Any = None
 
     async def read(self) -> bytes:
@@ -99,7 +98,6 @@ async def call_http(
         status=resp.status,
         content_type=resp.headers.get("Content-Type", "application/json"),
         chunks=_http_chunks(resp, provider.name),
-        headers=resp.headers,
         _release=resp.close,
     )
 

@@ -9,6 +9,7 @@ admin socket), then stops it with SIGTERM (which flushes the ledger).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -110,8 +111,6 @@ def run_demo(*, requests: int, keep: bool, echo: Callable[[str], None]) -> None:
 
 
 def _env(home: Path) -> dict[str, str]:
-    import os
-
     env = dict(os.environ, WAYSTONE_HOME=str(home))
     env.pop("WAYSTONE_CONFIG", None)
     return env

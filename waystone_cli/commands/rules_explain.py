@@ -14,7 +14,6 @@ was already used ("reached" does not depend on the next request's size); only wi
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,7 @@ import typer
 
 from waystone_cli.context import AppContext, app_context
 from waystone_cli.core.config import Config
-from waystone_cli.core.entities import Entity, Kind, merge_metadata
+from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
 
 
 def now() -> datetime:
@@ -127,27 +126,8 @@ def _entity(app: AppContext, config: Config, kind: Kind, ident: str | None) -> E
         return None
     declared = config.users.get(ident) if kind == "user" else config.groups.get(ident)
     seen = app.query("seen_entity", kind=kind, id=ident)
-    first = [_utc(seen["first_seen"])] if seen else []
-    if declared is not None and declared.added:
-        with contextlib.suppress(ValueError):  # the validator only checks it is text
-            first.append(_utc(declared.added))
-    credits = declared.credits if declared else None
-    return Entity(
-        kind=kind,
-        id=ident,
-        metadata=merge_metadata(
-            seen["metadata"] if seen else {}, declared.metadata if declared else {}
-        ),
-        first_seen=min(first, default=None),
-        declared=declared is not None,
-        credits_usd=credits.usd if credits else None,
-        credits_window=credits.window if credits else None,
-    )
-
-
-def _utc(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    first = as_utc(datetime.fromisoformat(seen["first_seen"])) if seen else None
+    return build_entity(kind, ident, declared, seen["metadata"] if seen else {}, first)
 
 
 def _nominal_cost(config: Config, provider: str, model: str) -> float | None:

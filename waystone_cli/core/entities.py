@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from waystone_cli.core.config import GroupConfig, UserConfig
 
 Kind = Literal["user", "group"]
 
@@ -32,3 +35,39 @@ def merge_metadata(seen: Mapping[str, Any], declared: Mapping[str, Any]) -> dict
     merged = dict(seen)
     merged.update(declared)
     return merged
+
+
+def build_entity(
+    kind: Kind,
+    ident: str,
+    declared: UserConfig | GroupConfig | None,
+    seen_metadata: Mapping[str, Any],
+    seen_first: datetime | None,
+) -> Entity:
+    """The entity from what traffic showed and what the admin declared (module docstring)."""
+    first_seen = seen_first
+    added = _parse_added(declared.added) if declared is not None and declared.added else None
+    if added is not None and (first_seen is None or added < first_seen):
+        first_seen = added
+    credits = declared.credits if declared is not None else None
+    return Entity(
+        kind=kind,
+        id=ident,
+        metadata=merge_metadata(seen_metadata, declared.metadata if declared is not None else {}),
+        first_seen=first_seen,
+        declared=declared is not None,
+        credits_usd=credits.usd if credits else None,
+        credits_window=credits.window if credits else None,
+    )
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _parse_added(text: str) -> datetime | None:
+    """``added`` as a time; the validator only checks that it is text or a date."""
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
