@@ -13,6 +13,10 @@ Label choices:
   (else its ``check_output`` rules; a refusal by entity credits counts as rule
   ``credits`` with an empty ruleset);
 - ledger queue depth and last flush time are read from the writer at scrape time;
+- a finished request adds to plain dictionaries; the Prometheus families are built from
+  them only when ``/metrics`` is scraped (prometheus-client's own labelled metrics take
+  a lock and build a key per call: several per cent of a request's CPU here).  So the
+  counters have no ``_created`` samples;
 - per-user series (``waystone_user_*``) only while ``[server] metrics_user_labels`` is
   true, for at most ``metrics_user_label_limit`` distinct users; the rest are summed
   under ``user="_other"``.  Requests naming no user are not in the per-user series.
@@ -21,20 +25,21 @@ Label choices:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from daemon.call import Call
@@ -47,6 +52,8 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 # The gateway's own time is sub-millisecond when all is well: buckets start at 100 µs.
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
+Labels = tuple[str, ...]
+
 
 class LedgerGauges(Protocol):
     """What the metrics read from the ledger writer at scrape time."""
@@ -57,102 +64,147 @@ class LedgerGauges(Protocol):
     last_flush_ms: float | None
 
 
+@dataclass
+class _Counter:
+    """A labelled counter: plain numbers by label values, rendered when scraped."""
+
+    name: str
+    doc: str
+    labels: Labels
+    values: dict[Labels, float] = field(default_factory=dict)
+
+    def inc(self, labels: Labels, amount: float = 1) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0) + amount
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for labels, value in self.values.items():
+            family.add_metric(labels, value)
+        return family
+
+
+@dataclass
+class _Histogram:
+    """A labelled histogram: per label values, a count per bucket (not cumulative) and
+    the sum; an observation costs one bisect."""
+
+    name: str
+    doc: str
+    labels: Labels
+    bounds: tuple[float, ...]
+    series: dict[Labels, tuple[list[int], list[float]]] = field(default_factory=dict)
+
+    def observe(self, labels: Labels, value: float) -> None:
+        entry = self.series.get(labels)
+        if entry is None:
+            entry = self.series[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+        entry[0][bisect_left(self.bounds, value)] += 1
+        entry[1][0] += value
+
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        edges = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        for labels, (counts, total) in self.series.items():
+            running, buckets = 0, []
+            for edge, count in zip(edges, counts, strict=True):
+                running += count
+                buckets.append((edge, running))
+            family.add_metric(labels, buckets, total[0])
+        return family
+
+
 class Metrics:
-    """The daemon's metrics, registered in a registry of their own."""
+    """The daemon's metrics.
+
+    A finished request only adds to plain dictionaries (a few microseconds); the
+    Prometheus families are built from them when ``/metrics`` is scraped, by
+    prometheus-client's own exposition code.  Every app has its own
+    ``CollectorRegistry`` (never the global one), so tests can build many apps side by
+    side.  Everything runs on the event loop's thread, so nothing needs a lock.
+    """
 
     def __init__(self, ledger: Callable[[], LedgerGauges | None]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
-            "waystone_requests", "Proxied requests.", ("route", "status", "outcome"), registry=r
+        self.requests = _Counter(
+            "waystone_requests", "Proxied requests.", ("route", "status", "outcome")
         )
-        self.tokens = Counter(
-            "waystone_tokens", "Tokens by direction.", ("provider", "model", "type"), registry=r
+        self.tokens = _Counter(
+            "waystone_tokens", "Tokens by direction.", ("provider", "model", "type")
         )
-        self.cost = Counter(
-            "waystone_cost_usd",
-            "Cost in USD of priced requests.",
-            ("provider", "model"),
-            registry=r,
+        self.cost = _Counter(
+            "waystone_cost_usd", "Cost in USD of priced requests.", ("provider", "model")
         )
-        self.unpriced = Counter(
+        self.unpriced = _Counter(
             "waystone_unpriced_requests",
             "Requests with usage but no known price.",
             ("provider", "model"),
-            registry=r,
         )
-        self.latency = Histogram(
+        self.latency = _Histogram(
             "waystone_request_duration_seconds",
             "Time from request arrival to the last byte relayed.",
             ("route",),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
-        self.ttft = Histogram(
+        self.ttft = _Histogram(
             "waystone_time_to_first_token_seconds",
             "Time from request arrival to the first streamed byte sent to the client.",
             ("route",),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
-        self.overhead = Histogram(
+        self.overhead = _Histogram(
             "waystone_gateway_overhead_seconds",
             "The gateway's own time: latency minus time spent waiting on the provider.",
             ("route",),
-            buckets=_OVERHEAD_BUCKETS,
-            registry=r,
+            _OVERHEAD_BUCKETS,
         )
-        self.blocks = Counter(
-            "waystone_blocks", "Requests refused by a rule.", ("ruleset", "rule"), registry=r
+        self.blocks = _Counter(
+            "waystone_blocks", "Requests refused by a rule.", ("ruleset", "rule")
         )
-        self.provider_errors = Counter(
+        self.provider_errors = _Counter(
             "waystone_provider_errors",
             "Provider calls that failed (unreachable, timed out, 429 or 5xx).",
             ("provider",),
-            registry=r,
         )
-        self.user_requests = Counter(
-            "waystone_user_requests", "Requests per user (when enabled).", ("user",), registry=r
+        self.user_requests = _Counter(
+            "waystone_user_requests", "Requests per user (when enabled).", ("user",)
         )
-        self.user_tokens = Counter(
-            "waystone_user_tokens", "Tokens per user (when enabled).", ("user", "type"), registry=r
+        self.user_tokens = _Counter(
+            "waystone_user_tokens", "Tokens per user (when enabled).", ("user", "type")
         )
-        self.user_cost = Counter(
-            "waystone_user_cost_usd", "Cost per user (when enabled).", ("user",), registry=r
+        self.user_cost = _Counter(
+            "waystone_user_cost_usd", "Cost per user (when enabled).", ("user",)
         )
         self._users: set[str] = set()
-        # Labelled children by (metric, labels): prometheus-client's labels() takes a lock
-        # and rebuilds its key on every call, a measurable share of a request here.
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        r.register(_LedgerCollector(ledger))
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_RequestCollector(self))
+        self.registry.register(_LedgerCollector(ledger))
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def families(self) -> Iterator[_Counter | _Histogram]:
+        yield from (self.requests, self.tokens, self.cost, self.unpriced)
+        yield from (self.latency, self.ttft, self.overhead, self.blocks, self.provider_errors)
+        yield from (self.user_requests, self.user_tokens, self.user_cost)
 
     def observe(self, call: Call) -> None:
         """Count one finished request."""
         rec = call.record
-        self._child(self.requests, rec.route, str(rec.status), rec.outcome).inc()
+        route = (rec.route,)
+        self.requests.inc((rec.route, str(rec.status), rec.outcome))
         self._observe_usage(rec)
         if rec.latency_ms is not None:
-            self._child(self.latency, rec.route).observe(rec.latency_ms / 1000)
+            self.latency.observe(route, rec.latency_ms / 1000)
         if rec.overhead_ms is not None:
-            self._child(self.overhead, rec.route).observe(rec.overhead_ms / 1000)
+            self.overhead.observe(route, rec.overhead_ms / 1000)
         if rec.stream and rec.ttft_ms is not None:
-            self._child(self.ttft, rec.route).observe(rec.ttft_ms / 1000)
+            self.ttft.observe(route, rec.ttft_ms / 1000)
         if rec.outcome in _BLOCK_OUTCOMES:
             for ruleset, rule in blocking_rules(call.snapshot.config, rec.rules):
-                self._child(self.blocks, ruleset, rule).inc()
+                self.blocks.inc((ruleset, rule))
         server = call.snapshot.config.server
         if server.metrics_user_labels and rec.user_id is not None:
             self._observe_user(rec, self.user_label(rec.user_id, server.metrics_user_label_limit))
 
     def provider_failed(self, provider: str) -> None:
-        self._child(self.provider_errors, provider).inc()
+        self.provider_errors.inc((provider,))
 
     def user_label(self, user_id: str, limit: int) -> str:
         """The user's own label while fewer than ``limit`` users have one, else ``_other``."""
@@ -171,22 +223,22 @@ class Metrics:
             return
         model = rec.model or ""
         if rec.input_tokens:
-            self._child(self.tokens, rec.provider, model, "input").inc(rec.input_tokens)
+            self.tokens.inc((rec.provider, model, "input"), rec.input_tokens)
         if rec.output_tokens:
-            self._child(self.tokens, rec.provider, model, "output").inc(rec.output_tokens)
+            self.tokens.inc((rec.provider, model, "output"), rec.output_tokens)
         if rec.cost_usd is not None:
-            self._child(self.cost, rec.provider, model).inc(float(rec.cost_usd))
+            self.cost.inc((rec.provider, model), float(rec.cost_usd))
         elif not rec.priced:
-            self._child(self.unpriced, rec.provider, model).inc()
+            self.unpriced.inc((rec.provider, model))
 
     def _observe_user(self, rec: RequestRecord, user: str) -> None:
-        self._child(self.user_requests, user).inc()
+        self.user_requests.inc((user,))
         if rec.input_tokens:
-            self._child(self.user_tokens, user, "input").inc(rec.input_tokens)
+            self.user_tokens.inc((user, "input"), rec.input_tokens)
         if rec.output_tokens:
-            self._child(self.user_tokens, user, "output").inc(rec.output_tokens)
+            self.user_tokens.inc((user, "output"), rec.output_tokens)
         if rec.cost_usd is not None:
-            self._child(self.user_cost, user).inc(float(rec.cost_usd))
+            self.user_cost.inc((user,), float(rec.cost_usd))
 
 
 def blocking_rules(config: Config, fired: list[str]) -> list[tuple[str, str]]:
@@ -206,6 +258,17 @@ def blocking_rules(config: Config, fired: list[str]) -> list[tuple[str, str]]:
         if found:
             return found
     return [("", "credits")]
+
+
+class _RequestCollector(Collector):
+    """The per-request counters and histograms, as Prometheus families when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._metrics.families():
+            yield family.family()
 
 
 class _LedgerCollector(Collector):
