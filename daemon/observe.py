@@ -65,19 +65,32 @@ class Observer:
 
     def log_line(self, call: Call) -> str:
         rec = call.record
-        fields = {
-            "request_id": rec.id,
-            "route": rec.route,
-            "user": rec.user_id,
-            "group": rec.group_id,
-            "model": f"{rec.provider}/{rec.model}" if rec.provider and rec.model else None,
-            "status": rec.status,
-            "outcome": rec.outcome,
-            "input_tokens": rec.input_tokens,
-            "output_tokens": rec.output_tokens,
-            "cost_usd": float(rec.cost_usd) if rec.cost_usd is not None else None,
-            "latency_ms": round(rec.latency_ms or 0.0, 2),
-        }
+        model = f"{rec.provider}/{rec.model}" if rec.provider and rec.model else None
+        cost = float(rec.cost_usd) if rec.cost_usd is not None else None
+        latency = round(rec.latency_ms or 0.0, 2)
         if self.log_format == "json":
-            return json.dumps(fields)
-        return " ".join(f"{k}={'-' if v is None else v}" for k, v in fields.items())
+            return json.dumps(
+                {
+                    "request_id": rec.id,
+                    "route": rec.route,
+                    "user": rec.user_id,
+                    "group": rec.group_id,
+                    "model": model,
+                    "status": rec.status,
+                    "outcome": rec.outcome,
+                    "input_tokens": rec.input_tokens,
+                    "output_tokens": rec.output_tokens,
+                    "cost_usd": cost,
+                    "latency_ms": latency,
+                }
+            )
+        return (
+            f"request_id={rec.id} route={rec.route} user={_text(rec.user_id)} "
+            f"group={_text(rec.group_id)} model={_text(model)} status={rec.status} "
+            f"outcome={rec.outcome} input_tokens={rec.input_tokens} "
+            f"output_tokens={rec.output_tokens} cost_usd={_text(cost)} latency_ms={latency}"
+        )
+
+
+def _text(value: object) -> object:
+    return "-" if value is None else value
