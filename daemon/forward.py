@@ -10,7 +10,6 @@ waystone asked for is removed when the client did not ask for it itself.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from aiohttp import web
 from daemon.body import Form
 from daemon.call import Call
 from daemon.checks import check_output, held_back
+from daemon.jsonio import decode_reply, encode
 from daemon.state import HTTP, OBSERVER
 from daemon.stream import StreamWatch
 from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
@@ -106,7 +106,7 @@ async def _dispatch(
         body = dict(payload, model=model) if "model" in payload or call.record.model else payload
         if provider.kind == "mock":
             return await call_mock(call.record.route, body, model, stream=call.record.stream)
-        data, content_type = json.dumps(body).encode(), "application/json"
+        data, content_type = encode(body), "application/json"
     headers = upstream_headers(provider, call.request.headers, content_type)
     if upstream is not None:
         upstream.inject(headers)
@@ -131,7 +131,7 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
             status=reply.status,
             headers={"Content-Type": reply.content_type, **call.response_headers()},
         )
-    body = _json_or_none(data)
+    body = decode_reply(data)
     if call.trace is not None and isinstance(body, dict):
         call.trace.note(body)
     call.set_usage(usage_from_body(rec.route, body) if isinstance(body, dict) else None)
@@ -214,13 +214,6 @@ def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
     call.set_usage(
         Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(tally.text)), estimated=True
     )
-
-
-def _json_or_none(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 def _output_text(body: dict[str, Any]) -> str:

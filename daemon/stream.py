@@ -13,9 +13,9 @@ needs from the stream is its usage (one event near the end) and, sometimes, its 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
+from daemon.jsonio import decode_reply
 from waystone_cli.core.sse import SSEEvent, SSEParser, encode_event
 from waystone_cli.core.usage import StreamTally
 
@@ -78,8 +78,5 @@ class StreamWatch:
 
 
 def _decode(data: str) -> dict[str, Any] | None:
-    try:
-        decoded = json.loads(data)
-    except ValueError:
-        return None
+    decoded = decode_reply(data)
     return decoded if isinstance(decoded, dict) else None
