@@ -9,13 +9,15 @@ reference) does.  Connection failures become 502 and timeouts 504.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import yarl
 
 from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
@@ -39,8 +41,12 @@ class UpstreamReply:
     content_type: str
     chunks: AsyncIterator[bytes]
     _release: Any = None
+    _read_whole: Callable[[], Awaitable[bytes]] | None = None
 
     async def read(self) -> bytes:
+        """The whole body (an HTTP reply reads it in one call, without chunk iteration)."""
+        if self._read_whole is not None:
+            return await self._read_whole()
         parts = [chunk async for chunk in self.chunks]
         return b"".join(parts)
 
@@ -80,10 +86,8 @@ async def call_http(
     headers: dict[str, str],
     method: str = "POST",
 ) -> UpstreamReply:
-    url = f"{(provider.base_url or '').rstrip('/')}/{route}"
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=provider.connect_timeout_s, sock_read=provider.timeout_s
-    )
+    url = _url(provider.base_url or "", route)
+    timeout = _timeout(provider.connect_timeout_s, provider.timeout_s)
     try:
         resp = await session.request(
             method, url, data=data or None, headers=headers, timeout=timeout
@@ -99,7 +103,30 @@ async def call_http(
         content_type=resp.headers.get("Content-Type", "application/json"),
         chunks=_http_chunks(resp, provider.name),
         _release=resp.close,
+        _read_whole=lambda: _http_read(resp, provider.name),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _url(base_url: str, route: str) -> yarl.URL:
+    """Parsed once per provider and route, not on every request."""
+    return yarl.URL(f"{base_url.rstrip('/')}/{route}")
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=read_s)
+
+
+async def _http_read(resp: aiohttp.ClientResponse, name: str) -> bytes:
+    try:
+        return await resp.read()
+    except TimeoutError as err:
+        raise UpstreamTimeout(f'provider "{name}" timed out') from err
+    except aiohttp.ClientError as err:
+        raise UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}') from err
+    finally:
+        resp.close()
 
 
 async def _http_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
