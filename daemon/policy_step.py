@@ -14,7 +14,7 @@ from daemon.call import Call
 from daemon.state import COUNTERS
 from waystone_cli.core.errors import PolicyBlocked
 from waystone_cli.core.policy import RequestFacts, decide
-from waystone_cli.core.usage import Usage, estimate_input_tokens
+from waystone_cli.core.usage import estimate_input_tokens
 
 # Output budget assumed for a request that sets no cap, when reserving its estimate.
 DEFAULT_OUTPUT_ESTIMATE = 1024
@@ -102,8 +102,12 @@ def _default_cap_key(route: str) -> str:
 
 
 def _body_cap(body: dict[str, Any]) -> int | None:
-    caps = [v for k in _CAP_KEYS if isinstance(v := body.get(k), int) and not isinstance(v, bool)]
-    return min(caps) if caps else None
+    cap = None
+    for key in _CAP_KEYS:
+        value = body.get(key)
+        if type(value) is int and (cap is None or value < cap):  # a bool is no cap
+            cap = value
+    return cap
 
 
 def _estimate_cost(
@@ -111,6 +115,6 @@ def _estimate_cost(
 ) -> float | None:
     if not provider or not model:
         return None
-    usage = Usage(input_tokens=input_tokens, output_tokens=cap or DEFAULT_OUTPUT_ESTIMATE)
-    cost = call.snapshot.pricer.cost(provider, model, usage)
-    return float(cost) if cost is not None else None
+    return call.snapshot.pricer.estimate(
+        provider, model, input_tokens, cap or DEFAULT_OUTPUT_ESTIMATE
+    )

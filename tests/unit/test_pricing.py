@@ -146,3 +146,16 @@ def test_lookups_are_memoized_and_each_miss_is_reported_once() -> None:
     for _ in range(3):
         assert pricer.price("local", "nope") is None
     assert misses == [("local", "nope")]
+
+
+@pytest.mark.parametrize(("input_tokens", "output_tokens"), [(0, 0), (1200, 1024), (250_000, 9)])
+def test_the_float_estimate_agrees_with_the_exact_cost(
+    input_tokens: int, output_tokens: int
+) -> None:
+    low = PriceInfo(input=Decimal("2.5"), output=Decimal("10"), per_request=Decimal("0.001"))
+    high = PriceInfo(input=Decimal("5"), output=Decimal("15"))
+    tiered = PriceInfo(input=Decimal("2.5"), output=Decimal("10"), tiers=((200_000, high),))
+    for info in (low, tiered):
+        exact = info.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+        assert info.estimate(input_tokens, output_tokens) == pytest.approx(float(exact), abs=1e-10)
+    assert Pricer({}).estimate("local", "no-such-model", 10, 10) is None

@@ -122,23 +122,30 @@ class _Series:
         self.rate = RateWindow()
 
     def add(self, minute: int, values: Sequence[int]) -> None:
+        # On every settle: the columns are unrolled (a zip over them costs more).
+        cost, tokens_in, tokens_out, requests = values
         ms = self.minutes
         n = len(ms)
         i = n - 1 if n and ms[-1] == minute else bisect_left(ms, minute)
+        c0, c1, c2, c3 = self.cols
         found = i < n and ms[i] == minute
         if found:
-            for col, v in zip(self.cols, values, strict=True):
-                col[i] += v
+            c0[i] += cost
+            c1[i] += tokens_in
+            c2[i] += tokens_out
+            c3[i] += requests
         else:
             ms.insert(i, minute)
-            for col, v in zip(self.cols, values, strict=True):
-                col.insert(i, v)
+            c0.insert(i, cost)
+            c1.insert(i, tokens_in)
+            c2.insert(i, tokens_out)
+            c3.insert(i, requests)
         for s in self.sums.values():
             if minute >= s[0]:
-                s[2] += values[0]
-                s[3] += values[1]
-                s[4] += values[2]
-                s[5] += values[3]
+                s[2] += cost
+                s[3] += tokens_in
+                s[4] += tokens_out
+                s[5] += requests
             elif not found:
                 s[1] += 1  # a new bucket before the window's first one shifts its index
 
@@ -194,7 +201,7 @@ def _metric(values: Sequence[int], pending: Sequence[int], metric: str) -> float
     raise ValueError(f"unknown metric {metric!r}")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Reservation:
     """An admitted request's estimate, held until it settles or expires."""
 
@@ -281,23 +288,25 @@ class UsageCounters:
         cost_usd: float | None,
         now: datetime,
     ) -> Reservation:
-        keys = [(s.kind, s.id) for s in subjects]
+        keys: tuple[Key, ...] = tuple([(s.kind, s.id) for s in subjects])
         if user_id and group_id:
-            keys.append(member_key(user_id, group_id))
+            keys += (member_key(user_id, group_id),)
         now_s = self._seconds(now)
         units = to_units(cost_usd)
         entries = []
+        all_series = self._series
         for key in keys:
-            series = self._series.get(key)
+            series = all_series.get(key)
             if series is None:
-                series = self._series[key] = _Series()
-            series.pending[0] += units
-            series.pending[1] += tokens
-            series.pending[2] += 1
+                series = all_series[key] = _Series()
+            pending = series.pending
+            pending[0] += units
+            pending[1] += tokens
+            pending[2] += 1
             if key[0] != "member":
                 entries.append(series.rate.start(now_s, tokens))
         r = Reservation(
-            next(self._ids), tuple(keys), int(now_s // 60), now_s, units, tokens, tuple(entries)
+            next(self._ids), keys, int(now_s // 60), now_s, units, tokens, tuple(entries)
         )
         self._live[r.id] = r
         return r
@@ -316,14 +325,20 @@ class UsageCounters:
             return
         values = (to_units(cost_usd), tokens_in, tokens_out, 1)
         cutoff = int(self._seconds(now) - self._keep_s) // 60
+        minute, units, tokens = reservation.minute, reservation.cost_units, reservation.tokens
+        all_series = self._series
         for key in reservation.keys:
-            series = self._series[key]
-            self._unreserve(series, reservation)
-            series.add(reservation.minute, values)
+            series = all_series[key]
+            pending = series.pending
+            pending[0] -= units
+            pending[1] -= tokens
+            pending[2] -= 1
+            series.add(minute, values)
             if series.minutes[0] < cutoff:
                 series.prune(cutoff)
+        used = tokens_in + tokens_out
         for entry in reservation.rate_entries:
-            entry.settle(tokens_in + tokens_out)
+            entry.settle(used)
 
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation without charging (the request was never forwarded)."""

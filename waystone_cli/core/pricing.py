@@ -80,6 +80,16 @@ class PriceInfo:
         )
         return (per_million / MILLION + r.per_request).quantize(QUANTUM)
 
+    def estimate(self, input_tokens: int, output_tokens: int) -> float:
+        """The cost of plain input and output tokens, in float: for the estimates a
+        request reserves before it is forwarded, where exact decimals buy nothing."""
+        r = self.rates_for(input_tokens)
+        rates = r.__dict__.get("_floats")
+        if rates is None:
+            rates = (float(r.input), float(r.output), float(r.per_request))
+            object.__setattr__(r, "_floats", rates)  # memoized on the frozen instance
+        return (input_tokens * rates[0] + output_tokens * rates[1]) / 1e6 + rates[2]
+
 
 def _or(value: Decimal | None, default: Decimal) -> Decimal:
     return default if value is None else value
@@ -119,6 +129,13 @@ class Pricer:
     def cost(self, provider: str, model: str, usage: Usage) -> Decimal | None:
         info = self.price(provider, model)
         return None if info is None else info.cost(usage)
+
+    def estimate(
+        self, provider: str, model: str, input_tokens: int, output_tokens: int
+    ) -> float | None:
+        """``PriceInfo.estimate`` for the model, or None when it is unpriced."""
+        info = self.price(provider, model)
+        return None if info is None else info.estimate(input_tokens, output_tokens)
 
 
 def _from_override(key: str, price: Price) -> PriceInfo:

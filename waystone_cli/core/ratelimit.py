@@ -49,9 +49,11 @@ class RateWindow:
         self.tokens = 0
 
     def start(self, now_s: float, tokens: int) -> RateEntry:
-        self.expire(now_s)
+        entries = self.entries
+        if entries and entries[0].started <= now_s - PERIOD_S:
+            self.expire(now_s)
         entry = RateEntry(self, now_s, tokens)
-        self.entries.append(entry)
+        entries.append(entry)
         self.requests += 1
         self.tokens += tokens
         return entry

@@ -22,7 +22,7 @@ OUTCOMES = (
 )
 
 
-@dataclass
+@dataclass(slots=True)  # one per request: slots make it cheaper to build and read
 class RequestRecord:
     """One row of ``requests``; field names are the column names."""
 
