@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -70,12 +71,35 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     try:
         await web.TCPSite(runner, host, port, backlog=1024).start()
         log.info("waystone listening on http://%s:%d/v1", host, port)
+        tune_gc()
         if ready is not None:
             ready.set()
         await stop.wait()
         log.info("stopping: flushing the ledger")
     finally:
         await runner.cleanup()
+
+
+# Objects the cyclic collector may see before a young collection: with Python's default
+# (700), a busy gateway ran one every ~14 requests, each walking every in-flight
+# request's objects; with 10,000 it runs one every few hundred requests.  Most request
+# objects are freed by reference counting anyway, so memory hardly moves.
+GC_THRESHOLD = (10_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Tune the cyclic garbage collector for serving, once the app has started.
+
+    ``gc.freeze()`` moves everything alive after start-up (modules, the config, price
+    tables, the entity store, the counters: ~90,000 objects) out of the collector's
+    reach, so no full collection walks them again; then the young-generation threshold
+    is raised (``GC_THRESHOLD``).  Measured with ``bench/proxy/run.py`` on one core:
+    garbage collection took ~8% of the CPU and paused up to 40 ms at a time before,
+    under 1% after (README, "Measured").
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def run(settings: Settings) -> None:
