@@ -37,10 +37,32 @@ _OUTCOME_BY_CODE = {
 
 
 class Call:
+    __slots__ = (
+        "request",
+        "app",
+        "snapshot",
+        "started",
+        "upstream_s",
+        "first_byte_s",
+        "now",
+        "record",
+        "decision",
+        "reservation",
+        "usage",
+        "input_content",
+        "input_body",
+        "output_text",
+        "entities",
+        "drop_usage_chunk",
+        "rate_headers",
+        "_finished",
+        "trace",
+    )
+
     def __init__(self, request: web.Request, route: str) -> None:
         self.request = request
-        self.app = request.app
-        self.snapshot: Snapshot = request.app[CONFIG].current
+        self.app = app = request.app
+        self.snapshot: Snapshot = app[CONFIG].current
         self.started = time.perf_counter()
         self.upstream_s = 0.0
         self.first_byte_s: float | None = None
@@ -59,7 +81,7 @@ class Call:
         self.rate_headers: dict[str, str] = {}
         self._finished = False
         # None unless tracing is on: the request path then skips every tracing step.
-        self.trace: RequestTrace | None = request.app[OBSERVER].start_trace(self)
+        self.trace: RequestTrace | None = app[OBSERVER].start_trace(self)
 
     # --- timings -------------------------------------------------------------------
 

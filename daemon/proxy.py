@@ -119,17 +119,18 @@ def _multipart_identity(meta: str) -> Identity:
 
 def attach_identity(call: Call, body_identity: Identity) -> None:
     headers = call.request.headers
-    identity = combine(
-        body_identity,
-        identity_from_headers(headers.get("X-Waystone-User"), headers.get("X-Waystone-Group")),
+    user, group = headers.get("X-Waystone-User"), headers.get("X-Waystone-Group")
+    identity = (
+        body_identity
+        if user is None and group is None
+        else combine(body_identity, identity_from_headers(user, group))
     )
     config = call.snapshot.config
     if config.server.require_identity and identity.user is None and identity.group is None:
         raise InvalidRequest(
             "this gateway requires an identity: set metadata.waystone with a user or group"
         )
-    user, group = call.app[ENTITIES].observe(identity, config, call.now)
-    call.entities = (user, group)
+    call.entities = call.app[ENTITIES].observe(identity, config, call.now)
     rec = call.record
     rec.user_id = identity.user.id if identity.user else None
     rec.group_id = identity.group.id if identity.group else None
