@@ -53,6 +53,11 @@ _EVENTS = 0x5A  # Span.events = 11
 # Span.flags: the SDK's encoder says whether the parent is remote.
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
+_KEY = 0x0A  # KeyValue.key = 1
+_VALUE = 0x12  # KeyValue.value = 2
+_STRING_VALUE = 0x0A  # AnyValue.string_value = 1; bool_value = 2 (varint), int_value = 3
+_DOUBLE_VALUE = b"\x21"  # AnyValue.double_value = 4 (fixed64)
+_DOUBLE = struct.Struct("<d")
 # Distinct (key, value) pairs kept encoded; past this the cache starts over.
 CACHE_LIMIT = 20_000
 
@@ -82,6 +87,22 @@ def any_value(value: Any) -> AnyValue:
     if isinstance(value, bytes):
         return AnyValue(bytes_value=value)
     return AnyValue(array_value=ArrayValue(values=[any_value(v) for v in value]))
+
+
+def _scalar(value: Any) -> bytes | None:
+    """An ``AnyValue`` holding a str, bool, int or float, encoded by hand (a request id or
+    a cost is new on every span: protobuf's message classes cost ~10 µs per attribute);
+    None for anything else."""
+    cls = value.__class__
+    if cls is str:
+        return _field(_STRING_VALUE, value.encode())
+    if cls is bool:
+        return b"\x10\x01" if value else b"\x10\x00"
+    if cls is int and -(1 << 63) <= value < (1 << 63):
+        return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int64: two's complement
+    if cls is float:
+        return _DOUBLE_VALUE + _DOUBLE.pack(value)
+    return None
 
 
 def _key_values(attributes: Any) -> list[KeyValue]:
@@ -122,14 +143,13 @@ class SpanEncoder:
         flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
         times = (0x39, span.start_time or 0, 0x41, span.end_time or 0, b"\x85\x01", flags)
         head.append(_TIMES_FLAGS.pack(*times))
-        attributes = self._attributes
+        cached = self._attributes.get
+        append = head.append
         for key, value in (span.attributes or {}).items():
-            try:
-                encoded = attributes.get((key, value.__class__, value))
-            except TypeError:  # a list: encoded as its tuple
-                value = tuple(value)  # type: ignore[arg-type]
-                encoded = attributes.get((key, tuple, value))
-            head.append(encoded or self._attribute(key, value))
+            if value.__class__ is list:  # encoded as its tuple
+                value = tuple(value)
+            encoded = cached((key, value.__class__, value))
+            append(encoded if encoded is not None else self._attribute(key, value))
         for event in span.events:
             pb_event = PbSpan.Event(
                 name=event.name,
@@ -163,10 +183,12 @@ class SpanEncoder:
         return bytes(pb.SerializeToString())
 
     def _attribute(self, key: str, value: Any) -> bytes:
-        kv = KeyValue(key=key, value=any_value(value))
-        return self._store(
-            (key, value.__class__, value), _field(_ATTRIBUTES, kv.SerializeToString())
-        )
+        scalar = _scalar(value)
+        if scalar is None:  # an array: protobuf's own encoding
+            payload = KeyValue(key=key, value=any_value(value)).SerializeToString()
+        else:
+            payload = _field(_KEY, key.encode()) + _field(_VALUE, scalar)
+        return self._store((key, value.__class__, value), _field(_ATTRIBUTES, payload))
 
     def _store(self, key: tuple[Any, ...], encoded: bytes) -> bytes:
         if len(self._attributes) >= CACHE_LIMIT:
