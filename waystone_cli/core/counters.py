@@ -39,15 +39,14 @@ Unpriced requests reserve and charge $0 (the ``unpriced_blocks`` option refuses 
 from __future__ import annotations
 
 import itertools
-from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from waystone_cli.core.ratelimit import RateState, RateWindow
+from waystone_cli.core.counter_series import Series
+from waystone_cli.core.ratelimit import RateState
 from waystone_cli.core.windows import Window, parse_window, window_end, window_start
 
 METRICS = ("cost_usd", "tokens", "input_tokens", "output_tokens", "requests")
@@ -107,81 +106,6 @@ def to_units(cost_usd: float | Decimal | None) -> int:
     return int((Decimal(str(cost_usd)) * COST_SCALE).to_integral_value())
 
 
-class _Series:
-    """One subject's minute buckets, cached window totals, reservations and rate window."""
-
-    __slots__ = ("minutes", "cols", "sums", "pending", "rate")
-
-    def __init__(self) -> None:
-        self.minutes = array("q")
-        # cost units, input tokens, output tokens, requests
-        self.cols = (array("q"), array("q"), array("q"), array("q"))
-        # window text -> [start minute, index of its first bucket, cost, in, out, requests]
-        self.sums: dict[str, list[int]] = {}
-        self.pending = [0, 0, 0]  # reserved cost units, tokens, requests
-        self.rate = RateWindow()
-
-    def add(self, minute: int, values: Sequence[int]) -> None:
-        # On every settle: the columns are unrolled (a zip over them costs more).
-        cost, tokens_in, tokens_out, requests = values
-        ms = self.minutes
-        n = len(ms)
-        i = n - 1 if n and ms[-1] == minute else bisect_left(ms, minute)
-        c0, c1, c2, c3 = self.cols
-        found = i < n and ms[i] == minute
-        if found:
-            c0[i] += cost
-            c1[i] += tokens_in
-            c2[i] += tokens_out
-            c3[i] += requests
-        else:
-            ms.insert(i, minute)
-            c0.insert(i, cost)
-            c1.insert(i, tokens_in)
-            c2.insert(i, tokens_out)
-            c3.insert(i, requests)
-        for s in self.sums.values():
-            if minute >= s[0]:
-                s[2] += cost
-                s[3] += tokens_in
-                s[4] += tokens_out
-                s[5] += requests
-            elif not found:
-                s[1] += 1  # a new bucket before the window's first one shifts its index
-
-    def totals(self, window: str, start: int) -> list[int]:
-        s = self.sums.get(window)
-        ms = self.minutes
-        if s is None or start < s[0]:
-            i = bisect_left(ms, start)
-            s = [start, i, *(sum(col[i:]) for col in self.cols)]
-            self.sums[window] = s
-        elif start > s[0]:
-            i, n = s[1], len(ms)
-            while i < n and ms[i] < start:
-                for j, col in enumerate(self.cols):
-                    s[2 + j] -= col[i]
-                i += 1
-            s[0], s[1] = start, i
-        return s
-
-    def prune(self, cutoff: int) -> None:
-        k = bisect_left(self.minutes, cutoff)
-        if not k:
-            return
-        del self.minutes[:k]
-        for col in self.cols:
-            del col[:k]
-        for window, s in list(self.sums.items()):
-            if s[1] < k:
-                del self.sums[window]  # its totals include pruned buckets
-            else:
-                s[1] -= k
-
-    def idle(self) -> bool:
-        return not self.minutes and not any(self.pending) and self.rate.empty()
-
-
 def _metric(values: Sequence[int], pending: Sequence[int], metric: str) -> float:
     """A metric from [cost, in, out, requests] totals plus reservations.
 
@@ -220,7 +144,7 @@ class UsageCounters:
     def __init__(self, tz: str = "UTC", keep: timedelta = KEEP) -> None:
         self.tz = tz
         self._keep_s = int(max(keep, KEEP).total_seconds())
-        self._series: dict[Key, _Series] = {}
+        self._series: dict[Key, Series] = {}
         self._live: dict[int, Reservation] = {}
         self._ids = itertools.count(1)
         self._windows: dict[str, Window] = {}
@@ -298,7 +222,7 @@ class UsageCounters:
         for key in keys:
             series = all_series.get(key)
             if series is None:
-                series = all_series[key] = _Series()
+                series = all_series[key] = Series()
             pending = series.pending
             pending[0] += units
             pending[1] += tokens
@@ -377,7 +301,7 @@ class UsageCounters:
             for key in keys or [("request", "")]:
                 series = self._series.get(key)
                 if series is None:
-                    series = self._series[key] = _Series()
+                    series = self._series[key] = Series()
                 series.add(int(minute), values)
 
     @property
@@ -404,7 +328,7 @@ class UsageCounters:
             self._now, self._now_s, self._starts = now, now.timestamp(), {}
         return self._now_s
 
-    def _unreserve(self, series: _Series, r: Reservation) -> None:
+    def _unreserve(self, series: Series, r: Reservation) -> None:
         series.pending[0] -= r.cost_units
         series.pending[1] -= r.tokens
         series.pending[2] -= 1
