@@ -9,10 +9,11 @@ reference) does.  Connection failures become 502 and timeouts 504.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,20 +137,21 @@ def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
 
 
 async def _http_read(resp: aiohttp.ClientResponse, name: str) -> bytes:
-    try:
+    with _reading(resp, name):
         return await resp.read()
-    except TimeoutError as err:
-        raise UpstreamTimeout(f'provider "{name}" timed out') from err
-    except aiohttp.ClientError as err:
-        raise UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}') from err
-    finally:
-        resp.close()
 
 
 async def _http_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
-    try:
+    with _reading(resp, name):
         async for chunk in resp.content.iter_any():
             yield chunk
+
+
+@contextlib.contextmanager
+def _reading(resp: aiohttp.ClientResponse, name: str) -> Iterator[None]:
+    """Reading a reply's body: a timeout is a 504, a cut a 502; the response is closed."""
+    try:
+        yield
     except TimeoutError as err:
         raise UpstreamTimeout(f'provider "{name}" timed out') from err
     except aiohttp.ClientError as err:

@@ -249,14 +249,10 @@ class UsageCounters:
             return
         values = (to_units(cost_usd), tokens_in, tokens_out, 1)
         cutoff = int(self._seconds(now) - self._keep_s) // 60
-        minute, units, tokens = reservation.minute, reservation.cost_units, reservation.tokens
-        all_series = self._series
+        minute, all_series = reservation.minute, self._series
         for key in reservation.keys:
             series = all_series[key]
-            pending = series.pending
-            pending[0] -= units
-            pending[1] -= tokens
-            pending[2] -= 1
+            self._unreserve(series, reservation)
             series.add(minute, values)
             if series.minutes[0] < cutoff:
                 series.prune(cutoff)
