@@ -1,27 +1,33 @@
-"""A faster OTLP/HTTP span exporter: the SDK's exporter with a cached protobuf encoding.
+"""OTLP/HTTP spans for waystone: encoded straight to protobuf bytes, sent in batches.
 
-Why: the SDK's encoder builds a protobuf message per attribute of every span, which on
-a one-core gateway cost about a quarter of the CPU of a whole proxied request (measured
-by ``bench/tracing_overhead.py``); tracing must cost at most 10% of throughput.  Nearly
-every attribute repeats from request to request (operation, provider, model, outcome,
-user and group ids, token counts), so each ``(key, value)`` is encoded once, by
-``opentelemetry-proto``, and its bytes reused.  A span is the protobuf encoding of its
-few scalar fields followed by its attributes' cached bytes: appending a serialized
-field to a serialized message is how protobuf encodes a repeated field, so the result
-decodes to exactly what the SDK's encoder produces (a unit test compares the two).
+Why not the SDK's span objects: with ``ReadableSpan``, the ``BatchSpanProcessor`` and
+the SDK's encoder, tracing cost about 15% of a one-core gateway's throughput
+(``bench/tracing_overhead.py``; issue 6's bar is 10%).  Here the request path queues
+finished traces (``daemon/spans.py``) and a thread encodes and sends them:
 
-Sending is left to the SDK exporter (retries, compression, TLS, headers).  Its HTTP
-client is internal to it; if a future SDK moves it, ``export`` falls back to the SDK's
-own encoding, slower but correct.
+- ``SpanEncoder`` writes a span's protobuf by hand: ids, times and flags are packed,
+  the name/kind/status head and every attribute whose value repeats (operation,
+  provider, model, outcome, user and group ids, token counts) are encoded once and their
+  bytes reused; values new on every span (a request id, a cost) are encoded without the
+  cache.  Appending a serialized field to a serialized message is how protobuf encodes
+  a repeated field, so the result decodes to exactly what the SDK's encoder produces
+  for the same span (``tests/unit/test_otlp.py`` compares the two).
+- ``SpanBatcher`` keeps the finished traces in a bounded deque; its thread encodes and
+  posts them every ``delay_s`` seconds, or as soon as a batch is full, through the SDK exporter's
+  own HTTP client (retries with backoff, compression, TLS, headers: ``send_with``).
+  Like the SDK's batch processor it drops spans, with a warning, rather than grow
+  without bound when the collector cannot keep up.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.common.v1.common_pb2 import (
     AnyValue,
     ArrayValue,
@@ -32,9 +38,14 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
+
+log = logging.getLogger("waystone.tracing")
+
+# OTLP's span kinds and status codes (the SDK's enums number them differently).
+SERVER = PbSpan.SpanKind.SPAN_KIND_SERVER
+CLIENT = PbSpan.SpanKind.SPAN_KIND_CLIENT
+UNSET = PbStatus.StatusCode.STATUS_CODE_UNSET
+ERROR = PbStatus.StatusCode.STATUS_CODE_ERROR
 
 # Protobuf tags (field number << 3 | 2, length-delimited) of the fields framed here.
 _RESOURCE_SPANS = 0x0A  # ExportTraceServiceRequest.resource_spans = 1
@@ -42,10 +53,15 @@ _RESOURCE = 0x0A  # ResourceSpans.resource = 1
 _SCOPE_SPANS = 0x12  # ResourceSpans.scope_spans = 2
 _SCOPE = 0x0A  # ScopeSpans.scope = 1
 _SPANS = 0x12  # ScopeSpans.spans = 2
-_TRACE_ID = b"\x0a\x10"  # Span.trace_id = 1, 16 bytes
-_SPAN_ID = b"\x12\x08"  # Span.span_id = 2, 8 bytes
+_SPANS_TAG = bytes((_SPANS,))
+# trace_id = 1 (16 bytes, in two halves), span_id = 2 (8 bytes), parent_span_id = 4 (8 bytes)
+_IDS = struct.Struct(">2sQQ2sQ")
+_IDS_PARENT = struct.Struct(">2sQQ2sQ2sQ")
+_LOW64 = 0xFFFFFFFFFFFFFFFF
+_TRACE_ID = b"\x0a\x10"
+_SPAN_ID = b"\x12\x08"
 _TRACE_STATE = 0x1A  # Span.trace_state = 3
-_PARENT_ID = b"\x22\x08"  # Span.parent_span_id = 4, 8 bytes
+_PARENT_TAG = b"\x22\x08"
 # Span.start_time_unix_nano = 7 and end_time_unix_nano = 8 (fixed64), flags = 16 (fixed32)
 _TIMES_FLAGS = struct.Struct("<BQBQ2sI")
 _ATTRIBUTES = 0x4A  # Span.attributes = 9
@@ -56,13 +72,20 @@ _IS_REMOTE = 0x200
 _KEY = 0x0A  # KeyValue.key = 1
 _VALUE = 0x12  # KeyValue.value = 2
 _STRING_VALUE = 0x0A  # AnyValue.string_value = 1; bool_value = 2 (varint), int_value = 3
+_STRING = bytes((_STRING_VALUE,))
+_ATTRIBUTE = bytes((_ATTRIBUTES,))
 _DOUBLE_VALUE = b"\x21"  # AnyValue.double_value = 4 (fixed64)
 _DOUBLE = struct.Struct("<d")
 # Distinct (key, value) pairs kept encoded; past this the cache starts over.
 CACHE_LIMIT = 20_000
 
 
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -90,9 +113,8 @@ def any_value(value: Any) -> AnyValue:
 
 
 def _scalar(value: Any) -> bytes | None:
-    """An ``AnyValue`` holding a str, bool, int or float, encoded by hand (a request id or
-    a cost is new on every span: protobuf's message classes cost ~10 µs per attribute);
-    None for anything else."""
+    """An ``AnyValue`` holding a str, bool, int or float, encoded by hand; None for
+    anything else (protobuf's message classes cost ~10 µs per attribute)."""
     cls = value.__class__
     if cls is str:
         return _field(_STRING_VALUE, value.encode())
@@ -105,112 +127,251 @@ def _scalar(value: Any) -> bytes | None:
     return None
 
 
-def _key_values(attributes: Any) -> list[KeyValue]:
+def _encode_attribute(key: str, value: Any) -> bytes:
+    """A span's ``attributes`` entry, any value."""
+    scalar = _scalar(value)
+    if scalar is None:  # an array: protobuf's own encoding
+        payload = KeyValue(key=key, value=any_value(value)).SerializeToString()
+    else:
+        payload = _field(_KEY, key.encode()) + _field(_VALUE, scalar)
+    return _field(_ATTRIBUTES, payload)
+
+
+def _rare_fields(
+    trace_state: str | None,
+    status: int,
+    status_message: str | None,
+    events: Sequence[tuple[str, int, Mapping[str, Any]]],
+) -> bytes:
+    """A span's trace state, status message and events, which few spans have."""
+    parts = []
+    if trace_state:
+        parts.append(_field(_TRACE_STATE, trace_state.encode()))
+    if status_message:
+        # Merges into the code-only status of the head, as a repeated message field does.
+        pb = PbSpan(status=PbStatus(code=status, message=status_message))  # type: ignore[arg-type]
+        parts.append(pb.SerializeToString())
+    for name, at, attributes in events:
+        pb_event = PbSpan.Event(name=name, time_unix_nano=at, attributes=_key_values(attributes))
+        parts.append(_field(_EVENTS, pb_event.SerializeToString()))
+    return b"".join(parts)
+
+
+def _key_values(attributes: Mapping[str, Any] | None) -> list[KeyValue]:
     return [KeyValue(key=k, value=any_value(v)) for k, v in (attributes or {}).items()]
 
 
 class SpanEncoder:
-    """Encodes spans of one resource and instrumentation scope as an OTLP export request."""
+    """Encodes the spans of one resource and instrumentation scope (see the module doc)."""
 
-    def __init__(self, resource: Resource, scope: SdkScope) -> None:
+    def __init__(self, resource: Resource, scope: str, scope_version: str = "") -> None:
         pb_resource = PbResource(attributes=_key_values(resource.attributes))
-        pb_scope = InstrumentationScope(name=scope.name, version=scope.version or "")
+        pb_scope = InstrumentationScope(name=scope, version=scope_version)
         self._resource = _field(_RESOURCE, pb_resource.SerializeToString())
         self._scope = _field(_SCOPE, pb_scope.SerializeToString())
-        self._attributes: dict[tuple[str, type, Any], bytes] = {}
+        self._cache: dict[tuple[Any, ...], bytes] = {}
+        self._sets: dict[tuple[Any, ...], bytes] = {}
+        self._keys: dict[str, bytes] = {}  # attribute names: a fixed set
+        self._double_keys: dict[str, bytes] = {}
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        scope_spans = self._scope + b"".join(_field(_SPANS, self.span(s)) for s in spans)
+    def request(self, spans: Iterable[bytes]) -> bytes:
+        """An ``ExportTraceServiceRequest`` carrying spans encoded by ``span``."""
+        scope_spans = self._scope + b"".join(spans)
         resource_spans = self._resource + _field(_SCOPE_SPANS, scope_spans)
         return _field(_RESOURCE_SPANS, resource_spans)
 
-    def span(self, span: ReadableSpan) -> bytes:
-        context = span.context
-        assert context is not None
-        parent = span.parent
-        status = span.status
-        head = [
-            _TRACE_ID + context.trace_id.to_bytes(16, "big"),
-            _SPAN_ID + context.span_id.to_bytes(8, "big"),
-        ]
-        if context.trace_state:
-            head.append(_field(_TRACE_STATE, context.trace_state.to_header().encode()))
-        if parent is not None:
-            head.append(_PARENT_ID + parent.span_id.to_bytes(8, "big"))
-        head.append(self._cached(("name", span.name, span.kind, status.status_code), span))
-        if status.description:
-            head.append(self._status(status))
-        flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-        times = (0x39, span.start_time or 0, 0x41, span.end_time or 0, b"\x85\x01", flags)
-        head.append(_TIMES_FLAGS.pack(*times))
-        cached = self._attributes.get
-        append = head.append
-        for key, value in (span.attributes or {}).items():
-            if value.__class__ is list:  # encoded as its tuple
-                value = tuple(value)
-            encoded = cached((key, value.__class__, value))
-            append(encoded if encoded is not None else self._attribute(key, value))
-        for event in span.events:
-            pb_event = PbSpan.Event(
-                name=event.name,
-                time_unix_nano=event.timestamp,
-                attributes=_key_values(event.attributes),
-            )
-            head.append(_field(_EVENTS, pb_event.SerializeToString()))
-        return b"".join(head)
-
-    def _cached(self, key: tuple[Any, ...], span: ReadableSpan) -> bytes:
-        """Name, kind and (unset or code-only) status: the same for most spans."""
-        encoded = self._attributes.get(key)
+    def attribute(self, key: str, value: Any) -> bytes:
+        """One attribute, from the cache: for values that repeat across spans."""
+        if value.__class__ is list:  # encoded as its tuple
+            value = tuple(value)
+        cache_key = (key, value.__class__, value)  # True == 1: the class keeps them apart
+        encoded = self._cache.get(cache_key)
         if encoded is None:
-            code = span.status.status_code.value
-            pb = PbSpan(
-                name=span.name,
-                kind=PbSpan.SpanKind.ValueType(span.kind.value + 1),  # the SDK's starts at 0
-                status=PbStatus(code=PbStatus.StatusCode.ValueType(code)),
-            )
-            encoded = self._store(key, pb.SerializeToString())
+            encoded = self._store(cache_key, self.fresh(key, value))
         return encoded
 
-    def _status(self, status: Any) -> bytes:
-        # Merges into the code-only status before it, as a repeated message field does.
-        pb = PbSpan(
-            status=PbStatus(
-                code=PbStatus.StatusCode.ValueType(status.status_code.value),
-                message=status.description,
-            )
-        )
-        return bytes(pb.SerializeToString())
+    def stored(self, key: tuple[Any, ...]) -> bytes | None:
+        """Attributes kept together by ``store`` under ``key``, or None."""
+        return self._sets.get(key)
 
-    def _attribute(self, key: str, value: Any) -> bytes:
-        scalar = _scalar(value)
-        if scalar is None:  # an array: protobuf's own encoding
-            payload = KeyValue(key=key, value=any_value(value)).SerializeToString()
+    def store(self, key: tuple[Any, ...], attributes: Mapping[str, Any]) -> bytes:
+        """Attributes that repeat together (a request's model, outcome, user and group...),
+        encoded and kept under ``key``: one lookup on the next span instead of one each."""
+        if len(self._sets) >= CACHE_LIMIT:
+            self._sets.clear()
+        encoded = self._sets[key] = b"".join([self.attribute(k, v) for k, v in attributes.items()])
+        return encoded
+
+    def fresh(self, key: str, value: Any) -> bytes:
+        """One attribute, encoded now: for values new on every span (ids, costs)."""
+        cls = value.__class__
+        if cls is str:  # a request id: the key's bytes are kept, the value's framed here
+            data: bytes = value.encode()
+            value_field = _STRING + _varint(len(data)) + data
+            payload = self._key(key) + _varint(len(value_field)) + value_field
+            return _ATTRIBUTE + _varint(len(payload)) + payload
+        if cls is float:  # a cost: all but the 8 bytes of the double are the key's
+            prefix = self._double_keys.get(key)
+            if prefix is None:
+                head = self._key(key) + b"\x09" + _DOUBLE_VALUE  # the value field: 9 bytes
+                prefix = self._double_keys[key] = _ATTRIBUTE + _varint(len(head) + 8) + head
+            return prefix + _DOUBLE.pack(value)
+        return _encode_attribute(key, value)
+
+    def _key(self, key: str) -> bytes:
+        """A KeyValue's key field and its value field's tag."""
+        encoded = self._keys.get(key)
+        if encoded is None:
+            encoded = self._keys[key] = _field(_KEY, key.encode()) + bytes((_VALUE,))
+        return encoded
+
+    def span(
+        self,
+        name: str,
+        kind: int,
+        trace_id: int,
+        span_id: int,
+        start_ns: int,
+        end_ns: int,
+        attributes: bytes,
+        *,
+        parent_id: int | None = None,
+        parent_remote: bool = False,
+        trace_state: str | None = None,
+        status: int = UNSET,
+        status_message: str | None = None,
+        events: Sequence[tuple[str, int, Mapping[str, Any]]] = (),
+    ) -> bytes:
+        """One span's encoding, framed as an entry of ``ScopeSpans.spans``; ``attributes``
+        is the concatenation of ``attribute`` and ``fresh`` results, ``events`` are
+        (name, time in ns, attributes)."""
+        if parent_id is None:
+            ids = _IDS.pack(_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _SPAN_ID, span_id)
         else:
-            payload = _field(_KEY, key.encode()) + _field(_VALUE, scalar)
-        return self._store((key, value.__class__, value), _field(_ATTRIBUTES, payload))
+            ids = _IDS_PARENT.pack(
+                _TRACE_ID,
+                trace_id >> 64,
+                trace_id & _LOW64,
+                _SPAN_ID,
+                span_id,
+                _PARENT_TAG,
+                parent_id,
+            )
+        head = self._cache.get((name, kind, status)) or self._head(name, kind, status)
+        flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent_remote else 0)
+        times = _TIMES_FLAGS.pack(0x39, start_ns, 0x41, end_ns, b"\x85\x01", flags)
+        rare = (
+            _rare_fields(trace_state, status, status_message, events)
+            if (trace_state or status_message or events)
+            else b""
+        )
+        size = len(ids) + len(head) + len(rare) + len(times) + len(attributes)
+        return b"".join((_SPANS_TAG, _varint(size), ids, head, rare, times, attributes))
+
+    def _head(self, name: str, kind: int, status: int) -> bytes:
+        """Name, kind and code-only status: the same for most spans."""
+        pb = PbSpan(name=name, kind=kind, status=PbStatus(code=status))  # type: ignore[arg-type]
+        return self._store((name, kind, status), pb.SerializeToString())
 
     def _store(self, key: tuple[Any, ...], encoded: bytes) -> bytes:
-        if len(self._attributes) >= CACHE_LIMIT:
-            self._attributes.clear()
-        self._attributes[key] = encoded
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = encoded
         return encoded
 
 
-class CachedOTLPSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP exporter, encoding with ``SpanEncoder`` (see the module doc)."""
+def send_with(exporter: Any) -> Callable[[bytes], bool] | None:
+    """The SDK OTLP/HTTP exporter's way to post an encoded export request (its HTTP
+    client, since SDK 1.45), or None when this SDK does not have it."""
+    export = getattr(getattr(exporter, "_client", None), "export", None)
+    if not callable(export):
+        return None
 
-    def __init__(self, encoder: SpanEncoder, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def send(data: bytes) -> bool:
+        return bool(export(data).success)  # the client logs what failed
+
+    return send
+
+
+class Traced(Protocol):
+    """What the batcher queues: something that encodes to one or more framed spans."""
+
+    def encode(self, encoder: SpanEncoder) -> bytes: ...
+
+
+class SpanBatcher:
+    """Finished traces, queued by the event loop, encoded and posted in batches by a
+    thread (encoding a thousand in one loop costs less than one at a time in between
+    the event loop's other work)."""
+
+    def __init__(
+        self,
+        encoder: SpanEncoder,
+        send: Callable[[bytes], bool],
+        *,
+        max_queue: int = 4096,
+        max_batch: int = 1024,
+        delay_s: float = 5.0,
+    ) -> None:
         self.encoder = encoder
+        self.max_queue = max_queue
+        self.max_batch = max_batch
+        self.delay_s = delay_s
+        self.dropped = 0
+        self._send = send
+        self._queue: deque[Traced] = deque()
+        self._wake = threading.Event()
+        self._sending = threading.Lock()  # one export at a time: the thread's or a flush
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="waystone-otlp", daemon=True)
+        self._thread.start()
 
-    @property
-    def fast(self) -> bool:
-        """Whether the SDK's HTTP client is where this exporter expects it."""
-        return callable(getattr(getattr(self, "_client", None), "export", None))
+    def add(self, traced: Traced) -> None:
+        """Queue a finished trace (the event loop's side: a deque append, thread-safe)."""
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            if not self.dropped:
+                log.warning("the span queue is full (%d traces): dropping spans", self.max_queue)
+            self.dropped += 1
+            return
+        queue.append(traced)
+        if len(queue) >= self.max_batch and not self._wake.is_set():
+            self._wake.set()
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not self.fast or getattr(self, "_shutdown", True):
-            return super().export(spans)
-        result = self._client.export(self.encoder.encode(spans))
-        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+    def flush(self) -> None:
+        """Send every trace queued so far (not those queued meanwhile: under load that
+        would be a stream of small posts); blocks while it posts."""
+        self._send_batches(len(self._queue))
+
+    def shutdown(self) -> None:
+        """Stop the thread and send what is left."""
+        self._stopped = True
+        self._wake.set()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            full = self._wake.wait(self.delay_s)
+            self._wake.clear()
+            queued = len(self._queue)
+            try:  # a full batch wakes the thread early: send only whole batches then
+                self._send_batches(queued - queued % self.max_batch if full else queued)
+            except Exception:  # the thread must live on: the next batch may go through
+                log.exception("sending spans failed")
+
+    def _send_batches(self, count: int) -> None:
+        queue = self._queue
+        with self._sending:
+            while count > 0 and queue:
+                size = min(count, len(queue), self.max_batch)
+                count -= size
+                batch = [queue.popleft() for _ in range(size)]
+                self._send(self.encoder.request(self._encoded(batch)))
+
+    def _encoded(self, batch: list[Traced]) -> Iterator[bytes]:
+        for traced in batch:
+            try:
+                yield traced.encode(self.encoder)
+            except Exception:  # one bad span must not cost the batch
+                log.exception("encoding a span failed")

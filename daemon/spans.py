@@ -1,13 +1,19 @@
 """Recording spans: the request path's side of tracing (see ``daemon/tracing.py``).
 
 This module imports OpenTelemetry at the top and is itself imported only when tracing
-is on.  The request path builds finished ``ReadableSpan``s directly and hands them to
-the provider's ``BatchSpanProcessor``, rather than going through the SDK's ``Span``
-API: that API validates every attribute on every set, which, with the SDK's encoder,
-cost a quarter of a proxied request's CPU (``bench/tracing_overhead.py``); the values
-recorded here are all plain ``str``/``int``/``float``/``bool``/tuples.  Ids come from
-the SDK's ``RandomIdGenerator``; a caller's unsampled ``traceparent`` is respected
-(nothing recorded, the header goes upstream unchanged).
+is on.  The request path only notes what a span needs (ids, times, the finished
+request's record) and queues the finished ``RequestTrace``; the exporting thread
+encodes it, with its upstream CLIENT spans, straight to OTLP bytes
+(``daemon/otlp.py``) in batches of a thousand requests.  No SDK span object is built:
+the SDK's ``ReadableSpan``, batch processor and encoder cost half again what issue 6
+allows (``bench/tracing_overhead.py``), and encoding in one tight loop per batch costs
+less than encoding each request between the others' work.  A queued trace holds the
+request's ``RequestRecord``, which nothing changes once the request has finished (the
+ledger writer reads it from its thread too).
+
+Ids come from the SDK's ``RandomIdGenerator``, and an incoming ``traceparent`` is read
+by its ``TraceContextTextMapPropagator``; a caller's unsampled ``traceparent`` is
+respected (nothing recorded, the header goes upstream unchanged).
 """
 
 from __future__ import annotations
@@ -18,23 +24,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import (
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    get_current_span,
-)
+from opentelemetry.trace import get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from daemon.otlp import CLIENT, ERROR, SERVER, UNSET, SpanBatcher, SpanEncoder
 
 if TYPE_CHECKING:
     from daemon.call import Call
     from daemon.upstream import UpstreamReply
     from waystone_cli.core.config import ProviderConfig
+    from waystone_cli.core.records import RequestRecord
 
 # GenAI ``gen_ai.operation.name`` per route; routes the conventions do not name keep
 # a descriptive name of their own.
@@ -47,48 +48,47 @@ OPERATIONS = {
     "audio/transcriptions": "transcription",
 }
 _UNTRACED_ROUTES = frozenset({"models"})
-_UNSET = Status(StatusCode.UNSET)
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class Tracing:
-    """The app's tracer provider and what the request path needs to record spans."""
+    """What the request path needs to record spans, and the batcher that sends them."""
 
-    def __init__(self, provider: TracerProvider, processor: SpanProcessor) -> None:
-        self.provider = provider
-        self.processor = processor
-        self.resource = provider.resource
-        self.scope = InstrumentationScope("waystone")
+    def __init__(self, encoder: SpanEncoder, batcher: SpanBatcher, exporter: SpanExporter) -> None:
+        self.encoder = encoder  # the exporting thread's: the request path does not encode
+        self.batcher = batcher
+        self.exporter = exporter  # the SDK's, whose HTTP client the batcher sends with
         self.ids = RandomIdGenerator()
         self.propagator = TraceContextTextMapPropagator()
-        # The CLIENT span's attributes that depend only on (provider, model, route).
-        self._upstream: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # The CLIENT span's attributes that depend only on the provider, model and route.
+        self._upstream: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def shutdown(self) -> None:
+        """Send what is queued, then close the exporter (blocks while it posts)."""
+        self.batcher.shutdown()
+        self.exporter.shutdown()
 
     def start(self, call: Call) -> RequestTrace | None:
         rec = call.record
         if rec.route in _UNTRACED_ROUTES:
             return None
         headers = call.request.headers
-        parent: SpanContext | None = None
+        trace = RequestTrace(self, OPERATIONS.get(rec.route, rec.route))
         if "traceparent" in headers:
             parent = get_current_span(self.propagator.extract(headers)).get_span_context()
-            if not parent.is_valid:
-                parent = None
-            elif not parent.trace_flags.sampled:
-                return None  # the caller chose not to sample: its traceparent goes upstream as is
-        context = SpanContext(
-            trace_id=parent.trace_id if parent else self.ids.generate_trace_id(),
-            span_id=self.ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=_SAMPLED,
-            trace_state=parent.trace_state if parent else None,
-        )
-        return RequestTrace(self, context, parent, OPERATIONS.get(rec.route, rec.route))
+            if parent.is_valid:
+                if not parent.trace_flags.sampled:  # the caller chose not to sample:
+                    return None  # its traceparent goes upstream as is
+                trace.trace_id = parent.trace_id
+                trace.parent_id = parent.span_id
+                trace.parent_remote = parent.is_remote
+                trace.trace_state = parent.trace_state.to_header() or None
+        return trace
 
     def upstream_attributes(
         self, operation: str, provider: ProviderConfig, model: str, route: str
-    ) -> dict[str, Any]:
-        key = (provider.name, model, route)
+    ) -> tuple[tuple[str, ...], dict[str, Any]]:
+        # Everything the attributes depend on: a reloaded provider gets a key of its own.
+        key = (provider.name, provider.kind, provider.base_url or "", model, route)
         attributes = self._upstream.get(key)
         if attributes is None:
             if len(self._upstream) >= 1000:  # models are configured: this never fills up
@@ -96,26 +96,50 @@ class Tracing:
             attributes = self._upstream[key] = _upstream_attributes(
                 operation, provider, model, route
             )
-        return dict(attributes)
-
-    def record(self, span: ReadableSpan) -> None:
-        self.processor.on_end(span)
+        return key, attributes
 
 
 class RequestTrace:
-    """The SERVER span of one proxied request, recorded when the request finishes."""
+    """The SERVER span of one proxied request and its upstream attempts' CLIENT spans;
+    queued for export when the request finishes."""
 
-    def __init__(
-        self, tracing: Tracing, context: SpanContext, parent: SpanContext | None, operation: str
-    ) -> None:
+    __slots__ = (
+        "tracing",
+        "operation",
+        "trace_id",
+        "span_id",
+        "parent_id",
+        "parent_remote",
+        "trace_state",
+        "start_ns",
+        "end_ns",
+        "response_model",
+        "finish_reasons",
+        "attempts",
+        "record",
+        "provider_kind",
+        "has_usage",
+        "events",
+    )
+
+    def __init__(self, tracing: Tracing, operation: str) -> None:
         self.tracing = tracing
-        self.context = context
-        self.parent = parent
         self.operation = operation
+        self.trace_id: int = tracing.ids.generate_trace_id()
+        self.span_id: int = tracing.ids.generate_span_id()
+        self.parent_id: int | None = None  # a caller's span, from its traceparent
+        self.parent_remote = False
+        self.trace_state: str | None = None
         self.start_ns = time.time_ns()
+        self.end_ns = 0
         self.response_model: str | None = None
         self.finish_reasons: list[str] = []
-        self.attempt: UpstreamSpan | None = None  # the upstream call not yet recorded
+        self.attempts: list[UpstreamSpan] = []
+        # Set by ``end``: what encoding needs from the finished request.
+        self.record: RequestRecord | None = None
+        self.provider_kind: str | None = None
+        self.has_usage = False
+        self.events: list[tuple[str, int, dict[str, str]]] = []
 
     def note(self, body: Mapping[str, Any]) -> None:
         """Read the response model and finish reasons from an answer or a stream chunk."""
@@ -129,101 +153,137 @@ class RequestTrace:
             self.finish_reasons.append(status)
 
     def upstream(self, provider: ProviderConfig, model: str, route: str) -> UpstreamSpan:
-        tracing = self.tracing
-        context = SpanContext(
-            trace_id=self.context.trace_id,
-            span_id=tracing.ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=self.context.trace_flags,
-            trace_state=self.context.trace_state,
-        )
-        attributes = tracing.upstream_attributes(self.operation, provider, model, route)
-        if self.attempt is not None:  # a retry or fallback: the previous reply is released
-            self.attempt.end()
-        self.attempt = UpstreamSpan(self, context, f"{self.operation} {model}", attributes)
-        return self.attempt
+        key, attributes = self.tracing.upstream_attributes(self.operation, provider, model, route)
+        if self.attempts:  # a retry or fallback: the previous reply is released
+            self.attempts[-1].end()
+        attempt = UpstreamSpan(self, f"{self.operation} {model}", key, attributes)
+        self.attempts.append(attempt)
+        return attempt
 
     def end(self, call: Call) -> None:
-        rec = call.record
+        """Note what encoding needs from the finished request, and queue the trace."""
+        self.end_ns = time.time_ns()
+        if self.attempts:
+            self.attempts[-1].end()
+        rec = self.record = call.record
+        provider = call.snapshot.config.providers.get(rec.provider or "")
+        self.provider_kind = provider.kind if provider is not None else None
+        self.has_usage = call.usage is not None
+        if rec.capture:
+            self.events = _content_events(call)
+        self.tracing.batcher.add(self)
+
+    def encode(self, encoder: SpanEncoder) -> bytes:
+        """This request's spans, encoded (the exporting thread's side)."""
+        rec = self.record
+        assert rec is not None
         requested = rec.requested_model.split("/", 1)[1] if rec.requested_model else None
-        attributes = _request_attributes(call, requested, self)
         failed = rec.status >= 500 or rec.outcome in ("error", "upstream_cut")
-        if failed:
-            attributes["error.type"] = rec.outcome
-        if self.attempt is not None:
-            self.attempt.end()
-        tracing = self.tracing
-        tracing.record(
-            ReadableSpan(
+        # The CLIENT spans first: the order they ended in, as the SDK would send them.
+        spans = [attempt.encode(encoder) for attempt in self.attempts]
+        spans.append(
+            encoder.span(
                 f"{self.operation} {requested}" if requested else self.operation,
-                context=self.context,
-                parent=self.parent,
-                resource=tracing.resource,
-                attributes=attributes,
-                events=_content_events(call) if rec.capture else (),
-                kind=SpanKind.SERVER,
-                status=Status(StatusCode.ERROR, rec.error) if failed else _UNSET,
-                start_time=self.start_ns,
-                end_time=time.time_ns(),
-                instrumentation_scope=tracing.scope,
+                SERVER,
+                self.trace_id,
+                self.span_id,
+                self.start_ns,
+                self.end_ns,
+                _request_attributes(self, rec, requested, failed, encoder),
+                parent_id=self.parent_id,
+                parent_remote=self.parent_remote,
+                trace_state=self.trace_state,
+                status=ERROR if failed else UNSET,
+                status_message=rec.error if failed else None,
+                events=self.events,
             )
         )
+        return b"".join(spans)
 
 
 class UpstreamSpan:
     """The CLIENT span of one upstream attempt.
 
-    It is recorded when it fails, when the next attempt starts, or when the request
-    finishes: the relay releases the reply just before each of these, so the span
-    covers the call and the reading or relaying of its answer.
+    It ends when it fails, when the next attempt starts, or when the request finishes:
+    the relay releases the reply just before each of these, so the span covers the call
+    and the reading or relaying of its answer.
     """
 
+    __slots__ = (
+        "trace",
+        "span_id",
+        "name",
+        "key",
+        "attributes",
+        "start_ns",
+        "end_ns",
+        "http_status",
+        "error_type",
+        "message",
+    )
+
     def __init__(
-        self, trace: RequestTrace, context: SpanContext, name: str, attributes: dict[str, Any]
+        self,
+        trace: RequestTrace,
+        name: str,
+        key: tuple[str, ...],
+        attributes: Mapping[str, Any],
     ) -> None:
         self.trace = trace
-        self.context = context
+        self.span_id: int = trace.tracing.ids.generate_span_id()
         self.name = name
-        self.attributes = attributes
+        self.key = key
+        self.attributes = attributes  # shared by every call to this provider and model
         self.start_ns = time.time_ns()
-        self.status = _UNSET
-        self.ended = False
+        self.end_ns = 0
+        self.http_status: int | None = None
+        self.error_type: str | None = None
+        self.message: str | None = None  # set: the span's status is ERROR
 
     def inject(self, headers: dict[str, str]) -> None:
         """Point the provider's ``traceparent`` at this span (replacing the client's)."""
-        ctx = self.context
-        headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+        headers["traceparent"] = f"00-{self.trace.trace_id:032x}-{self.span_id:016x}-01"
 
     def replied(self, reply: UpstreamReply) -> None:
-        self.attributes["http.response.status_code"] = reply.status
+        self.http_status = reply.status
         if reply.status >= 400:
-            self.attributes["error.type"] = str(reply.status)
-            self.status = Status(StatusCode.ERROR, f"HTTP {reply.status}")
+            self.error_type, self.message = str(reply.status), f"HTTP {reply.status}"
 
     def failed(self, err: BaseException) -> None:
-        self.attributes["error.type"] = type(err).__name__
-        self.status = Status(StatusCode.ERROR, str(err) or type(err).__name__)
+        self.error_type, self.message = type(err).__name__, str(err) or type(err).__name__
         self.end()
 
     def end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        tracing = self.trace.tracing
-        tracing.record(
-            ReadableSpan(
-                self.name,
-                context=self.context,
-                parent=self.trace.context,
-                resource=tracing.resource,
-                attributes=self.attributes,
-                kind=SpanKind.CLIENT,
-                status=self.status,
-                start_time=self.start_ns,
-                end_time=time.time_ns(),
-                instrumentation_scope=tracing.scope,
-            )
+        if not self.end_ns:
+            self.end_ns = time.time_ns()
+
+    def encode(self, encoder: SpanEncoder) -> bytes:
+        key = (self.key, self.http_status, self.error_type)
+        attributes = encoder.stored(key)
+        if attributes is None:
+            attributes = encoder.store(key, self._attributes())
+        trace = self.trace
+        return encoder.span(
+            self.name,
+            CLIENT,
+            trace.trace_id,
+            self.span_id,
+            self.start_ns,
+            self.end_ns or trace.end_ns,
+            attributes,
+            parent_id=trace.span_id,
+            trace_state=trace.trace_state,
+            status=UNSET if self.message is None else ERROR,
+            status_message=self.message,
         )
+
+    def _attributes(self) -> dict[str, Any]:
+        attributes = dict(self.attributes)
+        if self.http_status is not None:
+            attributes["http.response.status_code"] = self.http_status
+        if self.error_type is not None:
+            attributes["error.type"] = self.error_type
+        return attributes
 
 
 def _upstream_attributes(
@@ -246,19 +306,58 @@ def _upstream_attributes(
     return attributes
 
 
-def _request_attributes(call: Call, requested: str | None, trace: RequestTrace) -> dict[str, Any]:
-    rec = call.record
+def _request_attributes(
+    trace: RequestTrace,
+    rec: RequestRecord,
+    requested: str | None,
+    failed: bool,
+    encoder: SpanEncoder,
+) -> bytes:
+    # Everything but the request id, the cost and the token counts repeats from request
+    # to request: one key finds it all encoded.
+    key = (
+        trace.operation,
+        requested,
+        trace.response_model or rec.model,
+        rec.provider,
+        trace.provider_kind,
+        rec.status,
+        rec.outcome,
+        failed,
+        tuple(rec.rulesets),
+        tuple(rec.rules),
+        tuple(trace.finish_reasons),
+        rec.user_id,
+        rec.group_id,
+        trace.has_usage and rec.usage_estimated,
+        trace.has_usage and not rec.priced,
+    )
+    stable = encoder.stored(key)
+    if stable is None:
+        stable = encoder.store(key, _stable_attributes(trace, rec, requested, failed))
+    parts = [stable, encoder.fresh("waystone.request.id", rec.id)]
+    if rec.cost_usd is not None:
+        parts.append(encoder.fresh("waystone.cost_usd", float(rec.cost_usd)))
+    if trace.has_usage:
+        parts.append(encoder.attribute("gen_ai.usage.input_tokens", rec.input_tokens))
+        parts.append(encoder.attribute("gen_ai.usage.output_tokens", rec.output_tokens))
+    return b"".join(parts)
+
+
+def _stable_attributes(
+    trace: RequestTrace, rec: RequestRecord, requested: str | None, failed: bool
+) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": trace.operation,
-        "waystone.request.id": rec.id,
         "http.response.status_code": rec.status,
         "waystone.outcome": rec.outcome,
         "waystone.rulesets": tuple(rec.rulesets),
     }
-    provider = call.snapshot.config.providers.get(rec.provider or "")
-    if provider is not None:
-        attributes["gen_ai.system"] = attributes["gen_ai.provider.name"] = provider.kind
-        attributes["waystone.provider"] = provider.name
+    if failed:
+        attributes["error.type"] = rec.outcome
+    if trace.provider_kind is not None:
+        attributes["gen_ai.system"] = attributes["gen_ai.provider.name"] = trace.provider_kind
+        attributes["waystone.provider"] = rec.provider
     if requested:
         attributes["gen_ai.request.model"] = requested
     if response_model := trace.response_model or rec.model:
@@ -267,30 +366,24 @@ def _request_attributes(call: Call, requested: str | None, trace: RequestTrace) 
         attributes["waystone.user.id"] = rec.user_id
     if rec.group_id is not None:
         attributes["waystone.group.id"] = rec.group_id
-    if rec.cost_usd is not None:
-        attributes["waystone.cost_usd"] = float(rec.cost_usd)
     if rec.rules:
         attributes["waystone.rules"] = tuple(rec.rules)
     if trace.finish_reasons:
         attributes["gen_ai.response.finish_reasons"] = tuple(dict.fromkeys(trace.finish_reasons))
-    if call.usage is not None:
-        attributes["gen_ai.usage.input_tokens"] = rec.input_tokens
-        attributes["gen_ai.usage.output_tokens"] = rec.output_tokens
-        # Flags only where they differ from the usual, to keep spans small.
-        if rec.usage_estimated:
-            attributes["waystone.usage_estimated"] = True
-        if not rec.priced:
-            attributes["waystone.priced"] = False
+    # Flags only where they differ from the usual, to keep spans small.
+    if trace.has_usage and rec.usage_estimated:
+        attributes["waystone.usage_estimated"] = True
+    if trace.has_usage and not rec.priced:
+        attributes["waystone.priced"] = False
     return attributes
 
 
-def _content_events(call: Call) -> list[Event]:
+def _content_events(call: Call) -> list[tuple[str, int, dict[str, str]]]:
     now = time.time_ns()
     events = []
     if call.input_content is not None:
         prompt = json.dumps(call.input_content, ensure_ascii=False, default=str)
-        events.append(Event("gen_ai.content.prompt", {"gen_ai.prompt": prompt}, now))
+        events.append(("gen_ai.content.prompt", now, {"gen_ai.prompt": prompt}))
     if call.output_text is not None:
-        text = call.output_text
-        events.append(Event("gen_ai.content.completion", {"gen_ai.completion": text}, now))
+        events.append(("gen_ai.content.completion", now, {"gen_ai.completion": call.output_text}))
     return events

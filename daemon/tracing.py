@@ -8,11 +8,12 @@ both imported (with OpenTelemetry) only when an endpoint is configured.
 
 Design:
 
-- Each app owns a ``TracerProvider`` (never the global one) with a
-  ``BatchSpanProcessor`` and the SDK's OTLP/HTTP exporter (with a cached encoding);
-  spans leave in batches from the SDK's worker thread.  ``tracing_ctx`` shuts the provider down on stop, in a thread,
-  which flushes what is queued (the exporter blocks while it posts, and the collector
-  may be served by this very event loop, as in the tests).
+- Each app has its own tracing (the global tracer provider is left alone): spans are
+  encoded to OTLP protobuf as they end and a thread sends them in batches through the
+  SDK's OTLP/HTTP exporter (``daemon/otlp.py`` says why not the SDK's span objects).
+  ``tracing_ctx`` shuts it down on stop, in a thread, which sends what is queued (the
+  exporter blocks while it posts, and the collector may be served by this very event
+  loop, as in the tests).
 - The request span follows the GenAI semantic conventions: named
   ``"{gen_ai.operation.name} {gen_ai.request.model}"`` (e.g. ``"chat gpt-test"``), with
   ``gen_ai.*`` attributes for the provider, models, token usage and finish reasons,
@@ -66,12 +67,10 @@ def build_tracing(otel: OtelConfig) -> Tracing | None:
     if not otel.endpoint:
         return None
     try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-        from daemon.otlp import CachedOTLPSpanExporter, SpanEncoder
+        from daemon.otlp import SpanBatcher, SpanEncoder, send_with
         from daemon.spans import Tracing
     except ImportError:
         log.warning(
@@ -79,27 +78,30 @@ def build_tracing(otel: OtelConfig) -> Tracing | None:
             "(install waystone[otel])"
         )
         return None
+    exporter = OTLPSpanExporter(endpoint=traces_url(otel.endpoint), headers=dict(otel.headers))
+    send = send_with(exporter)
+    if send is None:
+        log.warning(
+            "[otel] endpoint is set but this OpenTelemetry exporter is too old to send "
+            "waystone's spans: tracing is off (install waystone[otel] for version 1.45 or later)"
+        )
+        return None
     resource = Resource.create({"service.name": otel.service_name})
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    exporter = CachedOTLPSpanExporter(
-        SpanEncoder(resource, InstrumentationScope("waystone")),
-        endpoint=traces_url(otel.endpoint),
-        headers=dict(otel.headers),
-    )
-    # Batches of 2,048 rather than the SDK's 512: a quarter of the posts under load, the
-    # queue four times deeper so a burst still fits while one batch is on its way.
-    processor = BatchSpanProcessor(exporter, max_queue_size=8192, max_export_batch_size=2048)
-    provider.add_span_processor(processor)
-    return Tracing(provider, processor)
+    encoder = SpanEncoder(resource, "waystone")
+    # Batches of 1,024 requests (2,048 spans) rather than the SDK's 512 spans: a quarter
+    # of the posts under load; the queue four times deeper, so a burst still fits while
+    # one batch is on its way.
+    batcher = SpanBatcher(encoder, send, max_queue=4096, max_batch=1024)
+    return Tracing(encoder, batcher, exporter)
 
 
 async def flush(tracing: Tracing) -> None:
     """Export every span recorded so far (in a thread: the exporter blocks while it posts)."""
-    await asyncio.to_thread(tracing.provider.force_flush)
+    await asyncio.to_thread(tracing.batcher.flush)
 
 
 async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start tracing when configured; on stop, shut the provider down (flushing spans)."""
+    """Start tracing when configured; on stop, shut it down (sending the queued spans)."""
     observer = app[OBSERVER]
     tracing = build_tracing(app[CONFIG].current.config.otel)
     observer.tracing = tracing
@@ -108,4 +110,4 @@ async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         observer.tracing = None
         if tracing is not None:
-            await asyncio.to_thread(tracing.provider.shutdown)
+            await asyncio.to_thread(tracing.shutdown)
