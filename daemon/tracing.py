@@ -8,9 +8,10 @@ both imported (with OpenTelemetry) only when an endpoint is configured.
 
 Design:
 
-- Each app has its own tracing (the global tracer provider is left alone): spans are
-  encoded to OTLP protobuf as they end and a thread sends them in batches through the
-  SDK's OTLP/HTTP exporter (``daemon/otlp.py`` says why not the SDK's span objects).
+- Each app has its own tracing (the global tracer provider is left alone): a finished
+  request's trace is queued, and a thread encodes the queue to OTLP protobuf and sends
+  it in batches through the SDK's OTLP/HTTP exporter (``daemon/otlp.py`` says why not
+  the SDK's span objects).  A full queue (4,096 requests) drops spans with a warning.
   ``tracing_ctx`` shuts it down on stop, in a thread, which sends what is queued (the
   exporter blocks while it posts, and the collector may be served by this very event
   loop, as in the tests).
