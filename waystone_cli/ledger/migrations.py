@@ -136,7 +136,21 @@ def m004_daily_rollup(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_requests, m002_entities, m003_content, m004_daily_rollup]
+def m005_empty_list_defaults(con: duckdb.DuckDBPyConnection) -> None:
+    """``[]`` as the default of the list columns, as of the other columns' usual values:
+    the writer leaves out of its insert a column no row of the batch sets (most rows
+    have no ruleset, rule or dataset), and the rows must still read ``[]``, not NULL."""
+    for column in ("rulesets", "rules", "datasets"):
+        con.execute(f"ALTER TABLE requests ALTER COLUMN {column} SET DEFAULT []")
+
+
+MIGRATIONS: list[Migration] = [
+    m001_requests,
+    m002_entities,
+    m003_content,
+    m004_daily_rollup,
+    m005_empty_list_defaults,
+]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
