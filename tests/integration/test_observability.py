@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -520,3 +521,62 @@ async def test_an_unsampled_caller_is_not_traced_and_its_traceparent_goes_upstre
         (CLIENT, False),
         (SERVER, False),
     ]
+
+
+async def test_each_upstream_attempt_of_a_fallback_is_a_client_span(
+    traced: Callable[[str], Any], receiver: Receiver
+) -> None:
+    gateway = await traced(
+        '[rules.fb]\nmodel = "up/error-model"\naction = "fallback"\nto = "up/gpt-test"\n'
+        'retries = 1\n[rulesets.resilient]\nwhen = "always"\nrules = ["fb"]\n'
+    )
+    await gateway.client().chat.completions.create(model="error-model", messages=MESSAGES)
+    await _flush(gateway)
+
+    [server] = [s for s in receiver.spans if s.kind == SERVER]
+    attempts = [s for s in receiver.spans if s.kind == CLIENT]
+    assert [(s.name, s.attributes["http.response.status_code"]) for s in attempts] == [
+        ("chat error-model", 500),
+        ("chat error-model", 500),
+        ("chat gpt-test", 200),
+    ]
+    assert {s.parent_span_id for s in attempts} == {server.span_id}
+    assert len({s.span_id for s in attempts}) == 3
+    assert [s.status_code for s in attempts] == [2, 2, 0]
+    assert [s.attributes["gen_ai.provider.name"] for s in attempts] == ["openai"] * 3
+    assert (server.status_code, server.attributes["waystone.outcome"]) == (0, "ok")
+    assert server.attributes["gen_ai.response.model"] == "gpt-test"
+    # The provider saw each attempt's own span as its parent.
+    sent = [s.headers["traceparent"].split("-")[2] for s in gateway.provider.seen]
+    assert sent == [s.span_id for s in attempts]
+
+
+async def test_a_provider_that_cannot_be_reached_is_a_failed_client_span(
+    traced: Callable[[str], Any], receiver: Receiver
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gateway = await traced(
+        f'[providers.down]\nkind = "openai"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
+        'models = ["gone"]\n'
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            gateway.url + "v1/chat/completions",
+            json={"model": "down/gone", "messages": MESSAGES},
+            headers={"X-Waystone-User": "erin"},
+        ) as resp:
+            assert resp.status == 502
+    await _flush(gateway)
+
+    by_kind = _by_kind(receiver.spans)
+    upstream, server = by_kind[CLIENT], by_kind[SERVER]
+    assert upstream.parent_span_id == server.span_id
+    assert (upstream.status_code, upstream.attributes["error.type"]) == (2, "UpstreamError")
+    assert "http.response.status_code" not in upstream.attributes
+    assert (upstream.attributes["server.address"], upstream.attributes["server.port"]) == (
+        "127.0.0.1",
+        port,
+    )
+    assert (server.status_code, server.attributes["http.response.status_code"]) == (2, 502)
