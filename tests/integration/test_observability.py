@@ -561,13 +561,15 @@ async def test_a_provider_that_cannot_be_reached_is_a_failed_client_span(
         f'[providers.down]\nkind = "openai"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
         'models = ["gone"]\n'
     )
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             gateway.url + "v1/chat/completions",
             json={"model": "down/gone", "messages": MESSAGES},
             headers={"X-Waystone-User": "erin"},
-        ) as resp:
-            assert resp.status == 502
+        ) as resp,
+    ):
+        assert resp.status == 502
     await _flush(gateway)
 
     by_kind = _by_kind(receiver.spans)
