@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import openai
@@ -69,12 +70,20 @@ async def _send(port: int, count: int) -> None:
 
     async def one(i: int) -> None:
         async with sem:
-            await client.chat.completions.create(
-                model="mock-small",
-                messages=[{"role": "user", "content": f"hello {i}"}],
-                metadata={"waystone": f'{{"user": "u{i % 7}"}}'},
-                stream=i % 2 == 0,
+            messages: Any = [{"role": "user", "content": f"hello {i}"}]
+            metadata = {"waystone": f'{{"user": "u{i % 7}"}}'}
+            if i % 2:
+                await client.chat.completions.create(
+                    model="mock-small", messages=messages, metadata=metadata
+                )
+                return
+            stream = await client.chat.completions.create(
+                model="mock-small", messages=messages, metadata=metadata, stream=True
             )
+            # Read to the end: a stream left unread when the client closes is cut short,
+            # and its row says client_closed, not ok.
+            async for _ in stream:
+                pass
 
     await asyncio.gather(*(one(i) for i in range(count)))
     await client.close()
