@@ -338,17 +338,22 @@ class SpanBatcher:
         if len(queue) >= self.max_batch and not self._wake.is_set():
             self._wake.set()
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
         """Send every trace queued so far (not those queued meanwhile: under load that
-        would be a stream of small posts); blocks while it posts."""
-        self._send_batches(len(self._queue))
+        would be a stream of small posts); blocks while it posts.  False when a post
+        failed: the rest stays queued (the exporter has retried that one already)."""
+        return self._send_batches(len(self._queue))
 
     def shutdown(self) -> None:
-        """Stop the thread and send what is left."""
+        """Stop the thread and send what is left, giving up at the first failed post (a
+        collector that is down would otherwise hold the shutdown one timeout per batch)."""
         self._stopped = True
         self._wake.set()
         self._thread.join()
-        self.flush()
+        if not self.flush() and self._queue:
+            log.warning("dropping %d unsent traces: the collector did not answer", len(self._queue))
+            self.dropped += len(self._queue)
+            self._queue.clear()
 
     def _run(self) -> None:
         while not self._stopped:
@@ -360,14 +365,16 @@ class SpanBatcher:
             except Exception:  # the thread must live on: the next batch may go through
                 log.exception("sending spans failed")
 
-    def _send_batches(self, count: int) -> None:
+    def _send_batches(self, count: int) -> bool:
         queue = self._queue
         with self._sending:
             while count > 0 and queue:
                 size = min(count, len(queue), self.max_batch)
                 count -= size
                 batch = [queue.popleft() for _ in range(size)]
-                self._send(self.encoder.request(self._encoded(batch)))
+                if not self._send(self.encoder.request(self._encoded(batch))):
+                    return False  # that batch is lost, like the SDK's batch processor's
+        return True
 
     def _encoded(self, batch: list[Traced]) -> Iterator[bytes]:
         for traced in batch:

@@ -228,3 +228,20 @@ def test_a_full_queue_drops_and_shutdown_sends_the_rest() -> None:
     assert batcher.dropped == 2
     batcher.shutdown()
     assert receiver.span_ids() == [1, 2, 3, 4, 5]
+
+
+def test_shutdown_gives_up_at_the_first_failed_post() -> None:
+    encoder, posts = SpanEncoder(RESOURCE, "waystone"), []
+
+    def down(data: bytes) -> bool:  # a collector that does not answer
+        posts.append(data)
+        return False
+
+    batcher = SpanBatcher(encoder, down, max_batch=2, delay_s=3600)
+    for span in _spans(encoder, range(1, 8)):
+        batcher.add(span)
+    batcher.shutdown()
+    # A full batch may have woken the thread, which posted once too; but not one post
+    # (one timeout) per batch of the four.
+    assert len(posts) <= 2
+    assert batcher.dropped + 2 * len(posts) == 7  # failed posts are the exporter's to report
