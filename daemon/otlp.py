@@ -25,7 +25,7 @@ import logging
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from opentelemetry.proto.common.v1.common_pb2 import (
@@ -182,9 +182,14 @@ class SpanEncoder:
 
     def attribute(self, key: str, value: Any) -> bytes:
         """One attribute, from the cache: for values that repeat across spans."""
-        if value.__class__ is list:  # encoded as its tuple
+        cls = value.__class__
+        if cls is float:  # -0.0 == 0.0, and floats seldom repeat: not cached
+            return self.fresh(key, value)
+        if cls is list or cls is tuple:  # (1,) == (True,): the items' classes join the key
             value = tuple(value)
-        cache_key = (key, value.__class__, value)  # True == 1: the class keeps them apart
+            cache_key: tuple[Any, ...] = (key, tuple, value, tuple(map(type, value)))
+        else:
+            cache_key = (key, cls, value)  # True == 1: the class keeps them apart
         encoded = self._cache.get(cache_key)
         if encoded is None:
             encoded = self._store(cache_key, self.fresh(key, value))
@@ -311,13 +316,17 @@ class SpanBatcher:
         *,
         max_queue: int = 4096,
         max_batch: int = 1024,
+        max_bytes: int = 4 << 20,
         delay_s: float = 5.0,
     ) -> None:
         self.encoder = encoder
         self.max_queue = max_queue
         self.max_batch = max_batch
+        self.max_bytes = max_bytes  # collectors refuse big posts (the OTel Collector: 20 MiB)
         self.delay_s = delay_s
-        self.dropped = 0
+        self.dropped = 0  # traces, since start
+        self._reported = 0  # of those, the ones a warning has counted
+        self._last_ok = True
         self._send = send
         self._queue: deque[Traced] = deque()
         self._wake = threading.Event()
@@ -329,10 +338,8 @@ class SpanBatcher:
     def add(self, traced: Traced) -> None:
         """Queue a finished trace (the event loop's side: a deque append, thread-safe)."""
         queue = self._queue
-        if len(queue) >= self.max_queue:
-            if not self.dropped:
-                log.warning("the span queue is full (%d traces): dropping spans", self.max_queue)
-            self.dropped += 1
+        if len(queue) >= self.max_queue or self._stopped:
+            self.dropped += 1  # the thread warns, once per round
             return
         queue.append(traced)
         if len(queue) >= self.max_batch and not self._wake.is_set():
@@ -350,7 +357,7 @@ class SpanBatcher:
         self._stopped = True
         self._wake.set()
         self._thread.join()
-        if not self.flush() and self._queue:
+        if not (self._last_ok and self.flush()) and self._queue:
             log.warning("dropping %d unsent traces: the collector did not answer", len(self._queue))
             self.dropped += len(self._queue)
             self._queue.clear()
@@ -364,6 +371,13 @@ class SpanBatcher:
                 self._send_batches(queued - queued % self.max_batch if full else queued)
             except Exception:  # the thread must live on: the next batch may go through
                 log.exception("sending spans failed")
+            if self.dropped > self._reported:
+                log.warning(
+                    "the span queue was full (%d traces): %d dropped",
+                    self.max_queue,
+                    self.dropped - self._reported,
+                )
+                self._reported = self.dropped
 
     def _send_batches(self, count: int) -> bool:
         queue = self._queue
@@ -371,14 +385,25 @@ class SpanBatcher:
             while count > 0 and queue:
                 size = min(count, len(queue), self.max_batch)
                 count -= size
-                batch = [queue.popleft() for _ in range(size)]
-                if not self._send(self.encoder.request(self._encoded(batch))):
-                    return False  # that batch is lost, like the SDK's batch processor's
+                self._last_ok = self._send_batch([queue.popleft() for _ in range(size)])
+                if not self._last_ok:
+                    return False  # that batch is lost, as with the SDK's batch processor
         return True
 
-    def _encoded(self, batch: list[Traced]) -> Iterator[bytes]:
+    def _send_batch(self, batch: list[Traced]) -> bool:
+        """Encode and post ``batch``, in several posts if it passes ``max_bytes``."""
+        spans: list[bytes] = []
+        size = 0
         for traced in batch:
             try:
-                yield traced.encode(self.encoder)
+                encoded = traced.encode(self.encoder)
             except Exception:  # one bad span must not cost the batch
                 log.exception("encoding a span failed")
+                continue
+            spans.append(encoded)
+            size += len(encoded)
+            if size >= self.max_bytes:
+                if not self._send(self.encoder.request(spans)):
+                    return False
+                spans, size = [], 0
+        return not spans or self._send(self.encoder.request(spans))

@@ -119,7 +119,6 @@ class RequestTrace:
         "record",
         "provider_kind",
         "has_usage",
-        "events",
     )
 
     def __init__(self, tracing: Tracing, operation: str) -> None:
@@ -139,7 +138,6 @@ class RequestTrace:
         self.record: RequestRecord | None = None
         self.provider_kind: str | None = None
         self.has_usage = False
-        self.events: list[tuple[str, int, dict[str, str]]] = []
 
     def note(self, body: Mapping[str, Any]) -> None:
         """Read the response model and finish reasons from an answer or a stream chunk."""
@@ -147,30 +145,34 @@ class RequestTrace:
             self.response_model = body["model"]
         for choice in body.get("choices") or ():
             if isinstance(choice, dict) and isinstance(reason := choice.get("finish_reason"), str):
-                self.finish_reasons.append(reason)
+                self._reason(reason)
         status = body.get("status")
         if body.get("object") == "response" and isinstance(status, str) and status != "in_progress":
-            self.finish_reasons.append(status)
+            self._reason(status)
+
+    def _reason(self, reason: str) -> None:
+        if reason not in self.finish_reasons:  # each once, in the order first seen
+            self.finish_reasons.append(reason)
 
     def upstream(self, provider: ProviderConfig, model: str, route: str) -> UpstreamSpan:
         key, attributes = self.tracing.upstream_attributes(self.operation, provider, model, route)
         if self.attempts:  # a retry or fallback: the previous reply is released
             self.attempts[-1].end()
-        attempt = UpstreamSpan(self, f"{self.operation} {model}", key, attributes)
+        span_id = self.tracing.ids.generate_span_id()
+        attempt = UpstreamSpan(self.trace_id, span_id, f"{self.operation} {model}", key, attributes)
         self.attempts.append(attempt)
         return attempt
 
     def end(self, call: Call) -> None:
         """Note what encoding needs from the finished request, and queue the trace."""
-        self.end_ns = time.time_ns()
+        now = time.time_ns()
         if self.attempts:
-            self.attempts[-1].end()
-        rec = self.record = call.record
+            self.attempts[-1].end(now)  # a child never outlasts its parent
+        self.end_ns = now
+        rec = self.record = call.record  # the captured content included (``Call.finish``)
         provider = call.snapshot.config.providers.get(rec.provider or "")
         self.provider_kind = provider.kind if provider is not None else None
         self.has_usage = call.usage is not None
-        if rec.capture:
-            self.events = _content_events(call)
         self.tracing.batcher.add(self)
 
     def encode(self, encoder: SpanEncoder) -> bytes:
@@ -180,7 +182,7 @@ class RequestTrace:
         requested = rec.requested_model.split("/", 1)[1] if rec.requested_model else None
         failed = rec.status >= 500 or rec.outcome in ("error", "upstream_cut")
         # The CLIENT spans first: the order they ended in, as the SDK would send them.
-        spans = [attempt.encode(encoder) for attempt in self.attempts]
+        spans = [attempt.encode(encoder, self) for attempt in self.attempts]
         spans.append(
             encoder.span(
                 f"{self.operation} {requested}" if requested else self.operation,
@@ -195,7 +197,7 @@ class RequestTrace:
                 trace_state=self.trace_state,
                 status=ERROR if failed else UNSET,
                 status_message=rec.error if failed else None,
-                events=self.events,
+                events=_content_events(rec, self.end_ns) if rec.capture else (),
             )
         )
         return b"".join(spans)
@@ -210,7 +212,7 @@ class UpstreamSpan:
     """
 
     __slots__ = (
-        "trace",
+        "trace_id",
         "span_id",
         "name",
         "key",
@@ -224,13 +226,16 @@ class UpstreamSpan:
 
     def __init__(
         self,
-        trace: RequestTrace,
+        trace_id: int,
+        span_id: int,
         name: str,
         key: tuple[str, ...],
         attributes: Mapping[str, Any],
     ) -> None:
-        self.trace = trace
-        self.span_id: int = trace.tracing.ids.generate_span_id()
+        # No reference back to the trace: a cycle would keep a sent trace, and the
+        # request's content it holds, alive until a full garbage collection.
+        self.trace_id = trace_id
+        self.span_id = span_id
         self.name = name
         self.key = key
         self.attributes = attributes  # shared by every call to this provider and model
@@ -242,7 +247,7 @@ class UpstreamSpan:
 
     def inject(self, headers: dict[str, str]) -> None:
         """Point the provider's ``traceparent`` at this span (replacing the client's)."""
-        headers["traceparent"] = f"00-{self.trace.trace_id:032x}-{self.span_id:016x}-01"
+        headers["traceparent"] = f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
 
     def replied(self, reply: UpstreamReply) -> None:
         self.http_status = reply.status
@@ -253,20 +258,19 @@ class UpstreamSpan:
         self.error_type, self.message = type(err).__name__, str(err) or type(err).__name__
         self.end()
 
-    def end(self) -> None:
+    def end(self, now: int | None = None) -> None:
         if not self.end_ns:
-            self.end_ns = time.time_ns()
+            self.end_ns = now or time.time_ns()
 
-    def encode(self, encoder: SpanEncoder) -> bytes:
+    def encode(self, encoder: SpanEncoder, trace: RequestTrace) -> bytes:
         key = (self.key, self.http_status, self.error_type)
         attributes = encoder.stored(key)
         if attributes is None:
             attributes = encoder.store(key, self._attributes())
-        trace = self.trace
         return encoder.span(
             self.name,
             CLIENT,
-            trace.trace_id,
+            self.trace_id,
             self.span_id,
             self.start_ns,
             self.end_ns or trace.end_ns,
@@ -326,7 +330,7 @@ def _request_attributes(
         failed,
         tuple(rec.rulesets),
         tuple(rec.rules),
-        tuple(trace.finish_reasons),
+        tuple(trace.finish_reasons),  # deduplicated by ``note``
         rec.user_id,
         rec.group_id,
         trace.has_usage and rec.usage_estimated,
@@ -369,7 +373,7 @@ def _stable_attributes(
     if rec.rules:
         attributes["waystone.rules"] = tuple(rec.rules)
     if trace.finish_reasons:
-        attributes["gen_ai.response.finish_reasons"] = tuple(dict.fromkeys(trace.finish_reasons))
+        attributes["gen_ai.response.finish_reasons"] = tuple(trace.finish_reasons)
     # Flags only where they differ from the usual, to keep spans small.
     if trace.has_usage and rec.usage_estimated:
         attributes["waystone.usage_estimated"] = True
@@ -378,12 +382,12 @@ def _stable_attributes(
     return attributes
 
 
-def _content_events(call: Call) -> list[tuple[str, int, dict[str, str]]]:
-    now = time.time_ns()
+def _content_events(rec: RequestRecord, at: int) -> list[tuple[str, int, dict[str, str]]]:
+    """The captured prompt and output as span events (encoded in the exporting thread)."""
     events = []
-    if call.input_content is not None:
-        prompt = json.dumps(call.input_content, ensure_ascii=False, default=str)
-        events.append(("gen_ai.content.prompt", now, {"gen_ai.prompt": prompt}))
-    if call.output_text is not None:
-        events.append(("gen_ai.content.completion", now, {"gen_ai.completion": call.output_text}))
+    if rec.content_input is not None:
+        prompt = json.dumps(rec.content_input, ensure_ascii=False, default=str)
+        events.append(("gen_ai.content.prompt", at, {"gen_ai.prompt": prompt}))
+    if rec.content_output is not None:
+        events.append(("gen_ai.content.completion", at, {"gen_ai.completion": rec.content_output}))
     return events

@@ -51,6 +51,8 @@ class Span:
     events: list[tuple[str, dict[str, Any]]]
     status_code: int
     service_name: str
+    start: int = 0
+    end: int = 0
 
 
 @dataclass
@@ -107,6 +109,8 @@ def _span(s: Any, service: str) -> Span:
         events=[(e.name, _attributes(e.attributes)) for e in s.events],
         status_code=s.status.code,
         service_name=service,
+        start=s.start_time_unix_nano,
+        end=s.end_time_unix_nano,
     )
 
 
@@ -542,6 +546,9 @@ async def test_each_upstream_attempt_of_a_fallback_is_a_client_span(
     ]
     assert {s.parent_span_id for s in attempts} == {server.span_id}
     assert len({s.span_id for s in attempts}) == 3
+    # Each attempt lies within the request, one after the other.
+    times = [server.start] + [t for s in attempts for t in (s.start, s.end)] + [server.end]
+    assert times == sorted(times)
     assert [s.status_code for s in attempts] == [2, 2, 0]
     assert [s.attributes["gen_ai.provider.name"] for s in attempts] == ["openai"] * 3
     assert (server.status_code, server.attributes["waystone.outcome"]) == (0, "ok")

@@ -115,6 +115,11 @@ CASES = {
         sdk_span(8, attributes={"k": True}),
         sdk_span(9, attributes={"k": 1.0}),
     ],
+    "tuples equal in Python, of different types": [
+        sdk_span(10, attributes={"t": (1,), "z": 0.0}),
+        sdk_span(11, attributes={"t": (True,), "z": -0.0}),
+        sdk_span(12, attributes={"t": (1.0,), "z": 0.0}),
+    ],
     "empty batch": [],
 }
 
@@ -245,3 +250,14 @@ def test_shutdown_gives_up_at_the_first_failed_post() -> None:
     # (one timeout) per batch of the four.
     assert len(posts) <= 2
     assert batcher.dropped + 2 * len(posts) == 7  # failed posts are the exporter's to report
+
+
+def test_a_batch_past_max_bytes_goes_in_several_posts() -> None:
+    encoder, receiver = SpanEncoder(RESOURCE, "waystone"), Receiver()
+    one = len(Traced(1).encode(encoder))
+    batcher = SpanBatcher(encoder, receiver, max_bytes=3 * one, delay_s=3600)
+    for span in _spans(encoder, range(1, 8)):
+        batcher.add(span)
+    batcher.shutdown()
+    assert receiver.span_ids() == list(range(1, 8))
+    assert [len(r.resource_spans[0].scope_spans[0].spans) for r in receiver.requests] == [3, 3, 1]
