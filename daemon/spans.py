@@ -29,7 +29,8 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from daemon.otlp import CLIENT, ERROR, SERVER, UNSET, SpanBatcher, SpanEncoder
+from daemon.otlp import CLIENT, ERROR, SERVER, UNSET, SpanEncoder
+from daemon.span_export import SpanBatcher
 
 if TYPE_CHECKING:
     from daemon.call import Call

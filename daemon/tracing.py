@@ -3,8 +3,9 @@
 Tracing is on only when ``[otel] endpoint`` is set and the OpenTelemetry SDK is
 installed (the ``waystone[otel]`` extra).  Otherwise ``Call.trace`` is ``None`` and the
 request path pays one attribute check.  This module sets tracing up and tears it down;
-the recording lives in ``daemon/spans.py`` and the export encoding in ``daemon/otlp.py``,
-both imported (with OpenTelemetry) only when an endpoint is configured.
+the recording lives in ``daemon/spans.py``, the encoding in ``daemon/otlp.py`` and the
+sending in ``daemon/span_export.py``, all imported (with OpenTelemetry) only when an
+endpoint is configured.
 
 Design:
 
@@ -71,7 +72,8 @@ def build_tracing(otel: OtelConfig) -> Tracing | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
 
-        from daemon.otlp import SpanBatcher, SpanEncoder, send_with
+        from daemon.otlp import SpanEncoder
+        from daemon.span_export import SpanBatcher, send_with
         from daemon.spans import Tracing
     except ImportError:
         log.warning(

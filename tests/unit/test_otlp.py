@@ -16,7 +16,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from daemon import otlp
-from daemon.otlp import SpanBatcher, SpanEncoder, send_with
+from daemon.otlp import SpanEncoder
+from daemon.span_export import SpanBatcher, send_with
 
 RESOURCE = Resource.create({"service.name": "gw"})
 TRACE = 0x0AF7651916CD43DD8448EB211C80319C
