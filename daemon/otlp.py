@@ -105,17 +105,14 @@ def any_value(value: Any) -> AnyValue:
 
 
 def _scalar(value: Any) -> bytes | None:
-    """An ``AnyValue`` holding a str, bool, int or float, encoded by hand; None for
-    anything else (protobuf's message classes cost ~10 µs per attribute)."""
+    """An ``AnyValue`` holding a bool or an int64, encoded by hand; None for anything else
+    (protobuf's message classes cost ~10 µs per attribute).  Strings and floats are
+    ``SpanEncoder.fresh``'s."""
     cls = value.__class__
-    if cls is str:
-        return _field(_STRING_VALUE, value.encode())
     if cls is bool:
         return b"\x10\x01" if value else b"\x10\x00"
     if cls is int and -(1 << 63) <= value < (1 << 63):
         return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int64: two's complement
-    if cls is float:
-        return _DOUBLE_VALUE + _DOUBLE.pack(value)
     return None
 
 

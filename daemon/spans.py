@@ -54,14 +54,11 @@ _UNTRACED_ROUTES = frozenset({"models"})
 class Tracing:
     """What the request path needs to record spans, and the batcher that sends them."""
 
-    def __init__(self, encoder: SpanEncoder, batcher: SpanBatcher, exporter: SpanExporter) -> None:
-        self.encoder = encoder  # the exporting thread's: the request path does not encode
-        self.batcher = batcher
+    def __init__(self, batcher: SpanBatcher, exporter: SpanExporter) -> None:
+        self.batcher = batcher  # it holds the encoder: the request path does not encode
         self.exporter = exporter  # the SDK's, whose HTTP client the batcher sends with
         self.ids = RandomIdGenerator()
         self.propagator = TraceContextTextMapPropagator()
-        # The CLIENT span's attributes that depend only on the provider, model and route.
-        self._upstream: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def shutdown(self) -> None:
         """Send what is queued, then close the exporter (blocks while it posts)."""
@@ -84,20 +81,6 @@ class Tracing:
                 trace.parent_remote = parent.is_remote
                 trace.trace_state = parent.trace_state.to_header() or None
         return trace
-
-    def upstream_attributes(
-        self, operation: str, provider: ProviderConfig, model: str, route: str
-    ) -> tuple[tuple[str, ...], dict[str, Any]]:
-        # Everything the attributes depend on: a reloaded provider gets a key of its own.
-        key = (provider.name, provider.kind, provider.base_url or "", model, route)
-        attributes = self._upstream.get(key)
-        if attributes is None:
-            if len(self._upstream) >= 1000:  # models are configured: this never fills up
-                self._upstream.clear()
-            attributes = self._upstream[key] = _upstream_attributes(
-                operation, provider, model, route
-            )
-        return key, attributes
 
 
 class RequestTrace:
@@ -156,11 +139,10 @@ class RequestTrace:
             self.finish_reasons.append(reason)
 
     def upstream(self, provider: ProviderConfig, model: str, route: str) -> UpstreamSpan:
-        key, attributes = self.tracing.upstream_attributes(self.operation, provider, model, route)
         if self.attempts:  # a retry or fallback: the previous reply is released
             self.attempts[-1].end()
         span_id = self.tracing.ids.generate_span_id()
-        attempt = UpstreamSpan(self.trace_id, span_id, f"{self.operation} {model}", key, attributes)
+        attempt = UpstreamSpan(self.trace_id, span_id, provider, model, route)
         self.attempts.append(attempt)
         return attempt
 
@@ -215,9 +197,9 @@ class UpstreamSpan:
     __slots__ = (
         "trace_id",
         "span_id",
-        "name",
-        "key",
-        "attributes",
+        "provider",
+        "model",
+        "route",
         "start_ns",
         "end_ns",
         "http_status",
@@ -229,17 +211,17 @@ class UpstreamSpan:
         self,
         trace_id: int,
         span_id: int,
-        name: str,
-        key: tuple[str, ...],
-        attributes: Mapping[str, Any],
+        provider: ProviderConfig,
+        model: str,
+        route: str,
     ) -> None:
         # No reference back to the trace: a cycle would keep a sent trace, and the
         # request's content it holds, alive until a full garbage collection.
         self.trace_id = trace_id
         self.span_id = span_id
-        self.name = name
-        self.key = key
-        self.attributes = attributes  # shared by every call to this provider and model
+        self.provider = provider
+        self.model = model
+        self.route = route
         self.start_ns = time.time_ns()
         self.end_ns = 0
         self.http_status: int | None = None
@@ -264,12 +246,23 @@ class UpstreamSpan:
             self.end_ns = now or time.time_ns()
 
     def encode(self, encoder: SpanEncoder, trace: RequestTrace) -> bytes:
-        key = (self.key, self.http_status, self.error_type)
+        provider = self.provider
+        # Everything the attributes depend on: a reloaded provider gets a key of its own.
+        key = (
+            trace.operation,
+            provider.name,
+            provider.kind,
+            provider.base_url,
+            self.model,
+            self.route,
+            self.http_status,
+            self.error_type,
+        )
         attributes = encoder.stored(key)
         if attributes is None:
-            attributes = encoder.store(key, self._attributes())
+            attributes = encoder.store(key, self._attributes(trace.operation))
         return encoder.span(
-            self.name,
+            f"{trace.operation} {self.model}",
             CLIENT,
             self.trace_id,
             self.span_id,
@@ -282,8 +275,8 @@ class UpstreamSpan:
             status_message=self.message,
         )
 
-    def _attributes(self) -> dict[str, Any]:
-        attributes = dict(self.attributes)
+    def _attributes(self, operation: str) -> dict[str, Any]:
+        attributes = _upstream_attributes(operation, self.provider, self.model, self.route)
         if self.http_status is not None:
             attributes["http.response.status_code"] = self.http_status
         if self.error_type is not None:

@@ -95,7 +95,7 @@ def build_tracing(otel: OtelConfig) -> Tracing | None:
     # of the posts under load; the queue four times deeper, so a burst still fits while
     # one batch is on its way.
     batcher = SpanBatcher(encoder, send, max_queue=4096, max_batch=1024)
-    return Tracing(encoder, batcher, exporter)
+    return Tracing(batcher, exporter)
 
 
 async def flush(tracing: Tracing) -> None:

@@ -47,7 +47,7 @@ def test_a_sent_trace_and_its_captured_content_are_freed_without_a_collection(
 
     encoder = SpanEncoder(Resource.create({"service.name": "gw"}), "waystone")
     batcher = SpanBatcher(encoder, send, delay_s=3600)
-    tracing = Tracing(encoder, batcher, SimpleNamespace(shutdown=lambda: None))  # type: ignore[arg-type]
+    tracing = Tracing(batcher, SimpleNamespace(shutdown=lambda: None))  # type: ignore[arg-type]
     provider = ProviderConfig(name="up", base_url="http://127.0.0.1:9/v1")
     prompt = Prompt([{"role": "user", "content": "tell me a secret"}])
     freed = weakref.ref(prompt)
