@@ -6,7 +6,6 @@ Body ``{"user": id | {id, metadata}, "group": id | {id, metadata}}`` (the same s
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -15,6 +14,7 @@ from daemon.body import read_body
 from daemon.call import Call
 from daemon.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
+from waystone_cli.core import jsontext
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import parse_identity
 from waystone_cli.core.records import RequestRecord
@@ -26,7 +26,7 @@ async def handler(request: web.Request) -> web.Response:
     authorize(call)
     raw = await read_body(request, body_limit(call))
     try:
-        body = json.loads(raw or b"{}")
+        body = jsontext.loads(raw or b"{}")
     except ValueError as err:
         raise InvalidRequest(f"request body is not valid JSON: {err}") from None
     if not isinstance(body, dict):

@@ -7,8 +7,8 @@
   output checks) and relayed byte for byte, so orjson's one lossy case (an integer beyond
   64 bits becomes a float) cannot change what the client gets.
 
-A client's request body is parsed by the standard library (``json.loads``), which keeps
-every number exactly as sent.
+A client's request body is parsed by ``waystone_cli.core.jsontext.loads``: orjson where
+it gives the value ``json.loads`` would, the standard library everywhere else.
 """
 
 from __future__ import annotations

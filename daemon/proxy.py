@@ -11,7 +11,6 @@ chose), a token cap may be lowered, and streamed chat/completions ask for usage.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from daemon.call import Call
 from daemon.forward import forward
 from daemon.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
+from waystone_cli.core import jsontext
 from waystone_cli.core.errors import AuthError, InvalidRequest, WaystoneError
 from waystone_cli.core.identity import Identity, combine, identity_from_headers, pop_identity
 
@@ -80,7 +80,7 @@ def body_limit(call: Call) -> float:
 async def _prepare_json(call: Call) -> dict[str, Any]:
     raw = await read_body(call.request, body_limit(call))
     try:
-        body = json.loads(raw)
+        body = jsontext.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidRequest(f"request body is not valid JSON: {err}") from None
     if not isinstance(body, dict):
@@ -107,7 +107,7 @@ async def _prepare_multipart(call: Call) -> Any:
 def _multipart_identity(meta: str) -> Identity:
     """The multipart ``metadata`` field carries ``{"waystone": ...}`` or the identity itself."""
     try:
-        decoded = json.loads(meta)
+        decoded = jsontext.loads(meta)
     except ValueError:
         decoded = None
     if isinstance(decoded, dict) and "waystone" in decoded:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from daemon.jsonio import decode_reply, encode
+from waystone_cli.core import jsontext
 
 
 def test_encode_round_trips_what_json_loads_gave() -> None:
@@ -23,3 +26,57 @@ def test_decode_reply_is_none_for_what_is_not_json() -> None:
     assert decode_reply(b"<html>bad gateway</html>") is None
     assert decode_reply(b"\xff\xfe") is None
     assert decode_reply("") is None
+
+
+# --- jsontext.loads: a client's body, fast and exact ---------------------------------
+
+_SAME_AS_JSON_LOADS = [
+    b'{"model": "m", "messages": [{"role": "user", "content": "h\\u00e9llo \\ud83d\\ude00"}]}',
+    b'{"seed": 123456789012345678901234567890, "n": -9223372036854775809}',
+    b'{"big": 18446744073709551615, "small": -9223372036854775808}',
+    b'{"t": 0.1, "p": 1e-7, "x": 1.7976931348623157e308, "tiny": 1e-400}',
+    b'{"nan": NaN, "inf": Infinity, "ninf": -Infinity}',
+    b'{"inf": 1e400}',
+    b'{"lone": "\\ud800"}',
+    b'\xef\xbb\xbf{"bom": 1}',
+    b'{"a": 1, "a": 2}',
+    '{"text": "caf\u00e9"}'.encode("utf-16"),
+    b'"just a string"',
+    b"[1, 2.5, true, false, null]",
+]
+
+
+@pytest.mark.parametrize("data", _SAME_AS_JSON_LOADS)
+def test_loads_gives_what_json_loads_gives(data: bytes) -> None:
+    expected = json.loads(data)
+    got = jsontext.loads(data)
+    assert repr(got) == repr(expected)  # repr: nan != nan, and 1 == 1.0 == True
+    if isinstance(data, bytes) and not data.startswith((b"\xef", b"\xff")):
+        assert repr(jsontext.loads(data.decode())) == repr(expected)
+
+
+def test_loads_keeps_integers_beyond_64_bits_exact() -> None:
+    assert jsontext.loads(b'{"seed": 123456789012345678901234567890}') == {
+        "seed": 123456789012345678901234567890
+    }
+    assert type(jsontext.loads("[-92233720368547758090]")[0]) is int
+
+
+@pytest.mark.parametrize(
+    "data", [b"{", b"[1,]", b'{"a": 01}', b"\xff\xfe\x00", b"", b"[1] x", b'{"a": "x\ny"}']
+)
+def test_loads_raises_what_json_loads_raises(data: bytes) -> None:
+    with pytest.raises((ValueError, UnicodeDecodeError)) as expected:
+        json.loads(data)
+    with pytest.raises(type(expected.value)) as got:
+        jsontext.loads(data)
+    assert str(got.value) == str(expected.value)
+
+
+def test_loads_passes_its_keyword_arguments_to_json_loads() -> None:
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not valid JSON")
+
+    assert jsontext.loads('{"a": 1}', parse_constant=refuse) == {"a": 1}
+    with pytest.raises(ValueError, match="NaN is not valid JSON"):
+        jsontext.loads('{"a": NaN}', parse_constant=refuse)

@@ -159,3 +159,61 @@ def test_the_float_estimate_agrees_with_the_exact_cost(
         exact = info.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
         assert info.estimate(input_tokens, output_tokens) == pytest.approx(float(exact), abs=1e-10)
     assert Pricer({}).estimate("local", "no-such-model", 10, 10) is None
+
+
+def _decimal_formula(r: PriceInfo, usage: Usage) -> Decimal:
+    """The module docstring's formula, in Decimals, quantized to the ledger's scale."""
+    r = r.rates_for(usage.input_tokens)
+    cached = min(usage.cached_tokens, usage.input_tokens)
+    audio = min(usage.audio_tokens, usage.input_tokens - cached) if r.audio_input is not None else 0
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    per_million = (
+        (usage.input_tokens - cached - audio) * r.input
+        + cached * (r.cached_input if r.cached_input is not None else r.input)
+        + audio * (r.audio_input if r.audio_input is not None else r.input)
+        + (usage.output_tokens - reasoning) * r.output
+        + reasoning * (r.reasoning if r.reasoning is not None else r.output)
+    )
+    return (per_million / Decimal(1_000_000) + r.per_request).quantize(Decimal("1e-10"))
+
+
+@pytest.mark.parametrize(
+    "rates",
+    [
+        # whole units of 1e-10 USD per token: the integer path
+        PriceInfo(input=Decimal("0.15"), output=Decimal("0.6"), cached_input=Decimal("0.075")),
+        PriceInfo(
+            input=Decimal("2.5"),
+            output=Decimal("10"),
+            cached_input=Decimal("1.25"),
+            reasoning=Decimal("40"),
+            audio_input=Decimal("40"),
+            per_request=Decimal("0.0001"),
+        ),
+        PriceInfo(
+            input=Decimal("1.25"),
+            output=Decimal("10"),
+            tiers=((200_000, PriceInfo(input=Decimal("2.5"), output=Decimal("15"))),),
+        ),
+        # fractions of a unit per token: the Decimal path, which rounds once at the end
+        PriceInfo(input=Decimal("0.00003"), output=Decimal("0.123456789")),
+        PriceInfo(input=Decimal("1"), output=Decimal("1"), per_request=Decimal("1e-12")),
+    ],
+)
+def test_cost_equals_the_decimal_formula_for_any_usage(rates: PriceInfo) -> None:
+    import random
+
+    rng = random.Random(3)
+    for _ in range(2000):
+        input_tokens = rng.choice([0, 1, 7, 999, 200_000, 200_001, rng.randrange(10**7)])
+        output_tokens = rng.choice([0, 1, rng.randrange(10**6)])
+        usage = Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=rng.choice([0, rng.randrange(input_tokens + 2)]),
+            reasoning_tokens=rng.choice([0, rng.randrange(output_tokens + 2)]),
+            audio_tokens=rng.choice([0, rng.randrange(input_tokens + 2)]),
+        )
+        got = rates.cost(usage)
+        expected = _decimal_formula(rates, usage)
+        assert got == expected and got.as_tuple().exponent == -10, (usage, got, expected)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from waystone_cli.core import jsontext
 from waystone_cli.core.config import ID_RE
 from waystone_cli.core.errors import IdentityError
 
@@ -31,6 +33,7 @@ MAX_METADATA_KEY_CHARS = 64
 WHERE = "metadata.waystone"
 _ENTITY_KEYS = ("id", "metadata")
 _HEADERS = {"user": "X-Waystone-User", "group": "X-Waystone-Group"}
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def pop_identity(body: dict[str, Any]) -> tuple[Identity, dict[str, Any]]:
 
 def _decode(text: str, where: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return jsontext.loads(text, parse_constant=_refuse_constant)
     except ValueError as err:
         raise IdentityError(f"{where}: invalid JSON: {err}", param=where) from err
 
@@ -150,6 +153,8 @@ def _entity(value: Any, where: str) -> EntityRef | None:
 
 
 def _check_id(ident: str, where: str) -> str:
+    if ID_RE.match(ident):  # the usual case: a valid id has no control characters
+        return ident
     if not ident:
         raise IdentityError(f"{where}: must not be empty", param=where)
     if len(ident) > MAX_ID_CHARS:
@@ -204,7 +209,7 @@ def _one(body: EntityRef | None, header: EntityRef | None, kind: str) -> EntityR
 
 
 def _has_control(text: str) -> bool:
-    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def _kind(value: Any) -> str:

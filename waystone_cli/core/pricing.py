@@ -65,17 +65,39 @@ class PriceInfo:
         return self
 
     def cost(self, usage: Usage) -> Decimal:
-        r = self.rates_for(usage.input_tokens)
-        cached = min(usage.cached_tokens, usage.input_tokens)
-        audio = (
-            min(usage.audio_tokens, usage.input_tokens - cached) if r.audio_input is not None else 0
-        )
-        reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+        r = self.rates_for(input_tokens) if self.tiers else self
+        # Each count is capped by the total it is part of (``min``, spelled out: this
+        # runs on every request).
+        cached = usage.cached_tokens if usage.cached_tokens < input_tokens else input_tokens
+        audio = 0
+        if r.audio_input is not None:
+            audio = min(usage.audio_tokens, input_tokens - cached)
+        reasoning = usage.reasoning_tokens
+        if reasoning > output_tokens:
+            reasoning = output_tokens
+        units = r.__dict__.get("_units", _UNSET)
+        if units is _UNSET:
+            units = _unit_rates(r)
+            object.__setattr__(r, "_units", units)  # memoized on the frozen instance
+        if units is not None:
+            # The same sum in integers of 1e-10 USD: exact, so it equals the Decimal
+            # formula below quantized, at a fraction of its cost.
+            u_in, u_cached, u_audio, u_out, u_reasoning, u_request = units
+            total = (
+                (input_tokens - cached - audio) * u_in
+                + cached * u_cached
+                + audio * u_audio
+                + (output_tokens - reasoning) * u_out
+                + reasoning * u_reasoning
+                + u_request
+            )
+            return Decimal(total) * QUANTUM
         per_million = (
-            (usage.input_tokens - cached - audio) * r.input
+            (input_tokens - cached - audio) * r.input
             + cached * _or(r.cached_input, r.input)
             + audio * _or(r.audio_input, r.input)
-            + (usage.output_tokens - reasoning) * r.output
+            + (output_tokens - reasoning) * r.output
             + reasoning * _or(r.reasoning, r.output)
         )
         return (per_million / MILLION + r.per_request).quantize(QUANTUM)
@@ -93,6 +115,28 @@ class PriceInfo:
 
 def _or(value: Decimal | None, default: Decimal) -> Decimal:
     return default if value is None else value
+
+
+_UNSET = object()
+# A rate per million tokens times this is its price per token in units of 1e-10 USD.
+_UNITS_PER_TOKEN = Decimal(10) ** 10 / MILLION
+
+
+def _unit_rates(r: PriceInfo) -> tuple[int, int, int, int, int, int] | None:
+    """``r``'s rates as whole units of 1e-10 USD per token (the request price per
+    request), or None when one is not a whole number of units (then ``cost`` uses
+    Decimals)."""
+    rates = (
+        r.input * _UNITS_PER_TOKEN,
+        _or(r.cached_input, r.input) * _UNITS_PER_TOKEN,
+        _or(r.audio_input, r.input) * _UNITS_PER_TOKEN,
+        r.output * _UNITS_PER_TOKEN,
+        _or(r.reasoning, r.output) * _UNITS_PER_TOKEN,
+        r.per_request / QUANTUM,
+    )
+    if any(rate != rate.to_integral_value() for rate in rates):
+        return None
+    return tuple(int(rate) for rate in rates)  # type: ignore[return-value]
 
 
 class Pricer:

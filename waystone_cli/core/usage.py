@@ -47,15 +47,18 @@ def usage_from_body(route: str, body: Mapping[str, Any]) -> Usage | None:
     duration (``{"type": "duration", "seconds": ...}``) has no tokens, so None.
     """
     usage = body.get("usage")
-    if not isinstance(usage, Mapping):
+    if type(usage) is not dict and not isinstance(usage, Mapping):  # dict: no ABC check
         return None
     return usage_from_mapping(usage)
 
 
 def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
     """A ``usage`` object in either spelling; None if it counts no tokens at all."""
-    if not any(
-        k in usage for k in ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens")
+    if not (
+        "prompt_tokens" in usage
+        or "input_tokens" in usage
+        or "completion_tokens" in usage
+        or "output_tokens" in usage
     ):
         return None
     input_details = _details(
@@ -74,16 +77,22 @@ def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
 def _details(usage: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
     for key in keys:
         value = usage.get(key)
-        if isinstance(value, Mapping):
+        if value is not None and (type(value) is dict or isinstance(value, Mapping)):
             return value
-    return {}
+    return _NO_DETAILS
+
+
+_NO_DETAILS: Mapping[str, Any] = {}
 
 
 def _int(mapping: Mapping[str, Any], *keys: str) -> int:
     """The first key holding a non-negative integer; a provider's null or junk counts 0."""
     for key in keys:
         value = mapping.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if type(value) is int:  # the usual case, checked first: a bool is no count
+            if value >= 0:
+                return value
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return 0
 
