@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from daemon.logs import write_direct
 from daemon.metrics import LedgerGauges, Metrics
 
 if TYPE_CHECKING:
@@ -60,8 +61,11 @@ class Observer:
         if call.trace is not None:
             call.trace.end(call)
         if log.isEnabledFor(logging.INFO):
+            line = self.log_line(call)
             # A JSON line is already a whole record: the JSON formatter prints it as is.
-            log.info(self.log_line(call), extra={"json_record": self.log_format == "json"})
+            json_record = self.log_format == "json"
+            if not write_direct(log, line, json_record=json_record):
+                log.info(line, extra={"json_record": json_record})
 
     def log_line(self, call: Call) -> str:
         rec = call.record

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
-from daemon.logs import JsonFormatter, TextFormatter
+import pytest
+
+from daemon.logs import BufferedStderrHandler, JsonFormatter, TextFormatter, write_direct
 
 
 def _record(message: str, **extra: object) -> logging.LogRecord:
@@ -36,3 +39,91 @@ def test_text_lines_look_as_the_standard_formatter_prints_them() -> None:
         record = _record("request_id=req_1 status=200")
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert ours.format(record) == standard.format(record)
+
+
+# --- write_direct: the request line without a LogRecord -----------------------------
+
+
+def test_a_direct_text_line_is_what_the_formatter_prints() -> None:
+    ours = TextFormatter()
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.5, 1_700_000_001.0021):
+        record = _record("request_id=req_1 status=200")
+        record.name = "waystone.request"
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        expected = ours.format(record)
+        assert ours.line("waystone.request", "INFO", "request_id=req_1 status=200", created) == (
+            expected
+        )
+
+
+@pytest.fixture
+def isolated() -> tuple[logging.Logger, BufferedStderrHandler, io.StringIO]:
+    """A logger whose only handler is a daemon handler writing to a StringIO.
+
+    Built outside the logging module's hierarchy (``logging.Logger``, not ``getLogger``):
+    pytest attaches its own capture handlers to the registered loggers while a test runs.
+    """
+    logger = logging.Logger("waystone.request", logging.INFO)
+    handler = BufferedStderrHandler()
+    handler.stream.close()
+    out = io.StringIO()
+    handler.setStream(out)
+    handler.setFormatter(TextFormatter())
+    logger.addHandler(handler)
+    return logger, handler, out
+
+
+def _strip_time(text: str) -> list[str]:
+    return [line.split(" ", 2)[2] for line in text.splitlines()]
+
+
+def test_write_direct_prints_what_logger_info_prints(isolated) -> None:  # type: ignore[no-untyped-def]
+    logger, handler, out = isolated
+    assert write_direct(logger, "request_id=req_1 status=200", json_record=False)
+    logger.info("request_id=req_1 status=200")
+    first, second = _strip_time(out.getvalue())
+    assert first == second == "INFO waystone.request request_id=req_1 status=200"
+    handler.setFormatter(JsonFormatter())
+    out.truncate(0), out.seek(0)
+    assert write_direct(logger, '{"request_id": "req_1"}', json_record=True)
+    logger.info('{"request_id": "req_1"}', extra={"json_record": True})
+    assert out.getvalue() == '{"request_id": "req_1"}\n' * 2
+
+
+def test_write_direct_leaves_anything_else_listening_to_the_logging_module(isolated) -> None:  # type: ignore[no-untyped-def]
+    logger, handler, out = isolated
+
+    def refused() -> bool:
+        return not write_direct(logger, "line", json_record=False) and out.getvalue() == ""
+
+    other = logging.Handler()
+    logger.addHandler(other)  # e.g. pytest's caplog
+    assert refused()
+    logger.removeHandler(other)
+    parent = logging.Logger("waystone")
+    parent.addHandler(other)
+    logger.parent = parent  # a handler further up counts too
+    assert refused()
+    parent.propagate = False
+    logger.propagate = False  # ... unless the record stops before it
+    assert write_direct(logger, "line", json_record=False)
+    out.truncate(0), out.seek(0)
+    logger.parent, logger.propagate = None, True
+    logger.addFilter(lambda record: True)
+    assert refused()
+    logger.filters.clear()
+    handler.addFilter(lambda record: True)
+    assert refused()
+    handler.filters.clear()
+    handler.setFormatter(logging.Formatter())
+    assert refused()
+    handler.setFormatter(JsonFormatter())
+    assert refused()  # a text line is not a JSON record
+    handler.setFormatter(TextFormatter())
+    handler.setLevel(logging.WARNING)
+    assert refused()
+    handler.setLevel(logging.NOTSET)
+    logger.disabled = True
+    assert refused()
+    logger.disabled = False
+    assert write_direct(logger, "line", json_record=False)
