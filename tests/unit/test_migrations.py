@@ -77,3 +77,40 @@ def test_readonly_open_of_a_missing_ledger_reads_as_empty(tmp_path: Path) -> Non
     with open_readonly(path) as con:
         assert con.execute("SELECT count(*) FROM requests").fetchone() == (0,)
     assert not path.exists()
+
+
+def test_a_ledger_from_before_folding_reads_and_upgrades(tmp_path: Path) -> None:
+    """A file written before m006: read-only reports still answer (no fold mark, no seq);
+    after the upgrade its rows, already in the rollup, are not folded in again."""
+    from waystone_cli.ledger import reports
+    from waystone_cli.ledger.rollup import fold, rebuild_rollup
+
+    path = tmp_path / "ledger.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    for migration in MIGRATIONS[:5]:
+        migration(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [migration.__name__])
+    con.execute(
+        "INSERT INTO requests (id, ts, user_id, route, status, outcome, input_tokens) "
+        "VALUES ('r1', '2026-11-01 10:00:00', 'alice', 'chat/completions', 200, 'ok', 5)"
+    )
+    rebuild_rollup_before_m006 = (
+        "INSERT INTO usage_daily VALUES ('2026-11-01', 'alice', '', '', '', 1, 5, 0, 0, 0, 0, 0)"
+    )
+    con.execute(rebuild_rollup_before_m006)
+    con.close()
+    with open_readonly(path) as old:
+        assert reports.top(old, by="user")["rows"][0]["requests"] == 1
+    upgraded = open_readwrite(path)
+    assert applied_migrations(upgraded) == NAMES
+    upgraded.begin()
+    fold(upgraded)
+    upgraded.commit()
+    assert upgraded.execute("SELECT sum(requests) FROM usage_daily").fetchone() == (1,)
+    assert reports.top(upgraded, by="user")["rows"][0]["requests"] == 1
+    rebuild_rollup(upgraded)
+    assert upgraded.execute("SELECT sum(requests) FROM usage_daily").fetchone() == (1,)
+    upgraded.close()

@@ -444,3 +444,32 @@ def test_export_json_is_one_object_per_line(
 def test_export_refuses_a_relative_path(ledger: duckdb.DuckDBPyConnection) -> None:
     with pytest.raises(UsageError, match="the export path must be absolute: out.csv"):
         export.export(ledger, "csv", "out.csv")
+
+
+def test_reports_count_the_rows_the_writer_has_not_folded_yet(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The writer folds rows into the rollup every few seconds (``ledger.rollup``); until
+    then the reports add them to the rollup's whole days, so answers never lag."""
+    insert(con, random_rows(3000, seed=7))
+    rebuild_rollup(con)
+    late = [(f"late{r[0]}", *r[1:]) for r in random_rows(1500, seed=8)]
+    insert(con, late)  # as if appended by the writer: numbered, not folded
+    con.execute("UPDATE requests SET seq = CAST(id[6:] AS BIGINT) + 1 WHERE id LIKE 'lateq%'")
+    assert con.execute("SELECT sum(requests) FROM usage_daily").fetchone() == (3000,)
+    rnd = random.Random(12)
+    base = datetime(2026, 9, 30)
+    for _ in range(25):
+        a, b = sorted(rnd.sample(range(0, 7 * 24 * 4), 2))
+        since = rnd.choice([None, (base + timedelta(minutes=15 * a)).isoformat()])
+        until = rnd.choice([None, (base + timedelta(minutes=15 * b)).isoformat()])
+        for by in ("user", "model"):
+            got = reports.top(con, by=by, since=since, until=until, limit=100)["rows"]
+            assert got == raw_top(con, by, since, until), (by, since, until)
+    shown = reports.show(con, kind="user", id="u1", since="2026-09-30")
+    by_day = con.execute(
+        "SELECT ts::DATE, count(*) FROM requests WHERE user_id = 'u1' GROUP BY 1"
+    ).fetchall()
+    assert {d["day"]: d["requests"] for d in shown["daily"] if d["requests"]} == {
+        day.isoformat(): n for day, n in by_day
+    }

@@ -21,7 +21,7 @@ import duckdb
 
 from waystone_cli.core.records import REQUEST_COLUMNS, RequestRecord
 from waystone_cli.ledger.entities import KnownEntities, upsert_entities, write_plan
-from waystone_cli.ledger.rollup import add_to_rollup, quantize_cost
+from waystone_cli.ledger.rollup import Folding, add_to_rollup, fold, quantize_cost
 
 # Rows handed to DuckDB's appender at a time (see ``_insert_requests``).  Measured with
 # bench/proxy/run.py, json c16: p99 41 -> 31 ms against one append of the whole batch.
@@ -88,14 +88,15 @@ def _cost(record: RequestRecord) -> str | None:
 _CONVERT: dict[str, Callable[[RequestRecord], Any]] = {"cost_usd": _cost}
 
 
-def insert_sql() -> str:
-    """``INSERT INTO requests`` from one list parameter per column.
+def insert_sql(*, seq: bool = False) -> str:
+    """``INSERT INTO requests`` from one list parameter per column (and ``seq`` last).
 
     ``list_zip`` then one ``UNNEST`` is faster than one ``UNNEST`` per column, which
     DuckDB has to line up row by row (bench/ledger_insert.py).
     """
-    columns = ", ".join(REQUEST_COLUMNS)
-    lists = ", ".join(f"?::{REQUEST_TYPES[c]}[]" for c in REQUEST_COLUMNS)
+    names = (*REQUEST_COLUMNS, "seq") if seq else REQUEST_COLUMNS
+    columns = ", ".join(names)
+    lists = ", ".join(f"?::{REQUEST_TYPES.get(c, 'BIGINT')}[]" for c in names)
     return (
         f"INSERT INTO requests ({columns}) SELECT UNNEST(row, recursive := true) "
         f"FROM (SELECT UNNEST(list_zip({lists})) AS row)"
@@ -118,30 +119,54 @@ def insert_batch(
     con: duckdb.DuckDBPyConnection,
     records: Sequence[RequestRecord],
     known: KnownEntities | None = None,
+    folding: Folding | None = None,
 ) -> None:
     """Write the rows and everything derived from them in one transaction.
 
     With ``known`` (the writer's), only new, patched or moved entities are written;
-    without, every entity and link of the batch is MERGEd.
+    without, every entity and link of the batch is MERGEd.  With ``folding`` (the
+    writer's), the rows are numbered and the rollup is folded when due (``rollup``);
+    without, the batch is added to the rollup at once.
     """
     if not records:
         return
     plan = None if known is None else known.plan(records)
+    first_seq = None if folding is None else folding.number(len(records))
+    folds = folding is not None and folding.due()
     con.begin()
     try:
-        _insert_requests(con, records)
+        _insert_requests(con, records, first_seq)
         if plan is None:
             upsert_entities(con, records)
         else:
             write_plan(con, plan)
         _insert_content(con, records)
-        add_to_rollup(con, records)
+        if folding is None:
+            add_to_rollup(con, records)
+        elif folds:
+            fold(con)
         con.commit()
     except BaseException:
         con.rollback()
         raise
     if known is not None and plan is not None:
         known.settle(plan)
+    if folds:
+        assert folding is not None
+        folding.folded()
+
+
+def fold_now(con: duckdb.DuckDBPyConnection, folding: Folding) -> None:
+    """Fold what the writer appended, in a transaction of its own (traffic stopped, or
+    the writer is closing)."""
+    con.begin()
+    try:
+        fold(con)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    folding.folded()
 
 
 def write_entity_times(
@@ -163,10 +188,13 @@ def write_entity_times(
     known.settle(plan)
 
 
-def _insert_requests(con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord]) -> None:
+def _insert_requests(
+    con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], first_seq: int | None = None
+) -> None:
     columns = request_columns(records)
+    seqs = None if first_seq is None else list(range(first_seq, first_seq + len(records)))
     if not hasattr(con, "appender"):  # duckdb before 2.0
-        con.execute(insert_sql(), columns)
+        con.execute(insert_sql(seq=seqs is not None), columns + ([] if seqs is None else [seqs]))
         return
     # About 2 ms less CPU than the UNNEST insert at any batch size; values convert as
     # bound parameters do (the cost travels as exact text, cast to DECIMAL by DuckDB).
@@ -176,6 +204,9 @@ def _insert_requests(con: duckdb.DuckDBPyConnection, records: Sequence[RequestRe
             continue  # the table's DEFAULT fills it in
         names.append(name)
         values.append(column)
+    if seqs is not None:
+        names.append("seq")
+        values.append(seqs)
     rows = list(zip(*values, strict=True))
     with con.appender("requests", columns=names) as appender:
         for start in range(0, len(rows), APPEND_CHUNK):

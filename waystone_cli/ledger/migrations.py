@@ -144,12 +144,27 @@ def m005_empty_list_defaults(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE requests ALTER COLUMN {column} SET DEFAULT []")
 
 
+def m006_rollup_fold(con: duckdb.DuckDBPyConnection) -> None:
+    """The daemon's writer folds its rows into ``usage_daily`` every few seconds, not in
+    every batch (``ledger.rollup``).
+
+    ``requests.seq`` numbers rows in the order the daemon's writer appended them; it is
+    NULL for rows written before this migration and for one-off writes, which go into
+    the rollup as they are inserted.  ``rollup_fold.folded_seq`` is the last ``seq``
+    already in the rollup: the rows after it are what reports add to the rollup's days.
+    """
+    con.execute("ALTER TABLE requests ADD COLUMN seq BIGINT")
+    con.execute("CREATE TABLE rollup_fold (folded_seq BIGINT NOT NULL)")
+    con.execute("INSERT INTO rollup_fold VALUES (0)")
+
+
 MIGRATIONS: list[Migration] = [
     m001_requests,
     m002_entities,
     m003_content,
     m004_daily_rollup,
     m005_empty_list_defaults,
+    m006_rollup_fold,
 ]
 
 

@@ -32,6 +32,7 @@ from waystone_cli.ledger.spans import (
     METRICS,
     Filters,
     Span,
+    fold_mark,
     source_sql,
 )
 
@@ -75,7 +76,8 @@ def top(
     """The ``limit`` biggest users/groups/models/providers by ``metric``, plus the total."""
     _check(by, DIMENSIONS, "by")
     _check(metric, METRICS, "metric")
-    src, params = source_sql(Span.from_params(since, until), Filters(group=group))
+    span = Span.from_params(since, until)
+    src, params = source_sql(span, Filters(group=group), folded=fold_mark(con))
     totals = (
         ", ".join(f"sum({m}) OVER ()" for m in MEASURES[:-1]) + ", sum(unpriced_requests) OVER ()"
     )
@@ -112,7 +114,7 @@ def show(
     other = "group" if kind == "user" else "user"
     span = Span.from_params(since, until)
     filters = Filters(user=id) if kind == "user" else Filters(group=id)
-    src, params = source_sql(span, filters, bucket="day")
+    src, params = source_sql(span, filters, bucket="day", folded=fold_mark(con))
     sql = f"""
         SELECT GROUPING(bucket, model_key, other_key) AS level, bucket, model_key, other_key,
                {MEASURES_SQL}
@@ -183,7 +185,12 @@ def timeline(
     """Usage per hour or day over the span, every bucket present (zeros included)."""
     _check(every, BUCKETS, "every")
     span = Span.from_params(since, until)
-    src, params = source_sql(span, Filters(user=user, group=group, model=model), bucket=every)
+    src, params = source_sql(
+        span,
+        Filters(user=user, group=group, model=model),
+        bucket=every,
+        folded=fold_mark(con),
+    )
     lo = _trunc(span.since, every) if span.since is not None else None
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until is not None else None
     sql = f"""

@@ -6,8 +6,9 @@ row goes into a bounded ``asyncio.Queue`` or, when that is full, onto the spill 
 ``flush_interval_ms`` (or until ``batch_size`` rows wait), then inserts what is there
 in batches on a single worker thread, so DuckDB calls are serialized and the event
 loop never waits on the database.  Each batch is one transaction: the ``requests``
-rows, the entity and link upserts, captured content, dataset items and the daily
-rollup.  Rows go in through DuckDB's appender (or one list parameter per column), about
+rows, the entity and link upserts, captured content and dataset items; every five
+seconds one batch also folds the rows since the last fold into the daily rollup
+(``ledger.rollup``), and when traffic stops the task folds on its own.  Rows go in through DuckDB's appender (or one list parameter per column), about
 a hundred times faster than ``executemany`` (see ``bench/ledger_insert.py``).
 
 The writer remembers the users, groups and links it knows are in the ledger
@@ -40,8 +41,9 @@ import duckdb
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger import spill
-from waystone_cli.ledger.batch import drop_known, insert_batch, write_entity_times
+from waystone_cli.ledger.batch import drop_known, fold_now, insert_batch, write_entity_times
 from waystone_cli.ledger.entities import KnownEntities
+from waystone_cli.ledger.rollup import FOLD_EVERY_S, Folding
 
 T = TypeVar("T")
 log = logging.getLogger("waystone.ledger")
@@ -61,6 +63,7 @@ class LedgerWriter:
         flush_interval_ms: int = 500,
         spill_path: Path | None = None,
         entity_refresh_s: float = 60.0,
+        fold_every_s: float = FOLD_EVERY_S,
     ) -> None:
         self._con = con
         self._batch_size = batch_size
@@ -88,6 +91,7 @@ class LedgerWriter:
         # Rows the spill file could not take (disk full): the last place to keep them.
         self._held: list[RequestRecord] = []
         self._known = KnownEntities(refresh_s=entity_refresh_s)
+        self._folding = Folding(fold_every_s)
         self.last_flush_ms: float | None = None
 
     @property
@@ -114,6 +118,7 @@ class LedgerWriter:
             await self._in_thread(self._known.load, self._con)
         except duckdb.Error as err:  # only a cost: unknown entities are MERGEd
             log.warning("ledger: cannot load the known entities: %s", err)
+        await self._in_thread(self._folding.load, self._con)
         self._recover()
         if self._spilled:
             await self._drain_spill()
@@ -192,10 +197,13 @@ class LedgerWriter:
             await self._drain_spill()
             if self._closing and self._queue.empty() and self._spill_settled():
                 await self._write_entity_times(force=True)
+                await self._fold(force=True)
                 self._spill_rows(self._held)
                 return
             if self._known.due_in() == 0:
                 await self._write_entity_times()
+            if self._folding.due_in() == 0:
+                await self._fold()
 
     def _spill_settled(self) -> bool:
         # While closing, one failed attempt is enough: the rows wait on disk.
@@ -205,7 +213,9 @@ class LedgerWriter:
         if self._closing:
             return
         if self._queue.empty():
-            await self._sleep(_earliest(self._spill_wait(), self._known.due_in()))
+            await self._sleep(
+                _earliest(self._spill_wait(), self._known.due_in(), self._folding.due_in())
+            )
         # Linger so a trickle of rows makes one batch rather than many tiny transactions.
         waiting = self._queue.qsize()
         if 0 < waiting < self._batch_size and not (self._urgent or self._closing):
@@ -300,7 +310,7 @@ class LedgerWriter:
         try:
             if dedupe:
                 records = await self._in_thread(drop_known, self._con, records)
-            await self._in_thread(insert_batch, self._con, records, self._known)
+            await self._in_thread(insert_batch, self._con, records, self._known, self._folding)
         except Exception:
             # Whatever went wrong (a disk error, a bug), the task must live and keep the rows.
             log.exception("ledger batch of %d rows failed; kept for retry", len(records))
@@ -315,6 +325,16 @@ class LedgerWriter:
             # Only last_seen times: tried again a minute later, never in a busy loop.
             log.exception("ledger: writing entity last_seen times failed")
             self._known.postpone()
+
+    async def _fold(self, *, force: bool = False) -> None:
+        if not self._folding.due(force=force):
+            return
+        try:
+            await self._in_thread(fold_now, self._con, self._folding)
+        except Exception:
+            # The rows are safe and reports add them to the rollup: tried again later.
+            log.exception("ledger: folding rows into the daily rollup failed")
+            self._folding.postpone()
 
     def _failed(self) -> None:
         self._backoff = min(max(self._backoff * 2, 1.0), _MAX_BACKOFF_S)

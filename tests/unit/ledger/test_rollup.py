@@ -1,7 +1,8 @@
-"""The daily rollup: exact sums by hand, and the writer's incremental upserts equal a rebuild."""
+"""The daily rollup: exact sums by hand, and the writer's upserts and folds equal a rebuild."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ import duckdb
 from tests.unit.ledger.conftest import record
 from waystone_cli.core.records import REQUEST_COLUMNS
 from waystone_cli.ledger.batch import REQUEST_TYPES, insert_batch
-from waystone_cli.ledger.rollup import quantize_cost, rebuild_rollup
+from waystone_cli.ledger.rollup import Folding, quantize_cost, rebuild_rollup
 from waystone_cli.ledger.writer import LedgerWriter
 
 ROLLUP = "SELECT * FROM usage_daily ORDER BY day, user_id, group_id, provider, model"
@@ -153,6 +154,81 @@ def test_a_failed_rebuild_leaves_the_rollup_as_it_was(con: duckdb.DuckDBPyConnec
 
 def test_the_insert_types_match_the_requests_table(con: duckdb.DuckDBPyConnection) -> None:
     described = con.execute("DESCRIBE requests").fetchall()
+    # ... then ``seq``, which the writer numbers rows with (not a field of the record).
     assert [(r[0], r[1]) for r in described] == [
         (c, REQUEST_TYPES[c].replace(", ", ",")) for c in REQUEST_COLUMNS
-    ]
+    ] + [("seq", "BIGINT")]
+
+
+# --- folding: the writer's rows reach the rollup every few seconds ------------------
+
+
+def fold_state(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """(rows in the rollup, the fold mark, the highest seq)."""
+    row = con.execute(
+        "SELECT (SELECT COALESCE(sum(requests), 0) FROM usage_daily), "
+        "(SELECT folded_seq FROM rollup_fold), (SELECT max(seq) FROM requests)"
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+async def test_the_writer_folds_when_due_and_when_it_stops(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    writer = LedgerWriter(con, fold_every_s=3600)  # not due while the test runs
+    await writer.start()
+    for n in range(10):
+        writer.submit(record(n, user_id="u"))
+    await writer.flush()
+    assert fold_state(con) == (0, 0, 10)  # on disk and numbered, not folded yet
+    await writer.close()
+    assert fold_state(con) == (10, 10, 10)
+    incremental = rows(con)
+    rebuild_rollup(con)
+    assert rows(con) == incremental
+
+
+async def test_an_idle_writer_folds_on_its_own(con: duckdb.DuckDBPyConnection) -> None:
+    writer = LedgerWriter(con, fold_every_s=0.2)
+    await writer.start()
+    writer.submit(record(1, user_id="u"))
+    await writer.flush()
+    for _ in range(100):
+        if fold_state(con)[0] == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert fold_state(con) == (1, 1, 1)
+    await writer.close()
+
+
+async def test_rows_left_unfolded_by_a_crash_are_folded_by_the_next_writer(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    crashed = Folding(every_s=3600)
+    insert_batch(con, [record(n, user_id="u") for n in range(5)], folding=crashed)
+    assert fold_state(con) == (0, 0, 5)
+    writer = LedgerWriter(con, fold_every_s=3600)
+    await writer.start()
+    writer.submit(record(5, user_id="v"))
+    await writer.flush()  # the first batch folds what the crash left, and itself
+    assert fold_state(con) == (6, 6, 6)
+    await writer.close()
+
+
+def test_a_rebuild_folds_first_so_older_unfolded_rows_are_kept(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    folding = Folding(every_s=3600)
+    insert_batch(con, [record(1, ts=datetime(2026, 3, 1, 10), user_id="a")], folding=folding)
+    insert_batch(con, [record(2, ts=datetime(2026, 3, 3, 10), user_id="a")], folding=folding)
+    rebuild_rollup(con, since=date(2026, 3, 2))  # as pruning does, from its first day
+    assert [(r[0], r[5]) for r in rows(con)] == [(date(2026, 3, 1), 1), (date(2026, 3, 3), 1)]
+    assert fold_state(con) == (2, 2, 2)
+
+
+def test_one_off_writes_go_into_the_rollup_at_once_without_a_seq(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    insert_batch(con, [record(1, user_id="a")])
+    assert fold_state(con) == (1, 0, None)

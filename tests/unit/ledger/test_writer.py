@@ -111,6 +111,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
             True,
             30,
             "cut short",
+            1,  # seq: the writer numbers the rows it appends, from 1 in a new ledger
         )
     ]
 
@@ -149,6 +150,7 @@ async def test_a_bare_row_keeps_nulls_and_empty_lists(con: duckdb.DuckDBPyConnec
             False,
             None,
             None,
+            1,
         )
     ]
 
