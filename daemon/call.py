@@ -161,6 +161,6 @@ class Call:
             tokens_in=rec.input_tokens,
             tokens_out=rec.output_tokens,
             cost_usd=float(rec.cost_usd) if rec.cost_usd is not None else None,
-            now=datetime.now(UTC),
+            now=self.now,  # only for pruning buckets a month old: the start will do
         )
         self.reservation = None

@@ -80,13 +80,16 @@ def _facts(call: Call, input_tokens: int, cap: int | None, cost: float | None) -
 
 
 def _edit_body(call: Call, body: dict[str, Any], cap: int | None) -> dict[str, Any]:
+    streams_usage = call.record.stream and call.record.route in _STREAM_USAGE_ROUTES
+    if cap is None and not streams_usage:
+        return body  # nothing to edit: no copy
     body = dict(body)
     if cap is not None:
         keys = [k for k in _CAP_KEYS if k in body] or [_default_cap_key(call.record.route)]
         for key in keys:
             current = body.get(key)
             body[key] = cap if not isinstance(current, int) or current > cap else current
-    if call.record.stream and call.record.route in _STREAM_USAGE_ROUTES:
+    if streams_usage:
         options = body.get("stream_options")
         asked = isinstance(options, dict) and options.get("include_usage") is True
         call.drop_usage_chunk = not asked

@@ -137,8 +137,15 @@ def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
 
 
 async def _http_read(resp: aiohttp.ClientResponse, name: str) -> bytes:
-    with _reading(resp, name):
+    # ``_reading`` spelled out: this runs once per non-streamed request.
+    try:
         return await resp.read()
+    except TimeoutError as err:
+        raise UpstreamTimeout(f'provider "{name}" timed out') from err
+    except aiohttp.ClientError as err:
+        raise UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}') from err
+    finally:
+        resp.close()
 
 
 async def _http_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
