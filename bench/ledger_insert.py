@@ -10,7 +10,7 @@ per second:
 - ``values``: one multi-row ``INSERT ... VALUES (?, ...), (?, ...)`` per batch;
 - ``unnest``: one list parameter per column, one ``UNNEST`` per column;
 - ``zip``: one list parameter per column, ``UNNEST(list_zip(...))`` (what the writer uses);
-- ``batch``: the writer's whole transaction (requests + entities + links + rollup);
+- ``batch``: a one-off write's transaction (requests + entities + links + rollup upsert);
 - ``writer``: ``LedgerWriter.submit`` for every row, then ``flush()``.
 
 ``--per-batch`` measures what the writer's thread costs the gateway's one core: the
@@ -19,7 +19,8 @@ and times each batch of the writer's transaction with ``time.process_time()`` (C
 of every thread, DuckDB's included).  Rows look like the proxy benchmark's traffic (user
 *i* in group *i* mod ``--groups``); a warm-up batch first writes every user, group and
 link, as a gateway that has been up a minute has.  Each batch stands for 0.75 s of
-traffic, so 100 batches span more than the writer's once-a-minute ``last_seen`` refresh.
+traffic, so 100 batches span more than the writer's once-a-minute ``last_seen`` refresh,
+and every seventh batch or so also folds the rollup (every 5 s of rows, as the writer).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from waystone_cli.core.records import REQUEST_COLUMNS, RequestRecord  # noqa: E4
 from waystone_cli.ledger.batch import REQUEST_TYPES, insert_batch, request_columns  # noqa: E402
 from waystone_cli.ledger.connection import open_readwrite  # noqa: E402
 from waystone_cli.ledger.entities import KnownEntities  # noqa: E402
+from waystone_cli.ledger.rollup import Folding  # noqa: E402
 from waystone_cli.ledger.writer import LedgerWriter  # noqa: E402
 
 
@@ -222,14 +224,15 @@ def per_batch(args: argparse.Namespace) -> None:
             # The writer's memory of known entities; its refresh clock runs on the rows' time.
             clock = RowClock()
             known = KnownEntities(clock=clock)
-            insert_batch(con, warm, known)
+            folding = Folding(clock=clock)  # folds every 5 s of rows, as the writer does
+            insert_batch(con, warm, known, folding)
             first, cpu, wall = args.users, [], []
             for b in range(args.batches):
                 rows = traffic_rows(first, size, start + step * (b + 1), step, args)
                 first += size
                 clock.now = step.total_seconds() * (b + 1)
                 c0, w0 = time.process_time(), time.perf_counter()
-                insert_batch(con, rows, known)
+                insert_batch(con, rows, known, folding)
                 cpu.append((time.process_time() - c0) * 1000)
                 wall.append((time.perf_counter() - w0) * 1000)
             con.close()

@@ -28,7 +28,7 @@ exactly, so they share one definition:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -208,11 +208,14 @@ class Folding:
     gap in them, which is harmless: only their order matters.
     """
 
-    def __init__(self, every_s: float = FOLD_EVERY_S) -> None:
+    def __init__(
+        self, every_s: float = FOLD_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.every_s = every_s
+        self._clock = clock
         self._next = 1
         self._pending = False  # rows appended since the last fold
-        self._due = time.monotonic() + every_s
+        self._due = clock() + every_s
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         row = con.execute(
@@ -221,7 +224,7 @@ class Folding:
         last, folded = row if row is not None else (0, 0)
         self._next = max(last, folded or 0) + 1
         if last > (folded or 0):  # left unfolded by a crash: fold with the first batch
-            self._pending, self._due = True, time.monotonic()
+            self._pending, self._due = True, self._clock()
 
     def number(self, count: int) -> int:
         """The first of ``count`` consecutive numbers for a batch's rows."""
@@ -231,21 +234,21 @@ class Folding:
         return first
 
     def due(self, *, force: bool = False) -> bool:
-        return self._pending and (force or time.monotonic() >= self._due)
+        return self._pending and (force or self._clock() >= self._due)
 
     def due_in(self) -> float | None:
         """Seconds until a fold is due; None when there is nothing to fold."""
         if not self._pending:
             return None
-        return max(0.0, self._due - time.monotonic())
+        return max(0.0, self._due - self._clock())
 
     def folded(self) -> None:
         self._pending = False
-        self._due = time.monotonic() + self.every_s
+        self._due = self._clock() + self.every_s
 
     def postpone(self) -> None:
         """A fold failed: the rows wait (reports still count them) for the next try."""
-        self._due = time.monotonic() + self.every_s
+        self._due = self._clock() + self.every_s
 
 
 def rebuild_rollup(
