@@ -13,6 +13,7 @@ needs from the stream is its usage (one event near the end) and, sometimes, its 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from daemon.jsonio import decode_reply
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from daemon.tracing import RequestTrace
 
 # Substrings of an event's data that mark it as one that may carry usage.
-_USAGE_MARKS = ('"usage"', "response.completed", "response.incomplete", "response.failed")
+_USAGE_MARKS = re.compile(r'"usage"|response\.(?:completed|incomplete|failed)')
 
 
 class StreamWatch:
@@ -65,7 +66,7 @@ class StreamWatch:
         data = event.data
         if data == "[DONE]":
             return False
-        if not self._full and not any(mark in data for mark in _USAGE_MARKS):
+        if not self._full and _USAGE_MARKS.search(data) is None:
             self._deferred.append(data)
             return False
         decoded = _decode(data)

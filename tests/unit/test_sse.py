@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from waystone_cli.core.sse import SSEEvent, SSEParser, encode_event, is_done
@@ -80,3 +82,49 @@ def test_encode_event_round_trips_through_the_parser() -> None:
     frame = encode_event("one\ntwo", "response.completed")
     assert frame == b"event: response.completed\ndata: one\ndata: two\n\n"
     assert feed_all([frame]) == [SSEEvent(data="one\ntwo", event="response.completed")]
+
+
+class LineByLine(SSEParser):
+    """The parser without its fast path: every line through ``_line`` (the reference)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        self._buffer = self._lines(self._buffer + chunk, events)
+        return events
+
+
+def _random_stream(rng: random.Random) -> bytes:
+    lines = []
+    for _ in range(rng.randrange(1, 12)):
+        kind = rng.random()
+        if kind < 0.55:
+            lines.append(b"data:" + rng.choice([b" ", b""]) + rng.choice(_VALUES))
+        elif kind < 0.65:
+            lines.append(b"event: " + rng.choice([b"delta", b"done", b""]))
+        elif kind < 0.72:
+            lines.append(b"id: " + rng.choice([b"1", b"x\0y", b""]))
+        elif kind < 0.78:
+            lines.append(b": comment")
+        elif kind < 0.82:
+            lines.append(b"retry: 10")
+        else:
+            lines.append(b"")
+    eol = rng.choice([b"\n", b"\n", b"\n", b"\r\n", b"\r"])
+    bom = b"\xef\xbb\xbf" if rng.random() < 0.1 else b""
+    ending = rng.choice([b"\n\n", b"\n", b""]).replace(b"\n", eol)
+    return bom + eol.join(lines) + ending
+
+
+_VALUES = [b'{"choices": []}', b"[DONE]", b"\xc3\xa9t\xc3\xa9", b"a:b", b"", b" two spaces"]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_fast_path_parses_as_the_line_by_line_parser(seed: int) -> None:
+    rng = random.Random(seed)
+    stream = b"".join(_random_stream(rng) for _ in range(rng.randrange(1, 6)))
+    cuts = sorted(rng.sample(range(len(stream) + 1), min(len(stream) + 1, rng.randrange(0, 6))))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    fast, reference = SSEParser(), LineByLine()
+    got = [e for chunk in chunks for e in fast.feed(chunk)] + fast.flush()
+    expected = [e for chunk in chunks for e in reference.feed(chunk)] + reference.flush()
+    assert got == expected, (stream, chunks)

@@ -16,13 +16,12 @@ delivers it); a half line with no line ending is still dropped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):  # a tuple: one per streamed event, cheaper than a dataclass
     """One dispatched event: ``event`` is None when the stream sent no ``event:`` line."""
 
     data: str
@@ -54,7 +53,42 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buffer = self._buffer + chunk if self._buffer else chunk
+        if self._first_line or self._data or self._event is not None or b"\r" in buffer:
+            events: list[SSEEvent] = []
+            self._buffer = self._lines(buffer, events)
+            return events
+        return self._blocks(buffer)
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: dispatch the event still pending (see the module docstring)."""
         events: list[SSEEvent] = []
+        rest = self._lines(self._buffer, events)
+        if rest.endswith(b"\r"):
+            self._line(rest[:-1], events)
+        self._buffer = b""
+        self._dispatch(events)
+        return events
+
+    def _blocks(self, buffer: bytes) -> list[SSEEvent]:
+        """The usual stream, fast: ``\n`` line endings, no event pending, and most
+        events one ``data:`` line.  Whole events (up to a blank line) are cut out with
+        one ``split``; an event of another shape goes through ``_line`` like any other.
+        What follows the last blank line waits in the buffer (``flush`` reads it)."""
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()
+        events: list[SSEEvent] = []
+        for block in blocks:
+            if block.startswith(b"data:") and b"\n" not in block:
+                value = block[6:] if block[5:6] == b" " else block[5:]
+                events.append(SSEEvent(value.decode("utf-8", "replace"), None, self._id))
+                continue
+            for line in block.split(b"\n"):
+                self._line(line, events)
+            self._dispatch(events)  # the blank line that ended the block
+        return events
+
+    def _lines(self, buffer: bytes, events: list[SSEEvent]) -> bytes:
+        """Every complete line of ``buffer`` (any line ending); returns the rest."""
         start = 0
         for match in _EOL.finditer(buffer):
             # A lone \r at the very end may be the first half of \r\n: wait for more.
@@ -62,17 +96,7 @@ class SSEParser:
                 break
             self._line(buffer[start : match.start()], events)
             start = match.end()
-        self._buffer = buffer[start:]
-        return events
-
-    def flush(self) -> list[SSEEvent]:
-        """End of stream: dispatch the event still pending (see the module docstring)."""
-        events: list[SSEEvent] = []
-        if self._buffer.endswith(b"\r"):
-            self._line(self._buffer[:-1], events)
-        self._buffer = b""
-        self._dispatch(events)
-        return events
+        return buffer[start:]
 
     def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
         line = raw.decode("utf-8", "replace")
