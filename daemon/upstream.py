@@ -9,11 +9,10 @@ reference) does.  Connection failures become 502 and timeouts 504.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,34 +136,29 @@ def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
 
 
 async def _http_read(resp: aiohttp.ClientResponse, name: str) -> bytes:
-    # ``_reading`` spelled out: this runs once per non-streamed request.
     try:
         return await resp.read()
-    except TimeoutError as err:
-        raise UpstreamTimeout(f'provider "{name}" timed out') from err
-    except aiohttp.ClientError as err:
-        raise UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}') from err
+    except (TimeoutError, aiohttp.ClientError) as err:
+        raise _read_error(err, name) from err
     finally:
         resp.close()
 
 
 async def _http_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
-    with _reading(resp, name):
+    try:
         async for chunk in resp.content.iter_any():
             yield chunk
-
-
-@contextlib.contextmanager
-def _reading(resp: aiohttp.ClientResponse, name: str) -> Iterator[None]:
-    """Reading a reply's body: a timeout is a 504, a cut a 502; the response is closed."""
-    try:
-        yield
-    except TimeoutError as err:
-        raise UpstreamTimeout(f'provider "{name}" timed out') from err
-    except aiohttp.ClientError as err:
-        raise UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}') from err
+    except (TimeoutError, aiohttp.ClientError) as err:
+        raise _read_error(err, name) from err
     finally:
         resp.close()
+
+
+def _read_error(err: TimeoutError | aiohttp.ClientError, name: str) -> UpstreamError:
+    """Reading a reply's body failed: a timeout is a 504, a cut a 502."""
+    if isinstance(err, TimeoutError):
+        return UpstreamTimeout(f'provider "{name}" timed out')
+    return UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}')
 
 
 async def call_mock(route: str, body: Mapping[str, Any], model: str, stream: bool) -> UpstreamReply:

@@ -269,15 +269,22 @@ def raw_top(
     return [reports.usage_row(by, r[0], r[1:]) for r in result]
 
 
-def test_rollup_answers_equal_a_raw_group_by(con: duckdb.DuckDBPyConnection) -> None:
-    insert(con, random_rows(3000, seed=7))
-    rebuild_rollup(con)
-    rnd = random.Random(11)
+def random_spans(rnd: random.Random, count: int) -> list[tuple[str | None, str | None]]:
+    """Report spans over the random rows' week, on quarter hours, either end maybe open."""
     base = datetime(2026, 9, 30)
-    for _ in range(40):
+    spans = []
+    for _ in range(count):
         a, b = sorted(rnd.sample(range(0, 7 * 24 * 4), 2))
         since = rnd.choice([None, (base + timedelta(minutes=15 * a)).isoformat()])
         until = rnd.choice([None, (base + timedelta(minutes=15 * b)).isoformat()])
+        spans.append((since, until))
+    return spans
+
+
+def test_rollup_answers_equal_a_raw_group_by(con: duckdb.DuckDBPyConnection) -> None:
+    insert(con, random_rows(3000, seed=7))
+    rebuild_rollup(con)
+    for since, until in random_spans(random.Random(11), 40):
         for by in ("user", "group", "model", "provider"):
             got = reports.top(con, by=by, since=since, until=until, limit=100)["rows"]
             assert got == raw_top(con, by, since, until), (by, since, until)
@@ -457,12 +464,7 @@ def test_reports_count_the_rows_the_writer_has_not_folded_yet(
     insert(con, late)  # as if appended by the writer: numbered, not folded
     con.execute("UPDATE requests SET seq = CAST(id[6:] AS BIGINT) + 1 WHERE id LIKE 'lateq%'")
     assert con.execute("SELECT sum(requests) FROM usage_daily").fetchone() == (3000,)
-    rnd = random.Random(12)
-    base = datetime(2026, 9, 30)
-    for _ in range(25):
-        a, b = sorted(rnd.sample(range(0, 7 * 24 * 4), 2))
-        since = rnd.choice([None, (base + timedelta(minutes=15 * a)).isoformat()])
-        until = rnd.choice([None, (base + timedelta(minutes=15 * b)).isoformat()])
+    for since, until in random_spans(random.Random(12), 25):
         for by in ("user", "model"):
             got = reports.top(con, by=by, since=since, until=until, limit=100)["rows"]
             assert got == raw_top(con, by, since, until), (by, since, until)

@@ -100,15 +100,17 @@ _BATCH = """(SELECT UNNEST(?::DATE[]) AS day, UNNEST(?::VARCHAR[]) AS user_id,
               UNNEST(?::DECIMAL(38, 10)[]) AS cost_usd, UNNEST(?::BIGINT[]) AS unpriced) AS b"""
 _SAME_KEY = """d.day = b.day AND d.user_id = b.user_id AND d.group_id = b.group_id
    AND d.provider = b.provider AND d.model = b.model"""
-_UPDATE = f"""
-UPDATE usage_daily AS d SET
+# A rollup row ``d`` plus the sums ``b`` of the same key.
+_ADD_SUMS = """
     requests = d.requests + b.requests,
     input_tokens = d.input_tokens + b.input_tokens,
     output_tokens = d.output_tokens + b.output_tokens,
     cached_tokens = d.cached_tokens + b.cached_tokens,
     reasoning_tokens = d.reasoning_tokens + b.reasoning_tokens,
     cost_usd = d.cost_usd + b.cost_usd,
-    unpriced = d.unpriced + b.unpriced
+    unpriced = d.unpriced + b.unpriced"""
+_UPDATE = f"""
+UPDATE usage_daily AS d SET {_ADD_SUMS}
 FROM {_BATCH}
 WHERE {_SAME_KEY}
 """
@@ -172,14 +174,7 @@ _FOLD = f"""
 MERGE INTO usage_daily AS d
 USING ({_AGGREGATE.format(where="WHERE " + UNFOLDED)}) AS b
 ON {_SAME_KEY}
-WHEN MATCHED THEN UPDATE SET
-    requests = d.requests + b.requests,
-    input_tokens = d.input_tokens + b.input_tokens,
-    output_tokens = d.output_tokens + b.output_tokens,
-    cached_tokens = d.cached_tokens + b.cached_tokens,
-    reasoning_tokens = d.reasoning_tokens + b.reasoning_tokens,
-    cost_usd = d.cost_usd + b.cost_usd,
-    unpriced = d.unpriced + b.unpriced
+WHEN MATCHED THEN UPDATE SET {_ADD_SUMS}
 WHEN NOT MATCHED THEN INSERT BY NAME
 """
 _MARK_FOLDED = """
