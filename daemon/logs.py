@@ -125,7 +125,9 @@ def write_direct(logger: logging.Logger, message: str, *, json_record: bool) -> 
         text = message
     else:
         return False
-    with handler.lock:  # type: ignore[union-attr]  # a Handler's lock is set when it is built
+    # As ``emit`` would, a line that cannot be written is lost, never the request.
+    # (A Handler's lock is set when it is built.)
+    with handler.lock, contextlib.suppress(OSError, ValueError):  # type: ignore[union-attr]
         handler.stream.write(text + handler.terminator)
     return True
 
