@@ -129,7 +129,7 @@ class Reservation:
     """An admitted request's estimate, held until it settles or expires."""
 
     id: int
-    keys: tuple[Key, ...]
+    series: tuple[Series, ...]  # of each subject charged (a reserved series is never dropped)
     minute: int
     started: float
     cost_units: int
@@ -211,17 +211,20 @@ class UsageCounters:
         cost_usd: float | None,
         now: datetime,
     ) -> Reservation:
-        keys: tuple[Key, ...] = tuple([(s.kind, s.id) for s in subjects])
+        # A Subject is a (kind, id) tuple: it is its own key.
+        keys: tuple[Key, ...] = tuple(subjects)
         if user_id and group_id:
             keys += (member_key(user_id, group_id),)
         now_s = self._seconds(now)
         units = to_units(cost_usd)
         entries = []
+        charged = []
         all_series = self._series
         for key in keys:
             series = all_series.get(key)
             if series is None:
                 series = all_series[key] = Series()
+            charged.append(series)
             pending = series.pending
             pending[0] += units
             pending[1] += tokens
@@ -229,7 +232,7 @@ class UsageCounters:
             if key[0] != "member":
                 entries.append(series.rate.start(now_s, tokens))
         r = Reservation(
-            next(self._ids), keys, int(now_s // 60), now_s, units, tokens, tuple(entries)
+            next(self._ids), tuple(charged), int(now_s // 60), now_s, units, tokens, tuple(entries)
         )
         self._live[r.id] = r
         return r
@@ -248,10 +251,12 @@ class UsageCounters:
             return
         values = (to_units(cost_usd), tokens_in, tokens_out, 1)
         cutoff = int(self._seconds(now) - self._keep_s) // 60
-        minute, all_series = reservation.minute, self._series
-        for key in reservation.keys:
-            series = all_series[key]
-            self._unreserve(series, reservation)
+        minute, units, tokens = reservation.minute, reservation.cost_units, reservation.tokens
+        for series in reservation.series:
+            pending = series.pending  # the reservation leaves (``_unreserve``, inlined)
+            pending[0] -= units
+            pending[1] -= tokens
+            pending[2] -= 1
             series.add(minute, values)
             if series.minutes[0] < cutoff:
                 series.prune(cutoff)
@@ -263,8 +268,8 @@ class UsageCounters:
         """Drop a reservation without charging (the request was never forwarded)."""
         if self._live.pop(reservation.id, None) is None:
             return
-        for key in reservation.keys:
-            self._unreserve(self._series[key], reservation)
+        for series in reservation.series:
+            self._unreserve(series, reservation)
 
     def expire(self, now: datetime, max_age_s: float = 900) -> int:
         """Release reservations older than ``max_age_s`` (crashed requests), prune old
