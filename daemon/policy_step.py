@@ -60,6 +60,7 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         tokens=input_tokens + (cap or DEFAULT_OUTPUT_ESTIMATE),
         cost_usd=cost or 0.0,
         now=call.now,
+        rate=call.snapshot.rates,
     )
     call.rate_headers = dict(decision.headers)
     return body

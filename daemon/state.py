@@ -46,6 +46,8 @@ class Snapshot:
     pricer: Pricer
     models: ModelIndex
     key_hashes: tuple[bytes, ...] = field(default=())
+    # Whether any rule has a rate trigger: only then do the counters keep rate windows.
+    rates: bool = True
 
     @classmethod
     def build(cls, config: Config) -> Snapshot:
@@ -56,7 +58,11 @@ class Snapshot:
             on_unpriced=_warn_unpriced,
         )
         return cls(
-            config=config, pricer=pricer, models=ModelIndex.from_config(config), key_hashes=hashes
+            config=config,
+            pricer=pricer,
+            models=ModelIndex.from_config(config),
+            key_hashes=hashes,
+            rates=any(rule.rate is not None for rule in config.rules.values()),
         )
 
     def key_allowed(self, presented: str) -> bool:

@@ -341,3 +341,14 @@ def test_sample_config_documents_every_key() -> None:
     fields = {f.name for c in classes for f in dataclasses.fields(c)} - internal
     assert fields - written == set()
     assert "name" in written  # the dataset action's field
+
+
+def test_the_snapshot_keeps_rate_windows_only_when_a_rule_has_a_rate_trigger() -> None:
+    from daemon.state import Snapshot
+
+    cap = (
+        '[rules.cap]\nusage = { metric = "requests", window = "day", over = 9 }\naction = "block"\n'
+    )
+    rpm = '[rules.rpm]\nrate = { rpm = 60 }\naction = "block"\n'
+    assert Snapshot.build(parse_config(parse_toml(cap))).rates is False
+    assert Snapshot.build(parse_config(parse_toml(cap + rpm))).rates is True

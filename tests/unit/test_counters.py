@@ -199,6 +199,21 @@ def test_rate_counts_the_last_60_seconds_and_settled_tokens() -> None:
     assert c.rate(ACME, NOW) == RateState(0, 0, 0, None)
 
 
+def test_without_a_rate_rule_no_rate_window_is_kept_and_the_rest_counts_the_same() -> None:
+    c = UsageCounters()
+    r = c.reserve(
+        [ALICE], user_id="alice", group_id=None, tokens=100, cost_usd=1, now=NOW, rate=False
+    )
+    assert c.rate(ALICE, NOW) == RateState(0, 0, 1, None)  # in flight all the same
+    assert c.usage(ALICE, "requests", "day", NOW) == 1  # the reservation counts
+    c.settle(r, tokens_in=20, tokens_out=5, cost_usd=0.5, now=NOW)
+    assert c.rate(ALICE, NOW) == RateState(0, 0, 0, None)
+    assert (c.usage(ALICE, "tokens", "day", NOW), c.usage(ALICE, "cost_usd", "day", NOW)) == (
+        25,
+        0.5,
+    )
+
+
 def test_relief_is_when_enough_old_usage_leaves_a_rolling_window() -> None:
     c = UsageCounters()
     charge(c, at(hours=20, seconds=30), 3.0)  # minute 16:00 of the day before
