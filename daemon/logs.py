@@ -55,20 +55,21 @@ class TextFormatter(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        second = int(record.created)
-        if second != self._second:
-            self._second, self._stamp = second, super().formatTime(record, datefmt)[:-4]
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return f"{self._stamp_of(record.created)},{int(record.msecs):03d}"
 
     def line(self, name: str, levelname: str, message: str, created: float) -> str:
         """What ``format`` prints for a record with these fields and no exception."""
+        # As LogRecord computes msecs (int() of it: the same in every Python version).
+        msecs = int((created - int(created)) * 1000)
+        return f"{self._stamp_of(created)},{msecs:03d} {levelname} {name} {message}"
+
+    def _stamp_of(self, created: float) -> str:
+        """The time to the second, as the standard formatter prints it; made once a second."""
         second = int(created)
         if second != self._second:
             stamp = time.strftime(self.default_time_format, self.converter(created))
             self._second, self._stamp = second, stamp
-        # As LogRecord computes msecs (int() of it: the same in every Python version).
-        msecs = int((created - second) * 1000)
-        return f"{self._stamp},{msecs:03d} {levelname} {name} {message}"
+        return self._stamp
 
 
 class JsonFormatter(logging.Formatter):

@@ -95,8 +95,9 @@ def insert_sql(*, seq: bool = False) -> str:
     DuckDB has to line up row by row (bench/ledger_insert.py).
     """
     names = (*REQUEST_COLUMNS, "seq") if seq else REQUEST_COLUMNS
+    types = {**REQUEST_TYPES, "seq": "BIGINT"}  # seq: the writer's numbering, not a field
     columns = ", ".join(names)
-    lists = ", ".join(f"?::{REQUEST_TYPES.get(c, 'BIGINT')}[]" for c in names)
+    lists = ", ".join(f"?::{types[c]}[]" for c in names)
     return (
         f"INSERT INTO requests ({columns}) SELECT UNNEST(row, recursive := true) "
         f"FROM (SELECT UNNEST(list_zip({lists})) AS row)"
