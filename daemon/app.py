@@ -68,8 +68,17 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics_handler)
-    app.cleanup_ctx.extend([tracing_ctx, ledger_ctx, http_ctx, watch_config, admin_socket, pruning])
+    app.cleanup_ctx.extend(
+        [observer_ctx, tracing_ctx, ledger_ctx, http_ctx, watch_config, admin_socket, pruning]
+    )
     return app
+
+
+async def observer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The last cleanup: the metrics and log lines of requests that finished while
+    stopping (``Observer.request_done`` batches them)."""
+    yield
+    app[OBSERVER].flush()
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:

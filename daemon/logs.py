@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 
 FLUSH_EVERY_S = 0.25
 
@@ -90,25 +91,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def write_direct(logger: logging.Logger, message: str, *, json_record: bool) -> bool:
-    """Print an INFO ``message`` of ``logger`` the way ``logger.info`` would, without
-    building a ``LogRecord``, when the daemon's own handler is the only place the record
-    could go; True if it did.  False (nothing written) when anything else could see the
-    record: a filter, another handler, another formatter (tests' ``caplog``, a host
-    application's logging); the caller then logs it as usual.
+def direct_handler(logger: logging.Logger, *, json_record: bool) -> BufferedStderrHandler | None:
+    """The daemon's handler, if an INFO record of ``logger`` could go nowhere else.
 
-    One line per request through ``logger.info`` took about 4% of the gateway's CPU
-    (record, handler lock and format, bench/proxy/run.py --profile); this path is a
-    fraction of that, and the line is byte for byte the same (tests/unit/test_logs.py).
+    None when anything else could see the record: a filter, another handler, another
+    formatter (tests' ``caplog``, a host application's logging), or a level that drops it.
     """
     if logger.disabled or logger.filters:
-        return False
+        return None
     handler = None
     current: logging.Logger | None = logger
     while current is not None:
         for candidate in current.handlers:
             if handler is not None:
-                return False
+                return None
             handler = candidate
         if not current.propagate:
             break
@@ -118,18 +114,40 @@ def write_direct(logger: logging.Logger, message: str, *, json_record: bool) -> 
         or handler.filters
         or handler.level > logging.INFO
     ):
+        return None
+    formatter = handler.formatter
+    if type(formatter) is TextFormatter or (type(formatter) is JsonFormatter and json_record):
+        return handler
+    return None
+
+
+def write_direct(
+    logger: logging.Logger, lines: Sequence[tuple[float, str]], *, json_record: bool
+) -> bool:
+    """Print INFO messages of ``logger`` the way ``logger.info`` would, each with its own
+    time (``(created, message)`` pairs), without building ``LogRecord``s, when the daemon's
+    own handler is the only place the records could go (``direct_handler``); True if it
+    did.  False, with nothing written, otherwise: the caller then logs them as usual.
+
+    One line per request through ``logger.info`` took about 4% of the gateway's CPU
+    (record, handler lock and format, bench/proxy/run.py --profile); this path is a
+    fraction of that, takes the handler's lock once for all the lines, and each line is
+    byte for byte what ``logger.info`` prints (tests/unit/test_logs.py).
+    """
+    handler = direct_handler(logger, json_record=json_record)
+    if handler is None:
         return False
     formatter = handler.formatter
+    end = handler.terminator
     if type(formatter) is TextFormatter:
-        text = formatter.line(logger.name, "INFO", message, time.time())
-    elif type(formatter) is JsonFormatter and json_record:
-        text = message
+        name = logger.name
+        text = "".join(f"{formatter.line(name, 'INFO', m, at)}{end}" for at, m in lines)
     else:
-        return False
+        text = "".join(f"{m}{end}" for _, m in lines)
     # As ``emit`` would, a line that cannot be written is lost, never the request.
     # (A Handler's lock is set when it is built.)
     with handler.lock, contextlib.suppress(OSError, ValueError):  # type: ignore[union-attr]
-        handler.stream.write(text + handler.terminator)
+        handler.stream.write(text)
     return True
 
 

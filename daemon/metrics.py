@@ -42,7 +42,6 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from daemon.call import Call
     from waystone_cli.core.config import Config
     from waystone_cli.core.records import RequestRecord
 
@@ -184,9 +183,8 @@ class Metrics:
         yield from (self.latency, self.ttft, self.overhead, self.blocks, self.provider_errors)
         yield from (self.user_requests, self.user_tokens, self.user_cost)
 
-    def observe(self, call: Call) -> None:
-        """Count one finished request."""
-        rec = call.record
+    def observe(self, rec: RequestRecord, config: Config) -> None:
+        """Count one finished request (``config``: the one it ran under)."""
         route = (rec.route,)
         self.requests.inc((rec.route, str(rec.status), rec.outcome))
         self._observe_usage(rec)
@@ -197,9 +195,9 @@ class Metrics:
         if rec.stream and rec.ttft_ms is not None:
             self.ttft.observe(route, rec.ttft_ms / 1000)
         if rec.outcome in _BLOCK_OUTCOMES:
-            for ruleset, rule in blocking_rules(call.snapshot.config, rec.rules):
+            for ruleset, rule in blocking_rules(config, rec.rules):
                 self.blocks.inc((ruleset, rule))
-        server = call.snapshot.config.server
+        server = config.server
         if server.metrics_user_labels and rec.user_id is not None:
             self._observe_user(rec, self.user_label(rec.user_id, server.metrics_user_label_limit))
 
@@ -303,5 +301,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     # Imported here: daemon.state names the Observer, whose module imports this one.
     from daemon.state import OBSERVER
 
-    body = request.app[OBSERVER].metrics.render()
+    observer = request.app[OBSERVER]
+    observer.flush()
+    body = observer.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

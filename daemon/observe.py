@@ -10,13 +10,15 @@ content, see ``daemon/tracing.py``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from daemon.logs import write_direct
+from daemon.logs import direct_handler, write_direct
 from daemon.metrics import LedgerGauges, Metrics
 
 if TYPE_CHECKING:
@@ -24,8 +26,22 @@ if TYPE_CHECKING:
 
     from daemon.call import Call
     from daemon.spans import RequestTrace, Tracing
+    from waystone_cli.core.config import Config
+    from waystone_cli.core.records import RequestRecord
 
 log = logging.getLogger("waystone.request")
+
+
+# Finished requests wait for their metrics and log line at most this long, or until this
+# many are waiting (``Observer.request_done``).
+BATCH_S = 0.05
+BATCH_SIZE = 64
+
+
+class _Done(NamedTuple):
+    record: RequestRecord
+    config: Config
+    at: float  # time.time() when the request finished: its log line's time
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,8 @@ class Observer:
         # Set by ``tracing_ctx`` while the app runs with ``[otel] endpoint``.
         self.tracing: Tracing | None = None
         self.provider_errors: dict[str, ProviderError] = {}
+        self._pending: list[_Done] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def start_trace(self, call: Call) -> RequestTrace | None:
         tracing = self.tracing
@@ -57,18 +75,54 @@ class Observer:
         self.metrics.provider_failed(provider)
 
     def request_done(self, call: Call) -> None:
-        self.metrics.observe(call)
+        """Count a finished request in the metrics and write its log line.
+
+        Both are done for a batch of requests at a time, up to ``BATCH_SIZE`` of them and
+        at most ``BATCH_S`` after the first: one request's bookkeeping alone runs cold in
+        the CPU's caches (in the proxy benchmark, 45 µs of CPU per request for what a loop
+        does in under 10), a batch runs warm.  ``/metrics`` flushes the batch before it
+        renders, the app's last cleanup flushes what is left, and each log line keeps its
+        request's own time.  While anything besides the daemon's own handler could see
+        the log records (a test's ``caplog``, a host application's logging: checked as a
+        batch starts), each request is done at once.
+        """
         if call.trace is not None:
             call.trace.end(call)
+        pending = self._pending
+        pending.append(_Done(call.record, call.snapshot.config, time.time()))
+        if len(pending) == 1:  # a new batch: may it wait?
+            if self._can_wait():
+                self._timer = asyncio.get_running_loop().call_later(BATCH_S, self.flush)
+            else:
+                self.flush()
+        elif len(pending) >= BATCH_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count and log the finished requests still waiting (see ``request_done``)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        done, self._pending = self._pending, []
+        if not done:
+            return
+        for record, config, _ in done:
+            self.metrics.observe(record, config)
         if log.isEnabledFor(logging.INFO):
-            line = self.log_line(call)
+            lines = [(at, self.log_line(record)) for record, _, at in done]
             # A JSON line is already a whole record: the JSON formatter prints it as is.
             json_record = self.log_format == "json"
-            if not write_direct(log, line, json_record=json_record):
-                log.info(line, extra={"json_record": json_record})
+            if not write_direct(log, lines, json_record=json_record):
+                for _, line in lines:
+                    log.info(line, extra={"json_record": json_record})
 
-    def log_line(self, call: Call) -> str:
-        rec = call.record
+    def _can_wait(self) -> bool:
+        return (
+            not log.isEnabledFor(logging.INFO)
+            or direct_handler(log, json_record=self.log_format == "json") is not None
+        )
+
+    def log_line(self, rec: RequestRecord) -> str:
         model = f"{rec.provider}/{rec.model}" if rec.provider and rec.model else None
         cost = float(rec.cost_usd) if rec.cost_usd is not None else None
         latency = round(rec.latency_ms or 0.0, 2)

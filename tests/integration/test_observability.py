@@ -10,6 +10,7 @@ at up/gpt-test's prices (input 1.0, cached input 0.5, output 2.0 USD per million
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import socket
@@ -28,6 +29,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon import observe
+from daemon.logs import BufferedStderrHandler, TextFormatter
 from daemon.state import LEDGER, OBSERVER
 from daemon.tracing import flush
 from tests.integration.conftest import Gateway
@@ -471,6 +474,40 @@ async def test_readyz_reports_each_providers_last_error(gateway: Gateway) -> Non
     assert providers["local"] == {"last_error": None, "last_error_at": None}
     assert providers["up"]["last_error"] == "answered HTTP 500"
     assert providers["up"]["last_error_at"].endswith("+00:00")
+
+
+async def test_batched_metrics_and_lines_wait_for_neither_a_scrape_nor_a_stop(
+    start_gateway: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon's handler alone (outside pytest's capture) makes the observer batch;
+    # a batch that would wait 10 minutes shows what the scrape and the stop flush.
+    logger = logging.Logger("waystone.request", logging.INFO)
+    handler = BufferedStderrHandler()
+    handler.stream.close()
+    out = io.StringIO()
+    handler.setStream(out)
+    handler.setFormatter(TextFormatter())
+    logger.addHandler(handler)
+    monkeypatch.setattr(observe, "log", logger)
+    monkeypatch.setattr(observe, "BATCH_S", 600.0)
+    gateway: Gateway = await start_gateway()
+    await gateway.client().chat.completions.create(
+        model="gpt-test", messages=MESSAGES, extra_headers={"X-Waystone-User": "alice"}
+    )
+    assert out.getvalue() == ""  # waiting in the batch
+    samples = await _scrape(gateway)
+    assert _of(samples, "waystone_requests_total") == {
+        (("outcome", "ok"), ("route", "chat/completions"), ("status", "200")): 1
+    }
+    [first] = out.getvalue().splitlines()  # written by the scrape's flush
+    await gateway.client().chat.completions.create(
+        model="gpt-test", messages=MESSAGES, extra_headers={"X-Waystone-User": "bob"}
+    )
+    assert out.getvalue().splitlines() == [first]
+    await gateway.server.close()  # the app's cleanup
+    lines = out.getvalue().splitlines()
+    assert [line.split(" user=")[1].split()[0] for line in lines] == ["alice", "bob"]
+    assert all(" INFO waystone.request request_id=req_" in line for line in lines)
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])

@@ -104,8 +104,12 @@ def test_sigterm_after_200_requests_leaves_200_rows(
     proc, port = daemon
     asyncio.run(_send(port, 200))
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
     assert _count(waystone_home) == 200
+    # Log lines are written in batches (Observer.request_done): a stop leaves none behind.
+    lines = [line for line in err.decode().splitlines() if " waystone.request " in line]
+    assert len(lines) == 200 and all("status=200 outcome=ok" in line for line in lines)
 
 
 def test_sigkill_loses_at_most_the_last_second(
@@ -113,6 +117,11 @@ def test_sigkill_loses_at_most_the_last_second(
 ) -> None:
     proc, port = daemon
     asyncio.run(_send(port, 50))
+    # Metrics are counted in batches (Observer.request_done): a scrape waits for none.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    ok = 'waystone_requests_total{outcome="ok",route="chat/completions",status="200"} 50.0'
+    assert ok in metrics
     time.sleep(1.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)

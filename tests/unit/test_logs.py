@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 import pytest
 
@@ -79,13 +80,13 @@ def _strip_time(text: str) -> list[str]:
 
 def test_write_direct_prints_what_logger_info_prints(isolated) -> None:  # type: ignore[no-untyped-def]
     logger, handler, out = isolated
-    assert write_direct(logger, "request_id=req_1 status=200", json_record=False)
+    assert write_direct(logger, [(time.time(), "request_id=req_1 status=200")], json_record=False)
     logger.info("request_id=req_1 status=200")
     first, second = _strip_time(out.getvalue())
     assert first == second == "INFO waystone.request request_id=req_1 status=200"
     handler.setFormatter(JsonFormatter())
     out.truncate(0), out.seek(0)
-    assert write_direct(logger, '{"request_id": "req_1"}', json_record=True)
+    assert write_direct(logger, [(time.time(), '{"request_id": "req_1"}')], json_record=True)
     logger.info('{"request_id": "req_1"}', extra={"json_record": True})
     assert out.getvalue() == '{"request_id": "req_1"}\n' * 2
 
@@ -94,7 +95,7 @@ def test_write_direct_leaves_anything_else_listening_to_the_logging_module(isola
     logger, handler, out = isolated
 
     def refused() -> bool:
-        return not write_direct(logger, "line", json_record=False) and out.getvalue() == ""
+        return not write_direct(logger, [(0.0, "line")], json_record=False) and out.getvalue() == ""
 
     other = logging.Handler()
     logger.addHandler(other)  # e.g. pytest's caplog
@@ -106,7 +107,7 @@ def test_write_direct_leaves_anything_else_listening_to_the_logging_module(isola
     assert refused()
     parent.propagate = False
     logger.propagate = False  # ... unless the record stops before it
-    assert write_direct(logger, "line", json_record=False)
+    assert write_direct(logger, [(0.0, "line")], json_record=False)
     out.truncate(0), out.seek(0)
     logger.parent, logger.propagate = None, True
     logger.addFilter(lambda record: True)
@@ -126,4 +127,19 @@ def test_write_direct_leaves_anything_else_listening_to_the_logging_module(isola
     logger.disabled = True
     assert refused()
     logger.disabled = False
-    assert write_direct(logger, "line", json_record=False)
+    assert write_direct(logger, [(0.0, "line")], json_record=False)
+
+
+def test_a_batch_of_direct_lines_keeps_each_line_s_own_time(isolated) -> None:  # type: ignore[no-untyped-def]
+    logger, handler, out = isolated
+    times = (1_700_000_000.25, 1_700_000_000.999, 1_700_000_003.5)
+    lines = [(at, f"request_id=req_{i}") for i, at in enumerate(times)]
+    assert write_direct(logger, lines, json_record=False)
+    formatter = TextFormatter()
+    expected = []
+    for at, message in lines:
+        record = _record(message)
+        record.name = "waystone.request"
+        record.created, record.msecs = at, (at - int(at)) * 1000
+        expected.append(formatter.format(record))
+    assert out.getvalue().splitlines() == expected
