@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 
 import pytest
 
@@ -71,6 +73,21 @@ def test_loads_raises_what_json_loads_raises(data: bytes) -> None:
     with pytest.raises(type(expected.value)) as got:
         jsontext.loads(data)
     assert str(got.value) == str(expected.value)
+
+
+def test_the_digit_run_check_is_the_regex_search_it_replaces() -> None:
+    rng = random.Random(7)
+    alphabet = "0123456789" * 6 + 'x ."-e\u00e9\ud800\U0001f600\u0663'  # \u0663: an Arabic 3
+    pattern = re.compile(rf"[0-9]{{{jsontext.LONG_RUN}}}")
+    found = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(60)))
+        expected = pattern.search(text) is not None
+        found += expected
+        assert jsontext.has_long_digit_run(text) is expected, text
+        if "\ud800" not in text:
+            assert jsontext.has_long_digit_run(text.encode()) is expected, text
+    assert 300 < found < 2700  # both answers came up often
 
 
 def test_loads_passes_its_keyword_arguments_to_json_loads() -> None:
