@@ -128,3 +128,9 @@ def test_the_fast_path_parses_as_the_line_by_line_parser(seed: int) -> None:
     got = [e for chunk in chunks for e in fast.feed(chunk)] + fast.flush()
     expected = [e for chunk in chunks for e in reference.feed(chunk)] + reference.flush()
     assert got == expected, (stream, chunks)
+
+
+@pytest.mark.parametrize("cut", range(1, 4))
+def test_a_byte_order_mark_split_across_chunks_is_still_ignored(cut: int) -> None:
+    stream = b"\xef\xbb\xbfdata: x\n\ndata: y\n\n"
+    assert feed_all([stream[:cut], stream[cut:]]) == [SSEEvent(data="x"), SSEEvent(data="y")]

@@ -19,6 +19,7 @@ import re
 from typing import NamedTuple
 
 _EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = "\ufeff".encode()
 
 
 class SSEEvent(NamedTuple):  # a tuple: one per streamed event, cheaper than a dataclass
@@ -53,6 +54,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buffer = self._buffer + chunk if self._buffer else chunk
+        if self._first_line and len(buffer) >= len(_BOM) and not buffer.startswith(_BOM):
+            self._first_line = False  # no byte order mark to remove: any path will do
         if self._first_line or self._data or self._event is not None or b"\r" in buffer:
             events: list[SSEEvent] = []
             self._buffer = self._lines(buffer, events)
