@@ -6,9 +6,14 @@ needs from the stream is its usage (one event near the end) and, sometimes, its 
 
 - *full* reading (a trace, an output check, capture or a dataset needs the text or
   every event): every event is decoded, in order;
-- otherwise only events that can carry usage are decoded; the others are kept as
-  strings and decoded only if the stream ends without usage, when the estimate needs
-  the streamed text.
+- when the usage-only chunk is removed, only events that can carry usage are decoded;
+  the others are kept as strings and decoded only if the stream ends without usage,
+  when the estimate needs the streamed text;
+- otherwise (*lazy*: nothing to change, no text needed as it comes) the chunks are only
+  kept, and read once when the stream is over: from the end, the event around the last
+  ``"usage"`` that is not null is decoded, which is all a stream that reports its usage
+  needs; a stream that does not is then read whole, as the others are.  On the
+  benchmark's 7-event stream this is about 7 µs against 57.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 # took 3 µs an event.  A wrong guess costs time, never usage: ``finish`` decodes the
 # deferred events when no usage came.
 _NULL_USAGE = re.compile(r'"usage"\s*:\s*null')
+_NULL_USAGE_BYTES = re.compile(rb'"usage"\s*:\s*null')
+_USAGE_KEY = b'"usage"'
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
@@ -48,9 +55,13 @@ class StreamWatch:
         self._full = full
         self._trace = trace
         self._deferred: list[str] = []
+        self._raw: list[bytes] | None = None if drop_usage or full else []
 
     def feed(self, chunk: bytes) -> bytes:
         """Read ``chunk`` on the side; return the bytes to send to the client."""
+        if self._raw is not None:  # lazy: read in ``finish``
+            self._raw.append(chunk)
+            return chunk
         events = self._parser.feed(chunk)
         if not self._drop_usage:
             for event in events:
@@ -64,6 +75,12 @@ class StreamWatch:
 
     def finish(self) -> StreamTally:
         """The tally, with deferred events decoded if usage never arrived."""
+        if self._raw is not None:
+            self._finish_lazy(b"".join(self._raw))
+            self._raw = []
+            return self.tally
+        for event in self._parser.flush():  # an event whose blank line never came
+            self._read(event)
         if self.tally.usage is None:
             for data in self._deferred:
                 decoded = _decode(data)
@@ -71,6 +88,29 @@ class StreamWatch:
                     self.tally.feed(decoded)
             self._deferred.clear()
         return self.tally
+
+    def _finish_lazy(self, data: bytes) -> None:
+        if b"\r" not in data:  # \n-framed: an event is what lies between blank lines
+            end = len(data)
+            while (at := data.rfind(_USAGE_KEY, 0, end)) >= 0:
+                start = data.rfind(b"\n\n", 0, at)
+                start = 0 if start < 0 else start + 2
+                stop = data.find(b"\n\n", at)
+                block = data[start : len(data) if stop < 0 else stop + 2]
+                if block.count(_USAGE_KEY) > 1 or _NULL_USAGE_BYTES.search(block) is None:
+                    self._tally(_event_data(block))
+                    if self.tally.usage is not None:
+                        return
+                end = start
+        self.tally = StreamTally(self.tally.route)  # read the whole stream afresh
+        self._tally(_event_data(data))
+
+    def _tally(self, texts: list[str]) -> None:
+        for text in texts:
+            if text != "[DONE]":
+                decoded = _decode(text)
+                if decoded is not None:
+                    self.tally.feed(decoded)
 
     def _read(self, event: SSEEvent) -> bool:
         """Account for one event; True when it is the usage-only chunk to remove."""
@@ -87,6 +127,14 @@ class StreamWatch:
         if self._trace is not None:
             self._trace.note(decoded)
         return self._drop_usage and StreamTally.is_usage_only_chunk(decoded)
+
+
+def _event_data(data: bytes) -> list[str]:
+    """The data of every event in ``data``, which starts where an event starts."""
+    if data.startswith(b"data: ") and data.endswith(b"\n\n") and data.count(b"\n") == 2:
+        return [data[6:-2].decode("utf-8", "replace")]  # one event of one data line
+    parser = SSEParser()
+    return [event.data for event in parser.feed(data) + parser.flush()]
 
 
 def _decode(data: str) -> dict[str, Any] | None:

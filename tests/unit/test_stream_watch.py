@@ -4,6 +4,7 @@ may carry usage are decoded at once, and a wrong guess never loses usage."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -85,3 +86,53 @@ def test_the_usage_chunk_is_removed_when_the_client_did_not_ask() -> None:
     sent = w.feed(body)
     assert b'"usage": {' not in sent and b"[DONE]" in sent and b'"Hi"' in sent
     assert w.finish().usage == Usage(input_tokens=12, output_tokens=5)
+
+
+def _random_event(rng: random.Random) -> bytes:
+    usage = {"prompt_tokens": rng.randrange(50), "completion_tokens": rng.randrange(50)}
+    kind = rng.randrange(9)
+    if kind == 0:
+        data = json.dumps({"choices": [], "usage": usage})
+    elif kind == 1:
+        data = json.dumps(chunk(rng.choice(["a", "bc", "usage"]), usage=None))
+    elif kind == 2:
+        data = json.dumps({"choices": [], "usage": rng.choice([5, {}, "x"])})  # junk usage
+    elif kind == 3:
+        data = json.dumps({"choices": [{"delta": {}, "usage": None}], "usage": usage})
+    elif kind == 4:
+        response = {"status": "completed", "usage": rng.choice([None, usage])}
+        end = rng.choice(["response.completed", "response.created", "response.failed"])
+        data = json.dumps({"type": end, "response": response})
+    elif kind == 5:
+        data = "[DONE]"
+    elif kind == 6:
+        data = json.dumps(chunk(rng.choice(["x", "yz"])), indent=1)  # several data lines
+    elif kind == 7:
+        return b": keep-alive\n\n"
+    else:
+        data = json.dumps(chunk(rng.choice(["q", "rs"])))
+    head = b"event: message\n" if rng.random() < 0.2 else b""
+    lines = b"".join(b"data: " + line.encode() + b"\n" for line in data.split("\n"))
+    return head + lines + b"\n"
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_lazy_reading_finds_what_reading_every_event_finds(seed: int) -> None:
+    rng = random.Random(seed)
+    stream = b"".join(_random_event(rng) for _ in range(rng.randrange(1, 9)))
+    if rng.random() < 0.2:
+        stream = stream.replace(b"\n", b"\r\n")
+    if rng.random() < 0.2:
+        stream = stream[: rng.randrange(len(stream) + 1)]  # cut short anywhere
+    cuts = sorted(rng.sample(range(len(stream) + 1), min(len(stream) + 1, rng.randrange(4))))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    route = "responses" if b"response." in stream else "chat/completions"
+    lazy = StreamWatch(route, drop_usage=False, full=False, trace=None)
+    every = StreamWatch(route, drop_usage=False, full=True, trace=None)
+    for piece in chunks:
+        assert lazy.feed(piece) == piece
+        every.feed(piece)
+    got, expected = lazy.finish(), every.finish()
+    assert got.usage == expected.usage, stream
+    if expected.usage is None:  # the estimate reads the text
+        assert got.text == expected.text, stream
