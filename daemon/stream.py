@@ -13,7 +13,7 @@ needs from the stream is its usage (one event near the end) and, sometimes, its 
   kept, and read once when the stream is over: from the end, the event around the last
   ``"usage"`` that is not null is decoded, which is all a stream that reports its usage
   needs; a stream that does not is then read whole, as the others are.  On the
-  benchmark's 7-event stream this is about 7 µs against 57.
+  benchmark's 7-event stream this takes 24 µs against 57 event by event.
 """
 
 from __future__ import annotations

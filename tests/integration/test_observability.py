@@ -10,7 +10,6 @@ at up/gpt-test's prices (input 1.0, cached input 0.5, output 2.0 USD per million
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 import socket
@@ -30,7 +29,6 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon import observe
-from daemon.logs import BufferedStderrHandler, TextFormatter
 from daemon.state import LEDGER, OBSERVER
 from daemon.tracing import flush
 from tests.integration.conftest import Gateway
@@ -477,17 +475,11 @@ async def test_readyz_reports_each_providers_last_error(gateway: Gateway) -> Non
 
 
 async def test_batched_metrics_and_lines_wait_for_neither_a_scrape_nor_a_stop(
-    start_gateway: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    start_gateway: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, daemon_logger: Any
 ) -> None:
     # The daemon's handler alone (outside pytest's capture) makes the observer batch;
     # a batch that would wait 10 minutes shows what the scrape and the stop flush.
-    logger = logging.Logger("waystone.request", logging.INFO)
-    handler = BufferedStderrHandler()
-    handler.stream.close()
-    out = io.StringIO()
-    handler.setStream(out)
-    handler.setFormatter(TextFormatter())
-    logger.addHandler(handler)
+    logger, _, out = daemon_logger
     monkeypatch.setattr(observe, "log", logger)
     monkeypatch.setattr(observe, "BATCH_S", 600.0)
     gateway: Gateway = await start_gateway()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
 
-import pytest
-
-from daemon.logs import BufferedStderrHandler, JsonFormatter, TextFormatter, write_direct
+from daemon.logs import JsonFormatter, TextFormatter, write_direct
 
 
 def _record(message: str, **extra: object) -> logging.LogRecord:
@@ -57,29 +54,12 @@ def test_a_direct_text_line_is_what_the_formatter_prints() -> None:
         )
 
 
-@pytest.fixture
-def isolated() -> tuple[logging.Logger, BufferedStderrHandler, io.StringIO]:
-    """A logger whose only handler is a daemon handler writing to a StringIO.
-
-    Built outside the logging module's hierarchy (``logging.Logger``, not ``getLogger``):
-    pytest attaches its own capture handlers to the registered loggers while a test runs.
-    """
-    logger = logging.Logger("waystone.request", logging.INFO)
-    handler = BufferedStderrHandler()
-    handler.stream.close()
-    out = io.StringIO()
-    handler.setStream(out)
-    handler.setFormatter(TextFormatter())
-    logger.addHandler(handler)
-    return logger, handler, out
-
-
 def _strip_time(text: str) -> list[str]:
     return [line.split(" ", 2)[2] for line in text.splitlines()]
 
 
-def test_write_direct_prints_what_logger_info_prints(isolated) -> None:  # type: ignore[no-untyped-def]
-    logger, handler, out = isolated
+def test_write_direct_prints_what_logger_info_prints(daemon_logger) -> None:  # type: ignore[no-untyped-def]
+    logger, handler, out = daemon_logger
     assert write_direct(logger, [(time.time(), "request_id=req_1 status=200")], json_record=False)
     logger.info("request_id=req_1 status=200")
     first, second = _strip_time(out.getvalue())
@@ -91,8 +71,8 @@ def test_write_direct_prints_what_logger_info_prints(isolated) -> None:  # type:
     assert out.getvalue() == '{"request_id": "req_1"}\n' * 2
 
 
-def test_write_direct_leaves_anything_else_listening_to_the_logging_module(isolated) -> None:  # type: ignore[no-untyped-def]
-    logger, handler, out = isolated
+def test_write_direct_leaves_anything_else_listening_to_the_logging_module(daemon_logger) -> None:  # type: ignore[no-untyped-def]
+    logger, handler, out = daemon_logger
 
     def refused() -> bool:
         return not write_direct(logger, [(0.0, "line")], json_record=False) and out.getvalue() == ""
@@ -130,8 +110,8 @@ def test_write_direct_leaves_anything_else_listening_to_the_logging_module(isola
     assert write_direct(logger, [(0.0, "line")], json_record=False)
 
 
-def test_a_batch_of_direct_lines_keeps_each_line_s_own_time(isolated) -> None:  # type: ignore[no-untyped-def]
-    logger, handler, out = isolated
+def test_a_batch_of_direct_lines_keeps_each_line_s_own_time(daemon_logger) -> None:  # type: ignore[no-untyped-def]
+    logger, handler, out = daemon_logger
     times = (1_700_000_000.25, 1_700_000_000.999, 1_700_000_003.5)
     lines = [(at, f"request_id=req_{i}") for i, at in enumerate(times)]
     assert write_direct(logger, lines, json_record=False)

@@ -14,23 +14,15 @@ from typing import Any
 import pytest
 
 from daemon import observe
-from daemon.logs import BufferedStderrHandler, TextFormatter
 from daemon.observe import BATCH_S, BATCH_SIZE, Observer
 from waystone_cli.core.config import Config
 from waystone_cli.core.records import RequestRecord
 
 
 @pytest.fixture
-def daemon_log(monkeypatch: pytest.MonkeyPatch) -> tuple[logging.Logger, io.StringIO]:
-    """The request logger with only the daemon's handler, writing to a StringIO (built
-    outside the logging hierarchy, where pytest's capture handlers cannot see it)."""
-    logger = logging.Logger("waystone.request", logging.INFO)
-    handler = BufferedStderrHandler()
-    handler.stream.close()
-    out = io.StringIO()
-    handler.setStream(out)
-    handler.setFormatter(TextFormatter())
-    logger.addHandler(handler)
+def daemon_log(daemon_logger: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The observer's request logger, with only the daemon's handler (``daemon_logger``)."""
+    logger, _, out = daemon_logger
     monkeypatch.setattr(observe, "log", logger)
     return logger, out
 
