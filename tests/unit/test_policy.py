@@ -285,6 +285,24 @@ def test_decide(case: Case) -> None:
     assert summary(decide(config(case.toml, case.server), case.facts, counters)) == case.expected
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_request_path_decides_as_the_full_walk_does(case: Case) -> None:
+    # explain=True walks every ruleset afresh; the request path runs the plan's program.
+    counters = UsageCounters()
+    case.setup(counters)
+    cfg = config(case.toml, case.server)
+    fast, walked = (
+        decide(cfg, case.facts, counters),
+        decide(cfg, case.facts, counters, explain=True),
+    )
+    assert (summary(fast), fast.headers, fast.retry_after, fast.message) == (
+        summary(walked),
+        walked.headers,
+        walked.retry_after,
+        walked.message,
+    )
+
+
 def test_concurrent_limit_counts_requests_in_flight() -> None:
     cfg = config(RPM.replace("rpm = 2", "concurrent = 1"))
     c = UsageCounters()

@@ -79,7 +79,6 @@ class Evaluation:
         self.firings: list[Firing] = []
         self.blocks: list[Block] = []
         self.rate_headers: dict[str, tuple[int, int, float]] = {}
-        self.tested: dict[tuple[str, str], list[_Test] | None] = {}
         # Built once: creating frozen dataclasses costs about a microsecond each.
         self.by_kind = {"request": ANONYMOUS}
         named = []

@@ -90,18 +90,21 @@ def decide(
     program = prepared.program(outcome, facts.model)
     ev = Evaluation(config, facts, counters, False, prepared, program, outcome.names)
     ev.check_credits()
-    by_kind, tested = ev.by_kind, ev.tested
+    by_kind = ev.by_kind
+    # A rule listed by several rulesets that apply to the same subject is tested once;
+    # testing reads the counters and nothing else, so the order of the tests is free.
+    held = [ev.held(c.ruleset, c.rule, by_kind[c.kind]) for c in program.tests]
+    if all(tests is None for tests in held):  # no counter rule fires: the usual case
+        for fire in program.fires:
+            ev.fire(fire, by_kind[fire.kind])
+        return ev.decision()
     for step in program.steps:
         if isinstance(step, Fire):
             ev.fire(step, by_kind[step.kind])
             continue
-        # A rule listed by several rulesets that apply to the same subject is tested once.
-        subject, key = by_kind[step.kind], step.key
-        if key in tested:
-            tests = tested[key]
-        else:
-            tests = tested[key] = ev.held(step.ruleset, step.rule, subject)
+        tests = held[step.test]
         if tests is not None:
+            subject = by_kind[step.kind]
             ev.fire_tested(step.ruleset, step.order, step.position, step.rule, subject, tests)
     return ev.decision()
 

@@ -70,16 +70,22 @@ class Check(NamedTuple):
     order: int
     position: int
     rule: RuleConfig
-    key: tuple[str, str]  # (rule, subject kind): a rule is tested once per subject
+    test: int  # its index in ``Program.tests``: a rule is tested once per subject kind
 
 
 @dataclass(frozen=True)
 class Program:
-    """The steps for one outcome and model, and what its ``Fire`` steps alone do."""
+    """The steps for one outcome and model, and what its ``Fire`` steps alone do.
+
+    ``tests`` are the ``Check`` steps to test, one per rule and subject kind, in order;
+    ``fires`` the ``Fire`` steps alone, all there is to walk when no test holds.
+    """
 
     steps: tuple[Fire | Check, ...]
     effects: Effects
     reasons: tuple[Reason, ...]  # about the effects (a change_model not applied, ...)
+    tests: tuple[Check, ...] = ()
+    fires: tuple[Fire, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,19 +196,26 @@ class PolicyPlan:
         if len(outcome.programs) >= _MAX_MODELS:
             outcome.programs.clear()
         steps: list[Fire | Check] = []
+        tests: dict[tuple[str, str], Check] = {}  # by (rule, subject kind)
         for rp, kinds in outcome.applied:
             for kind in kinds:
                 for index, rule in enumerate(rp.rules):
                     if rule.name not in self.static:
                         key = (rule.name, kind)
-                        steps.append(Check(kind, rp.ruleset, rp.order, index, rule, key))
+                        test = tests[key].test if key in tests else len(tests)
+                        check = Check(kind, rp.ruleset, rp.order, index, rule, test)
+                        tests.setdefault(key, check)
+                        steps.append(check)
                         continue
                     detail = self.static_detail(rule, model)
                     if detail is not None:
                         steps.append(self._fire(kind, rp, index, rule, detail))
-        firings = [step.firing for step in steps if isinstance(step, Fire) and not step.block]
+        fires = tuple(step for step in steps if isinstance(step, Fire))
+        firings = [step.firing for step in fires if not step.block]
         effects, reasons = combine(self.config, firings, model)
-        built = outcome.programs[model] = Program(tuple(steps), effects, reasons)
+        built = outcome.programs[model] = Program(
+            tuple(steps), effects, reasons, tuple(tests.values()), fires
+        )
         return built
 
     def _fire(self, kind: str, rp: RulesetPlan, index: int, rule: RuleConfig, detail: str) -> Fire:
