@@ -157,7 +157,7 @@ class UsageCounters:
     # --- reading --------------------------------------------------------------------
 
     def usage(self, subject: Subject, metric: str, window: str, now: datetime) -> float:
-        return self._usage((subject.kind, subject.id), metric, window, now)
+        return self._usage(subject, metric, window, now)  # a Subject is its own key
 
     def member_usage(
         self, user_id: str, group_id: str, metric: str, window: str, now: datetime
@@ -165,7 +165,7 @@ class UsageCounters:
         return self._usage(member_key(user_id, group_id), metric, window, now)
 
     def rate(self, subject: Subject, now: datetime) -> RateState:
-        series = self._series.get((subject.kind, subject.id))
+        series = self._series.get(subject)
         if series is None:
             return RateState(0, 0, 0, None)
         return series.rate.state(self._seconds(now), series.pending[2])
