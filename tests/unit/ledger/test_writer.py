@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -374,3 +377,19 @@ async def test_an_in_memory_ledger_needs_a_spill_path(tmp_path: Path) -> None:
     with pytest.raises(WaystoneError, match="explicit spill_path"):
         LedgerWriter(memory)
     assert LedgerWriter(memory, spill_path=tmp_path / "s.jsonl").spill_path == tmp_path / "s.jsonl"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+async def test_the_writer_thread_runs_below_the_event_loop_priority(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    writer = LedgerWriter(con)
+    await writer.start()
+    try:
+        tid = await writer.run_in_db(lambda _: threading.get_native_id())
+        ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        expected = min(ours + writer_module.WRITER_NICE, 19)
+        assert tid != threading.get_native_id()
+        assert os.getpriority(os.PRIO_PROCESS, tid) == expected
+    finally:
+        await writer.close()
