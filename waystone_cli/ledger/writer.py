@@ -30,10 +30,7 @@ rows done on each path tells when everything submitted before the call is commit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +43,7 @@ from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger import spill
 from waystone_cli.ledger.batch import drop_known, fold_now, insert_batch, write_entity_times
+from waystone_cli.ledger.connection import lower_priority
 from waystone_cli.ledger.entities import KnownEntities
 from waystone_cli.ledger.rollup import FOLD_EVERY_S, Folding
 
@@ -53,8 +51,6 @@ T = TypeVar("T")
 log = logging.getLogger("waystone.ledger")
 
 _MAX_BACKOFF_S = 30.0
-# The writer thread's nice value (``_lower_priority``): measured with bench/proxy/run.py.
-WRITER_NICE = 3
 
 
 class LedgerWriter:
@@ -120,7 +116,7 @@ class LedgerWriter:
         if self._task is not None:
             raise WaystoneError("the ledger writer is already started")
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="waystone-ledger")
-        await self._in_thread(_lower_priority)
+        await self._in_thread(lower_priority)  # DuckDB work below the event loop's
         try:
             await self._in_thread(self._known.load, self._con)
         except duckdb.Error as err:  # only a cost: unknown entities are MERGEd
@@ -378,19 +374,6 @@ class LedgerWriter:
                 self._progress = asyncio.get_running_loop().create_future()
             self._wake.set()
             await asyncio.wait({self._progress, self._task}, return_when=asyncio.FIRST_COMPLETED)
-
-
-def _lower_priority() -> None:
-    """Give the calling thread (the writer's) a lower CPU priority than the event loop's.
-
-    DuckDB runs a batch without the GIL, so on a saturated core the scheduler splits the
-    core evenly between it and the event loop for the batch's 10-20 ms, and requests in
-    flight take twice as long: that was the gateway's tail latency.  At ``WRITER_NICE``
-    the loop keeps about two thirds of the core meanwhile.  Linux sets the nice value
-    per thread; elsewhere (or without permission) nothing changes.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
 
 
 def _earliest(*delays: float | None) -> float | None:

@@ -19,7 +19,7 @@ import pytest
 from tests.unit.ledger.conftest import T0, record
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
-from waystone_cli.ledger import spill
+from waystone_cli.ledger import connection, spill
 from waystone_cli.ledger import writer as writer_module
 from waystone_cli.ledger.writer import LedgerWriter
 
@@ -388,7 +388,7 @@ async def test_the_writer_thread_runs_below_the_event_loop_priority(
     try:
         tid = await writer.run_in_db(lambda _: threading.get_native_id())
         ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        expected = min(ours + writer_module.WRITER_NICE, 19)
+        expected = min(ours + connection.WRITER_NICE, 19)
         assert tid != threading.get_native_id()
         assert os.getpriority(os.PRIO_PROCESS, tid) == expected
     finally:
