@@ -84,8 +84,8 @@ class Program:
     steps: tuple[Fire | Check, ...]
     effects: Effects
     reasons: tuple[Reason, ...]  # about the effects (a change_model not applied, ...)
-    tests: tuple[Check, ...] = ()
-    fires: tuple[Fire, ...] = ()
+    tests: tuple[Check, ...]
+    fires: tuple[Fire, ...]
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,11 +3,10 @@ and the threads that work on it: how many DuckDB may use, the writer's CPU prior
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -76,5 +75,5 @@ def lower_priority() -> None:
     the loop keeps about two thirds of the core meanwhile.  Linux sets the nice value
     per thread; elsewhere (or without permission) nothing changes.
     """
-    with contextlib.suppress(AttributeError, OSError):
+    with suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
