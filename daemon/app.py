@@ -1,4 +1,4 @@
-"""The daemon's app factory: routes, the error middleware, and resources by lifetime.
+"""The daemon's app factory: routes and resources by lifetime.
 
 ``create_app(settings)`` is what both production (``waystone serve``) and the tests
 call.  Shared resources are opened and closed in ``cleanup_ctx`` in one place: the
@@ -8,15 +8,14 @@ the config watcher, the admin socket and the daily pruning task.
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, TCPConnector, web
 
 from daemon import health, identify
 from daemon.admin import admin_socket
 from daemon.entities import EntityStore
+from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
 from daemon.maintenance import pruning
 from daemon.metrics import metrics_handler
 from daemon.observe import Observer
@@ -37,11 +36,7 @@ from daemon.state import (
 from daemon.tracing import tracing_ctx
 from waystone_cli.core.config import load_config
 from waystone_cli.core.counters import UsageCounters
-from waystone_cli.core.errors import PolicyBlocked, WaystoneError
 from waystone_cli.core.policy import longest_window
-
-log = logging.getLogger("waystone.daemon")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PREFIXES = ("/v1", "/api/gateway/v1")
 # aiohttp's own limit is set far above any configured one: the live limit
@@ -51,7 +46,8 @@ _TRANSPORT_MAX_BODY = 1 << 30
 
 def create_app(settings: Settings) -> web.Application:
     config = load_config(settings.config_path)
-    app = web.Application(middlewares=[error_middleware], client_max_size=_TRANSPORT_MAX_BODY)
+    # No middleware: each route renders its own errors (``daemon.errors``).
+    app = web.Application(client_max_size=_TRANSPORT_MAX_BODY)
     app[SETTINGS] = settings
     app[CONFIG] = ConfigHolder(Snapshot.build(config))
     app[OBSERVER] = Observer(
@@ -63,11 +59,12 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_post(
             f"{prefix}/audio/transcriptions", multipart_route("audio/transcriptions")
         )
-        app.router.add_get(f"{prefix}/models", models_handler)
-    app.router.add_post("/api/identify", identify.handler)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", metrics_handler)
+        app.router.add_get(f"{prefix}/models", openai_errors(models_handler))
+    app.router.add_post("/api/identify", openai_errors(identify.handler))
+    app.router.add_get("/healthz", openai_errors(health.healthz))
+    app.router.add_get("/readyz", openai_errors(health.readyz))
+    app.router.add_get("/metrics", openai_errors(metrics_handler))
+    app.router.add_route("*", UNMATCHED_PATH, unmatched)  # last: 404 and 405
     app.cleanup_ctx.extend(
         [observer_ctx, tracing_ctx, ledger_ctx, http_ctx, watch_config, admin_socket, pruning]
     )
@@ -118,42 +115,3 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = session
     yield
     await session.close()
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one place where errors become OpenAI-style JSON with the right status."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except WaystoneError as err:
-        return error_response(err)
-    except web.HTTPException as err:
-        if err.status < 400:
-            raise
-        return envelope(err.status, err.reason, "invalid_request_error", _http_code(err.status))
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return envelope(500, "internal error in the gateway", "server_error", "internal_error")
-
-
-def error_response(err: WaystoneError) -> web.Response:
-    response = envelope(err.status, err.message, err.type, err.code, err.param)
-    if isinstance(err, PolicyBlocked):
-        response.headers.update(err.headers)
-        if err.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-    return response
-
-
-def envelope(
-    status: int, message: str, type_: str, code: str | None, param: str | None = None
-) -> web.Response:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return web.json_response(body, status=status)
-
-
-def _http_code(status: int) -> str:
-    return {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
-        status, "invalid_request"
-    )

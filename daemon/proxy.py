@@ -18,6 +18,7 @@ from aiohttp import web
 
 from daemon.body import read_body, read_multipart
 from daemon.call import Call
+from daemon.errors import error_as_response
 from daemon.forward import forward
 from daemon.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
@@ -32,22 +33,27 @@ STREAMING_ROUTES = ("chat/completions", "completions", "responses")
 
 
 def json_route(route: str) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await run_call(Call(request, route), _prepare_json)
-
-    return handler
+    return _route(route, _prepare_json)
 
 
 def multipart_route(route: str) -> Handler:
+    return _route(route, _prepare_multipart)
+
+
+def _route(route: str, prepare: Callable[[Call], Awaitable[Any]]) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await run_call(Call(request, route), _prepare_multipart)
+        try:
+            call = Call(request, route)
+        except Exception as err:  # a bug, but still answered in the envelope
+            return error_as_response(request, err)
+        return await run_call(call, prepare)
 
     return handler
 
 
 async def run_call(call: Call, prepare: Callable[[Call], Awaitable[Any]]) -> web.StreamResponse:
-    """Run one call; record its outcome whatever happens, then let errors propagate
-    to the error middleware, the one place that renders them."""
+    """Run one call; record its outcome whatever happens, and answer an error in the
+    OpenAI envelope (``daemon.errors``; a hang-up's cancellation propagates)."""
     try:
         authorize(call)
         payload = await prepare(call)
@@ -56,6 +62,9 @@ async def run_call(call: Call, prepare: Callable[[Call], Awaitable[Any]]) -> web
         call.record.status = 499
         call.record.outcome = "client_closed"
         raise
+    except Exception as err:
+        call.fail(err)
+        return error_as_response(call.request, err)
     except BaseException as err:
         call.fail(err)
         raise

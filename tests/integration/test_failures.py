@@ -77,6 +77,57 @@ async def test_bad_bodies_are_400s_with_the_openai_envelope(gateway: Gateway) ->
     assert len(await gateway.rows()) == 3
 
 
+async def test_unknown_paths_and_methods_get_the_openai_envelope(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gateway.url + "v1/nope", json=CHAT) as resp:
+            assert resp.status == 404
+            assert await resp.json() == {
+                "error": {
+                    "message": "Not Found",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "not_found",
+                }
+            }
+        async with http.get(gateway.url + "v1/chat/completions") as resp:
+            assert resp.status == 405
+            assert resp.headers["Allow"] == "POST"
+            assert (await resp.json())["error"]["code"] == "method_not_allowed"
+        async with http.delete(gateway.url + "healthz") as resp:
+            assert resp.status == 405
+            assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    assert gateway.provider.seen == []
+
+
+async def test_an_unexpected_error_is_a_500_envelope_a_logged_traceback_and_a_row(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("daemon.proxy.resolve", broken)
+    status, body = await _post(gateway, CHAT)
+    assert (status, body["error"]) == (
+        500,
+        {
+            "message": "internal error in the gateway",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
+        },
+    )
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == "unexpected error on POST /v1/chat/completions"
+    assert record.exc_info is not None and "a bug" in str(record.exc_info[1])
+    [row] = await gateway.rows()
+    assert (row["status"], row["outcome"], row["error"]) == (
+        500,
+        "error",
+        "internal error: RuntimeError",
+    )
+    assert gateway.provider.seen == []
+
+
 async def test_body_over_the_limit_is_a_413(start_gateway: Any) -> None:
     gateway = await start_gateway("[server]\nmax_body_mb = 0.01\n")
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 20_000}]}

@@ -2,7 +2,7 @@
 
 Every error carries a message that is safe to show to a user or an API client.
 They are translated in exactly two places: the CLI root (one red line and an exit
-code) and the daemon's error middleware (OpenAI's error envelope with a status).
+code) and the daemon's ``daemon.errors`` (OpenAI's error envelope with a status).
 """
 
 from __future__ import annotations
