@@ -1,0 +1,27 @@
+"""A Call's record starts with the request's id, route and start time."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from types import SimpleNamespace
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from daemon.call import Call
+from daemon.state import CONFIG, OBSERVER
+
+
+def test_a_call_stamps_its_record_with_the_naive_utc_time_of_its_start() -> None:
+    app = web.Application()
+    app[CONFIG] = SimpleNamespace(current=object())  # type: ignore[assignment]
+    app[OBSERVER] = SimpleNamespace(start_trace=lambda call: None)  # type: ignore[assignment]
+    request = make_mocked_request("POST", "/v1/chat/completions", app=app)
+    first, second = Call(request, "chat/completions"), Call(request, "embeddings")
+    for call in (first, second):
+        assert call.now.tzinfo is UTC
+        assert call.record.ts.tzinfo is None
+        assert call.record.ts == call.now.replace(tzinfo=None)
+        assert call.record.id.startswith("req_") and len(call.record.id) == 28
+    assert (first.record.route, second.record.route) == ("chat/completions", "embeddings")
+    assert first.record.id != second.record.id
