@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from waystone_cli.core.policy import Decision
 
 _combine = datetime.combine
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 _OUTCOME_BY_CODE = {
     "invalid_api_key": "unauthorized",
@@ -81,7 +84,7 @@ class Call:
         self.output_text: str | None = None
         self.entities: tuple[Entity | None, Entity | None] = (None, None)
         self.drop_usage_chunk = False
-        self.rate_headers: dict[str, str] = {}
+        self.rate_headers: Mapping[str, str] = _NO_HEADERS
         self._finished = False
         # None unless tracing is on: the request path then skips every tracing step.
         self.trace: RequestTrace | None = app[OBSERVER].start_trace(self)
