@@ -75,7 +75,7 @@ class Call:
         # The naive UTC time stamp: combine() costs a sixth of ``now.replace(tzinfo=None)``
         # (whose keyword parsing takes over 2 µs on Python 3.11).
         ts = _combine(now.date(), now.time())
-        self.record = RequestRecord(id=f"req_{os.urandom(12).hex()}", ts=ts, route=route)
+        self.record = RequestRecord(f"req_{os.urandom(12).hex()}", ts, route)  # id, ts, route
         self.decision: Decision | None = None
         self.reservation: Any = None
         self.usage: Usage | None = None

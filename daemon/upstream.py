@@ -12,8 +12,7 @@ import asyncio
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -35,25 +34,47 @@ _FORWARDED = (
 )
 
 
-@dataclass
 class UpstreamReply:
-    status: int
-    content_type: str
-    chunks: AsyncIterator[bytes]
-    _release: Any = None
-    _read_whole: Callable[[], Awaitable[bytes]] | None = None
+    """A provider's answer: status, content type, and the body as chunks or read whole.
+
+    An HTTP reply holds the ``ClientResponse`` and reads it only when asked (a JSON
+    answer is read in one call, with no chunk iterator built); a mock reply carries its
+    frames.  ``release()`` may be called more than once.
+    """
+
+    __slots__ = ("status", "content_type", "_frames", "_resp", "_name")
+
+    def __init__(
+        self,
+        status: int,
+        content_type: str,
+        frames: AsyncIterator[bytes] | None = None,
+        resp: aiohttp.ClientResponse | None = None,
+        name: str = "",
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self._frames = frames
+        self._resp = resp
+        self._name = name
+
+    @property
+    def chunks(self) -> AsyncIterator[bytes]:
+        if self._resp is not None:
+            return _http_chunks(self._resp, self._name)
+        assert self._frames is not None
+        return self._frames
 
     async def read(self) -> bytes:
-        """The whole body (an HTTP reply reads it in one call, without chunk iteration)."""
-        if self._read_whole is not None:
-            return await self._read_whole()
+        """The whole body."""
+        if self._resp is not None:
+            return await _http_read(self._resp, self._name)
         parts = [chunk async for chunk in self.chunks]
         return b"".join(parts)
 
     def release(self) -> None:
-        if self._release is not None:
-            self._release()
-            self._release = None
+        if self._resp is not None:
+            self._resp.close()  # idempotent
 
 
 def provider_key(provider: ProviderConfig) -> str | None:
@@ -115,13 +136,8 @@ async def call_http(
         raise UpstreamError(
             f'provider "{provider.name}" is unreachable: {type(err).__name__}'
         ) from err
-    return UpstreamReply(
-        status=resp.status,
-        content_type=resp.headers.get("Content-Type", "application/json"),
-        chunks=_http_chunks(resp, provider.name),
-        _release=resp.close,
-        _read_whole=lambda: _http_read(resp, provider.name),
-    )
+    content_type = resp.headers.get("Content-Type", "application/json")
+    return UpstreamReply(resp.status, content_type, resp=resp, name=provider.name)
 
 
 @functools.lru_cache(maxsize=1024)

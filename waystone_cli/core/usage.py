@@ -63,12 +63,12 @@ def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
         usage, "prompt_tokens_details", "input_tokens_details", "input_token_details"
     )
     output_details = _details(usage, "completion_tokens_details", "output_tokens_details")
-    return Usage(
-        input_tokens=_int(usage, "prompt_tokens", "input_tokens"),
-        output_tokens=_int(usage, "completion_tokens", "output_tokens"),
-        cached_tokens=_int(input_details, "cached_tokens"),
-        reasoning_tokens=_int(output_details, "reasoning_tokens"),
-        audio_tokens=_int(input_details, "audio_tokens"),
+    return Usage(  # input, output, cached, reasoning, audio (positionally: cheaper)
+        _int(usage, "prompt_tokens", "input_tokens"),
+        _int(usage, "completion_tokens", "output_tokens"),
+        _int(input_details, "cached_tokens"),
+        _int(output_details, "reasoning_tokens"),
+        _int(input_details, "audio_tokens"),
     )
 
 
