@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,23 @@ if TYPE_CHECKING:
     from waystone_cli.core.policy import Decision
 
 _combine = datetime.combine
+
+# Request ids: "req_" and 24 hex digits of os.urandom, read for IDS_PER_READ ids at once.
+# One getrandom() call per request took ~18 µs in the running gateway (0.7 µs in a loop).
+IDS_PER_READ = 256
+_ids: Iterator[str] = iter(())
+
+
+def new_request_id() -> str:
+    global _ids
+    ident = next(_ids, None)  # a list iterator's next() is atomic under the GIL
+    if ident is None:
+        pool = os.urandom(12 * IDS_PER_READ).hex()
+        fresh = [f"req_{pool[i : i + 24]}" for i in range(0, len(pool), 24)]
+        ident, _ids = fresh[0], iter(fresh[1:])
+    return ident
+
+
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 _OUTCOME_BY_CODE = {
@@ -75,7 +92,7 @@ class Call:
         # The naive UTC time stamp: combine() costs a sixth of ``now.replace(tzinfo=None)``
         # (whose keyword parsing takes over 2 µs on Python 3.11).
         ts = _combine(now.date(), now.time())
-        self.record = RequestRecord(f"req_{os.urandom(12).hex()}", ts, route)  # id, ts, route
+        self.record = RequestRecord(new_request_id(), ts, route)  # id, ts, route
         self.decision: Decision | None = None
         self.reservation: Any = None
         self.usage: Usage | None = None

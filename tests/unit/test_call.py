@@ -25,3 +25,12 @@ def test_a_call_stamps_its_record_with_the_naive_utc_time_of_its_start() -> None
         assert call.record.id.startswith("req_") and len(call.record.id) == 28
     assert (first.record.route, second.record.route) == ("chat/completions", "embeddings")
     assert first.record.id != second.record.id
+
+
+def test_request_ids_are_unique_random_hex_across_reads_of_the_pool() -> None:
+    from daemon.call import IDS_PER_READ, new_request_id
+
+    ids = [new_request_id() for _ in range(3 * IDS_PER_READ + 7)]
+    assert len(set(ids)) == len(ids)
+    assert all(i.startswith("req_") and len(i) == 28 for i in ids)
+    assert all(set(i[4:]) <= set("0123456789abcdef") for i in ids)
