@@ -103,7 +103,9 @@ async def _dispatch(
             return await call_mock(call.record.route, payload.fields(), model, stream=False)
         data, content_type = payload.encode()
     else:
-        body = dict(payload, model=model) if "model" in payload or call.record.model else payload
+        body = payload
+        if payload.get("model") != model and ("model" in payload or call.record.model):
+            body = dict(payload, model=model)  # the provider's name for it (or a rule's)
         if provider.kind == "mock":
             return await call_mock(call.record.route, body, model, stream=call.record.stream)
         data, content_type = encode(body), "application/json"
