@@ -116,9 +116,10 @@ class Call:
         if self.first_byte_s is None:
             self.first_byte_s = time.perf_counter() - self.started
 
-    def response_headers(self) -> dict[str, str]:
+    def response_headers(self, content_type: str) -> dict[str, str]:
+        """The answer's headers: its Content-Type, then the x-waystone-* ones."""
         rec = self.record
-        headers = {"x-waystone-request-id": rec.id}
+        headers = {"Content-Type": content_type, "x-waystone-request-id": rec.id}
         if rec.provider and rec.model:
             headers["x-waystone-model"] = f"{rec.provider}/{rec.model}"
         headers["x-waystone-rulesets"] = ",".join(rec.rulesets)

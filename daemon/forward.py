@@ -131,7 +131,7 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
         return web.Response(
             body=data,
             status=reply.status,
-            headers={"Content-Type": reply.content_type, **call.response_headers()},
+            headers=call.response_headers(reply.content_type),
         )
     body = decode_reply(data)
     if call.trace is not None and isinstance(body, dict):
@@ -143,25 +143,18 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     ):
         call.output_text = _output_text(body)
         await check_output(call, call.output_text)
-    headers = call.response_headers()
+    headers = call.response_headers(reply.content_type)
     cost = rec.cost_usd
     headers["x-waystone-cost-usd"] = f"{cost:f}" if cost is not None else "unpriced"
-    return web.Response(
-        body=data, status=200, headers={"Content-Type": reply.content_type, **headers}
-    )
+    return web.Response(body=data, status=200, headers=headers)
 
 
 async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
     rec = call.record
     rec.status = 200
-    response = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            **call.response_headers(),
-        },
-    )
+    headers = call.response_headers("text/event-stream")
+    headers["Cache-Control"] = "no-cache"
+    response = web.StreamResponse(status=200, headers=headers)
     hold = held_back(call)
     decision = call.decision
     full = (
