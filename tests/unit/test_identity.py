@@ -180,3 +180,54 @@ def test_pop_identity_refuses_metadata_that_is_not_an_object() -> None:
 def test_pop_identity_refuses_bad_identity() -> None:
     with pytest.raises(IdentityError, match=r"^metadata\.waystone: invalid JSON"):
         pop_identity({"metadata": {"waystone": "{"}})
+
+
+# --- identity strings parsed once (core/identity.py: _PARSED) ------------------------------
+
+
+def test_a_string_seen_before_gives_the_same_identity_without_parsing_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from waystone_cli.core import identity as module
+
+    monkeypatch.setattr(module, "_PARSED", {})
+    text = json.dumps({"user": {"id": "cached-1", "metadata": {"tier": "pro"}}, "group": "g1"})
+    first = parse_identity(text)
+    calls = []
+    monkeypatch.setattr(module, "_decode", lambda *a: calls.append(a))
+    second = parse_identity(text)
+    assert second is first and calls == []
+    assert first == Identity(EntityRef("cached-1", {"tier": "pro"}), EntityRef("g1"))
+    assert parse_identity(json.loads(text)) == first  # an object parses to the same value
+
+
+def test_cached_metadata_is_read_only() -> None:
+    ident = parse_identity(json.dumps({"user": {"id": "ro-1", "metadata": {"tier": "pro"}}}))
+    assert ident.user is not None
+    with pytest.raises(TypeError):
+        ident.user.metadata["tier"] = "free"  # type: ignore[index]
+
+
+def test_a_string_that_fails_is_refused_every_time_and_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from waystone_cli.core import identity as module
+
+    monkeypatch.setattr(module, "_PARSED", {})
+    bad = json.dumps({"user": "a\nb"})
+    for _ in range(2):
+        with pytest.raises(IdentityError, match="control characters"):
+            parse_identity(bad)
+    assert module._PARSED == {}
+
+
+def test_the_cache_is_emptied_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from waystone_cli.core import identity as module
+
+    monkeypatch.setattr(module, "_PARSED", {})
+    monkeypatch.setattr(module, "_PARSED_MAX", 3)
+    texts = [json.dumps({"user": f"full-{i}"}) for i in range(5)]
+    for text in texts:
+        parse_identity(text)
+    assert len(module._PARSED) <= 3
+    assert [parse_identity(t).user for t in texts] == [EntityRef(f"full-{i}") for i in range(5)]
