@@ -18,15 +18,13 @@ from aiohttp import web
 
 from daemon.body import read_body, read_multipart
 from daemon.call import Call
-from daemon.errors import error_as_response
+from daemon.errors import Handler, error_as_response
 from daemon.forward import forward
 from daemon.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
 from waystone_cli.core import jsontext
 from waystone_cli.core.errors import AuthError, InvalidRequest, WaystoneError
 from waystone_cli.core.identity import Identity, combine, identity_from_headers, pop_identity
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 JSON_ROUTES = ("chat/completions", "completions", "embeddings", "responses", "moderations")
 STREAMING_ROUTES = ("chat/completions", "completions", "responses")
