@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import ClientSession, TCPConnector, web
+from aiohttp import web
 
 from daemon import health, identify
 from daemon.admin import admin_socket
 from daemon.entities import EntityStore
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
+from daemon.http_client import HttpClient
 from daemon.maintenance import pruning
 from daemon.metrics import metrics_handler
 from daemon.observe import Observer
@@ -109,9 +110,6 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_ctx(app: web.Application) -> AsyncIterator[None]:
-    session = ClientSession(
-        connector=TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True
-    )
-    app[HTTP] = session
+    client = app[HTTP] = HttpClient()
     yield
-    await session.close()
+    client.close()

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import ClientSession, web
+from aiohttp import web
 
+from daemon.http_client import HttpClient
 from waystone_cli.core.config import Config
 from waystone_cli.core.models import ModelIndex
 from waystone_cli.core.pricing import Pricer
@@ -104,7 +105,7 @@ class ConfigHolder:
 
 SETTINGS = web.AppKey("settings", Settings)
 CONFIG = web.AppKey("config", ConfigHolder)
-HTTP = web.AppKey("http", ClientSession)
+HTTP = web.AppKey("http", HttpClient)
 # Typed by annotation: the classes are imported only for the type checker, which keeps
 # this module free of import cycles (the observer's modules read these keys).
 LEDGER: web.AppKey[LedgerWriter] = web.AppKey("ledger")

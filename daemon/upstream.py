@@ -1,4 +1,4 @@
-"""Calling a provider: over HTTP with the shared ClientSession, or the built-in mock.
+"""Calling a provider: over HTTP with the shared ``HttpClient``, or the built-in mock.
 
 Both paths return an ``UpstreamReply`` whose body is an async iterator of byte chunks,
 so the proxy streams, reads and releases them the same way.  The client's own
@@ -15,9 +15,7 @@ import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-import aiohttp
-import yarl
-
+from daemon.http_client import HttpClient, Response
 from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
@@ -37,7 +35,7 @@ _FORWARDED = (
 class UpstreamReply:
     """A provider's answer: status, content type, and the body as chunks or read whole.
 
-    An HTTP reply holds the ``ClientResponse`` and reads it only when asked (a JSON
+    An HTTP reply holds the client's ``Response`` and reads it only when asked (a JSON
     answer is read in one call, with no chunk iterator built); a mock reply carries its
     frames.  ``release()`` may be called more than once.
     """
@@ -49,7 +47,7 @@ class UpstreamReply:
         status: int,
         content_type: str,
         frames: AsyncIterator[bytes] | None = None,
-        resp: aiohttp.ClientResponse | None = None,
+        resp: Response | None = None,
         name: str = "",
     ) -> None:
         self.status = status
@@ -74,7 +72,7 @@ class UpstreamReply:
 
     def release(self) -> None:
         if self._resp is not None:
-            self._resp.close()  # idempotent
+            self._resp.release()  # idempotent
 
 
 def provider_key(provider: ProviderConfig) -> str | None:
@@ -117,7 +115,7 @@ _OWN_HEADERS: dict[int, tuple[ProviderConfig, dict[str, str]]] = {}
 
 
 async def call_http(
-    session: aiohttp.ClientSession,
+    client: HttpClient,
     provider: ProviderConfig,
     route: str,
     data: bytes,
@@ -125,52 +123,50 @@ async def call_http(
     method: str = "POST",
 ) -> UpstreamReply:
     url = _url(provider.base_url or "", route)
-    timeout = _timeout(provider.connect_timeout_s, provider.timeout_s)
     try:
-        resp = await session.request(
-            method, url, data=data or None, headers=headers, timeout=timeout
+        resp = await client.request(
+            method,
+            url,
+            headers,
+            data,
+            connect_s=provider.connect_timeout_s,
+            read_s=provider.timeout_s,
         )
     except TimeoutError as err:
         raise UpstreamTimeout(f'provider "{provider.name}" timed out') from err
-    except aiohttp.ClientError as err:
+    except (OSError, ValueError) as err:  # refused, reset, DNS, TLS; a bad base_url
         raise UpstreamError(
             f'provider "{provider.name}" is unreachable: {type(err).__name__}'
         ) from err
-    content_type = resp.headers.get("Content-Type", "application/json")
+    content_type = resp.headers.get("content-type", "application/json")
     return UpstreamReply(resp.status, content_type, resp=resp, name=provider.name)
 
 
 @functools.lru_cache(maxsize=1024)
-def _url(base_url: str, route: str) -> yarl.URL:
-    """Parsed once per provider and route, not on every request."""
-    return yarl.URL(f"{base_url.rstrip('/')}/{route}")
+def _url(base_url: str, route: str) -> str:
+    return f"{base_url.rstrip('/')}/{route}"
 
 
-@functools.lru_cache(maxsize=64)
-def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=read_s)
-
-
-async def _http_read(resp: aiohttp.ClientResponse, name: str) -> bytes:
+async def _http_read(resp: Response, name: str) -> bytes:
     try:
         return await resp.read()
-    except (TimeoutError, aiohttp.ClientError) as err:
+    except (TimeoutError, OSError) as err:
         raise _read_error(err, name) from err
     finally:
-        resp.close()
+        resp.release()
 
 
-async def _http_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
+async def _http_chunks(resp: Response, name: str) -> AsyncIterator[bytes]:
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             yield chunk
-    except (TimeoutError, aiohttp.ClientError) as err:
+    except (TimeoutError, OSError) as err:
         raise _read_error(err, name) from err
     finally:
-        resp.close()
+        resp.release()
 
 
-def _read_error(err: TimeoutError | aiohttp.ClientError, name: str) -> UpstreamError:
+def _read_error(err: TimeoutError | OSError, name: str) -> UpstreamError:
     """Reading a reply's body failed: a timeout is a 504, a cut a 502."""
     if isinstance(err, TimeoutError):
         return UpstreamTimeout(f'provider "{name}" timed out')
