@@ -41,49 +41,16 @@ import asyncio
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Mapping
-from functools import lru_cache
-from typing import Any, NamedTuple, cast
-from urllib.parse import urlsplit
+from typing import Any, cast
 
 import httptools
+
+from daemon.http_framing import Target, request_head, target
 
 HIGH_WATER = 256 * 1024  # buffered answer bytes that pause reading the socket
 LOW_WATER = 64 * 1024  # ... and resume it
 KEEPALIVE_S = 15.0
-# Set by this client; the same names given in ``headers`` are left out.
-_OWN_HEADERS = frozenset({"host", "content-length", "accept-encoding", "connection"})
 _TRANSFER = "transfer-encoding"
-
-
-class Target(NamedTuple):
-    """Where a URL points: its connection (tls, host, port) and the request line's parts."""
-
-    tls: bool
-    host: str
-    port: int
-    authority: str  # the Host header
-    path: str  # the request target: path and query
-
-    @property
-    def key(self) -> tuple[bool, str, int]:
-        return (self.tls, self.host, self.port)
-
-
-@lru_cache(maxsize=1024)
-def target(url: str) -> Target:
-    """A URL split once, not on every request."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    tls = parts.scheme == "https"
-    default = 443 if tls else 80
-    port = parts.port or default
-    host = parts.hostname
-    authority = f"[{host}]" if ":" in host else host
-    if port != default:
-        authority += f":{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(tls, host, port, authority, path)
 
 
 class HttpClient:
@@ -107,7 +74,7 @@ class HttpClient:
         read_s: float = 600.0,
     ) -> Response:
         where = target(url)
-        head = _head(method, where, headers, len(body) if body or method != "GET" else None)
+        head = request_head(method, where, headers, len(body) if body or method != "GET" else None)
         conn = self._reuse(where) or await self._connect(where, connect_s)
         conn.send(head, body, read_s)
         try:
@@ -432,17 +399,3 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def _head(method: str, where: Target, headers: Mapping[str, str], length: int | None) -> bytes:
-    lines = [f"{method} {where.path} HTTP/1.1\r\nHost: {where.authority}\r\n"]
-    if length is not None:
-        lines.append(f"Content-Length: {length}\r\n")
-    lines.append("Accept-Encoding: gzip, deflate\r\n")
-    for name, value in headers.items():
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise ValueError(f"header {name!r} has a line break")
-        if name.lower() not in _OWN_HEADERS:
-            lines.append(f"{name}: {value}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode()
