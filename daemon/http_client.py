@@ -225,6 +225,8 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._begin(read_s)
         self.busy = True
+        # Written whole: the transport buffers what the socket cannot take yet (asyncio's
+        # default pause_writing, which does nothing, is kept).
         self.transport.writelines((head, body) if body else (head,))
 
     async def wait(self) -> None:
@@ -300,12 +302,6 @@ class _Connection(asyncio.Protocol):
                 )
         self._stop_timer()
         self._wake()
-
-    def pause_writing(self) -> None:
-        pass  # request bodies are written whole; the kernel and the transport buffer them
-
-    def resume_writing(self) -> None:
-        pass
 
     # --- httptools callbacks --------------------------------------------------------
 
