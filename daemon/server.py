@@ -18,8 +18,8 @@ from aiohttp import web
 from daemon.app import create_app
 from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from daemon.state import CONFIG, LISTEN_HOST, Settings
-from waystone_cli.core.exposure import open_without_keys
 from waystone_cli.core.errors import UsageError
+from waystone_cli.core.exposure import open_without_keys
 
 log = logging.getLogger("waystone.daemon")
 

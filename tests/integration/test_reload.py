@@ -158,7 +158,7 @@ async def test_invalid_utf8_is_a_config_error_and_the_watch_goes_on(start_gatewa
     gateway = await start_gateway(watch_interval_s=0.02)
     path = gateway.home / "config.toml"
     good_text, good = path.read_text(), gateway.app[CONFIG].current
-    path.write_bytes(good_text.encode() + b'\n# caf\xe9 in Latin-1\n')
+    path.write_bytes(good_text.encode() + b"\n# caf\xe9 in Latin-1\n")
     assert await _until(lambda: gateway.app[CONFIG].last_error is not None)
     assert gateway.app[CONFIG].current is good
     message = f"{path}: not valid UTF-8 (byte 0xe9 at offset {len(good_text) + 6})"
