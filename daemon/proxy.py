@@ -176,11 +176,18 @@ def _input_of(route: str, body: dict[str, Any]) -> Any:
 async def models_handler(request: web.Request) -> web.Response:
     from waystone_cli.core.models import list_models
 
-    call = Call(request, "models")
+    admit(request, "models")
+    return web.json_response(list_models(request.app[CONFIG].current.config))
+
+
+def admit(request: web.Request, route: str) -> None:
+    """Authorize a request that calls no model; a refused one still gets its ledger row."""
+    if not request.app[CONFIG].current.key_hashes:
+        return
+    call = Call(request, route)
     try:
         authorize(call)
     except WaystoneError as err:
         call.fail(err)
         call.finish()
         raise
-    return web.json_response(list_models(request.app[CONFIG].current.config))
