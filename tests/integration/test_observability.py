@@ -464,9 +464,11 @@ SCRAPE_KEYS = (
 
 async def _get_metrics(gateway: Gateway, key: str | None) -> tuple[int, str]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with aiohttp.ClientSession() as http:
-        async with http.get(gateway.url + "metrics", headers=headers) as resp:
-            return resp.status, await resp.text()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(gateway.url + "metrics", headers=headers) as resp,
+    ):
+        return resp.status, await resp.text()
 
 
 async def test_metrics_need_the_gateway_key_once_keys_are_configured(start_gateway: Any) -> None:
