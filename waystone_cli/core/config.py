@@ -56,6 +56,10 @@ class ServerConfig:
     # False: with gateway keys configured, /metrics asks for one like the API does.
     metrics_public: bool = False
 
+    @property
+    def merges_request_metadata(self) -> bool:
+        return self.request_metadata == "merge"
+
 
 @dataclass(frozen=True)
 class LedgerConfig:
