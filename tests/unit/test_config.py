@@ -235,6 +235,21 @@ ERRORS = [
     ),
     ("key without hash", "[keys.k]\ncreated = 2026-01-01", "keys.k: hash is required"),
     (
+        "NaN body limit",
+        "[server]\nmax_body_mb = nan",
+        "server.max_body_mb: must be a finite number",
+    ),
+    (
+        "infinite credits",
+        "[users.a]\ncredits = { usd = inf }",
+        "users.a.credits.usd: must be a finite number",
+    ),
+    (
+        "NaN usage trigger",
+        '[rules.r]\naction = "block"\nusage = { metric = "tokens", window = "day", over = nan }',
+        "rules.r.usage.over: must be a finite number",
+    ),
+    (
         "unknown request_metadata",
         '[server]\nrequest_metadata = "trust"',
         'server.request_metadata: must be "merge" or "ignore"',
