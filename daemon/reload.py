@@ -6,8 +6,9 @@ shown by ``/readyz``).  Two valid-looking files are refused too: a file that van
 or holds nothing (an editor saving by truncate-then-write shows one for an instant,
 and swapping it in would drop every provider), and a config without a gateway key
 while the daemon listens beyond loopback (it would serve the network without a key).
-Polling keeps this dependency-free and works on every filesystem; the interval
-(0.5 s) makes a CLI change take effect within about a second.
+Polling keeps this dependency-free and works on every filesystem; a change is loaded
+once the file stayed the same for one interval (0.5 s), so a CLI change takes effect
+within about a second.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ def reload_now(app: web.Application) -> bool:
         holder.last_error = err.message
         log.error("config not reloaded, the previous one stays in force: %s", err.message)
         return False
+    had_keys = bool(holder.current.key_hashes)
     holder.current = Snapshot.build(config)
     holder.last_error = None
     log.info("config reloaded from %s", path)
-    if not config.keys:
-        log.warning("no gateway key is configured: loopback clients are served without one")
+    if had_keys and not config.keys:
+        log.warning("the last gateway key is gone: loopback clients are served without one")
     return True
 
 
@@ -74,13 +76,16 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 async def _watch(app: web.Application, interval: float) -> None:
     path = app[SETTINGS].config_path
-    last = _stamp(path)
+    last = pending = _stamp(path)
     while True:
         await asyncio.sleep(interval)
         stamp = _stamp(path)
-        if stamp != last:
+        # Reloaded once it stayed the same for one interval: a writer that truncates and
+        # then writes shows an empty or partial file for an instant.
+        if stamp == pending and stamp != last:
             last = stamp
             reload_now(app)
+        pending = stamp
 
 
 async def watch_config(app: web.Application) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import signal
 from pathlib import Path
@@ -126,7 +127,11 @@ async def test_non_atomic_rewrites_never_serve_without_a_key_nor_404(
     assert with_key and set(with_key) == {200}
     assert without_key and set(without_key) == {401}
     assert len(gateway.provider.seen) == len(with_key)
-    refusals = {r.getMessage() for r in caplog.records if "not reloaded" in r.getMessage()}
+    refusals = {
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "waystone.config" and r.levelno == logging.ERROR
+    }
     assert refusals == {
         f"config not reloaded, the previous one stays in force: {path}: the file is empty",
         "config not reloaded, the previous one stays in force: the new config has no "
@@ -168,11 +173,40 @@ async def test_invalid_utf8_is_a_config_error_and_the_watch_goes_on(start_gatewa
     assert await _readyz_config(gateway) == {"ok": True, "error": None}
 
 
-async def test_a_loopback_gateway_may_drop_its_last_key(start_gateway: Any) -> None:
+async def test_a_loopback_gateway_may_drop_its_last_key(
+    start_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     gateway = await start_gateway(KEYS, watch_interval_s=0.02)
+    caplog.set_level(logging.INFO, logger="waystone.config")
     path = gateway.home / "config.toml"
     path.write_text(path.read_text().split("[keys.app]")[0])
     assert await _until(lambda: not gateway.app[CONFIG].current.config.keys)
     assert gateway.app[CONFIG].last_error is None
+    assert [r.getMessage() for r in caplog.records if r.name == "waystone.config"] == [
+        f"config reloaded from {path}",
+        "the last gateway key is gone: loopback clients are served without one",
+    ]
     done = await gateway.client(api_key="anything").chat.completions.create(**ASK)
     assert done.choices[0].message.content == "Hello from fake"
+
+
+async def test_a_file_is_reloaded_only_once_it_stayed_unchanged_for_one_poll(
+    start_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await start_gateway(watch_interval_s=0.2)
+    caplog.set_level(logging.INFO, logger="waystone.config")
+    path = gateway.home / "config.toml"
+    text = path.read_text()
+    for _ in range(3):
+        with path.open("w") as f:
+            f.write(text.split("[providers.local]")[0])  # valid, but without providers.local
+            f.flush()
+            await asyncio.sleep(0.05)
+            f.write(text[len(text.split("[providers.local]")[0]) :])
+        await asyncio.sleep(0.05)
+    assert await _until(lambda: any("reloaded" in r.getMessage() for r in caplog.records))
+    await asyncio.sleep(0.5)
+    assert [r.getMessage() for r in caplog.records if r.name == "waystone.config"] == [
+        f"config reloaded from {path}"
+    ]
+    assert "local" in gateway.app[CONFIG].current.config.providers
