@@ -28,6 +28,7 @@ from daemon.state import (
     ENTITIES,
     HTTP,
     LEDGER,
+    LISTEN_HOST,
     OBSERVER,
     SETTINGS,
     ConfigHolder,
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=_TRANSPORT_MAX_BODY)
     app[SETTINGS] = settings
     app[CONFIG] = ConfigHolder(Snapshot.build(config))
+    app[LISTEN_HOST] = settings.host or config.server.host
     app[OBSERVER] = Observer(
         settings.log_format or config.server.log_format, ledger=lambda: app.get(LEDGER)
     )

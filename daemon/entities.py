@@ -4,7 +4,9 @@ Loaded from the ledger at start; every request that names a user or group merges
 inline metadata here (key by key) and records first-seen times and user→group links.
 The ledger writer persists the same facts from each request's row, so after a restart
 this store is rebuilt with the same content.  ``entity()`` overlays what the admin
-declared in the TOML (declared metadata wins; credits come only from the TOML).
+declared in the TOML (declared metadata wins; credits come only from the TOML).  With
+``[server] request_metadata = "ignore"`` requests reach this store without metadata
+(``proxy.attach_identity``) and ``entity()`` leaves out what was merged before.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from waystone_cli.core.identity import EntityRef, Identity
 class _Seen:
     first_seen: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
-    # The Entity last built and the declaration it read: handed out again while neither
-    # changed, so the policy engine's per-entity caches see the same object.
-    built: tuple[UserConfig | GroupConfig | None, Entity] | None = None
+    # The Entity last built, the declaration it read and whether it read the metadata
+    # traffic sent: handed out again while none changed, so the policy engine's
+    # per-entity caches see the same object.
+    built: tuple[UserConfig | GroupConfig | None, bool, Entity] | None = None
 
 
 class EntityStore:
@@ -75,13 +78,20 @@ class EntityStore:
         declared: UserConfig | GroupConfig | None = (
             config.users.get(ident) if kind == "user" else config.groups.get(ident)
         )
-        if seen is not None and seen.built is not None and seen.built[0] is declared:
-            return seen.built[1]
+        merge = config.server.merges_request_metadata
+        built = seen.built if seen is not None else None
+        if built is not None and built[0] is declared and built[1] is merge:
+            return built[2]
         entity = build_entity(
-            kind, ident, declared, seen.metadata if seen else {}, seen.first_seen if seen else None
+            kind,
+            ident,
+            declared,
+            seen.metadata if seen else {},
+            seen.first_seen if seen else None,
+            merge_seen=merge,
         )
         if seen is not None:
-            seen.built = (declared, entity)
+            seen.built = (declared, merge, entity)
         return entity
 
     def count(self, kind: Kind) -> int:

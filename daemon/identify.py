@@ -16,7 +16,7 @@ from daemon.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
 from waystone_cli.core import jsontext
 from waystone_cli.core.errors import InvalidRequest
-from waystone_cli.core.identity import parse_identity
+from waystone_cli.core.identity import parse_identity, without_metadata
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger.entities import upsert_entities
 
@@ -34,8 +34,11 @@ async def handler(request: web.Request) -> web.Response:
     identity = parse_identity(body)
     if identity.user is None and identity.group is None:
         raise InvalidRequest("name a user, a group or both")
+    config = request.app[CONFIG].current.config
+    if not config.server.merges_request_metadata:
+        identity = without_metadata(identity)
     now = datetime.now(UTC)
-    request.app[ENTITIES].observe(identity, request.app[CONFIG].current.config, now)
+    request.app[ENTITIES].observe(identity, config, now)
     # Entities only, no request row (identify is not a model call): written at once
     # on the ledger's thread, so the facts are durable when we answer.
     facts = RequestRecord(

@@ -299,8 +299,12 @@ class _LedgerCollector(Collector):
 
 async def metrics_handler(request: web.Request) -> web.Response:
     # Imported here: daemon.state names the Observer, whose module imports this one.
-    from daemon.state import OBSERVER
+    from daemon.proxy import admit
+    from daemon.state import CONFIG, OBSERVER
 
+    if not request.app[CONFIG].current.config.server.metrics_public:
+        # The counters name users, models and costs: they ask for the key the API does.
+        admit(request, "metrics")
     observer = request.app[OBSERVER]
     observer.flush()
     body = observer.metrics.render()

@@ -24,7 +24,13 @@ from daemon.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
 from waystone_cli.core import jsontext
 from waystone_cli.core.errors import AuthError, InvalidRequest, WaystoneError
-from waystone_cli.core.identity import Identity, combine, identity_from_headers, pop_identity
+from waystone_cli.core.identity import (
+    Identity,
+    combine,
+    identity_from_headers,
+    pop_identity,
+    without_metadata,
+)
 
 JSON_ROUTES = ("chat/completions", "completions", "embeddings", "responses", "moderations")
 STREAMING_ROUTES = ("chat/completions", "completions", "responses")
@@ -133,6 +139,8 @@ def attach_identity(call: Call, body_identity: Identity) -> None:
         else combine(body_identity, identity_from_headers(user, group))
     )
     config = call.snapshot.config
+    if not config.server.merges_request_metadata:
+        identity = without_metadata(identity)
     if config.server.require_identity and identity.user is None and identity.group is None:
         raise InvalidRequest(
             "this gateway requires an identity: set metadata.waystone with a user or group"
@@ -176,11 +184,18 @@ def _input_of(route: str, body: dict[str, Any]) -> Any:
 async def models_handler(request: web.Request) -> web.Response:
     from waystone_cli.core.models import list_models
 
-    call = Call(request, "models")
+    admit(request, "models")
+    return web.json_response(list_models(request.app[CONFIG].current.config))
+
+
+def admit(request: web.Request, route: str) -> None:
+    """Authorize a request that calls no model; a refused one still gets its ledger row."""
+    if not request.app[CONFIG].current.key_hashes:
+        return
+    call = Call(request, route)
     try:
         authorize(call)
     except WaystoneError as err:
         call.fail(err)
         call.finish()
         raise
-    return web.json_response(list_models(request.app[CONFIG].current.config))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import logging
 import signal
 
@@ -18,19 +17,11 @@ from aiohttp import web
 
 from daemon.app import create_app
 from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
-from daemon.state import CONFIG, Settings
+from daemon.state import CONFIG, LISTEN_HOST, Settings
 from waystone_cli.core.errors import UsageError
+from waystone_cli.core.exposure import open_without_keys
 
 log = logging.getLogger("waystone.daemon")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve(
@@ -55,9 +46,9 @@ async def serve(
 async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     app = create_app(settings)
     server = app[CONFIG].current.config.server
-    host = settings.host or server.host
+    host = app[LISTEN_HOST]
     port = settings.port if settings.port is not None else server.port
-    if not app[CONFIG].current.key_hashes and not is_loopback(host):
+    if open_without_keys(host, len(app[CONFIG].current.key_hashes)):
         raise UsageError(
             f"refusing to listen on {host} without a gateway key: create one with "
             "`waystone key create NAME`, or listen on 127.0.0.1"

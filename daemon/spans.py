@@ -48,7 +48,7 @@ OPERATIONS = {
     "moderations": "moderation",
     "audio/transcriptions": "transcription",
 }
-_UNTRACED_ROUTES = frozenset({"models"})
+_UNTRACED_ROUTES = frozenset({"models", "metrics"})
 
 
 class Tracing:

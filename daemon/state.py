@@ -105,6 +105,9 @@ class ConfigHolder:
 
 SETTINGS = web.AppKey("settings", Settings)
 CONFIG = web.AppKey("config", ConfigHolder)
+# The address the daemon listens on, fixed at start (a reload does not rebind): a
+# reload is checked against it, not against the new file's [server] host.
+LISTEN_HOST = web.AppKey("listen_host", str)
 HTTP = web.AppKey("http", HttpClient)
 # Typed by annotation: the classes are imported only for the type checker, which keeps
 # this module free of import cycles (the observer's modules read these keys).

@@ -28,8 +28,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from waystone_cli.core.config import Config, parse_config, parse_toml
-from waystone_cli.core.errors import ConfigError, UsageError
+from waystone_cli.core.config import Config, parse_config, parse_toml, read_config_text
+from waystone_cli.core.errors import UsageError
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -56,13 +56,8 @@ def locked(config_path: Path) -> Iterator[None]:
 
 def read_document(config_path: Path) -> Document:
     """The file as the plain dict ``tomllib`` gives (empty when there is no file)."""
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as err:
-        raise ConfigError(f"{config_path}: cannot read: {err.strerror}") from err
-    return parse_toml(text, str(config_path))
+    text = read_config_text(config_path)
+    return {} if text is None else parse_toml(text, str(config_path))
 
 
 def load_document(config_path: Path) -> tuple[Document, Config]:

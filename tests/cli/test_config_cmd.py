@@ -91,3 +91,13 @@ def test_sample_config_validates(cli: Cli) -> None:
     assert run.stdout == (
         f"{sample}: valid (3 providers, 3 users, 2 groups, 11 rules, 5 rulesets, 0 keys)\n"
     )
+
+
+def test_config_validate_reports_invalid_utf8_in_one_line(cli: Cli, config_path: Path) -> None:
+    config_path.write_bytes(b"[users.caf\xe9]\n")
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        1,
+        "",
+        f"error: {config_path}: not valid UTF-8 (byte 0xe9 at offset 10)\n",
+    )

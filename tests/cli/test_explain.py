@@ -319,3 +319,20 @@ def test_explain_an_unknown_model_is_one_error_line(
         "",
         'error: model "gpt-9" is not served by any provider\n',
     )
+
+
+def test_explain_reads_seen_metadata_only_when_request_metadata_merges(
+    cli: Cli, write_config: Callable[[str], Path], ledger: None
+) -> None:
+    """The ledger saw alice send region = eu; only the TOML declares her tier."""
+    eu = '\n[rulesets.eu]\nwhen = "user.region = eu"\nrules = ["short"]\n'
+    args = ("rules", "explain", "--user", "alice", "--model", "mock-small", "--json")
+    matched = {}
+    for mode in ("merge", "ignore"):
+        write_config(f'[server]\nrequest_metadata = "{mode}"\n' + CONFIG + eu)
+        report = json.loads(cli(*args).stdout)
+        matched[mode] = [(r["name"], r["matched"]) for r in report["rulesets"]]
+    assert matched == {
+        "merge": [("free-tier", True), ("orgs", False), ("off", False), ("eu", True)],
+        "ignore": [("free-tier", True), ("orgs", False), ("off", False), ("eu", False)],
+    }

@@ -46,3 +46,35 @@ def test_revoke(cli: Cli, read_config) -> None:
     assert list(read_config()["keys"]) == ["b"]
     run = cli("key", "revoke", "a")
     assert (run.exit_code, run.stderr) == (1, 'error: no key named "a"\n')
+
+
+def test_revoking_the_last_key_beyond_loopback_is_refused(
+    cli: Cli, write_config, read_config
+) -> None:
+    write_config('[server]\nhost = "0.0.0.0"\n')
+    cli("key", "create", "only")
+    run = cli("key", "revoke", "only")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        1,
+        "",
+        'error: refusing to revoke "only", the last gateway key: [server] host is 0.0.0.0, '
+        "and beyond loopback the gateway never runs without a key (create another key "
+        "first, or set host to 127.0.0.1)\n",
+    )
+    assert list(read_config()["keys"]) == ["only"]
+    cli("key", "create", "next")
+    assert cli("key", "revoke", "only").exit_code == 0
+    assert list(read_config()["keys"]) == ["next"]
+
+
+def test_revoking_the_last_key_on_loopback_says_the_gateway_is_now_open(
+    cli: Cli, read_config
+) -> None:
+    cli("key", "create", "only")
+    run = cli("key", "revoke", "only")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        0,
+        "Revoked key only.\n",
+        "No gateway key is left: the gateway now serves loopback clients without a key.\n",
+    )
+    assert "keys" not in read_config()

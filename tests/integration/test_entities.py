@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import aiohttp
 
+from daemon.state import CONFIG
 from tests.integration.conftest import Gateway
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
@@ -96,3 +98,74 @@ async def test_identify_creates_updates_and_links(gateway: Gateway) -> None:
         {"user_id": "kim", "group_id": "labs"}
     ]
     assert await gateway.rows("SELECT count(*) AS n FROM requests") == [{"n": 0}]
+
+
+# --- who can name what rules read ([server] request_metadata) ---------------------------
+
+FREE_TIER = """
+[users.paid]
+metadata = { tier = "pro" }
+[rules.downgrade-o3]
+model = "o3"
+action = "change_model"
+to = "up/o3-mini"
+[rulesets.free-tier]
+when = "user.tier != pro"
+rules = ["downgrade-o3"]
+"""
+
+
+async def _o3_rulesets(gateway: Gateway, user: dict[str, Any]) -> str:
+    """The rulesets that applied to an o3 chat naming ``user`` inline."""
+    body = {**CHAT, "model": "o3", "metadata": {"waystone": json.dumps({"user": user})}}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gateway.url + "v1/chat/completions", json=body) as resp,
+    ):
+        assert resp.status == 200
+        return resp.headers["x-waystone-rulesets"]
+
+
+async def _identify(gateway: Gateway, body: dict[str, Any]) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gateway.url + "api/identify", json=body) as resp,
+    ):
+        assert resp.status == 200
+
+
+async def test_merged_request_metadata_lets_an_undeclared_user_claim_a_tier(
+    start_gateway: Any,
+) -> None:
+    gateway = await start_gateway(FREE_TIER)
+    assert await _o3_rulesets(gateway, {"id": "mallory", "metadata": {"tier": "pro"}}) == ""
+    assert await _o3_rulesets(gateway, {"id": "dave"}) == "free-tier"
+
+
+async def test_ignored_request_metadata_is_neither_merged_nor_read_by_rules(
+    start_gateway: Any,
+) -> None:
+    gateway = await start_gateway(FREE_TIER + '[server]\nrequest_metadata = "ignore"\n')
+    mallory = {"id": "mallory", "metadata": {"tier": "pro"}}
+    assert await _o3_rulesets(gateway, mallory) == "free-tier"
+    await _identify(gateway, {"user": {"id": "eve", "metadata": {"tier": "pro"}}})
+    assert await _o3_rulesets(gateway, {"id": "eve"}) == "free-tier"
+    assert await _o3_rulesets(gateway, {"id": "paid", "metadata": {"tier": "free"}}) == ""
+    users = await gateway.rows("SELECT id, metadata FROM users ORDER BY id")
+    assert [(u["id"], json.loads(u["metadata"] or "{}")) for u in users] == [
+        ("eve", {}),
+        ("mallory", {}),
+        ("paid", {}),
+    ]
+
+
+async def test_switching_to_ignore_drops_metadata_merged_before(start_gateway: Any) -> None:
+    gateway = await start_gateway(FREE_TIER, watch_interval_s=0.02)
+    assert await _o3_rulesets(gateway, {"id": "mallory", "metadata": {"tier": "pro"}}) == ""
+    path = gateway.home / "config.toml"
+    path.write_text(path.read_text() + '\n[server]\nrequest_metadata = "ignore"\n')
+    for _ in range(100):
+        if gateway.app[CONFIG].current.config.server.request_metadata == "ignore":
+            break
+        await asyncio.sleep(0.02)
+    assert await _o3_rulesets(gateway, {"id": "mallory"}) == "free-tier"

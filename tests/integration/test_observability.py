@@ -10,6 +10,7 @@ at up/gpt-test's prices (input 1.0, cached input 0.5, output 2.0 USD per million
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import socket
@@ -453,6 +454,53 @@ async def test_per_user_series_stay_empty_unless_enabled(gateway: Gateway) -> No
     assert _of(samples, "waystone_requests_total") == {
         (("outcome", "ok"), ("route", "embeddings"), ("status", "200")): 1
     }
+
+
+SCRAPE_KEY = "ws-scrape-secret"
+SCRAPE_KEYS = (
+    f'[keys.prometheus]\nhash = "sha256:{hashlib.sha256(SCRAPE_KEY.encode()).hexdigest()}"\n'
+)
+
+
+async def _get_metrics(gateway: Gateway, key: str | None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(gateway.url + "metrics", headers=headers) as resp,
+    ):
+        return resp.status, await resp.text()
+
+
+async def test_metrics_need_the_gateway_key_once_keys_are_configured(start_gateway: Any) -> None:
+    gateway = await start_gateway(SCRAPE_KEYS)
+    refused = {
+        "error": {
+            "message": "invalid or missing gateway key (Authorization: Bearer <key>)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+    for key in (None, "ws-wrong"):
+        status, text = await _get_metrics(gateway, key)
+        assert (status, json.loads(text)) == (401, refused)
+    status, text = await _get_metrics(gateway, SCRAPE_KEY)
+    assert status == 200
+    assert _of(_samples(text), "waystone_requests_total") == {
+        (("outcome", "unauthorized"), ("route", "metrics"), ("status", "401")): 2
+    }
+    rows = await gateway.rows()
+    assert [(r["route"], r["status"], r["outcome"]) for r in rows] == [
+        ("metrics", 401, "unauthorized"),
+        ("metrics", 401, "unauthorized"),
+    ]
+
+
+async def test_metrics_public_opens_metrics_despite_keys(start_gateway: Any) -> None:
+    gateway = await start_gateway(SCRAPE_KEYS + "[server]\nmetrics_public = true\n")
+    status, text = await _get_metrics(gateway, None)
+    assert status == 200 and "waystone_requests_total" in text
+    assert await gateway.rows() == []
 
 
 # --- readiness and logs -----------------------------------------------------------------

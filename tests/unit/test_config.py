@@ -234,6 +234,36 @@ ERRORS = [
         "rulesets.rs.priority: expected an integer, got a string",
     ),
     ("key without hash", "[keys.k]\ncreated = 2026-01-01", "keys.k: hash is required"),
+    (
+        "NaN body limit",
+        "[server]\nmax_body_mb = nan",
+        "server.max_body_mb: must be a finite number",
+    ),
+    (
+        "infinite credits",
+        "[users.a]\ncredits = { usd = inf }",
+        "users.a.credits.usd: must be a finite number",
+    ),
+    (
+        "NaN usage trigger",
+        '[rules.r]\naction = "block"\nusage = { metric = "tokens", window = "day", over = nan }',
+        "rules.r.usage.over: must be a finite number",
+    ),
+    (
+        "unknown request_metadata",
+        '[server]\nrequest_metadata = "trust"',
+        'server.request_metadata: must be "merge" or "ignore"',
+    ),
+    (
+        "request_metadata wrong type",
+        "[server]\nrequest_metadata = false",
+        "server.request_metadata: expected a string, got a boolean",
+    ),
+    (
+        "metrics_public wrong type",
+        '[server]\nmetrics_public = "yes"',
+        "server.metrics_public: expected a boolean, got a string",
+    ),
     ("unknown otel key", '[otel]\nurl = "http://x"', "otel.url: unknown key"),
 ]
 
@@ -256,6 +286,20 @@ def test_invalid_toml_names_the_file() -> None:
 
 def test_missing_file_is_an_empty_config(tmp_path: Path) -> None:
     assert load_config(tmp_path / "absent.toml") == Config()
+
+
+def test_invalid_utf8_is_a_config_error_naming_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'[server]\nhost = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: not valid UTF-8 (byte 0xe9 at offset 20)"
+
+
+def test_toml_nested_too_deeply_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_toml("a = " + "[" * 100_000, "/etc/waystone.toml")
+    assert str(caught.value) == "/etc/waystone.toml: invalid TOML: nested too deeply"
 
 
 def test_a_valid_config_builds_the_snapshot() -> None:

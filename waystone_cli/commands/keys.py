@@ -16,7 +16,9 @@ import typer
 from waystone_cli import render
 from waystone_cli.configstore import Document, load_document, timestamp, update_config
 from waystone_cli.context import app_context
+from waystone_cli.core.config import ServerConfig
 from waystone_cli.core.errors import NotFoundError, WaystoneError
+from waystone_cli.core.exposure import open_without_keys
 
 NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
 KEY_PREFIX = "ws-"
@@ -52,8 +54,12 @@ def list_(
 
 def revoke(ctx: typer.Context, name: str = NAME_ARG) -> None:
     path = app_context(ctx).config_path
-    update_config(path, lambda doc: remove_key(doc, name))
+    left = update_config(path, lambda doc: remove_key(doc, name))
     render.print_line(f"Revoked key {name}.")
+    if not left:
+        render.print_note(
+            "No gateway key is left: the gateway now serves loopback clients without a key."
+        )
 
 
 def new_key() -> str:
@@ -75,10 +81,21 @@ def add_key(doc: Document, name: str, entry: Mapping[str, Any]) -> None:
     table[name] = dict(entry)
 
 
-def remove_key(doc: Document, name: str) -> None:
-    if name not in doc.get("keys", {}):
+def remove_key(doc: Document, name: str) -> int:
+    """Remove the key; return how many are left.  The last one stays while the configured
+    host is beyond loopback (the daemon would refuse the reload and keep serving it)."""
+    keys = doc.get("keys", {})
+    if name not in keys:
         raise NotFoundError(f'no key named "{name}"')
-    del doc["keys"][name]
+    host = str(doc.get("server", {}).get("host", ServerConfig().host))
+    if open_without_keys(host, len(keys) - 1):
+        raise WaystoneError(
+            f'refusing to revoke "{name}", the last gateway key: [server] host is {host}, '
+            "and beyond loopback the gateway never runs without a key (create another key "
+            "first, or set host to 127.0.0.1)"
+        )
+    del keys[name]
+    return len(keys)
 
 
 def key_rows(doc: Document) -> list[dict[str, Any]]:

@@ -127,7 +127,14 @@ def _entity(app: AppContext, config: Config, kind: Kind, ident: str | None) -> E
     declared = config.users.get(ident) if kind == "user" else config.groups.get(ident)
     seen = app.query("seen_entity", kind=kind, id=ident)
     first = as_utc(datetime.fromisoformat(seen["first_seen"])) if seen else None
-    return build_entity(kind, ident, declared, seen["metadata"] if seen else {}, first)
+    return build_entity(
+        kind,
+        ident,
+        declared,
+        seen["metadata"] if seen else {},
+        first,
+        merge_seen=config.server.merges_request_metadata,
+    )
 
 
 def _nominal_cost(config: Config, provider: str, model: str) -> float | None:

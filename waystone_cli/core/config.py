@@ -34,6 +34,7 @@ ACTIONS = (
 )
 USAGE_METRICS = ("cost_usd", "tokens", "input_tokens", "output_tokens", "requests")
 PROVIDER_KINDS = ("openai", "mock")
+REQUEST_METADATA = ("merge", "ignore")
 
 Scalar = str | int | float | bool
 Metadata = Mapping[str, Any]
@@ -50,6 +51,14 @@ class ServerConfig:
     log_format: str = "text"
     metrics_user_labels: bool = False
     metrics_user_label_limit: int = 100
+    # "ignore": only the metadata the admin declared counts, not what requests send.
+    request_metadata: str = "merge"
+    # False: with gateway keys configured, /metrics asks for one like the API does.
+    metrics_public: bool = False
+
+    @property
+    def merges_request_metadata(self) -> bool:
+        return self.request_metadata == "merge"
 
 
 @dataclass(frozen=True)
@@ -185,13 +194,25 @@ class Config:
 
 def load_config(path: Path) -> Config:
     """Read and validate the TOML file at ``path`` (a missing file is an empty config)."""
+    text = read_config_text(path)
+    return Config() if text is None else parse_config(parse_toml(text, str(path)))
+
+
+def read_config_text(path: Path) -> str | None:
+    """The config file's text, or None if there is no file; a file that cannot be read
+    or is not UTF-8 is a ConfigError (TOML is UTF-8 by definition)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
-        return Config()
+        return None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
-    return parse_config(parse_toml(text, str(path)))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})"
+        ) from err
 
 
 def parse_toml(text: str, where: str = "config") -> dict[str, Any]:
@@ -199,6 +220,9 @@ def parse_toml(text: str, where: str = "config") -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{where}: invalid TOML: {err}") from err
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
 
 
 def parse_config(data: Mapping[str, Any]) -> Config:

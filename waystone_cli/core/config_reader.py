@@ -12,6 +12,7 @@ from waystone_cli.core.config import (
     ID_RE,
     NAME_RE,
     PROVIDER_KINDS,
+    REQUEST_METADATA,
     Config,
     Credits,
     GroupConfig,
@@ -71,6 +72,8 @@ def _server(t: Table) -> ServerConfig:
         log_format=t.get("log_format", str, d.log_format),
         metrics_user_labels=t.get("metrics_user_labels", bool, d.metrics_user_labels),
         metrics_user_label_limit=t.get("metrics_user_label_limit", int, d.metrics_user_label_limit),
+        request_metadata=t.get("request_metadata", str, d.request_metadata),
+        metrics_public=t.get("metrics_public", bool, d.metrics_public),
     )
     t.done()
     if not 0 < s.port < 65536:
@@ -79,6 +82,8 @@ def _server(t: Table) -> ServerConfig:
         raise ConfigError(f"{t.at('max_body_mb')}: must be positive")
     if s.log_format not in ("text", "json"):
         raise ConfigError(f'{t.at("log_format")}: must be "text" or "json"')
+    if s.request_metadata not in REQUEST_METADATA:
+        raise ConfigError(f'{t.at("request_metadata")}: must be "merge" or "ignore"')
     try:
         import zoneinfo
 

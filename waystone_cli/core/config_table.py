@@ -3,6 +3,7 @@ keys refused when the table is done."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from waystone_cli.core.errors import ConfigError
@@ -34,6 +35,10 @@ class Table:
             return value
         if not isinstance(value, types_t):
             raise ConfigError(f"{self.at(key)}: expected {_names(types_t)}, got {type_name(value)}")
+        # TOML has nan and inf; every comparison with nan is false, so a nan limit or
+        # budget would never be reached.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self.at(key)}: must be a finite number")
         return value
 
     def table(self, key: str) -> Table:

@@ -43,8 +43,16 @@ def build_entity(
     declared: UserConfig | GroupConfig | None,
     seen_metadata: Mapping[str, Any],
     seen_first: datetime | None,
+    *,
+    merge_seen: bool = True,
 ) -> Entity:
-    """The entity from what traffic showed and what the admin declared (module docstring)."""
+    """The entity from what traffic showed and what the admin declared (module docstring).
+
+    With ``merge_seen`` false (``[server] request_metadata = "ignore"``) the metadata
+    traffic sent is left out, including what was merged before the setting changed.
+    """
+    if not merge_seen:
+        seen_metadata = {}
     first_seen = seen_first
     added = _parse_added(declared.added) if declared is not None and declared.added else None
     if added is not None and (first_seen is None or added < first_seen):

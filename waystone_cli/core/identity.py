@@ -109,6 +109,14 @@ def identity_from_headers(user: str | None, group: str | None) -> Identity:
     )
 
 
+def without_metadata(identity: Identity) -> Identity:
+    """The same entities with none of the metadata the request sent."""
+    return Identity(
+        user=None if identity.user is None else EntityRef(identity.user.id),
+        group=None if identity.group is None else EntityRef(identity.group.id),
+    )
+
+
 def combine(body: Identity, headers: Identity) -> Identity:
     """One identity from the body's and the headers'; naming two different ids is an error."""
     return Identity(
