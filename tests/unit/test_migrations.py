@@ -114,3 +114,32 @@ def test_a_ledger_from_before_folding_reads_and_upgrades(tmp_path: Path) -> None
     rebuild_rollup(upgraded)
     assert upgraded.execute("SELECT sum(requests) FROM usage_daily").fetchone() == (1,)
     upgraded.close()
+
+
+def test_an_old_ledger_stops_counting_requests_without_tokens_as_unpriced(
+    tmp_path: Path,
+) -> None:
+    """Before m007 a refused request (NULL cost) and a moderation of an unpriced model
+    (``priced`` false, no tokens) counted as unpriced; only the chat that used tokens is."""
+    path = tmp_path / "ledger.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    for migration in MIGRATIONS[:6]:
+        migration(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [migration.__name__])
+    con.execute(
+        "INSERT INTO requests (id, ts, user_id, route, status, outcome, input_tokens, priced) "
+        "VALUES ('blocked', '2026-11-01 10:00:00', 'alice', 'chat', 429, 'rate_limited', 0, true),"
+        " ('moderation', '2026-11-01 10:01:00', 'alice', 'moderations', 200, 'ok', 0, false),"
+        " ('chat', '2026-11-01 10:02:00', 'alice', 'chat', 200, 'ok', 9, false)"
+    )
+    con.execute(
+        "INSERT INTO usage_daily VALUES ('2026-11-01', 'alice', '', '', '', 3, 9, 0, 0, 0, 0, 3)"
+    )
+    con.close()
+    upgraded = open_readwrite(path)
+    assert upgraded.execute("SELECT unpriced FROM usage_daily").fetchall() == [(1,)]
+    assert upgraded.execute("SELECT id FROM requests WHERE NOT priced").fetchall() == [("chat",)]
+    upgraded.close()

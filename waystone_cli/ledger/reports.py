@@ -9,7 +9,8 @@ partial edges).
 A usage row is ``{<dimension>: key, requests, input_tokens, output_tokens,
 total_tokens, cost_usd, unpriced_requests}``.  ``cost_usd`` sums the priced requests
 only; the cost of the ``unpriced_requests`` is unknown, so it is never counted as 0:
-when no request of a row is priced, ``cost_usd`` is null.
+when every request of a row is unpriced, ``cost_usd`` is null.  Unpriced means tokens
+used at an unknown price (``spans.UNPRICED``): refused and failed requests used none.
 """
 
 from __future__ import annotations
