@@ -8,6 +8,7 @@ used tokens, and is the one unpriced request.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -37,7 +38,7 @@ def _chat(model: str, user: str = "alice") -> dict[str, Any]:
     return {
         "model": model,
         "messages": [{"role": "user", "content": "hello"}],
-        "metadata": {"waystone": '{"user": "%s"}' % user},
+        "metadata": {"waystone": json.dumps({"user": user})},
     }
 
 

@@ -62,6 +62,7 @@ MEASURES_SQL = """
 #: request's NULL cost counted as unpriced.
 UNPRICED = "(cost_usd IS NULL AND input_tokens + output_tokens > 0)"
 
+
 @dataclass(frozen=True)
 class Span:
     """``[since, until)`` in naive UTC; None leaves that end open."""
