@@ -73,12 +73,16 @@ def top(
     until: str | None = None,
     limit: int = 20,
     group: str | None = None,
+    user: str | None = None,
+    model: str | None = None,
 ) -> Row:
-    """The ``limit`` biggest users/groups/models/providers by ``metric``, plus the total."""
+    """The ``limit`` biggest users/groups/models/providers by ``metric``, plus the total,
+    of the requests of one user, group or model when given."""
     _check(by, DIMENSIONS, "by")
     _check(metric, METRICS, "metric")
     span = Span.from_params(since, until)
-    src, params = source_sql(span, Filters(group=group), folded=fold_mark(con))
+    filters = Filters(user=user, group=group, model=model)
+    src, params = source_sql(span, filters, folded=fold_mark(con))
     totals = (
         ", ".join(f"sum({m}) OVER ()" for m in MEASURES[:-1]) + ", sum(unpriced_requests) OVER ()"
     )
