@@ -105,9 +105,7 @@ def require_known(ctx: typer.Context, user: str | None = None, group: str | None
 def _print(parts: list[Any]) -> None:
     from waystone_cli import render
 
-    out = render.console()
-    for part in parts:
-        out.print(part, soft_wrap=isinstance(part, str))
+    render.print_parts(parts)
 
 
 def top(
@@ -142,7 +140,8 @@ def top(
     elif not result["rows"]:
         _empty(ctx, f"No requests between {params['since']} and {params['until'] or 'now'}.")
     else:
-        _print(top_view(result, by.value, metric.value, params["since"], params["until"]))
+        room = render.table_room()
+        _print(top_view(result, by.value, metric.value, params["since"], params["until"], room))
 
 
 def show(
@@ -168,7 +167,7 @@ def show(
     elif result["requests"] == 0:
         _empty(ctx, f"No requests by {kind.value} {id} in this period.")
     else:
-        _print(show_view(result, kind.value, params["since"], params["until"]))
+        _print(show_view(result, kind.value, params["since"], params["until"], render.table_room()))
 
 
 def timeline(

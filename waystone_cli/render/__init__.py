@@ -41,15 +41,15 @@ def printable(text: str, *, one_line: bool = False) -> str:
     return (_CONTROL_IN_LINE if one_line else _CONTROL).sub(_escape, text)
 
 
-def console() -> Console:
-    return _safe_console(stderr=False)
+def console(width: int | None = None) -> Console:
+    return _safe_console(stderr=False, width=width)
 
 
 def err_console() -> Console:
     return _safe_console(stderr=True)
 
 
-def _safe_console(*, stderr: bool) -> Console:
+def _safe_console(*, stderr: bool, width: int | None = None) -> Console:
     # Defined here, not at module level: Rich is imported only by commands that print with it.
     from rich.console import Console
 
@@ -59,7 +59,7 @@ def _safe_console(*, stderr: bool) -> Console:
         def render_str(self, text: str, **kwargs: Any) -> Any:
             return super().render_str(printable(text), **kwargs)
 
-    return SafeConsole(stderr=stderr, highlight=False, markup=False, emoji=False)
+    return SafeConsole(stderr=stderr, width=width, highlight=False, markup=False, emoji=False)
 
 
 def print_error(message: str) -> None:
@@ -98,7 +98,29 @@ def print_text(text: str) -> None:
 
 def print_table(table: Table) -> None:
     """A Rich table (reports with few rows); config listings use ``print_grid``."""
-    console().print(table)
+    print_parts([table])
+
+
+def table_room() -> int | None:
+    """The width report tables fit into: the terminal's; None (unlimited) when stdout is
+    not a terminal, so that piped output and CI logs get every value whole."""
+    out = console()
+    return out.width if out.is_terminal else None
+
+
+def print_parts(parts: Sequence[Any]) -> None:
+    """Lines and Rich tables, in order.  A table prints at the width it needs even past
+    the terminal's: its columns were fitted already, and Rich would cut numbers."""
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    out = console()
+    for part in parts:
+        if isinstance(part, Table):
+            need = Measurement.get(out, out.options.update(width=10_000), part).maximum
+            console(width=max(out.width, need)).print(part)
+        else:
+            out.print(part, soft_wrap=isinstance(part, str))
 
 
 # --- cell formatting ------------------------------------------------------------------
