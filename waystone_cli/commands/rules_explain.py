@@ -5,7 +5,9 @@ sent; first seen = the earlier of traffic and ``added``), the usage counters are
 from the ledger for just these entities, and ``decide()`` runs with ``explain=True``.
 Both ledger queries go through the daemon when it runs, so the answer is the same with
 the daemon up or down (up to the writer's last second; live reservations of requests in
-flight are not visible from outside the daemon).
+flight are not visible from outside the daemon).  Rate windows (rpm, tpm, concurrency)
+live only in the running daemon, so they are read from it (``LiveRates``); with the
+daemon down they are empty, as they are for a daemon that just started.
 
 The request is taken as priced and with no token estimate: usage triggers compare what
 was already used ("reached" does not depend on the next request's size); only with
@@ -14,14 +16,20 @@ was already used ("reached" does not depend on the next request's size); only wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from waystone_cli.context import AppContext, app_context
 from waystone_cli.core.config import Config
+from waystone_cli.core.counters import ANONYMOUS, Subject
 from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
+from waystone_cli.core.ratelimit import RateState
+
+if TYPE_CHECKING:
+    from waystone_cli.core.counters import UsageCounters
 
 
 def now() -> datetime:
@@ -76,6 +84,7 @@ def explain_request(
     counters = UsageCounters(tz=config.server.timezone, keep=keep)
     since = counters_since(at, keep).isoformat()
     counters.load(app.query("counter_rows", since=since, user_id=user, group_id=group))
+    view = LiveRates.read(counters, app, user, group)
     facts = RequestFacts(
         user=_entity(app, config, "user", user),
         group=_entity(app, config, "group", group),
@@ -85,7 +94,7 @@ def explain_request(
         estimate_tokens=0,
         estimate_cost_usd=_nominal_cost(config, provider.name, bare),
     )
-    decision = decide(config, facts, counters, explain=True)
+    decision = decide(config, facts, view, explain=True)
     return {
         "user": user,
         "group": group,
@@ -118,6 +127,49 @@ def explain_request(
         ],
         "reasons": [str(r) for r in decision.reasons],
     }
+
+
+class LiveRates:
+    """The ledger's counters, with the running daemon's rate windows for the subjects
+    explained (``decide`` reads rates through ``rate`` alone)."""
+
+    def __init__(self, counters: UsageCounters, rates: Mapping[Subject, RateState]) -> None:
+        self._counters = counters
+        self._rates = rates
+
+    @classmethod
+    def read(
+        cls, counters: UsageCounters, app: AppContext, user: str | None, group: str | None
+    ) -> LiveRates:
+        from waystone_cli.ledger.access import ask_live
+
+        subjects = [Subject(k, i) for k, i in (("user", user), ("group", group)) if i]
+        subjects = subjects or [ANONYMOUS]
+        states = ask_live(app.socket_path(), "rates", subjects=[list(s) for s in subjects])
+        pairs = zip(subjects, states or [], strict=False)
+        return cls(counters, {s: RateState(*state) for s, state in pairs})
+
+    def usage(self, subject: Subject, metric: str, window: str, now: datetime) -> float:
+        return self._counters.usage(subject, metric, window, now)
+
+    def member_usage(
+        self, user_id: str, group_id: str, metric: str, window: str, now: datetime
+    ) -> float:
+        return self._counters.member_usage(user_id, group_id, metric, window, now)
+
+    def rate(self, subject: Subject, now: datetime) -> RateState:
+        return self._rates.get(subject) or self._counters.rate(subject, now)
+
+    def relief(
+        self,
+        subject: Subject,
+        metric: str,
+        window: str,
+        limit: float,
+        now: datetime,
+        user_id: str | None = None,
+    ) -> float | None:
+        return self._counters.relief(subject, metric, window, limit, now, user_id)
 
 
 def _entity(app: AppContext, config: Config, kind: Kind, ident: str | None) -> Entity | None:
