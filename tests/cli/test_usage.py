@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -358,3 +359,22 @@ def test_prune_dry_run_then_prune(cli: Cli, ledger: Path) -> None:
     assert (
         cli("usage", "prune").stdout == "Nothing to prune: no row has outlived its retain rule.\n"
     )
+
+
+def test_export_progress_counts_rows_and_shows_the_percentage(
+    cli: Cli, ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    seen = io.StringIO()
+    monkeypatch.setattr("waystone_cli.commands.export.PART_ROWS", 2)
+    monkeypatch.setattr(
+        "waystone_cli.render.err_console",
+        lambda: Console(file=seen, force_terminal=True, width=100, color_system=None),
+    )
+    run = cli("usage", "export", "--format", "csv", "--out", str(tmp_path / "all.csv"))
+    assert run.exit_code == 0
+    frames = seen.getvalue()
+    # Parts of 2 rowids: 2, 4, 6 then 7 of the 7 rows.
+    for done, percent in ((2, 29), (4, 57), (6, 86), (7, 100)):
+        assert re.search(rf"{done}/7 rows +{percent}%", frames)

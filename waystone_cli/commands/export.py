@@ -97,7 +97,7 @@ def _export(
             )  # fmt: skip
             parts.append(part)
             rows += result["rows"]
-            progress.update(task, completed=rows)
+            progress.update(task, completed=rows, refresh=True)
         _join(format, parts, path)
         return rows
 
