@@ -25,14 +25,13 @@ import re
 import shlex
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.fake_provider import FakeProvider
+from tests.integration.test_process import _wait_ready
 from waystone_cli.demo import free_port
 
 pytestmark = pytest.mark.slow
@@ -61,19 +60,6 @@ def test_the_readme_has_examples_to_run() -> None:
     kinds = [kind for kind, _ in readme_steps()]
     assert kinds.count("python") >= 1
     assert ("command", "waystone serve") in readme_steps()
-
-
-def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the daemon did not become ready")
 
 
 async def test_the_readme_examples_run(waystone_home: Path, aiohttp_server: Any) -> None:

@@ -16,20 +16,16 @@ was already used ("reached" does not depend on the next request's size); only wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import typer
 
 from waystone_cli.context import AppContext, app_context
 from waystone_cli.core.config import Config
-from waystone_cli.core.counters import ANONYMOUS, Subject
+from waystone_cli.core.counters import ANONYMOUS, Subject, UsageCounters
 from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
 from waystone_cli.core.ratelimit import RateState
-
-if TYPE_CHECKING:
-    from waystone_cli.core.counters import UsageCounters
 
 
 def now() -> datetime:
@@ -72,7 +68,6 @@ def explain_request(
 ) -> dict[str, Any]:
     """The decision for a request naming ``user``/``group`` and ``model`` at ``at``, as the
     JSON-able report ``--json`` prints."""
-    from waystone_cli.core.counters import UsageCounters
     from waystone_cli.core.models import resolve_model
     from waystone_cli.core.policy import RequestFacts, decide, longest_window
     from waystone_cli.ledger.counters import counters_since
@@ -81,10 +76,10 @@ def explain_request(
     provider, bare = resolve_model(config, model)
     qualified = f"{provider.name}/{bare}"
     keep = longest_window(config)
-    counters = UsageCounters(tz=config.server.timezone, keep=keep)
+    counters = LiveRates(tz=config.server.timezone, keep=keep)
     since = counters_since(at, keep).isoformat()
     counters.load(app.query("counter_rows", since=since, user_id=user, group_id=group))
-    view = LiveRates.read(counters, app, user, group)
+    counters.read_live(app, user, group)
     facts = RequestFacts(
         user=_entity(app, config, "user", user),
         group=_entity(app, config, "group", group),
@@ -94,7 +89,7 @@ def explain_request(
         estimate_tokens=0,
         estimate_cost_usd=_nominal_cost(config, provider.name, bare),
     )
-    decision = decide(config, facts, view, explain=True)
+    decision = decide(config, facts, counters, explain=True)
     return {
         "user": user,
         "group": group,
@@ -129,47 +124,26 @@ def explain_request(
     }
 
 
-class LiveRates:
-    """The ledger's counters, with the running daemon's rate windows for the subjects
-    explained (``decide`` reads rates through ``rate`` alone)."""
+class LiveRates(UsageCounters):
+    """Counters rebuilt from the ledger, with the running daemon's rate windows for the
+    subjects explained (``decide`` reads rates through ``rate`` alone)."""
 
-    def __init__(self, counters: UsageCounters, rates: Mapping[Subject, RateState]) -> None:
-        self._counters = counters
-        self._rates = rates
+    def __init__(self, tz: str, keep: timedelta) -> None:
+        super().__init__(tz=tz, keep=keep)
+        self.live_rates: dict[Subject, RateState] = {}
 
-    @classmethod
-    def read(
-        cls, counters: UsageCounters, app: AppContext, user: str | None, group: str | None
-    ) -> LiveRates:
+    def read_live(self, app: AppContext, user: str | None, group: str | None) -> None:
         from waystone_cli.ledger.access import ask_live
 
         subjects = [Subject(k, i) for k, i in (("user", user), ("group", group)) if i]
         subjects = subjects or [ANONYMOUS]
         states = ask_live(app.socket_path(), "rates", subjects=[list(s) for s in subjects])
-        pairs = zip(subjects, states or [], strict=False)
-        return cls(counters, {s: RateState(*state) for s, state in pairs})
-
-    def usage(self, subject: Subject, metric: str, window: str, now: datetime) -> float:
-        return self._counters.usage(subject, metric, window, now)
-
-    def member_usage(
-        self, user_id: str, group_id: str, metric: str, window: str, now: datetime
-    ) -> float:
-        return self._counters.member_usage(user_id, group_id, metric, window, now)
+        self.live_rates = {
+            s: RateState(*state) for s, state in zip(subjects, states or [], strict=False)
+        }
 
     def rate(self, subject: Subject, now: datetime) -> RateState:
-        return self._rates.get(subject) or self._counters.rate(subject, now)
-
-    def relief(
-        self,
-        subject: Subject,
-        metric: str,
-        window: str,
-        limit: float,
-        now: datetime,
-        user_id: str | None = None,
-    ) -> float | None:
-        return self._counters.relief(subject, metric, window, limit, now, user_id)
+        return self.live_rates.get(subject) or super().rate(subject, now)
 
 
 def _entity(app: AppContext, config: Config, kind: Kind, ident: str | None) -> Entity | None:
