@@ -15,6 +15,10 @@ HOSTILE = r"\u001b]0;pwned\u0007\u001b[31mred\u001b[2J\u009b1m"
 SHOWN = r"\x1b]0;pwned\x07\x1b[31mred\x1b[2J\x9b1m"
 
 CONFIG = f"""\
+[providers.local]
+kind = "mock"
+models = ["mock-small"]
+
 [groups.acme]
 metadata = {{ note = "{HOSTILE}" }}
 
@@ -54,3 +58,10 @@ def test_metadata_escape_codes_are_printed_as_visible_escapes(
 def test_an_error_naming_a_hostile_id_is_escaped_too(cli: Cli, config: Path) -> None:
     run = cli("user", "show", "\x1b[2Jzed")
     assert (run.exit_code, run.stderr) == (1, 'error: no user named "\\x1b[2Jzed"\n')
+
+
+def test_rules_explain_escapes_the_id_it_explains(cli: Cli, config: Path) -> None:
+    run = cli("rules", "explain", "--user", "\x1b]0;pwned\x07zed", "--model", "mock-small")
+    assert run.exit_code == 0
+    assert not CONTROL & set(run.stdout)
+    assert run.stdout.startswith("A request from user \\x1b]0;pwned\\x07zed for local/mock-small")
