@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -145,8 +146,9 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
         call.output_text = _output_text(body)
         await check_output(call, call.output_text)
     headers = call.response_headers(reply.content_type)
-    cost = rec.cost_usd
-    headers["x-waystone-cost-usd"] = f"{cost:f}" if cost is not None else "unpriced"
+    # As the ledger counts it: unpriced only when tokens were used at an unknown price.
+    cost = rec.cost_usd if rec.cost_usd is not None else Decimal(0)
+    headers["x-waystone-cost-usd"] = f"{cost:f}" if rec.priced else "unpriced"
     return web.Response(body=data, status=200, headers=headers)
 
 

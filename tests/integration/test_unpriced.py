@@ -27,11 +27,11 @@ rules = ["one-a-minute"]
 """
 
 
-async def _post(gateway: Gateway, path: str, body: dict[str, Any]) -> int:
+async def _post(gateway: Gateway, path: str, body: dict[str, Any]) -> tuple[int, str | None]:
     async with aiohttp.ClientSession() as http:
         resp = await http.post(gateway.url + path, json=body)
         await resp.read()
-        return resp.status
+        return resp.status, resp.headers.get("x-waystone-cost-usd")
 
 
 def _chat(model: str, user: str = "alice") -> dict[str, Any]:
@@ -54,7 +54,13 @@ async def test_only_a_request_with_tokens_and_no_price_counts_as_unpriced(
         await _post(gateway, "v1/moderations", {"model": "mod-test", "input": "hi"}),
         await _post(gateway, chat, _chat("up/shared-model")),
     ]
-    assert statuses == [200, 429, 500, 200, 200]
+    assert statuses == [
+        (200, "0.0000210000"),  # 10 x $1 + 2 cached x $0.5 + 5 out x $2 per million
+        (429, None),
+        (500, None),
+        (200, "0"),  # a moderation uses no tokens: nothing is unpriced
+        (200, "unpriced"),
+    ]
     rows = await gateway.rows("SELECT outcome, priced FROM requests ORDER BY ts")
     assert [(r["outcome"], r["priced"]) for r in rows] == [
         ("ok", True),
