@@ -1,8 +1,10 @@
 """The local admin endpoint: the CLI's ledger queries, run by the daemon that holds the file.
 
-HTTP over a Unix socket created with mode 0600 (readable only by its owner).  One
-route, ``POST /query`` with ``{"name", "params"}``; the query functions are the same
-ones the CLI runs on a read-only file when no daemon is up, so answers are identical.
+HTTP over a Unix socket created with mode 0600 (readable only by its owner).
+``POST /query`` with ``{"name", "params"}`` runs a ledger query; the query functions are
+the same ones the CLI runs on a read-only file when no daemon is up, so answers are
+identical.  ``POST /live`` with the same shape reads what only the running daemon
+knows (``LIVE``): the rate windows, which the ledger does not keep.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from daemon.state import LEDGER, SETTINGS
+from daemon.state import COUNTERS, LEDGER, SETTINGS
+from waystone_cli.core.counters import Subject
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.ledger.access import registry
 
@@ -43,6 +47,27 @@ async def query(request: web.Request) -> web.Response:
     )
 
 
+def live_rates(app: web.Application, subjects: list[list[str]]) -> list[list[Any]]:
+    """Each ``[kind, id]`` subject's rate window now: ``[requests, tokens, concurrent,
+    reset_at]`` (``core.ratelimit.RateState``)."""
+    now = datetime.now(UTC)
+    return [list(app[COUNTERS].rate(Subject(kind, ident), now)) for kind, ident in subjects]
+
+
+LIVE = {"rates": live_rates}
+
+
+async def live(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        name, params = body["name"], body.get("params") or {}
+        fn = LIVE[name]
+        result = fn(request.app[MAIN_APP], **params)
+    except (ValueError, KeyError, TypeError):
+        return _error(400, 'expected {"name": <known live query>, "params": {...}}')
+    return web.json_response({"result": result})
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"message": message}}, status=status)
 
@@ -55,6 +80,7 @@ async def admin_socket(app: web.Application) -> AsyncIterator[None]:
     admin = web.Application()
     admin[MAIN_APP] = app
     admin.router.add_post("/query", query)
+    admin.router.add_post("/live", live)
     runner = web.AppRunner(admin, access_log=None)
     await runner.setup()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,8 @@ class Call:
         if rec.provider and rec.model:
             cost = self.snapshot.pricer.cost(rec.provider, rec.model, usage)
             rec.cost_usd = cost
-            rec.priced = cost is not None
+            # Unpriced means tokens used at an unknown price: nothing used, nothing unknown.
+            rec.priced = cost is not None or not (usage.input_tokens or usage.output_tokens)
 
     def fail(self, err: BaseException) -> None:
         rec = self.record

@@ -11,6 +11,8 @@ waystone asked for is removed when the client did not ask for it itself.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -144,8 +146,9 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
         call.output_text = _output_text(body)
         await check_output(call, call.output_text)
     headers = call.response_headers(reply.content_type)
-    cost = rec.cost_usd
-    headers["x-waystone-cost-usd"] = f"{cost:f}" if cost is not None else "unpriced"
+    # As the ledger counts it: unpriced only when tokens were used at an unknown price.
+    cost = rec.cost_usd if rec.cost_usd is not None else Decimal(0)
+    headers["x-waystone-cost-usd"] = f"{cost:f}" if rec.priced else "unpriced"
     return web.Response(body=data, status=200, headers=headers)
 
 
@@ -165,7 +168,7 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
     watch = StreamWatch(rec.route, drop_usage=call.drop_usage_chunk, full=full, trace=call.trace)
     pending: list[bytes] = []
     try:
-        async for chunk in reply.chunks:
+        async for chunk in _timed_upstream(call, reply.chunks):
             out = watch.feed(chunk)
             if not out:
                 continue
@@ -198,6 +201,20 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
         reply.release()
         _settle_stream_usage(call, watch.finish())
     return response
+
+
+async def _timed_upstream(call: Call, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The provider's chunks; the wait for each is upstream time, not the gateway's
+    overhead (a slow model pauses seconds between chunks)."""
+    while True:
+        started = time.perf_counter()
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        finally:
+            call.upstream_s += time.perf_counter() - started
+        yield chunk
 
 
 def _settle_stream_usage(call: Call, tally: StreamTally) -> None:

@@ -58,6 +58,9 @@ class Snapshot:
             base_urls={name: p.base_url for name, p in config.providers.items()},
             on_unpriced=_warn_unpriced,
         )
+        # Before the snapshot serves (at start, before the daemon listens; on reload,
+        # before the swap): the first request would otherwise import genai-prices.
+        pricer.warm((name, m) for name, p in config.providers.items() for m in p.models)
         return cls(
             config=config,
             pricer=pricer,

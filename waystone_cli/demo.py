@@ -1,9 +1,11 @@
-"""``waystone demo``: the whole product offline, in a fresh temporary home.
+"""``waystone demo``: the whole product offline, in a fresh temporary home, in seconds.
 
-Writes a config with the built-in ``mock`` provider, starts ``waystone serve`` as a real
-process on a free loopback port, sends sample traffic (streamed and not) for several
-users and groups, prints ``waystone usage top`` while the daemon is up (through its
-admin socket), then stops it with SIGTERM (which flushes the ledger).
+Writes a config with the built-in ``mock`` provider, a few users and groups and two
+rulesets, starts ``waystone serve`` as a real process on a free loopback port, then shows:
+a few streamed requests one by one (one downgraded and one blocked by a ruleset, with
+the reasons the gateway gave), a burst of sample traffic, ``rules explain`` for one
+user, the ``usage top`` tables (run in this process, through the daemon's admin
+socket), and the commands to try next.  SIGTERM stops the daemon (it flushes the ledger).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from waystone_cli.starter import STARTER
 
-# The starter config (mock provider and its prices) plus a few users, groups and a rule.
+# The starter config (mock provider and its prices) plus users, groups and two rulesets.
 DEMO_ENTITIES = """
 [users.alice]
 metadata = { tier = "free", region = "eu" }
@@ -35,18 +38,34 @@ groups = ["acme"]
 [users.bob]
 metadata = { tier = "pro" }
 
+[users.erin]
+metadata = { tier = "trial" }
+groups = ["globex"]
+
 [groups.acme]
 metadata = { plan = "enterprise", region = "eu" }
 credits = { usd = 500, window = "month" }
+
+[groups.globex]
+metadata = { plan = "team", region = "us" }
 
 [rules.small-for-free]
 model = "mock-large"
 action = "change_model"
 to = "local/mock-small"
 
+[rules.no-large-on-trial]
+model = "mock-large"
+action = "block"
+message = "trial accounts cannot use mock-large"
+
 [rulesets.free-tier]
 when = "user.tier = free"
 rules = ["small-for-free"]
+
+[rulesets.trial]
+when = "user.tier = trial"
+rules = ["no-large-on-trial"]
 """
 
 
@@ -63,6 +82,12 @@ USERS = [
     ("erin", "globex"),
     ("frank", None),
 ]
+# Shown one by one: a downgrade, a request left alone, a block.
+SHOWCASE = [
+    ("alice", "acme", "mock-large"),
+    ("bob", None, "mock-large"),
+    ("erin", None, "mock-large"),
+]
 PROMPTS = ["Summarise our Q3 numbers", "Write a haiku about gateways", "Explain DuckDB in one line"]
 
 
@@ -77,7 +102,8 @@ def run_demo(*, requests: int, keep: bool, echo: Callable[[str], None]) -> None:
     port = free_port()
     (home / "config.toml").write_text(demo_config(port))
     env = _env(home)
-    echo(f"waystone demo — home {home}, gateway on http://127.0.0.1:{port}/v1 (mock provider)")
+    echo(f"waystone demo: a fresh home {home}, the gateway on http://127.0.0.1:{port}/v1,")
+    echo("the built-in mock provider (offline), a DuckDB ledger.\n")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "waystone_cli.main", "serve"],
         env=env,
@@ -86,28 +112,59 @@ def run_demo(*, requests: int, keep: bool, echo: Callable[[str], None]) -> None:
     )
     try:
         _wait_ready(port, daemon)
+        echo("Streamed requests, as the gateway answered them:")
+        for user, group, model in SHOWCASE:
+            echo("  " + _showcase(port, user, group, model))
         sent = _send_traffic(port, requests)
-        echo(f"sent {sent} requests for {len(USERS)} users and 2 groups (streamed and not)\n")
-        subprocess.run(
-            [sys.executable, "-m", "waystone_cli.main", "usage", "top", "--by", "user"],
-            env=env,
-            check=True,
+        echo(
+            f"\nThen, sent {sent} requests for {len(USERS)} users and 2 groups (streamed and not).\n"
         )
-        subprocess.run(
-            [sys.executable, "-m", "waystone_cli.main", "usage", "top", "--by", "group"],
-            env=env,
-            check=True,
-        )
+        _run_cli(env, echo, "rules", "explain", "--user", "alice", "--model", "mock-large")
+        _run_cli(env, echo, "usage", "top", "--by", "user")
+        _run_cli(env, echo, "usage", "top", "--by", "group")
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
             daemon.wait(timeout=30)
         except subprocess.TimeoutExpired:
             daemon.kill()
-        if keep:
-            echo(f"\nkept the demo home: WAYSTONE_HOME={home}")
-        else:
+        echo(_next_steps(home, keep))
+        if not keep:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _next_steps(home: Path, keep: bool) -> str:
+    where = f"WAYSTONE_HOME={home}"
+    lines = [
+        "",
+        "Try next" + (":" if keep else " (run `waystone demo --keep` to keep the demo home):"),
+        f"  {where} waystone usage show user alice",
+        f"  {where} waystone rules explain --user erin --model mock-large",
+        f"  {where} waystone serve      # the gateway again, on this ledger",
+    ]
+    return "\n".join(lines)
+
+
+def _run_cli(env: dict[str, str], echo: Callable[[str], None], *args: str) -> None:
+    """``waystone ARGS`` in this process (no second interpreter to start), on the demo home."""
+    from waystone_cli.main import main
+
+    echo(f"$ waystone {' '.join(args)}")
+    with _environment(env):
+        main(list(args))
+    echo("")
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -138,20 +195,42 @@ def _send_traffic(port: int, count: int) -> int:
 
 
 def _one(port: int, i: int, user: str, group: str | None) -> int:
-    identity: dict[str, Any] = {"user": user}
-    if group:
-        identity["group"] = group
+    model = "mock-large" if i % 3 == 0 else "mock-small"
+    prompt = f"{PROMPTS[i % len(PROMPTS)]} (#{i})"
+    _post(port, user, group, model, prompt, stream=i % 2 == 1)
+    return 1
+
+
+def _showcase(port: int, user: str, group: str | None, model: str) -> str:
+    """One streamed request, told as a line: who asked for what, and what happened why."""
+    status, headers, body = _post(port, user, group, model, PROMPTS[0], stream=True)
+    who = f"{user} ({group})" if group else user
+    if status != 200:
+        reason = json.loads(body)["error"]["message"]
+        return f"{who} asks for {model}: {status}, {reason}"
+    chunks = [line for line in body.splitlines() if line.startswith("data: {")]
+    used, rulesets = headers.get("x-waystone-model", ""), headers.get("x-waystone-rulesets")
+    why = f"ruleset {rulesets} changed the model" if used != f"local/{model}" else "as asked"
+    return f"{who} asks for {model}: 200 from {used} ({why}), {len(chunks)} chunks streamed"
+
+
+def _post(
+    port: int, user: str, group: str | None, model: str, prompt: str, *, stream: bool
+) -> tuple[int, dict[str, str], str]:
+    identity = {"user": user, **({"group": group} if group else {})}
     body: dict[str, Any] = {
-        "model": "mock-large" if i % 3 == 0 else "mock-small",
-        "messages": [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} (#{i})"}],
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
         "metadata": {"waystone": json.dumps(identity)},
-        "stream": i % 2 == 1,
+        "stream": stream,
     }
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/chat/completions",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        resp.read()
-        return 1
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as err:  # a refusal is part of the show
+        return err.code, dict(err.headers), err.read().decode()

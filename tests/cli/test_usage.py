@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +39,13 @@ def ledger(waystone_home: Path) -> Path:
         "INSERT INTO links VALUES ('alice', 'acme', '2026-11-01 09:30:00'), "
         "('bob', 'acme', '2026-11-02 12:00:00')"
     )
+    # The users and groups the daemon records as it sees them in the ROWS.
+    for table in ("users", "groups"):
+        column = "user_id" if table == "users" else "group_id"
+        con.execute(
+            f"INSERT INTO {table} (id, first_seen, last_seen) SELECT {column}, min(ts), max(ts) "
+            f"FROM requests WHERE {column} IS NOT NULL GROUP BY ALL"
+        )
     rebuild_rollup(con)
     con.close()
     return path
@@ -139,9 +147,62 @@ def test_show_user_json_is_one_object(cli: Cli, ledger: Path) -> None:
     }  # fmt: skip
 
 
-def test_show_an_unknown_user(cli: Cli, ledger: Path) -> None:
+def test_show_a_user_never_declared_nor_seen_says_so(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "show", "user", "zed")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        1,
+        "",
+        'error: no user named "zed": not declared in the config, never seen in traffic\n',
+    )
+
+
+def test_show_a_declared_user_without_requests_says_no_requests(
+    cli: Cli, ledger: Path, write_config
+) -> None:
+    write_config("[users.zed]\n")
     run = cli("usage", "show", "user", "zed")
     assert (run.exit_code, run.stdout) == (0, "No requests by user zed in this period.\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("usage", "timeline", "--user", "zed"),
+        ("usage", "top", "--group", "nope"),
+        ("usage", "export", "--format", "csv", "--user", "zed"),
+        ("usage", "show", "group", "nope"),
+    ],
+)
+def test_every_usage_lookup_of_an_unknown_id_exits_1(
+    cli: Cli, ledger: Path, args: tuple[str, ...]
+) -> None:
+    run = cli(*args)
+    assert (run.exit_code, run.stdout) == (1, "")
+    assert run.stderr.startswith("error: no ")
+
+
+TOP_OF_ALICE_BY_MODEL = """\
+Top 2 of 2 models by cost, 2026-11-01 00:00 → now (UTC)
+model                requests   input   output   tokens        cost
+───────────────────────────────────────────────────────────────────
+openai/gpt-4o               2   1,000      200    1,200   $0.004500
+openai/gpt-4o-mini          1   2,000    1,000    3,000   $0.000900
+                                                                   
+all 2 models                3   3,000    1,200    4,200   $0.005400
+"""  # noqa: W293
+
+
+def test_top_of_one_user_by_model(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "top", "--by", "model", "--user", "alice", "--since", "2026-11-01")
+    assert (run.exit_code, run.stdout) == (0, TOP_OF_ALICE_BY_MODEL)
+
+
+def test_top_of_one_model_by_user(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "top", "--model", "gpt-4o-mini", "--since", "2026-11-01", "--json")
+    assert [(r["user"], r["requests"]) for r in json.loads(run.stdout)] == [
+        ("alice", 1),
+        (None, 1),
+    ]
 
 
 TIMELINE_HOURS = """\
@@ -217,6 +278,26 @@ def test_export_csv_to_stdout(cli: Cli, ledger: Path) -> None:
     ]
 
 
+def test_export_of_one_user_for_billing(cli: Cli, ledger: Path) -> None:
+    run = cli("usage", "export", "--format", "csv", "--user", "bob")
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    assert [(r["id"], r["user_id"]) for r in rows] == [("r3", "bob"), ("r4", "bob")]
+
+
+def test_export_of_one_group_in_parts_is_the_whole_export(
+    cli: Cli, ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of 2 rowids: the acme rows come out in 4 parts, joined in order, one header."""
+    monkeypatch.setattr("waystone_cli.commands.export.PART_ROWS", 2)
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / f"acme.{fmt}"
+        run = cli("usage", "export", "--format", fmt, "--group", "acme", "--out", str(out))
+        assert run.exit_code == 0
+        assert run.stderr.endswith(f"Exported 4 rows to {out}.\n")
+        got = duckdb.sql(f"SELECT id FROM '{out}'").fetchall()
+        assert got == [("r1",), ("r3",), ("r4",), ("r7",)]
+
+
 def test_export_parquet_to_a_file(cli: Cli, ledger: Path, tmp_path: Path) -> None:
     out = tmp_path / "usage.parquet"
     run = cli("usage", "export", "--format", "parquet", "--out", str(out))
@@ -278,3 +359,22 @@ def test_prune_dry_run_then_prune(cli: Cli, ledger: Path) -> None:
     assert (
         cli("usage", "prune").stdout == "Nothing to prune: no row has outlived its retain rule.\n"
     )
+
+
+def test_export_progress_counts_rows_and_shows_the_percentage(
+    cli: Cli, ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    seen = io.StringIO()
+    monkeypatch.setattr("waystone_cli.commands.export.PART_ROWS", 2)
+    monkeypatch.setattr(
+        "waystone_cli.render.err_console",
+        lambda: Console(file=seen, force_terminal=True, width=100, color_system=None),
+    )
+    run = cli("usage", "export", "--format", "csv", "--out", str(tmp_path / "all.csv"))
+    assert run.exit_code == 0
+    frames = seen.getvalue()
+    # Parts of 2 rowids: 2, 4, 6 then 7 of the 7 rows.
+    for done, percent in ((2, 29), (4, 57), (6, 86), (7, 100)):
+        assert re.search(rf"{done}/7 rows +{percent}%", frames)

@@ -12,7 +12,8 @@ Its answers are fixed so tests can work out tokens and costs by hand:
 Models with special behaviour: ``error-model`` answers 500, ``cut-model`` streams two
 chunks then drops the connection, ``slow-model`` streams a chunk every 0.1 s for 10 s
 (and records whether the gateway hung up), ``flaky-model`` fails with 503 on its first
-call, then works.
+call, then works.  ``chunk_pause_s``, when set, makes every chat stream pause that long
+between its chunks (a slow model thinking).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FakeProvider:
     seen: list[Seen] = field(default_factory=list)
     hung_up: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    chunk_pause_s: float = 0.0
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
@@ -131,6 +133,8 @@ class FakeProvider:
                 await resp.write(_sse(_chunk(model, delta)))
                 if model == "slow-model":
                     await asyncio.sleep(0.1)
+                elif self.chunk_pause_s:
+                    await asyncio.sleep(self.chunk_pause_s)
             except (ConnectionResetError, asyncio.CancelledError):
                 self.hung_up.append(model)
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,3 +139,63 @@ def test_demo_runs_offline_and_prints_the_usage_table(waystone_home: Path) -> No
     assert result.returncode == 0, result.stderr
     assert "sent 12 requests" in result.stdout
     assert "alice" in result.stdout and "acme" in result.stdout
+
+
+def test_the_first_request_after_start_pays_no_warm_up(
+    daemon: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    """Prices are looked up (genai-prices imported, the first price computed) while the
+    daemon starts, not on the first request: its overhead is that of any request."""
+    _, port = daemon
+    body = b'{"model": "mock-small", "messages": [{"role": "user", "content": "hi"}]}'
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        overhead_ms = float(resp.headers["x-waystone-overhead-ms"])
+    # An import of genai-prices alone takes hundreds of ms; a warm request a few.
+    assert overhead_ms < 80
+
+
+def test_demo_shows_a_downgrade_a_block_an_explanation_and_what_to_try_next(
+    waystone_home: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "waystone_cli.main", "demo", "--requests", "6", "--keep"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert (
+        "alice (acme) asks for mock-large: 200 from local/mock-small "
+        "(ruleset free-tier changed the model)"
+    ) in out
+    assert "bob asks for mock-large: 200 from local/mock-large (as asked)" in out
+    assert (
+        'erin asks for mock-large: 403, blocked by ruleset "trial", rule "no-large-on-trial": '
+        "trial accounts cannot use mock-large"
+    ) in out
+    assert "$ waystone rules explain --user alice --model mock-large" in out
+    assert "Verdict: allowed, model local/mock-small" in out
+    assert "all 6 users          9" in out  # 3 shown one by one, 6 more
+    try_next = out[out.index("Try next:") :].splitlines()[1:]
+    assert len(try_next) == 3
+    home = try_next[0].split()[0].removeprefix("WAYSTONE_HOME=")
+    try:
+        show = subprocess.run(
+            [sys.executable, "-m", "waystone_cli.main", "usage", "show", "user", "alice"],
+            env={**os.environ, "WAYSTONE_HOME": home},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (show.returncode, show.stdout.splitlines()[0]) == (
+            0,
+            "User alice, the first request → now (UTC)",
+        )
+    finally:
+        shutil.rmtree(home)

@@ -335,7 +335,7 @@ def test_sample_config_validates_with_the_documented_examples() -> None:
     assert {n: (rs.when, rs.rules, rs.enabled) for n, rs in config.rulesets.items()} == {
         "free-tier": ("user.tier = free", ("downgrade-o3", "cap-10-usd"), True),
         "newcomers": ("user.joined within 30d", ("newcomers-dataset",), True),
-        "eu-orgs": ("group.region = eu", ("route-eu",), True),
+        "eu-orgs": ("group.region = eu", ("route-eu", "route-eu-mini"), True),
         "retention": ("always", ("retain-60d",), True),
         "team-guardrails": (
             "has group and not group.plan = enterprise",

@@ -79,6 +79,18 @@ def test_readonly_open_of_a_missing_ledger_reads_as_empty(tmp_path: Path) -> Non
     assert not path.exists()
 
 
+def _ledger_with_the_first(count: int, path: Path) -> duckdb.DuckDBPyConnection:
+    """A ledger file as an older waystone left it: only the first ``count`` migrations."""
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    for migration in MIGRATIONS[:count]:
+        migration(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [migration.__name__])
+    return con
+
+
 def test_a_ledger_from_before_folding_reads_and_upgrades(tmp_path: Path) -> None:
     """A file written before m006: read-only reports still answer (no fold mark, no seq);
     after the upgrade its rows, already in the rollup, are not folded in again."""
@@ -86,13 +98,7 @@ def test_a_ledger_from_before_folding_reads_and_upgrades(tmp_path: Path) -> None
     from waystone_cli.ledger.rollup import fold, rebuild_rollup
 
     path = tmp_path / "ledger.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(
-        "CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
-    )
-    for migration in MIGRATIONS[:5]:
-        migration(con)
-        con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [migration.__name__])
+    con = _ledger_with_the_first(5, path)
     con.execute(
         "INSERT INTO requests (id, ts, user_id, route, status, outcome, input_tokens) "
         "VALUES ('r1', '2026-11-01 10:00:00', 'alice', 'chat/completions', 200, 'ok', 5)"
@@ -113,4 +119,27 @@ def test_a_ledger_from_before_folding_reads_and_upgrades(tmp_path: Path) -> None
     assert reports.top(upgraded, by="user")["rows"][0]["requests"] == 1
     rebuild_rollup(upgraded)
     assert upgraded.execute("SELECT sum(requests) FROM usage_daily").fetchone() == (1,)
+    upgraded.close()
+
+
+def test_an_old_ledger_stops_counting_requests_without_tokens_as_unpriced(
+    tmp_path: Path,
+) -> None:
+    """Before m007 a refused request (NULL cost) and a moderation of an unpriced model
+    (``priced`` false, no tokens) counted as unpriced; only the chat that used tokens is."""
+    path = tmp_path / "ledger.duckdb"
+    con = _ledger_with_the_first(6, path)
+    con.execute(
+        "INSERT INTO requests (id, ts, user_id, route, status, outcome, input_tokens, priced) "
+        "VALUES ('blocked', '2026-11-01 10:00:00', 'alice', 'chat', 429, 'rate_limited', 0, true),"
+        " ('moderation', '2026-11-01 10:01:00', 'alice', 'moderations', 200, 'ok', 0, false),"
+        " ('chat', '2026-11-01 10:02:00', 'alice', 'chat', 200, 'ok', 9, false)"
+    )
+    con.execute(
+        "INSERT INTO usage_daily VALUES ('2026-11-01', 'alice', '', '', '', 3, 9, 0, 0, 0, 0, 3)"
+    )
+    con.close()
+    upgraded = open_readwrite(path)
+    assert upgraded.execute("SELECT unpriced FROM usage_daily").fetchall() == [(1,)]
+    assert upgraded.execute("SELECT id FROM requests WHERE NOT priced").fetchall() == [("chat",)]
     upgraded.close()

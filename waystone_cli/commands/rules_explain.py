@@ -5,7 +5,9 @@ sent; first seen = the earlier of traffic and ``added``), the usage counters are
 from the ledger for just these entities, and ``decide()`` runs with ``explain=True``.
 Both ledger queries go through the daemon when it runs, so the answer is the same with
 the daemon up or down (up to the writer's last second; live reservations of requests in
-flight are not visible from outside the daemon).
+flight are not visible from outside the daemon).  Rate windows (rpm, tpm, concurrency)
+live only in the running daemon, so they are read from it (``LiveRates``); with the
+daemon down they are empty, as they are for a daemon that just started.
 
 The request is taken as priced and with no token estimate: usage triggers compare what
 was already used ("reached" does not depend on the next request's size); only with
@@ -14,14 +16,16 @@ was already used ("reached" does not depend on the next request's size); only wi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
 
 from waystone_cli.context import AppContext, app_context
 from waystone_cli.core.config import Config
+from waystone_cli.core.counters import ANONYMOUS, Subject, UsageCounters
 from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
+from waystone_cli.core.ratelimit import RateState
 
 
 def now() -> datetime:
@@ -64,7 +68,6 @@ def explain_request(
 ) -> dict[str, Any]:
     """The decision for a request naming ``user``/``group`` and ``model`` at ``at``, as the
     JSON-able report ``--json`` prints."""
-    from waystone_cli.core.counters import UsageCounters
     from waystone_cli.core.models import resolve_model
     from waystone_cli.core.policy import RequestFacts, decide, longest_window
     from waystone_cli.ledger.counters import counters_since
@@ -73,9 +76,10 @@ def explain_request(
     provider, bare = resolve_model(config, model)
     qualified = f"{provider.name}/{bare}"
     keep = longest_window(config)
-    counters = UsageCounters(tz=config.server.timezone, keep=keep)
+    counters = LiveRates(tz=config.server.timezone, keep=keep)
     since = counters_since(at, keep).isoformat()
     counters.load(app.query("counter_rows", since=since, user_id=user, group_id=group))
+    counters.read_live(app, user, group)
     facts = RequestFacts(
         user=_entity(app, config, "user", user),
         group=_entity(app, config, "group", group),
@@ -118,6 +122,28 @@ def explain_request(
         ],
         "reasons": [str(r) for r in decision.reasons],
     }
+
+
+class LiveRates(UsageCounters):
+    """Counters rebuilt from the ledger, with the running daemon's rate windows for the
+    subjects explained (``decide`` reads rates through ``rate`` alone)."""
+
+    def __init__(self, tz: str, keep: timedelta) -> None:
+        super().__init__(tz=tz, keep=keep)
+        self.live_rates: dict[Subject, RateState] = {}
+
+    def read_live(self, app: AppContext, user: str | None, group: str | None) -> None:
+        from waystone_cli.ledger.access import ask_live
+
+        subjects = [Subject(k, i) for k, i in (("user", user), ("group", group)) if i]
+        subjects = subjects or [ANONYMOUS]
+        states = ask_live(app.socket_path(), "rates", subjects=[list(s) for s in subjects])
+        self.live_rates = {
+            s: RateState(*state) for s, state in zip(subjects, states or [], strict=False)
+        }
+
+    def rate(self, subject: Subject, now: datetime) -> RateState:
+        return self.live_rates.get(subject) or super().rate(subject, now)
 
 
 def _entity(app: AppContext, config: Config, kind: Kind, ident: str | None) -> Entity | None:

@@ -56,7 +56,7 @@ def demo(
         False, "--keep", help="Keep the demo home folder and print its path."
     ),
 ) -> None:
-    """Offline demo: start the gateway on the mock provider, send traffic, show usage."""
+    """Offline demo: the gateway on the mock provider, rulesets at work, explain, usage."""
     from waystone_cli.demo import run_demo
     from waystone_cli.render import print_line
 

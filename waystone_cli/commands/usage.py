@@ -8,21 +8,15 @@ at module level: duckdb is only loaded inside the query path.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 
 from waystone_cli.context import app_context
-from waystone_cli.core.errors import UsageError
+from waystone_cli.core.errors import NotFoundError, UsageError
 from waystone_cli.ledger.spikes import RULE
 
 T = TypeVar("T")
@@ -49,12 +43,6 @@ class Metric(StrEnum):
 class Every(StrEnum):
     hour = "hour"
     day = "day"
-
-
-class Format(StrEnum):
-    csv = "csv"
-    parquet = "parquet"
-    json = "json"
 
 
 SINCE_HELP = "Start: a duration back from now (30d, 12h) or a UTC date/time (2026-11-01)."
@@ -93,12 +81,31 @@ def _empty(ctx: typer.Context, nothing: str) -> None:
         render.print_line(nothing)
 
 
+def require_known(ctx: typer.Context, user: str | None = None, group: str | None = None) -> None:
+    """Refuse a user or group id neither declared in the config nor seen in traffic: a
+    typo must say so, not print "No requests" (as ``kubectl get`` says "not found")."""
+    from waystone_cli.commands.users import Kind, seen_entity
+
+    if user is None and group is None:
+        return
+    config = app_context(ctx).load()
+    lookups: tuple[tuple[Kind, str | None, Mapping[str, Any]], ...] = (
+        ("user", user, config.users),
+        ("group", group, config.groups),
+    )
+    for kind, ident, declared in lookups:
+        if ident is None or ident in declared:
+            continue
+        if seen_entity(ctx, config, kind, ident) is None:
+            raise NotFoundError(
+                f'no {kind} named "{ident}": not declared in the config, never seen in traffic'
+            )
+
+
 def _print(parts: list[Any]) -> None:
     from waystone_cli import render
 
-    out = render.console()
-    for part in parts:
-        out.print(part, soft_wrap=isinstance(part, str))
+    render.print_parts(parts)
 
 
 def top(
@@ -110,24 +117,31 @@ def top(
     since: str = typer.Option("30d", "--since", help=SINCE_HELP),
     until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
     limit: int = typer.Option(20, "--limit", min=1, help="How many rows to show."),
+    user: str | None = typer.Option(None, "--user", help="Only this user's requests."),
     group: str | None = typer.Option(None, "--group", help="Only requests made in this group."),
+    model: str | None = typer.Option(
+        None, "--model", help="Only this model (provider/model or bare)."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Who uses the most: the top users, groups, models or providers over a period."""
     from waystone_cli import render
     from waystone_cli.render.usage import top_view
 
+    require_known(ctx, user=user, group=group)
     now = _now()
     params = {"since": iso_time(since, now), "until": iso_time(until, now)}
+    filters = {"user": user, "group": group, "model": model}
     result = app_context(ctx).query(
-        "usage_top", by=by.value, metric=metric.value, limit=limit, group=group, **params
+        "usage_top", by=by.value, metric=metric.value, limit=limit, **filters, **params
     )
     if as_json:
         render.print_json(result["rows"])
     elif not result["rows"]:
         _empty(ctx, f"No requests between {params['since']} and {params['until'] or 'now'}.")
     else:
-        _print(top_view(result, by.value, metric.value, params["since"], params["until"]))
+        room = render.table_room()
+        _print(top_view(result, by.value, metric.value, params["since"], params["until"], room))
 
 
 def show(
@@ -142,6 +156,7 @@ def show(
     from waystone_cli import render
     from waystone_cli.render.usage import show_view
 
+    require_known(ctx, **{kind.value: id})
     now = _now()
     params = {"since": iso_time(since, now), "until": iso_time(until, now)}
     # The daily series runs to now, so recent quiet days show as 0.
@@ -152,7 +167,7 @@ def show(
     elif result["requests"] == 0:
         _empty(ctx, f"No requests by {kind.value} {id} in this period.")
     else:
-        _print(show_view(result, kind.value, params["since"], params["until"]))
+        _print(show_view(result, kind.value, params["since"], params["until"], render.table_room()))
 
 
 def timeline(
@@ -176,6 +191,7 @@ def timeline(
 
     if sum(x is not None for x in (user, group, model)) > 1:
         raise UsageError("give at most one of --user, --group and --model")
+    require_known(ctx, user=user, group=group)
     now = _now()
     default = "30d" if every is Every.day else "48h"
     params = {"since": iso_time(since or default, now), "until": iso_time(until, now)}
@@ -237,52 +253,6 @@ def spikes(
 
 
 spikes.__doc__ = f"{spikes.__doc__}\n\n{RULE}"
-
-
-def export(
-    ctx: typer.Context,
-    format: Format = typer.Option(
-        ..., "--format", help="csv, parquet or json (one object per line)."
-    ),
-    since: str | None = typer.Option(None, "--since", help=SINCE_HELP + " Default: every row."),
-    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
-    out: Path | None = typer.Option(
-        None, "--out", help="Write here (default: stdout, csv and json only)."
-    ),
-) -> None:
-    """Export every ledger row through DuckDB's own writers."""
-    from waystone_cli import render
-
-    now = _now()
-    params = {"since": iso_time(since, now), "until": iso_time(until, now)}
-    if out is None and format is Format.parquet:
-        raise UsageError("parquet goes to a file: give --out FILE")
-    state = app_context(ctx)
-    with _target(out) as path:
-        result = _with_progress(
-            f"exporting {format.value}",
-            lambda: state.query("usage_export", format=format.value, out=str(path), **params),
-        )
-        if out is None:
-            with path.open("rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer)
-            sys.stdout.flush()
-    if result["rows"] == 0 and state.query("usage_status")["requests"] == 0:
-        render.print_note("The ledger is empty: no request recorded yet.")
-    elif out is not None:
-        render.print_note(f"Exported {result['rows']:,} rows to {out}.")
-
-
-@contextmanager
-def _target(out: Path | None) -> Iterator[Path]:
-    """The file the export is written to: ``--out``, or a private temporary file."""
-    if out is not None:
-        yield out.expanduser().resolve()
-        return
-    # The writer may be the daemon, so stdout cannot be handed to it: go through a file.
-    with tempfile.TemporaryDirectory(prefix="waystone-export-") as folder:
-        os.chmod(folder, 0o700)
-        yield Path(folder) / "export"
 
 
 def _with_progress(label: str, work: Callable[[], T]) -> T:
@@ -361,6 +331,8 @@ def register(root: typer.Typer) -> None:
     app = typer.Typer(
         no_args_is_help=True, help="Usage reports, timelines, spikes, exports and datasets."
     )
+    from waystone_cli.commands.export import export
+
     for command in (top, show, timeline, spikes, export, datasets, dataset, prune):
         app.command(name=command.__name__)(command)
     root.add_typer(app, name="usage")

@@ -30,7 +30,7 @@ whose prices change on a date is picked up at the next reload or restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -169,6 +169,12 @@ class Pricer:
         if info is None and self._on_unpriced is not None:
             self._on_unpriced(provider, model)
         return info
+
+    def warm(self, models: Iterable[tuple[str, str]]) -> None:
+        """Look up every (provider, model) now, so that no request pays for importing
+        genai-prices or for a model's first lookup."""
+        for provider, model in models:
+            self.price(provider, model)
 
     def cost(self, provider: str, model: str, usage: Usage) -> Decimal | None:
         info = self.price(provider, model)

@@ -70,6 +70,12 @@ def run_write(name: str, *, ledger_path: Path, socket_path: Path, **params: Any)
         con.close()
 
 
+def ask_live(socket_path: Path, name: str, **params: Any) -> Any:
+    """What only the running daemon knows (its live rate windows): None when it is down."""
+    answer = _ask_daemon(socket_path, name, params, route="/live")
+    return None if answer is _NO_DAEMON else answer
+
+
 _NO_DAEMON = object()
 
 
@@ -85,14 +91,14 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _ask_daemon(socket_path: Path, name: str, params: dict[str, Any]) -> Any:
+def _ask_daemon(socket_path: Path, name: str, params: dict[str, Any], route: str = "/query") -> Any:
     if not socket_path.exists():
         return _NO_DAEMON
     conn = _UnixConnection(socket_path, timeout=300.0)
     try:
         conn.request(
             "POST",
-            "/query",
+            route,
             body=json.dumps({"name": name, "params": params}),
             headers={"Content-Type": "application/json"},
         )

@@ -1,10 +1,14 @@
-"""Exporting every ledger row through DuckDB's own writers (``COPY … TO``).
+"""Exporting ledger rows through DuckDB's own writers (``COPY … TO``).
 
 The file is written by whichever process holds the ledger (the CLI on a read-only file,
 or the daemon behind its admin socket), so ``out`` must be an absolute path both can
 reach.  Rows come out in the order they were recorded, which is time order; DuckDB keeps
 insertion order, so no sort (and no sort memory) is needed.  ``json`` writes one object
 per line (newline-delimited JSON), the form that tools reading large exports expect.
+
+One ``COPY`` reports no progress, so a big export is cut into ranges of ``rowid`` (the
+order rows were appended in): ``export_plan`` counts the rows and gives the ``rowid``
+bounds, and the caller exports one range at a time and joins the parts.
 """
 
 from __future__ import annotations
@@ -20,35 +24,65 @@ from waystone_cli.ledger.spans import Span
 FORMATS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet", "json": "FORMAT json"}
 
 
+def _selection(
+    since: str | None, until: str | None, user: str | None, group: str | None
+) -> tuple[list[str], list[Any]]:
+    span = Span.from_params(since, until)
+    conditions = {
+        "ts >= ?": span.since,
+        "ts < ?": span.until,
+        "user_id = ?": user,
+        "group_id = ?": group,
+    }
+    where = [sql for sql, value in conditions.items() if value is not None]
+    return where, [value for value in conditions.values() if value is not None]
+
+
+def export_plan(
+    con: duckdb.DuckDBPyConnection,
+    since: str | None = None,
+    until: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+) -> dict[str, Any]:
+    """How many rows an export selects, and the ``rowid`` range they lie in."""
+    where, params = _selection(since, until, user, group)
+    clause = "WHERE " + " AND ".join(where) if where else ""
+    sql = f"SELECT count(*), min(rowid), max(rowid) FROM requests {clause}"
+    rows, first, last = con.execute(sql, params).fetchone() or (0, None, None)
+    return {"rows": rows, "first_rowid": first, "last_rowid": last}
+
+
 def export(
     con: duckdb.DuckDBPyConnection,
     format: str,
     out: str,
     since: str | None = None,
     until: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+    rowids: list[int] | None = None,
+    header: bool = True,
 ) -> dict[str, Any]:
-    """Write the rows of ``[since, until)`` to ``out``; returns the row count."""
+    """Write the rows of ``[since, until)`` (of one user or group, of the ``rowids``
+    range ``[first, last)`` when given) to ``out``; returns the row count."""
     if format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     if not Path(out).is_absolute():
         raise UsageError(f"the export path must be absolute: {out}")
-    span = Span.from_params(since, until)
-    where: list[str] = []
-    params: list[Any] = []
-    if span.since is not None:
-        where.append("ts >= ?")
-        params.append(span.since)
-    if span.until is not None:
-        where.append("ts < ?")
-        params.append(span.until)
+    where, params = _selection(since, until, user, group)
+    if rowids is not None:
+        where.append("rowid >= ? AND rowid < ?")
+        params += rowids
     clause = "WHERE " + " AND ".join(where) if where else ""
+    options = FORMATS[format] if header else FORMATS[format].replace("true", "false")
     try:
         row = con.execute(
-            f"COPY (SELECT * FROM requests {clause}) TO ? ({FORMATS[format]})", [*params, out]
+            f"COPY (SELECT * FROM requests {clause}) TO ? ({options})", [*params, out]
         ).fetchone()
     except duckdb.IOException as err:
         raise UsageError(f"cannot write {out}: {err}") from err
     return {"rows": row[0] if row else 0, "path": out, "format": format}
 
 
-QUERIES: dict[str, Any] = {"usage_export": export}
+QUERIES: dict[str, Any] = {"usage_export": export, "usage_export_plan": export_plan}

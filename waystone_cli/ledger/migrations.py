@@ -158,6 +158,29 @@ def m006_rollup_fold(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("INSERT INTO rollup_fold VALUES (0)")
 
 
+def m007_unpriced_needs_tokens(con: duckdb.DuckDBPyConnection) -> None:
+    """Unpriced means tokens used at an unknown price: rows that used none (a moderation
+    of an unpriced model was marked unpriced) become priced, and the rollup's
+    ``unpriced`` counts only rows with tokens and no cost (it counted every NULL cost,
+    refused and failed requests included)."""
+    con.execute(
+        "UPDATE requests SET priced = true WHERE NOT priced AND input_tokens + output_tokens = 0"
+    )
+    con.execute(
+        """
+        UPDATE usage_daily AS d SET unpriced = c.unpriced
+        FROM (SELECT CAST(ts AS DATE) AS day, COALESCE(user_id, '') AS user_id,
+                     COALESCE(group_id, '') AS group_id, COALESCE(provider, '') AS provider,
+                     COALESCE(model, '') AS model, count(*) FILTER (
+                         WHERE cost_usd IS NULL AND input_tokens + output_tokens > 0
+                     ) AS unpriced
+              FROM requests GROUP BY ALL) AS c
+        WHERE d.day = c.day AND d.user_id = c.user_id AND d.group_id = c.group_id
+          AND d.provider = c.provider AND d.model = c.model
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_requests,
     m002_entities,
@@ -165,6 +188,7 @@ MIGRATIONS: list[Migration] = [
     m004_daily_rollup,
     m005_empty_list_defaults,
     m006_rollup_fold,
+    m007_unpriced_needs_tokens,
 ]
 
 

@@ -9,7 +9,8 @@ partial edges).
 A usage row is ``{<dimension>: key, requests, input_tokens, output_tokens,
 total_tokens, cost_usd, unpriced_requests}``.  ``cost_usd`` sums the priced requests
 only; the cost of the ``unpriced_requests`` is unknown, so it is never counted as 0:
-when no request of a row is priced, ``cost_usd`` is null.
+when every request of a row is unpriced, ``cost_usd`` is null.  Unpriced means tokens
+used at an unknown price (``spans.UNPRICED``): refused and failed requests used none.
 """
 
 from __future__ import annotations
@@ -72,12 +73,16 @@ def top(
     until: str | None = None,
     limit: int = 20,
     group: str | None = None,
+    user: str | None = None,
+    model: str | None = None,
 ) -> Row:
-    """The ``limit`` biggest users/groups/models/providers by ``metric``, plus the total."""
+    """The ``limit`` biggest users/groups/models/providers by ``metric``, plus the total,
+    of the requests of one user, group or model when given."""
     _check(by, DIMENSIONS, "by")
     _check(metric, METRICS, "metric")
     span = Span.from_params(since, until)
-    src, params = source_sql(span, Filters(group=group), folded=fold_mark(con))
+    filters = Filters(user=user, group=group, model=model)
+    src, params = source_sql(span, filters, folded=fold_mark(con))
     totals = (
         ", ".join(f"sum({m}) OVER ()" for m in MEASURES[:-1]) + ", sum(unpriced_requests) OVER ()"
     )

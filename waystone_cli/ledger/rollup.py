@@ -22,7 +22,9 @@ exactly, so they share one definition:
 - every request row counts (blocked and failed ones too; reports filter nothing here);
 - the key is the request's UTC day and its ``user_id``, ``group_id``, ``provider`` and
   ``model`` (the model actually used), with '' standing for "none";
-- ``cost_usd`` sums priced rows; a NULL cost adds 0 and counts in ``unpriced``.
+- ``cost_usd`` sums the known costs (a NULL cost adds 0); ``unpriced`` counts the rows
+  that used tokens at an unknown price (``spans.UNPRICED``): a refused or failed
+  request used none, so it is not unpriced even though its cost is NULL.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import duckdb
 
 from waystone_cli.core.records import RequestRecord
+from waystone_cli.ledger.spans import UNPRICED
 
 RollupKey = tuple[date, str, str, str, str]
 
@@ -45,6 +48,11 @@ _COST_STEP = Decimal("1e-10")  # the scale of requests.cost_usd, DECIMAL(18, 10)
 def quantize_cost(cost: Decimal | None) -> Decimal | None:
     """The cost as the ledger stores it; rounding here keeps Python and SQL sums equal."""
     return None if cost is None else cost.quantize(_COST_STEP, rounding=ROUND_HALF_UP)
+
+
+def is_unpriced(record: RequestRecord) -> bool:
+    """``spans.UNPRICED`` for a record not written yet."""
+    return record.cost_usd is None and record.input_tokens + record.output_tokens > 0
 
 
 @dataclass
@@ -81,10 +89,9 @@ def summarize(records: Iterable[RequestRecord]) -> dict[RollupKey, _Sums]:
         s.cached_tokens += r.cached_tokens
         s.reasoning_tokens += r.reasoning_tokens
         cost = quantize_cost(r.cost_usd)
-        if cost is None:
-            s.unpriced += 1
-        else:
+        if cost is not None:
             s.cost_usd += cost
+        s.unpriced += is_unpriced(r)
     return sums
 
 
@@ -150,7 +157,7 @@ def add_to_rollup(con: duckdb.DuckDBPyConnection, records: Iterable[RequestRecor
 
 # The rollup rows of the ``requests`` rows matching ``{where}``: the one definition the
 # rebuild and the fold share (and ``summarize`` mirrors in Python).
-_AGGREGATE = """
+_AGGREGATE = f"""
 SELECT CAST(ts AS DATE) AS day,
        COALESCE(user_id, '') AS user_id, COALESCE(group_id, '') AS group_id,
        COALESCE(provider, '') AS provider, COALESCE(model, '') AS model,
@@ -160,9 +167,9 @@ SELECT CAST(ts AS DATE) AS day,
        CAST(sum(cached_tokens) AS BIGINT) AS cached_tokens,
        CAST(sum(reasoning_tokens) AS BIGINT) AS reasoning_tokens,
        COALESCE(sum(cost_usd), 0) AS cost_usd,
-       count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced
+       count(*) FILTER (WHERE {UNPRICED}) AS unpriced
 FROM requests
-{where}
+{{where}}
 GROUP BY ALL
 """
 _REBUILD = "INSERT INTO usage_daily BY NAME" + _AGGREGATE

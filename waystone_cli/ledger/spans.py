@@ -10,7 +10,8 @@ yield the same columns with the same meaning, so the answer is exactly that of o
 GROUP BY over the raw rows (a test holds the two side by side).
 
 Rules of the rollup that the raw side mirrors: every row counts as a request; a
-NULL ``cost_usd`` counts in ``unpriced`` and adds nothing to ``cost_usd``; ''
+row that used tokens and has no cost counts in ``unpriced`` (``UNPRICED``), a
+NULL ``cost_usd`` adds nothing; ''
 in a key column means "none" and reads back as NULL.
 """
 
@@ -54,6 +55,12 @@ MEASURES_SQL = """
     sum(cost_usd) AS cost_usd,
     sum(unpriced)::BIGINT AS unpriced_requests
 """
+
+
+#: A row is unpriced when it used tokens and has no cost.  The daemon's ``priced`` says
+#: the same of the rows it writes; this also reads right the older rows, where a refused
+#: request's NULL cost counted as unpriced.
+UNPRICED = "(cost_usd IS NULL AND input_tokens + output_tokens > 0)"
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,7 @@ def _raw_part(
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
            1 AS requests, input_tokens, output_tokens,
            COALESCE(cost_usd, 0)::DECIMAL(38, 10) AS cost_usd,
-           (cost_usd IS NULL)::BIGINT AS unpriced
+           {UNPRICED}::BIGINT AS unpriced
     FROM requests {_where(where)}"""
     return sql, params
 

@@ -3,12 +3,17 @@
 Commands build plain, JSON-able rows and hand them here.  Consoles are created per call
 (no module state) and look up ``sys.stdout``/``sys.stderr`` when they print, so tests
 that swap the streams see everything.  Markup is off: ids and metadata are user data
-and a ``[`` in them must print as itself.
+and a ``[`` in them must print as itself.  For the same reason every path to the
+terminal passes through ``printable``: a control character in user data is shown as an
+escape (``\\x1b``) instead of reaching the terminal, where it could retitle, recolour or
+clear it.  Consoles do it in ``render_str`` (every string Rich prints), the plain-text
+paths before they write, and JSON escapes the few characters ``json`` leaves raw.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,16 +25,41 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
-def console() -> Console:
-    from rich.console import Console
+# C0 controls but newline and tab, DEL and the C1 controls (U+009B is a CSI too).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_RAW_IN_JSON = re.compile("[\x7f-\x9f]")  # ``json`` escapes the C0 ones itself
 
-    return Console(highlight=False, markup=False, emoji=False)
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """``text`` with control characters shown as escapes; ``one_line`` escapes newlines
+    and tabs too (a table cell or a ``key: value`` line must stay one line)."""
+    return (_CONTROL_IN_LINE if one_line else _CONTROL).sub(_escape, text)
+
+
+def console(width: int | None = None) -> Console:
+    return _safe_console(stderr=False, width=width)
 
 
 def err_console() -> Console:
+    return _safe_console(stderr=True)
+
+
+def _safe_console(*, stderr: bool, width: int | None = None) -> Console:
+    # Defined here, not at module level: Rich is imported only by commands that print with it.
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, markup=False, emoji=False)
+    class SafeConsole(Console):
+        """Rich turns every string it prints (cells, lines) into Text through here."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(printable(text), **kwargs)
+
+    return SafeConsole(stderr=stderr, width=width, highlight=False, markup=False, emoji=False)
 
 
 def print_error(message: str) -> None:
@@ -49,7 +79,8 @@ def print_note(message: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
+    sys.stdout.write(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -61,12 +92,35 @@ def _json_default(value: Any) -> Any:
 
 
 def print_text(text: str) -> None:
+    text = printable(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def print_table(table: Table) -> None:
     """A Rich table (reports with few rows); config listings use ``print_grid``."""
-    console().print(table)
+    print_parts([table])
+
+
+def table_room() -> int | None:
+    """The width report tables fit into: the terminal's; None (unlimited) when stdout is
+    not a terminal, so that piped output and CI logs get every value whole."""
+    out = console()
+    return out.width if out.is_terminal else None
+
+
+def print_parts(parts: Sequence[Any]) -> None:
+    """Lines and Rich tables, in order.  A table prints at the width it needs even past
+    the terminal's: its columns were fitted already, and Rich would cut numbers."""
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    out = console()
+    for part in parts:
+        if isinstance(part, Table):
+            need = Measurement.get(out, out.options.update(width=10_000), part).maximum
+            console(width=max(out.width, need)).print(part)
+        else:
+            out.print(part, soft_wrap=isinstance(part, str))
 
 
 # --- cell formatting ------------------------------------------------------------------
@@ -137,6 +191,9 @@ def grid_lines(grid: Grid) -> list[str]:
     """
     from rich.cells import cell_len
 
+    grid = Grid(
+        grid.columns, [[printable(c, one_line=True) for c in row] for row in grid.rows], grid.empty
+    )
     widths = [cell_len(c) for c in grid.columns]
     for row in grid.rows:
         widths = [max(w, cell_len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -272,5 +329,7 @@ def action_text(rule: Mapping[str, Any]) -> str:
 def print_detail(title: str, pairs: Sequence[tuple[str, str]]) -> None:
     """A ``show`` command's output: a title line, then aligned ``key: value`` lines."""
     width = max((len(k) for k, _ in pairs), default=0)
-    lines = [title] + [f"  {k.ljust(width)}  {v}".rstrip() for k, v in pairs]
+    lines = [printable(title, one_line=True)] + [
+        f"  {k.ljust(width)}  {printable(v, one_line=True)}".rstrip() for k, v in pairs
+    ]
     print_text("\n".join(lines))

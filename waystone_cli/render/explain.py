@@ -10,7 +10,6 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
-from rich.text import Text
 
 from waystone_cli import render
 from waystone_cli.core.decision import amount
@@ -23,11 +22,12 @@ def print_explanation(report: Report) -> None:
 
 
 def explanation_view(report: Report) -> RenderableType:
-    parts: list[RenderableType] = [Text(_heading(report)), Text("")]
-    parts += [rulesets_table(report["rulesets"]), Text("")]
+    # Plain strings, not Text: the console escapes control characters in strings.
+    parts: list[RenderableType] = [_heading(report), ""]
+    parts += [rulesets_table(report["rulesets"]), ""]
     if report["limits"]:
-        parts += [limits_table(report["limits"]), Text("")]
-    parts += [Text(verdict_line(report)), Text(""), Text("Why:"), reasons_grid(report["reasons"])]
+        parts += [limits_table(report["limits"]), ""]
+    parts += [verdict_line(report), "", "Why:", reasons_grid(report["reasons"])]
     return Group(*parts)
 
 

@@ -4,6 +4,11 @@ The charts are plain text built here (eighth-block columns with a labelled y axi
 they are deterministic, need no plotting state, and tests compare them whole.  Costs
 show ``unpriced`` when no request of a row has a known price and a ``*`` when some do
 not: their cost is unknown, never counted as $0.
+
+Usage tables never drop or cut a number, nor drop the key column: the numbers never
+wrap, and when the table is wider than the terminal only the key column folds (at a
+``-``, ``/``, ``@`` or ``.`` where it can), down to ``KEY_MIN`` columns; past that the line
+is as long as the numbers need.  Piped output (``room`` None) keeps every value whole.
 """
 
 from __future__ import annotations
@@ -52,7 +57,12 @@ def span_text(since: str | None, until: str | None) -> str:
     return f"{start} → {end} (UTC)"
 
 
-def _table(*columns: str, right_from: int = 1) -> Table:
+KEY_MIN = 12  # the key column folds no narrower: a key in 2-letter shreds reads as noise
+GAP = 3  # the house style's space between columns
+_BREAKS = "-/@._: "
+
+
+def _table(*columns: str, right_from: int = 1, key_width: int | None = None) -> Table:
     from rich import box
     from rich.table import Table
 
@@ -62,7 +72,7 @@ def _table(*columns: str, right_from: int = 1) -> Table:
         if i >= right_from:
             table.add_column(column, justify="right", no_wrap=True)
         else:
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", width=key_width if i == 0 else None)
     return table
 
 
@@ -71,17 +81,47 @@ def usage_table(
     dimension: str,
     total: Row | None = None,
     label: str = "",
+    room: int | None = None,
 ) -> Table:
-    """Usage rows keyed by ``dimension``; an ``unpriced`` column only when some are."""
+    """Usage rows keyed by ``dimension``; an ``unpriced`` column only when some are.
+    ``room`` is the terminal's width (None: unlimited)."""
     with_unpriced = any(r["unpriced_requests"] for r in [*rows, *([total] if total else [])])
     columns = [dimension, "requests", "input", "output", "tokens", "cost"]
-    table = _table(*columns, *(["unpriced"] if with_unpriced else []))
-    for r in rows:
-        table.add_row(key_text(dimension, r.get(dimension)), *_cells(r, with_unpriced))
-    if total is not None:
-        table.add_section()
-        table.add_row(label or "total", *_cells(total, with_unpriced))
+    columns += ["unpriced"] if with_unpriced else []
+    body = [[key_text(dimension, r.get(dimension)), *_cells(r, with_unpriced)] for r in rows]
+    foot = [[label or "total", *_cells(total, with_unpriced)]] if total is not None else []
+    key_width = _key_width([columns, *body, *foot], room)
+    table = _table(*columns, key_width=key_width)
+    for i, cells in enumerate([*body, *foot]):
+        if i == len(body):
+            table.add_section()
+        table.add_row(fold_key(cells[0], key_width), *cells[1:])
     return table
+
+
+def _key_width(lines: Sequence[Sequence[str]], room: int | None) -> int | None:
+    """The key column's width when the table must shrink to ``room``, else None."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    if room is None or sum(widths) + GAP * (len(widths) - 1) <= room:
+        return None
+    left = room - sum(widths[1:]) - GAP * (len(widths) - 1)
+    return max(left, min(KEY_MIN, widths[0]))
+
+
+def fold_key(text: str, width: int | None) -> str:
+    """``text`` in lines of at most ``width``, broken after punctuation where one falls
+    in the line's second half (``openai/gpt-`` + ``4o-mini``), else at ``width``."""
+    if width is None:
+        return text
+    lines = []
+    while len(text) > width:
+        cut = max(text.rfind(c, 0, width) for c in _BREAKS) + 1
+        cut = cut if cut > width // 2 else width
+        lines.append(text[:cut])
+        text = text[cut:]
+    return "\n".join([*lines, text])
 
 
 def _cells(r: Row, with_unpriced: bool) -> list[str]:
@@ -96,12 +136,13 @@ def _cells(r: Row, with_unpriced: bool) -> list[str]:
 
 
 def top_view(
-    result: Row, by: str, metric: str, since: str | None, until: str | None
+    result: Row, by: str, metric: str, since: str | None, until: str | None, room: int | None
 ) -> list[RenderableType]:
     rows = result["rows"]
     heading = f"Top {len(rows)} of {result['entities']} {_plural(by)} by {metric}, {span_text(since, until)}"
     label = f"all {result['entities']} {_plural(by)}"
-    return [heading, usage_table(rows, by, result["total"], label), *_note(result["total"])]
+    table = usage_table(rows, by, result["total"], label, room)
+    return [heading, table, *_note(result["total"])]
 
 
 def _note(*rows: Row) -> list[RenderableType]:
@@ -112,18 +153,20 @@ def _plural(dimension: str) -> str:
     return dimension + "s"
 
 
-def show_view(result: Row, kind: str, since: str | None, until: str | None) -> list[RenderableType]:
+def show_view(
+    result: Row, kind: str, since: str | None, until: str | None, room: int | None
+) -> list[RenderableType]:
     other = "group" if kind == "user" else "user"
     members = result["groups" if kind == "user" else "members"]
     totals = {k: v for k, v in result.items() if k not in ("models", "groups", "members", "daily")}
     parts: list[RenderableType] = [
         f"{kind.capitalize()} {result[kind]}, {span_text(since, until)}",
-        usage_table([totals], kind),
+        usage_table([totals], kind, room=room),
         *_note(totals),
         "",
-        usage_table(result["models"], "model"),
+        usage_table(result["models"], "model", room=room),
         "",
-        usage_table(members, other),
+        usage_table(members, other, room=room),
     ]
     daily = result["daily"]
     if daily:

@@ -1,0 +1,166 @@
+"""``waystone usage export``: ledger rows to csv, parquet or json, with a progress bar.
+
+The rows are written by whichever process holds the ledger (``ledger.export``), in
+``rowid`` ranges of ``PART_ROWS`` so the bar can count rows and show a percentage; the
+parts are then joined here (csv and json by appending, parquet through DuckDB).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from waystone_cli.commands.usage import SINCE_HELP, UNTIL_HELP
+from waystone_cli.context import AppContext, app_context
+from waystone_cli.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# Rows per part: big enough that a part's COPY dwarfs its round trip to the daemon.
+PART_ROWS = 100_000
+
+
+class Format(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+def export(
+    ctx: typer.Context,
+    format: Format = typer.Option(
+        ..., "--format", help="csv, parquet or json (one object per line)."
+    ),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP + " Default: every row."),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    user: str | None = typer.Option(None, "--user", help="Only this user's requests."),
+    group: str | None = typer.Option(None, "--group", help="Only requests made in this group."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write here (default: stdout, csv and json only)."
+    ),
+) -> None:
+    """Export ledger rows (all, or one user's or group's) through DuckDB's own writers."""
+    from waystone_cli import render
+    from waystone_cli.commands.usage import _now, iso_time, require_known
+
+    now = _now()
+    if out is None and format is Format.parquet:
+        raise UsageError("parquet goes to a file: give --out FILE")
+    require_known(ctx, user=user, group=group)
+    selection = {
+        "since": iso_time(since, now),
+        "until": iso_time(until, now),
+        "user": user,
+        "group": group,
+    }
+    state = app_context(ctx)
+    plan = state.query("usage_export_plan", **selection)
+    with _target(out) as path:
+        rows = _export(state, format.value, path, plan, selection)
+        if out is None:
+            with path.open("rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.flush()
+    if rows == 0 and state.query("usage_status")["requests"] == 0:
+        render.print_note("The ledger is empty: no request recorded yet.")
+    elif out is not None:
+        render.print_note(f"Exported {rows:,} rows to {out}.")
+
+
+def _export(
+    state: AppContext, format: str, path: Path, plan: dict[str, Any], selection: dict[str, Any]
+) -> int:
+    """Export the planned rows to ``path`` in parts, advancing a bar by their rows."""
+    ranges = _ranges(plan["first_rowid"], plan["last_rowid"])
+    with _progress() as progress, tempfile.TemporaryDirectory(prefix="waystone-parts-") as tmp:
+        task = progress.add_task(f"exporting {format}", total=plan["rows"] or None)
+        if len(ranges) <= 1:
+            result = state.query("usage_export", format=format, out=str(path), **selection)
+            progress.update(task, completed=result["rows"])
+            return int(result["rows"])
+        parts, rows = [], 0
+        for i, rowids in enumerate(ranges):
+            part = Path(tmp) / f"part-{i:05d}"
+            result = state.query(
+                "usage_export", format=format, out=str(part), rowids=list(rowids),
+                header=i == 0, **selection,
+            )  # fmt: skip
+            parts.append(part)
+            rows += result["rows"]
+            progress.update(task, completed=rows, refresh=True)
+        _join(format, parts, path)
+        return rows
+
+
+def _ranges(first: int | None, last: int | None) -> list[tuple[int, int]]:
+    """``[lo, hi)`` rowid ranges of ``PART_ROWS`` covering ``first`` to ``last``."""
+    if first is None or last is None:
+        return []
+    return [(lo, min(lo + PART_ROWS, last + 1)) for lo in range(first, last + 1, PART_ROWS)]
+
+
+def _join(format: str, parts: list[Path], path: Path) -> None:
+    if format == "parquet":
+        import duckdb
+
+        files = [str(p) for p in parts]
+        with duckdb.connect() as con:
+            con.execute("SET preserve_insertion_order = true")
+            con.execute(
+                "COPY (SELECT * FROM read_parquet(?)) TO ? (FORMAT parquet)", [files, str(path)]
+            )
+        return
+    with path.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                shutil.copyfileobj(f, out)
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    """A bar on stderr with the rows written, their share and the time taken."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from waystone_cli import render
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=render.err_console(), transient=True) as progress:
+        yield progress
+
+
+@contextmanager
+def _target(out: Path | None) -> Iterator[Path]:
+    """The file the export is written to: ``--out``, or a private temporary file."""
+    if out is not None:
+        yield out.expanduser().resolve()
+        return
+    # The writer may be the daemon, so stdout cannot be handed to it: go through a file.
+    with tempfile.TemporaryDirectory(prefix="waystone-export-") as folder:
+        os.chmod(folder, 0o700)
+        yield Path(folder) / "export"
