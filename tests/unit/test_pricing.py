@@ -217,3 +217,33 @@ def test_cost_equals_the_decimal_formula_for_any_usage(rates: PriceInfo) -> None
         got = rates.cost(usage)
         expected = _decimal_formula(rates, usage)
         assert got == expected and got.as_tuple().exponent == -10, (usage, got, expected)
+
+
+def test_a_new_snapshot_has_looked_up_every_configured_model_before_it_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first request must not pay for importing genai-prices or a first lookup."""
+    from daemon.state import Snapshot
+    from waystone_cli.core import pricing
+    from waystone_cli.core.config import parse_config
+
+    looked_up: list[tuple[str, str]] = []
+    real = pricing._from_table
+
+    def counting(provider: str, model: str, base_url: str | None) -> PriceInfo | None:
+        looked_up.append((provider, model))
+        return real(provider, model, base_url)
+
+    monkeypatch.setattr(pricing, "_from_table", counting)
+    config = parse_config(
+        {
+            "providers": {
+                "openai": {"base_url": "https://api.openai.com/v1", "models": ["gpt-4o-mini"]},
+                "local": {"kind": "mock", "models": ["mock-small"]},
+            }
+        }
+    )
+    snapshot = Snapshot.build(config)
+    assert sorted(looked_up) == [("local", "mock-small"), ("openai", "gpt-4o-mini")]
+    snapshot.pricer.price("openai", "gpt-4o-mini")
+    assert len(looked_up) == 2
