@@ -1,0 +1,121 @@
+"""Carry a change of the config's plain dict over to its text, keeping what the admin wrote.
+
+Commands edit the plain dict that ``tomllib`` gives (simple, and validated as is); this
+module then compares the dict before and after and applies only the difference to a
+``tomlkit`` document of the original text.  Untouched entries keep their comments, order,
+spacing and quoting; a changed value keeps the comment on its line; a new entry is laid
+out as ``render_toml`` would (a ``[section.name]`` table, small tables inline) and goes
+after the last entry of its section.
+
+Comments and blank lines above a table header belong, in ``tomlkit``'s model, to the end
+of the table before it; a new entry inserted after that table would land between a
+comment and the header it describes, so those trailing lines are moved below the new
+entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import tomlkit
+from tomlkit.container import Container
+from tomlkit.items import Comment, InlineTable, Item, Table, Whitespace
+
+from waystone_cli.configstore import COLLECTIONS
+
+Node = Container | Table | InlineTable
+
+
+def patched_text(text: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """``text`` (which reads as ``before``) edited so that it reads as ``after``."""
+    document = tomlkit.parse(text)
+    _patch(document, before, after, depth=0, section=None)
+    # A new entry at the end of the file brings its separating blank line along.
+    return document.as_string().rstrip("\n") + "\n"
+
+
+def _patch(
+    node: Node, before: Mapping[str, Any], after: Mapping[str, Any], depth: int, section: str | None
+) -> None:
+    for key in [k for k in before if k not in after]:
+        del node[key]
+    for key, value in after.items():
+        old = before.get(key)
+        if key in before and old == value:
+            continue
+        current = node.get(key) if key in before else None
+        if isinstance(old, Mapping) and isinstance(value, Mapping) and _is_table(current):
+            child_section = key if depth == 0 else section
+            _patch(current, old, value, depth + 1, child_section)
+        elif key in before:
+            node[key] = _inline(value) if depth else _top(key, value)
+        else:
+            _add(node, key, value, depth, section)
+
+
+def _is_table(item: object) -> bool:
+    return isinstance(item, (Table, InlineTable))
+
+
+def _add(node: Node, key: str, value: Any, depth: int, section: str | None) -> None:
+    if depth == 0:
+        node[key] = _top(key, value)
+    elif depth == 1 and section in COLLECTIONS and isinstance(node, Table):
+        trailing = _take_trailing_lines(node)
+        entry = _table(value)
+        for line in trailing:
+            entry.value.body.append((None, line))
+        node[key] = entry
+    else:
+        node[key] = _inline(value)
+
+
+def _take_trailing_lines(section: Table) -> list[Comment | Whitespace]:
+    """Pop the comment and blank lines that end the section's last entry (they sit above
+    whatever header comes next in the file)."""
+    tables = [item for item in section.value.values() if isinstance(item, Table)]
+    if not tables:
+        return []
+    body = tables[-1].value.body
+    taken: list[Comment | Whitespace] = []
+    while body and body[-1][0] is None and isinstance(body[-1][1], (Comment, Whitespace)):
+        taken.insert(0, body.pop()[1])  # type: ignore[arg-type]
+    if taken:
+        body.append((None, tomlkit.nl()))
+    # The new entry ends with a blank line of its own.
+    while taken and isinstance(taken[0], Whitespace):
+        taken.pop(0)
+    return taken
+
+
+def _top(key: str, value: Any) -> Item:
+    if not isinstance(value, Mapping):
+        return tomlkit.item(value)
+    if key in COLLECTIONS:
+        section = tomlkit.table(is_super_table=True)
+        for name, entry in value.items():
+            section.add(name, _table(entry) if isinstance(entry, Mapping) else _inline(entry))
+        return section
+    return _table(value)
+
+
+def _table(body: Mapping[str, Any]) -> Table:
+    table = tomlkit.table()
+    for key, value in body.items():
+        table.add(key, _inline(value))
+    table.add(tomlkit.nl())
+    return table
+
+
+def _inline(value: Any) -> Item:
+    if isinstance(value, Mapping):
+        table = tomlkit.inline_table()
+        for key, inner in value.items():
+            table.append(key, _inline(inner))
+        return table
+    if isinstance(value, (list, tuple)):
+        array = tomlkit.array()
+        array.extend(_inline(v) for v in value)
+        return array
+    return tomlkit.item(value)
