@@ -39,7 +39,6 @@ Document = dict[str, Any]
 COLLECTIONS = ("providers", "prices", "users", "groups", "rules", "rulesets", "keys")
 
 
-
 def lock_path(config_path: Path) -> Path:
     return config_path.with_name(config_path.name + ".lock")
 

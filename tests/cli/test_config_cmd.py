@@ -91,3 +91,38 @@ def test_sample_config_validates(cli: Cli) -> None:
     assert run.stdout == (
         f"{sample}: valid (3 providers, 3 users, 2 groups, 11 rules, 5 rulesets, 0 keys)\n"
     )
+
+
+def test_validate_refuses_a_rule_target_no_provider_serves(cli: Cli, write_config) -> None:
+    write_config(
+        '[providers.openai]\nbase_url = "https://api.openai.com/v1"\nmodels = ["gpt-4o"]\n\n'
+        '[rules.eu]\naction = "change_model"\nto = "gpt-9"\n'
+    )
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stderr) == (1, 'error: rules.eu.to: no provider serves "gpt-9"\n')
+
+
+def test_validate_refuses_an_unserved_fallback_and_moderation(cli: Cli, write_config) -> None:
+    providers = '[providers.openai]\nbase_url = "https://api.openai.com/v1"\nmodels = ["gpt-4o"]\n'
+    write_config(providers + '[rules.b]\naction = "fallback"\nto = "openai/o3"\n')
+    assert cli("config", "validate").stderr == (
+        'error: rules.b.to: model "o3" is not served by provider "openai" (its models: gpt-4o)\n'
+    )
+    write_config(providers + '[rules.m]\naction = "check_output"\nmoderation = "omni"\n')
+    assert cli("config", "validate").stderr == (
+        'error: rules.m.moderation: no provider serves "omni"\n'
+    )
+
+
+def test_validate_accepts_a_target_a_catch_all_provider_serves(cli: Cli, write_config) -> None:
+    write_config(
+        '[providers.any]\nbase_url = "https://openrouter.example/v1"\n\n'
+        '[rules.eu]\naction = "change_model"\nto = "gpt-9"\n'
+    )
+    assert cli("config", "validate").exit_code == 0
+
+
+def test_the_sample_config_validates(cli: Cli) -> None:
+    sample = Path(__file__).parents[2] / "sample-config.toml"
+    run = cli("--config", str(sample), "config", "validate")
+    assert (run.exit_code, run.stderr) == (0, "")

@@ -10,6 +10,10 @@ import pytest
 from tests.cli.conftest import Cli
 
 BASE = """\
+[providers.openai]
+base_url = "https://api.openai.com/v1"
+models = ["o3", "o3-mini", "gpt-4o"]
+
 [rules.downgrade-o3]
 model = "o3"
 action = "change_model"
@@ -182,4 +186,11 @@ def test_ruleset_add_list_disable_enable_rm(cli: Cli, base: Path, read_config) -
     assert cli("rule", "rm", "downgrade-o3").exit_code == 1  # eu still uses it
     cli("ruleset", "rm", "eu")
     assert cli("rule", "rm", "downgrade-o3").exit_code == 0
-    assert read_config() == {}
+    assert read_config() == {
+        "providers": {
+            "openai": {
+                "base_url": "https://api.openai.com/v1",
+                "models": ["o3", "o3-mini", "gpt-4o"],
+            }
+        }
+    }

@@ -250,13 +250,16 @@ def _cross_check(config: Config) -> None:
                 raise ConfigError(
                     f'rulesets.{_key_path(name)}.rules[{i}]: no rule named "{rule_name}"'
                 )
-    for name, rule in config.rules.items():
-        for key in ("to", "moderation"):
-            target = getattr(rule, key)
-            if target and "/" in target and target.split("/", 1)[0] not in config.providers:
-                raise ConfigError(
-                    f'rules.{_key_path(name)}.{key}: no provider named "{target.split("/", 1)[0]}"'
-                )
+    _check_targets(config)
+
+
+def _check_targets(config: Config) -> None:
+    """Every model a rule sends traffic to resolves the way a request naming it would, so
+    a typo or a removed provider fails here, not on live traffic."""
+    from waystone_cli.core.models import unserved_targets
+
+    for lost in unserved_targets(config.rules, config.providers):
+        raise ConfigError(f"rules.{_key_path(lost.rule)}.{lost.field}: {lost.reason}")
 
 
 def _date_types() -> tuple[type, ...]:
