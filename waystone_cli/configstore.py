@@ -185,17 +185,17 @@ def _collected(doc: Mapping[str, Any]) -> bool:
 
 def _table(header: str, body: Mapping[str, Any]) -> str:
     lines = [f"[{header}]"]
-    lines.extend(f"{_key(k)} = {_inline(v)}" for k, v in body.items())
+    lines.extend(f"{_key(k)} = {inline_value(v)}" for k, v in body.items())
     return "\n".join(lines) + "\n"
 
 
-def _inline(value: Any) -> str:
+def inline_value(value: Any) -> str:
     if isinstance(value, Mapping):
         if not value:
             return "{}"
-        return "{ " + ", ".join(f"{_key(k)} = {_inline(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {inline_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_inline(v) for v in value) + "]"
+        return "[" + ", ".join(inline_value(v) for v in value) + "]"
     if isinstance(value, datetime):
         text = value.isoformat()
         return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text

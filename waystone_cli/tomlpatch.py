@@ -19,62 +19,82 @@ from collections.abc import Mapping
 from typing import Any
 
 import tomlkit
-from tomlkit.container import Container
-from tomlkit.items import Comment, InlineTable, Item, Table, Whitespace
+from tomlkit.container import Container, OutOfOrderTableProxy
+from tomlkit.items import Comment, Item, Table, Whitespace
 
 from waystone_cli.configstore import COLLECTIONS
 
-Node = Container | Table | InlineTable
+Node = Container | Table | OutOfOrderTableProxy
 
 
 def patched_text(text: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """``text`` (which reads as ``before``) edited so that it reads as ``after``."""
     document = tomlkit.parse(text)
-    _patch(document, before, after, depth=0, section=None)
+    _patch(document, before, after, depth=0, section=None, add_to=document)
     # A new entry at the end of the file brings its separating blank line along.
     return document.as_string().rstrip("\n") + "\n"
 
 
 def _patch(
-    node: Node, before: Mapping[str, Any], after: Mapping[str, Any], depth: int, section: str | None
+    node: Node,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    depth: int,
+    section: str | None,
+    add_to: Node,
 ) -> None:
+    """Edit ``node`` from ``before`` to ``after``; new keys go into ``add_to`` (``node``
+    itself, except for a section split across the file: its last part)."""
     for key in [k for k in before if k not in after]:
         del node[key]
+    # Tables are edited key by key; an inline table is one line and is replaced whole.
     for key, value in after.items():
         old = before.get(key)
         if key in before and old == value:
             continue
         current = node.get(key) if key in before else None
-        if isinstance(old, Mapping) and isinstance(value, Mapping) and _is_table(current):
+        if (
+            isinstance(old, Mapping)
+            and isinstance(value, Mapping)
+            and isinstance(current, (Table, OutOfOrderTableProxy))
+        ):
             child_section = key if depth == 0 else section
-            _patch(current, old, value, depth + 1, child_section)
+            tail = _last_part(node, key) if isinstance(current, OutOfOrderTableProxy) else current
+            _patch(current, old, value, depth + 1, child_section, tail)
         elif key in before:
             node[key] = _inline(value) if depth else _top(key, value)
         else:
-            _add(node, key, value, depth, section)
-
-
-def _is_table(item: object) -> bool:
-    return isinstance(item, (Table, InlineTable))
+            _add(add_to, key, value, depth, section)
 
 
 def _add(node: Node, key: str, value: Any, depth: int, section: str | None) -> None:
     if depth == 0:
         node[key] = _top(key, value)
-    elif depth == 1 and section in COLLECTIONS and isinstance(node, Table):
+    elif depth == 1 and section in COLLECTIONS and not isinstance(node, Container):
         trailing = _take_trailing_lines(node)
         entry = _table(value)
-        for line in trailing:
-            entry.value.body.append((None, line))
+        if trailing and not isinstance(trailing[0], Whitespace):
+            entry.add(tomlkit.nl())
+        for line in trailing or [tomlkit.nl()]:
+            entry.add(line)
         node[key] = entry
     else:
         node[key] = _inline(value)
 
 
-def _take_trailing_lines(section: Table) -> list[Comment | Whitespace]:
+def _last_part(document: Node, section: str) -> Table:
+    """The last ``[section.*]`` part of a section that the file splits in several."""
+    assert isinstance(document, Container)
+    parts = [item for k, item in document.body if k is not None and k.key == section]
+    last = parts[-1]
+    assert isinstance(last, Table)
+    return last
+
+
+def _take_trailing_lines(section: Table | OutOfOrderTableProxy) -> list[Comment | Whitespace]:
     """Pop the comment and blank lines that end the section's last entry (they sit above
     whatever header comes next in the file)."""
-    tables = [item for item in section.value.values() if isinstance(item, Table)]
+    tables = [item for item in section.values() if isinstance(item, Table)]
     if not tables:
         return []
     body = tables[-1].value.body
@@ -83,39 +103,34 @@ def _take_trailing_lines(section: Table) -> list[Comment | Whitespace]:
         taken.insert(0, body.pop()[1])  # type: ignore[arg-type]
     if taken:
         body.append((None, tomlkit.nl()))
-    # The new entry ends with a blank line of its own.
-    while taken and isinstance(taken[0], Whitespace):
-        taken.pop(0)
     return taken
 
 
 def _top(key: str, value: Any) -> Item:
     if not isinstance(value, Mapping):
-        return tomlkit.item(value)
+        return _inline(value)
     if key in COLLECTIONS:
         section = tomlkit.table(is_super_table=True)
         for name, entry in value.items():
             section.add(name, _table(entry) if isinstance(entry, Mapping) else _inline(entry))
+            section.add(tomlkit.nl())
         return section
-    return _table(value)
+    table = _table(value)
+    table.add(tomlkit.nl())
+    return table
 
 
 def _table(body: Mapping[str, Any]) -> Table:
     table = tomlkit.table()
     for key, value in body.items():
         table.add(key, _inline(value))
-    table.add(tomlkit.nl())
     return table
 
 
 def _inline(value: Any) -> Item:
-    if isinstance(value, Mapping):
-        table = tomlkit.inline_table()
-        for key, inner in value.items():
-            table.append(key, _inline(inner))
-        return table
-    if isinstance(value, (list, tuple)):
-        array = tomlkit.array()
-        array.extend(_inline(v) for v in value)
-        return array
-    return tomlkit.item(value)
+    """A value as the CLI renders new text (``{ a = 1 }``, ``Z`` for UTC)."""
+    from waystone_cli.configstore import inline_value
+
+    item = tomlkit.parse(f"v = {inline_value(value)}\n").item("v")
+    assert isinstance(item, Item)
+    return item

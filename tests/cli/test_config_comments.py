@@ -72,3 +72,28 @@ def test_a_changed_value_keeps_its_line_comment(tmp_path: Path) -> None:
     update_config(path, lambda doc: doc["server"].update(port=9000))
     assert path.read_text() == "[server]\nport = 9000  # the team's port\nhost = '127.0.0.1'\n"
     assert tomllib.loads(path.read_text()) == {"server": {"port": 9000, "host": "127.0.0.1"}}
+
+
+def test_a_section_split_across_the_file_is_edited_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[rules.a]\naction = "capture"\n\n'
+        '[rulesets.f]\nwhen = "always"\nrules = ["a"]\n\n'
+        "# five a minute, for now\n"
+        '[rules.slow]\naction = "block"\nrate = { rpm = 5 }\n\n'
+        "# the team\n[users.x]\n"
+    )
+
+    def change(doc: dict) -> None:
+        doc["rules"]["slow"]["rate"]["rpm"] = 100
+        doc["rules"]["cap"] = {"action": "block", "rate": {"concurrent": 2}}
+
+    update_config(path, change)
+    assert path.read_text() == (
+        '[rules.a]\naction = "capture"\n\n'
+        '[rulesets.f]\nwhen = "always"\nrules = ["a"]\n\n'
+        "# five a minute, for now\n"
+        '[rules.slow]\naction = "block"\nrate = { rpm = 100 }\n\n'
+        '[rules.cap]\naction = "block"\nrate = { concurrent = 2 }\n\n'
+        "# the team\n[users.x]\n"
+    )
