@@ -122,7 +122,28 @@ def test_validate_accepts_a_target_a_catch_all_provider_serves(cli: Cli, write_c
     assert cli("config", "validate").exit_code == 0
 
 
-def test_the_sample_config_validates(cli: Cli) -> None:
+def test_the_sample_config_validates(cli: Cli, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-1")
+    monkeypatch.setenv("OPENAI_EU_API_KEY", "sk-2")
     sample = Path(__file__).parents[2] / "sample-config.toml"
     run = cli("--config", str(sample), "config", "validate")
     assert (run.exit_code, run.stderr) == (0, "")
+
+
+def test_validate_warns_about_an_unset_provider_key_variable(
+    cli: Cli, write_config, config_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    write_config(
+        '[providers.openai]\nbase_url = "https://api.openai.com/v1"\n'
+        'api_key = "env:OPENAI_API_KEY"\nmodels = ["gpt-4o"]\n'
+    )
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        0,
+        f"{config_path}: valid (1 provider, 0 users, 0 groups, 0 rules, 0 rulesets, 0 keys)\n",
+        "warning: providers.openai.api_key: environment variable OPENAI_API_KEY is not set "
+        '(calls to provider "openai" will fail)\n',
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-set")
+    assert cli("config", "validate").stderr == ""

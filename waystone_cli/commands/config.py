@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -10,6 +11,7 @@ from waystone_cli import render
 from waystone_cli.configstore import load_document
 from waystone_cli.context import app_context
 from waystone_cli.core.config import Config
+from waystone_cli.core.config_warnings import config_warnings
 from waystone_cli.core.errors import ConfigError
 
 
@@ -40,6 +42,8 @@ def validate(ctx: typer.Context) -> None:
     config_path = _existing(app_context(ctx).config_path)
     _, config = load_document(config_path)
     render.print_line(f"{config_path}: valid ({summary(config)})")
+    for warning in config_warnings(config, os.environ):
+        render.print_note(f"warning: {warning}")
 
 
 def _existing(config_path: Path) -> Path:
