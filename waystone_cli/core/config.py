@@ -22,6 +22,24 @@ from waystone_cli.core.errors import ConfigError
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+\-_]{0,127}\Z")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
+# A host name as RFC 1123 spells one: dot-separated labels of letters, digits and inner dashes.
+HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+)
+
+
+def is_listen_host(host: str) -> bool:
+    """An IP address or a host name the daemon can bind to."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(HOSTNAME_RE.match(host))
+    return True
+
+
 ACTIONS = (
     "block",
     "change_model",

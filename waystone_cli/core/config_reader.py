@@ -22,6 +22,7 @@ from waystone_cli.core.config import (
     ProviderConfig,
     ServerConfig,
     UserConfig,
+    is_listen_host,
 )
 from waystone_cli.core.config_rules import rule_config, ruleset_config
 from waystone_cli.core.config_table import Table, check_window
@@ -75,6 +76,8 @@ def _server(t: Table) -> ServerConfig:
     t.done()
     if not 0 < s.port < 65536:
         raise ConfigError(f"{t.at('port')}: must be between 1 and 65535")
+    if not is_listen_host(s.host):
+        raise ConfigError(f'{t.at("host")}: "{s.host}" is not an IP address or host name')
     if s.max_body_mb <= 0:
         raise ConfigError(f"{t.at('max_body_mb')}: must be positive")
     if s.log_format not in ("text", "json"):
