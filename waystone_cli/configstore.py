@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from waystone_cli.core.config import Config, parse_config, parse_toml
+from waystone_cli.core.config import Config, parse_config, parse_config_text, parse_toml
 from waystone_cli.core.errors import ConfigError, UsageError
 
 T = TypeVar("T")
@@ -71,8 +71,7 @@ def _read_text(config_path: Path) -> str:
 
 def load_document(config_path: Path) -> tuple[Document, Config]:
     """The raw document (what the admin wrote, for display) and its validated snapshot."""
-    doc = read_document(config_path)
-    return doc, parse_config(doc)
+    return parse_config_text(_read_text(config_path), str(config_path))
 
 
 def update_config(config_path: Path, change: Callable[[Document], T]) -> T:

@@ -54,7 +54,7 @@ def test_config_validate(cli: Cli, write_config, config_path: Path) -> None:
     assert (run.exit_code, run.stdout, run.stderr) == (
         1,
         "",
-        'error: rulesets.free-tier.rules[1]: no rule named "cap-10"\n',
+        'error: rulesets.free-tier.rules[1]: no rule named "cap-10" (line 3)\n',
     )
 
 
@@ -99,18 +99,21 @@ def test_validate_refuses_a_rule_target_no_provider_serves(cli: Cli, write_confi
         '[rules.eu]\naction = "change_model"\nto = "gpt-9"\n'
     )
     run = cli("config", "validate")
-    assert (run.exit_code, run.stderr) == (1, 'error: rules.eu.to: no provider serves "gpt-9"\n')
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: rules.eu.to: no provider serves "gpt-9" (line 7)\n',
+    )
 
 
 def test_validate_refuses_an_unserved_fallback_and_moderation(cli: Cli, write_config) -> None:
     providers = '[providers.openai]\nbase_url = "https://api.openai.com/v1"\nmodels = ["gpt-4o"]\n'
     write_config(providers + '[rules.b]\naction = "fallback"\nto = "openai/o3"\n')
     assert cli("config", "validate").stderr == (
-        'error: rules.b.to: model "o3" is not served by provider "openai" (its models: gpt-4o)\n'
+        'error: rules.b.to: model "o3" is not served by provider "openai" (its models: gpt-4o) (line 6)\n'
     )
     write_config(providers + '[rules.m]\naction = "check_output"\nmoderation = "omni"\n')
     assert cli("config", "validate").stderr == (
-        'error: rules.m.moderation: no provider serves "omni"\n'
+        'error: rules.m.moderation: no provider serves "omni" (line 6)\n'
     )
 
 
@@ -147,3 +150,15 @@ def test_validate_warns_about_an_unset_provider_key_variable(
     )
     monkeypatch.setenv("OPENAI_API_KEY", "sk-set")
     assert cli("config", "validate").stderr == ""
+
+
+def test_a_schema_error_names_the_line_and_suggests_the_known_key(cli: Cli, write_config) -> None:
+    write_config(
+        "# the team's gateway\n[server]\nport = 8787\n\n"
+        '[users."bob@example.com"]\nmetadta = { tier = "free" }\n'
+    )
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: users."bob@example.com".metadta: unknown key (did you mean "metadata"?) (line 6)\n',
+    )

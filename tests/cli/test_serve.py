@@ -36,7 +36,7 @@ def test_a_config_host_that_is_not_a_host_is_refused(cli: Cli, write_config) -> 
     run = cli("config", "validate")
     assert (run.exit_code, run.stderr) == (
         1,
-        'error: server.host: "0.0.0.0:8787" is not an IP address or host name\n',
+        'error: server.host: "0.0.0.0:8787" is not an IP address or host name (line 2)\n',
     )
 
 

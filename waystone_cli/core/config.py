@@ -209,7 +209,21 @@ def load_config(path: Path) -> Config:
         return Config()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
-    return parse_config(parse_toml(text, str(path)))
+    return parse_config_text(text, str(path))[1]
+
+
+def parse_config_text(text: str, where: str) -> tuple[dict[str, Any], Config]:
+    """The TOML dict and its snapshot; a validation error also names the file's line."""
+    data = parse_toml(text, where)
+    try:
+        return data, parse_config(data)
+    except ConfigError as err:
+        from waystone_cli.core.config_lines import line_of
+
+        line = line_of(text, str(err).split(": ", 1)[0])
+        if line is None:
+            raise
+        raise ConfigError(f"{err} (line {line})") from err
 
 
 def parse_toml(text: str, where: str = "config") -> dict[str, Any]:
