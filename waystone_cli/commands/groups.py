@@ -75,7 +75,7 @@ def members(ctx: typer.Context, group: str = GROUP_ARG, as_json: bool = JSON_OPT
 
 
 def refuse_unknown_users(ctx: typer.Context, users: Sequence[str]) -> None:
-    config = app_context(ctx).load()
+    config = app_context(ctx).load_for_reading()
     unknown = [
         u for u in users if u not in config.users and seen_entity(ctx, config, "user", u) is None
     ]

@@ -83,7 +83,7 @@ def set_(
 def list_(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
-    config = app_context(ctx).load()
+    config = app_context(ctx).load_for_reading()
     rows = provider_rows(config.providers)
     if as_json:
         render.print_json(rows)

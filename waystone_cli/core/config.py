@@ -212,6 +212,28 @@ def load_config(path: Path) -> Config:
     return parse_config_text(text, str(path))[1]
 
 
+# Sections that validate without the others, each taken alone by ``salvage_config``.
+_STANDALONE = (("server",), ("ledger",), ("providers",), ("prices",), ("users", "groups"))
+
+
+def salvage_config(path: Path) -> Config:
+    """What an invalid config file still says on its own: each of ``_STANDALONE`` that
+    validates alone, defaults for the rest.  Commands that only read the ledger use it,
+    so a typo in a rule does not hide the usage reports (or the ledger's path)."""
+    try:
+        data = parse_toml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ConfigError):
+        return Config()
+    parts: dict[str, Any] = {}
+    for sections in _STANDALONE:
+        try:
+            config = parse_config({s: data[s] for s in sections if s in data})
+        except ConfigError:
+            continue
+        parts.update({s: getattr(config, s) for s in sections})
+    return Config(**parts)
+
+
 def parse_config_text(text: str, where: str) -> tuple[dict[str, Any], Config]:
     """The TOML dict and its snapshot; a validation error also names the file's line."""
     data = parse_toml(text, where)
