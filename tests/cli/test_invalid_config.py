@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import Cli
 from tests.cli.test_usage import TOP, frozen_now, ledger  # noqa: F401 (fixtures)
@@ -26,7 +27,8 @@ WARNING = (
 )
 
 
-def test_usage_top_reads_the_ledger_and_warns_once(cli: Cli, ledger: Path, write_config) -> None:
+@pytest.mark.usefixtures("ledger")
+def test_usage_top_reads_the_ledger_and_warns_once(cli: Cli, write_config) -> None:
     write_config(BROKEN)
     run = cli("usage", "top", "--since", "2026-11-01")
     assert (run.exit_code, run.stdout, run.stderr) == (0, TOP, WARNING)
