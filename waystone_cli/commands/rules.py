@@ -32,7 +32,11 @@ def register(root: typer.Typer) -> None:
     app.command("list", help="List rules and the rulesets that use them.")(list_)
     app.command("show", help="Show one rule.")(show)
     app.command("rm", help="Remove a rule no ruleset uses.")(rm)
-    root.add_typer(app, name="rule", help="Manage rules (trigger → action).")
+    root.add_typer(
+        app,
+        name="rule",
+        help="Manage rules (trigger → action); `waystone rules explain` shows how they apply.",
+    )
 
 
 def add(

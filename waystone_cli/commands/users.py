@@ -64,7 +64,10 @@ def _add_command(app: typer.Typer, kind: Kind) -> None:
         ctx: typer.Context,
         ident: str = ID_ARG,
         meta: list[str] = META_OPT,
-        group: list[str] = typer.Option([], "--group", metavar="G", help="Member of G; repeat."),
+        # Hidden for groups (a group has no groups), yet still parsed to say so.
+        group: list[str] = typer.Option(
+            [], "--group", metavar="G", help="Member of G; repeat.", hidden=kind == "group"
+        ),
         credits_usd: float | None = USD_OPT,
         credits_window: str | None = WINDOW_OPT,
     ) -> None:
