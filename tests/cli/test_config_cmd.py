@@ -162,3 +162,15 @@ def test_a_schema_error_names_the_line_and_suggests_the_known_key(cli: Cli, writ
         1,
         'error: users."bob@example.com".metadta: unknown key (did you mean "metadata"?) (line 6)\n',
     )
+
+
+def test_validate_refuses_a_target_two_providers_serve(cli: Cli, write_config) -> None:
+    write_config(
+        '[providers.a]\nkind = "mock"\nmodels = ["m"]\n\n'
+        '[providers.b]\nkind = "mock"\nmodels = ["m"]\n\n'
+        '[rules.r]\naction = "fallback"\nto = "m"\n'
+    )
+    assert cli("config", "validate").stderr == (
+        'error: rules.r.to: model "m" is served by several providers; '
+        "name one of: a/m, b/m (line 11)\n"
+    )

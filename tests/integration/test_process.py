@@ -206,7 +206,7 @@ def test_serve_says_what_it_serves_and_a_second_serve_names_the_first(
     )
 
 
-def test_serve_with_no_config_warns_and_refuses_a_bad_port(waystone_home: Path) -> None:
+def test_serve_refuses_a_bad_port_before_touching_the_home(waystone_home: Path) -> None:
     bad = subprocess.run(
         [sys.executable, "-m", "waystone_cli.main", "serve", "--port", "99999"],
         capture_output=True,
