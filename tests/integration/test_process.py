@@ -140,14 +140,9 @@ def test_demo_runs_offline_and_prints_the_usage_table(waystone_home: Path) -> No
     assert "alice" in result.stdout and "acme" in result.stdout
 
 
-SERVED_CONFIG = """\
-[server]
-port = {port}
-
-[providers.local]
-kind = "mock"
-models = ["mock-small"]
-
+SERVED_CONFIG = (
+    CONFIG
+    + """
 [providers.up]
 base_url = "http://127.0.0.1:9/v1"
 api_key = "env:WAYSTONE_TEST_UNSET_KEY"
@@ -160,6 +155,7 @@ rate = {{ rpm = 5 }}
 when = "user.tier = free"
 rules = ["cap"]
 """
+)
 
 
 def test_serve_says_what_it_serves_and_a_second_serve_names_the_first(

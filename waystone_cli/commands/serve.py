@@ -15,8 +15,7 @@ import typer
 from waystone_cli.context import app_context
 
 if TYPE_CHECKING:
-    from daemon.state import Settings
-    from waystone_cli.core.config import Config
+    from waystone_cli.render.startup import StartupFacts
 
 
 def register(root: typer.Typer) -> None:
@@ -52,6 +51,8 @@ def serve(
     from daemon.instance import ensure_not_serving
     from daemon.server import run
     from daemon.state import Settings
+    from waystone_cli import __version__
+    from waystone_cli.render.startup import StartupFacts
 
     context = app_context(ctx)
     config = context.load()
@@ -67,25 +68,25 @@ def serve(
         log_format=fmt,
     )
     ensure_not_serving(settings.ledger_path)
-    _announce(settings, config)
+    _announce(
+        StartupFacts(
+            config=config,
+            config_path=settings.config_path,
+            ledger_path=settings.ledger_path,
+            socket_path=settings.socket_path,
+            url=f"http://{host or config.server.host}:{port or config.server.port}/v1",
+            version=__version__,
+        )
+    )
     run(settings)
 
 
-def _announce(settings: Settings, config: Config) -> None:
-    from waystone_cli import __version__, render
+def _announce(facts: StartupFacts) -> None:
+    from waystone_cli import render
     from waystone_cli.core.config_warnings import config_warnings
-    from waystone_cli.render.startup import StartupFacts, startup_lines, startup_warnings
+    from waystone_cli.render.startup import startup_lines, startup_warnings
 
-    host = settings.host or config.server.host
-    port = settings.port if settings.port is not None else config.server.port
-    facts = StartupFacts(
-        config=config,
-        config_path=settings.config_path,
-        ledger_path=settings.ledger_path,
-        socket_path=settings.socket_path,
-        url=f"http://{host}:{port}/v1",
-        version=__version__,
-    )
+    config = facts.config
     for line in startup_lines(facts):
         render.print_line(line)
     for warning in [*startup_warnings(facts), *config_warnings(config, os.environ)]:
