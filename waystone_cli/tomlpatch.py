@@ -30,12 +30,13 @@ Node = Container | Table | OutOfOrderTableProxy
 def patched_text(text: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """``text`` (which reads as ``before``) edited so that it reads as ``after``."""
     document = tomlkit.parse(text)
-    _patch(document, before, after, depth=0, section=None, add_to=document)
+    _patch(document, document, before, after, depth=0, section=None, add_to=document)
     # A new entry at the end of the file brings its separating blank line along.
     return document.as_string().rstrip("\n") + "\n"
 
 
 def _patch(
+    document: Container,
     node: Node,
     before: Mapping[str, Any],
     after: Mapping[str, Any],
@@ -46,7 +47,7 @@ def _patch(
     """Edit ``node`` from ``before`` to ``after``; new keys go into ``add_to`` (``node``
     itself, except for a section split across the file: its last part)."""
     for key in [k for k in before if k not in after]:
-        del node[key]
+        _remove(document, node, key)
     # Tables are edited key by key; an inline table is one line and is replaced whole.
     for key, value in after.items():
         old = before.get(key)
@@ -60,11 +61,54 @@ def _patch(
         ):
             child_section = key if depth == 0 else section
             tail = _last_part(node, key) if isinstance(current, OutOfOrderTableProxy) else current
-            _patch(current, old, value, depth + 1, child_section, tail)
+            _patch(document, current, old, value, depth + 1, child_section, tail)
         elif key in before:
             node[key] = _inline(value) if depth else _top(key, value)
         else:
             _add(add_to, key, value, depth, section)
+
+
+def _remove(document: Container, node: Node, key: str) -> None:
+    """Delete ``key``.  The comment lines that end a removed table describe the header
+    after it, so they move to the end of the table before it; every comment stays
+    (even the notes above the removed header: deleting the admin's words is not ours)."""
+    item = node.get(key)
+    removed = _tables_of(item) if isinstance(item, Table) else []
+    tables = _tables_in_order(document) if removed else []
+    index = next((i for i, t in enumerate(tables) if t is removed[0]), 0)
+    moved = _pop_trailing(removed[-1]) if index > 0 else []
+    del node[key]
+    if index == 0:
+        return
+    previous = tables[index - 1]
+    if moved and not isinstance(moved[0], Whitespace):
+        moved.insert(0, tomlkit.nl())
+    for line in moved:
+        previous.add(line)
+
+
+def _pop_trailing(table: Table) -> list[Comment | Whitespace]:
+    body = table.value.body
+    taken: list[Comment | Whitespace] = []
+    while body and body[-1][0] is None and isinstance(body[-1][1], (Comment, Whitespace)):
+        taken.insert(0, body.pop()[1])  # type: ignore[arg-type]
+    return taken
+
+
+def _tables_of(table: Table) -> list[Table]:
+    """The table and the tables under it, as the file shows them (a super-table such as
+    ``providers`` has no header of its own)."""
+    return ([] if table.is_super_table() else [table]) + _tables_in_order(table)
+
+
+def _tables_in_order(container: Container | Table) -> list[Table]:
+    """Every table of the document in the order the file shows their headers."""
+    body = container.body if isinstance(container, Container) else container.value.body
+    found: list[Table] = []
+    for _, item in body:
+        if isinstance(item, Table):
+            found.extend(_tables_of(item))
+    return found
 
 
 def _add(node: Node, key: str, value: Any, depth: int, section: str | None) -> None:
@@ -97,12 +141,9 @@ def _take_trailing_lines(section: Table | OutOfOrderTableProxy) -> list[Comment 
     tables = [item for item in section.values() if isinstance(item, Table)]
     if not tables:
         return []
-    body = tables[-1].value.body
-    taken: list[Comment | Whitespace] = []
-    while body and body[-1][0] is None and isinstance(body[-1][1], (Comment, Whitespace)):
-        taken.insert(0, body.pop()[1])  # type: ignore[arg-type]
+    taken = _pop_trailing(tables[-1])
     if taken:
-        body.append((None, tomlkit.nl()))
+        tables[-1].add(tomlkit.nl())
     return taken
 
 

@@ -34,6 +34,49 @@ def test_every_write_keeps_the_starter_comments_in_order(cli: Cli, config_path: 
         run = cli(*args)
         assert run.exit_code == 0, (args, run.stderr)
         assert comment_lines(config_path.read_text()) == original, args
+    removals = [
+        ("ruleset", "rm", "free"),
+        ("rule", "rm", "cap"),
+        ("group", "unlink", "acme", "alice"),
+        ("user", "rm", "alice"),
+        ("group", "rm", "acme"),
+        ("provider", "rm", "openai"),
+        ("provider", "rm", "local"),
+    ]
+    for args in removals:
+        run = cli(*args)
+        assert run.exit_code == 0, (args, run.stderr)
+        assert comment_lines(config_path.read_text()) == original, args
+
+
+def test_removing_an_entry_keeps_the_comments_of_the_next_header(
+    cli: Cli, write_config, config_path: Path
+) -> None:
+    write_config(
+        "# customers\n"
+        "[users.a]\n"
+        'metadata = { tier = "free" }\n'
+        "\n"
+        "# b pays yearly\n"
+        "[users.b]\n"
+        'metadata = { tier = "paid" }\n'
+        "\n"
+        "# raised after the Q3 review\n"
+        "[groups.acme]\n"
+        'credits = { usd = 500, window = "month" }\n'
+    )
+    assert cli("user", "rm", "b").exit_code == 0
+    assert config_path.read_text() == (
+        "# customers\n"
+        "[users.a]\n"
+        'metadata = { tier = "free" }\n'
+        "\n"
+        "# b pays yearly\n"
+        "\n"
+        "# raised after the Q3 review\n"
+        "[groups.acme]\n"
+        'credits = { usd = 500, window = "month" }\n'
+    )
 
 
 def test_a_new_entry_goes_below_the_comments_of_the_next_section(
