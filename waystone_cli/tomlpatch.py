@@ -10,7 +10,7 @@ after the last entry of its section.
 Comments and blank lines above a table header belong, in ``tomlkit``'s model, to the end
 of the table before it; a new entry inserted after that table would land between a
 comment and the header it describes, so those trailing lines are moved below the new
-entry.
+entry; a removed table hands its trailing lines to the table shown before it.
 """
 
 from __future__ import annotations
