@@ -1,5 +1,6 @@
 """``/healthz`` (the process answers) and ``/readyz`` (config loaded, ledger writable,
-queue below its high-water mark, each provider's last error).
+queue below its high-water mark, each provider's last error, and the config's run-time
+warnings, such as a provider key variable that is not set).
 
 A provider's last error is reported but does not make the gateway unready: other
 providers, fallbacks and the ledger still work, and a load balancer pulling every
@@ -8,12 +9,14 @@ replica because one provider failed once would turn a partial outage into a full
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from daemon.state import CONFIG, LEDGER, OBSERVER
+from waystone_cli.core.config_warnings import config_warnings
 
 # Ready only while the ledger queue is below this share of its capacity.
 HIGH_WATER = 0.8
@@ -44,7 +47,10 @@ async def readyz(request: web.Request) -> web.Response:
     }
     # A config that failed to reload leaves the previous one in force: still ready.
     ready = ledger_ok and queue_ok
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    warnings = config_warnings(config, os.environ)
+    return web.json_response(
+        {"ready": ready, "checks": checks, "warnings": warnings}, status=200 if ready else 503
+    )
 
 
 def _provider_errors(app: web.Application, providers: Iterable[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import signal
 from aiohttp import web
 
 from daemon.app import create_app
+from daemon.instance import serving
 from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from daemon.state import CONFIG, LISTEN_HOST, Settings
 from waystone_cli.core.errors import UsageError
@@ -53,6 +54,11 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
             f"refusing to listen on {host} without a gateway key: create one with "
             "`waystone key create NAME`, or listen on 127.0.0.1"
         )
+    with serving(settings.ledger_path, f"http://{host}:{port}/v1"):
+        await _run(app, host, port, ready)
+
+
+async def _run(app: web.Application, host: str, port: int, ready: asyncio.Event | None) -> None:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     stop = asyncio.Event()

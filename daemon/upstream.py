@@ -18,6 +18,7 @@ from typing import Any
 from daemon.http_client import HttpClient, Response
 from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
+from waystone_cli.core.config_warnings import key_variable
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
 
 # Request headers worth passing to a provider; everything else (hop-by-hop headers,
@@ -76,12 +77,17 @@ class UpstreamReply:
 
 
 def provider_key(provider: ProviderConfig) -> str | None:
-    ref = provider.api_key
-    if ref is None:
-        return None
-    if ref.startswith("env:"):
-        return os.environ.get(ref[4:])
-    return ref
+    """The provider's key; a key variable that is not set is an error, not "no key": the
+    call would reach the provider without authorization."""
+    var = key_variable(provider)
+    if var is None:
+        return provider.api_key
+    key = os.environ.get(var)
+    if not key:
+        raise UpstreamError(
+            f'provider "{provider.name}" has no API key: environment variable {var} is not set'
+        )
+    return key
 
 
 def upstream_headers(

@@ -5,20 +5,21 @@ Every change goes through ``update_config(path, change)``:
 1. take an exclusive ``flock`` on ``config.toml.lock`` beside the file (created if
    missing; never deleted, so two processes always lock the same inode);
 2. read the file with ``tomllib`` (a missing file is an empty document);
-3. let ``change`` edit the plain dict;
+3. let ``change`` edit a copy of the plain dict;
 4. validate the result whole with ``parse_config``; if it fails, nothing is written and
    the ``ConfigError`` names the TOML path and what is wrong;
-5. write it to a temporary file in the same folder, fsync, ``os.replace`` over the old
+5. carry the difference over to the file's text with ``tomlkit`` (``tomlpatch``), so
+   comments, order and layout survive; a file that did not exist is rendered whole;
+6. write it to a temporary file in the same folder, fsync, ``os.replace`` over the old
    one and fsync the folder, so a crash leaves either the old or the new file.
 
-``tomli-w`` cannot keep comments, so a file the CLI has changed loses them; the
-commented reference is ``sample-config.toml`` (and ``waystone init``'s starter).  The
-rendering keeps the file readable: one ``[section.name]`` table per entry, with small
-tables such as ``metadata`` and ``credits`` written inline.
+The rendering of new text keeps the file readable: one ``[section.name]`` table per
+entry, with small tables such as ``metadata`` and ``credits`` written inline.
 """
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import tomllib
@@ -28,7 +29,13 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from waystone_cli.core.config import Config, parse_config, parse_toml, read_config_text
+from waystone_cli.core.config import (
+    Config,
+    parse_config,
+    parse_config_text,
+    parse_toml,
+    read_config_text,
+)
 from waystone_cli.core.errors import UsageError
 
 T = TypeVar("T")
@@ -56,25 +63,44 @@ def locked(config_path: Path) -> Iterator[None]:
 
 def read_document(config_path: Path) -> Document:
     """The file as the plain dict ``tomllib`` gives (empty when there is no file)."""
-    text = read_config_text(config_path)
-    return {} if text is None else parse_toml(text, str(config_path))
+    return parse_toml(_read_text(config_path), str(config_path))
+
+
+def _read_text(config_path: Path) -> str:
+    """The file's text ("" when there is no file); not UTF-8 is a ConfigError."""
+    return read_config_text(config_path) or ""
 
 
 def load_document(config_path: Path) -> tuple[Document, Config]:
     """The raw document (what the admin wrote, for display) and its validated snapshot."""
-    doc = read_document(config_path)
-    return doc, parse_config(doc)
+    return parse_config_text(_read_text(config_path), str(config_path))
 
 
 def update_config(config_path: Path, change: Callable[[Document], T]) -> T:
     """Apply ``change`` to the document under the lock; write only if it validates."""
     with locked(config_path):
-        doc = read_document(config_path)
+        text = _read_text(config_path)
+        before = parse_toml(text, str(config_path))
+        doc = copy.deepcopy(before)
         result = change(doc)
         prune_empty(doc)
         parse_config(doc)
-        write_text_atomic(config_path, render_toml(doc))
+        write_text_atomic(config_path, edited_text(text, before, doc))
     return result
+
+
+def edited_text(text: str, before: Document, after: Document) -> str:
+    """``text`` changed to read as ``after``, keeping its comments and layout.
+
+    The result is checked to read back as exactly ``after``; if an edit cannot be carried
+    over faithfully, the whole file is rendered afresh (correct, without its comments)."""
+    if text.strip():
+        from waystone_cli.tomlpatch import patched_text
+
+        patched = patched_text(text, before, after)
+        if tomllib.loads(patched) == after:
+            return patched
+    return render_toml(after)
 
 
 def write_config_text(config_path: Path, text: str, *, overwrite: bool) -> Config:
@@ -160,17 +186,17 @@ def _collected(doc: Mapping[str, Any]) -> bool:
 
 def _table(header: str, body: Mapping[str, Any]) -> str:
     lines = [f"[{header}]"]
-    lines.extend(f"{_key(k)} = {_inline(v)}" for k, v in body.items())
+    lines.extend(f"{_key(k)} = {inline_value(v)}" for k, v in body.items())
     return "\n".join(lines) + "\n"
 
 
-def _inline(value: Any) -> str:
+def inline_value(value: Any) -> str:
     if isinstance(value, Mapping):
         if not value:
             return "{}"
-        return "{ " + ", ".join(f"{_key(k)} = {_inline(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {inline_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_inline(v) for v in value) + "]"
+        return "[" + ", ".join(inline_value(v) for v in value) + "]"
     if isinstance(value, datetime):
         text = value.isoformat()
         return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text

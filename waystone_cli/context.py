@@ -18,14 +18,31 @@ if TYPE_CHECKING:
 class AppContext:
     config_path: Path
     debug: bool = False
+    warned: bool = False  # the invalid config was reported once for this run
 
     def load(self) -> Config:
         from waystone_cli.core.config import load_config
 
         return load_config(self.config_path)
 
+    def load_for_reading(self) -> Config:
+        """The config for a command that only reads: an invalid file is reported once on
+        stderr, and the sections that still validate on their own are used."""
+        from waystone_cli.core.config import salvage_config
+        from waystone_cli.core.errors import ConfigError
+
+        try:
+            return self.load()
+        except ConfigError as err:
+            if not self.warned:
+                from waystone_cli import render
+
+                render.print_note(f"warning: the config does not validate: {err}")
+                self.warned = True
+            return salvage_config(self.config_path)
+
     def ledger_path(self, config: Config | None = None) -> Path:
-        config = config if config is not None else self.load()
+        config = config if config is not None else self.load_for_reading()
         if config.ledger.path:
             return Path(config.ledger.path).expanduser()
         return paths.default_ledger_path()

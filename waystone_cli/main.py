@@ -49,6 +49,14 @@ EXIT_ERROR = 1
 EXIT_MISUSE = 2
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from waystone_cli import __version__, render
+
+        render.print_line(f"waystone {__version__}")
+        raise typer.Exit()
+
+
 def _root(
     ctx: typer.Context,
     config: Path | None = typer.Option(
@@ -58,6 +66,13 @@ def _root(
         help="Config file (default: $WAYSTONE_CONFIG, else config.toml in the config folder).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print the version and exit.",
+    ),
 ) -> None:
     """waystone: a self-hosted LLM gateway with per-end-user usage tracking."""
     state = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext(paths.config_path())
@@ -71,7 +86,7 @@ def build_app(command: str | None = None) -> typer.Typer:
     app = typer.Typer(
         name="waystone",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion SHELL
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
@@ -82,7 +97,17 @@ def build_app(command: str | None = None) -> typer.Typer:
         modules = list(dict.fromkeys(COMMAND_MODULES.values()))
     for name in modules:
         importlib.import_module(f"waystone_cli.commands.{name}").register(app)
+    _no_second_suggestion(app)
     return app
+
+
+def _no_second_suggestion(app: typer.Typer) -> None:
+    """Click already ends "No such command" with "Did you mean ...?"; Typer's own
+    suggestion would repeat it."""
+    app.suggest_commands = False
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _no_second_suggestion(group.typer_instance)
 
 
 def command_name(args: Sequence[str]) -> str | None:
@@ -107,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = command.main(args=args, prog_name="waystone", standalone_mode=False, obj=state)
     except click.ClickException as err:  # usage errors derive from it
         return _click_error(err)
+    except SystemExit as done:  # Typer's completion options exit when they are done
+        return done.code if isinstance(done.code, int) else EXIT_ERROR if done.code else 0
     except click.Abort:
         from waystone_cli import render
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 STARTER = """\
 # waystone config, written by `waystone init`.
 # Every key is documented in sample-config.toml in the waystone repository.
-# The `waystone` commands rewrite this file and do not keep comments.
+# The `waystone` commands edit this file in place and keep its comments.
 
 [server]
 host = "127.0.0.1"       # loopback only until you create a key (`waystone key create NAME`)

@@ -54,7 +54,7 @@ def test_config_validate(cli: Cli, write_config, config_path: Path) -> None:
     assert (run.exit_code, run.stdout, run.stderr) == (
         1,
         "",
-        'error: rulesets.free-tier.rules[1]: no rule named "cap-10"\n',
+        'error: rulesets.free-tier.rules[1]: no rule named "cap-10" (line 3)\n',
     )
 
 
@@ -100,4 +100,87 @@ def test_config_validate_reports_invalid_utf8_in_one_line(cli: Cli, config_path:
         1,
         "",
         f"error: {config_path}: not valid UTF-8 (byte 0xe9 at offset 10)\n",
+    )
+
+
+def test_validate_refuses_a_rule_target_no_provider_serves(cli: Cli, write_config) -> None:
+    write_config(
+        '[providers.openai]\nbase_url = "https://api.openai.com/v1"\nmodels = ["gpt-4o"]\n\n'
+        '[rules.eu]\naction = "change_model"\nto = "gpt-9"\n'
+    )
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: rules.eu.to: no provider serves "gpt-9" (line 7)\n',
+    )
+
+
+def test_validate_refuses_an_unserved_fallback_and_moderation(cli: Cli, write_config) -> None:
+    providers = '[providers.openai]\nbase_url = "https://api.openai.com/v1"\nmodels = ["gpt-4o"]\n'
+    write_config(providers + '[rules.b]\naction = "fallback"\nto = "openai/o3"\n')
+    assert cli("config", "validate").stderr == (
+        'error: rules.b.to: model "o3" is not served by provider "openai" (its models: gpt-4o) (line 6)\n'
+    )
+    write_config(providers + '[rules.m]\naction = "check_output"\nmoderation = "omni"\n')
+    assert cli("config", "validate").stderr == (
+        'error: rules.m.moderation: no provider serves "omni" (line 6)\n'
+    )
+
+
+def test_validate_accepts_a_target_a_catch_all_provider_serves(cli: Cli, write_config) -> None:
+    write_config(
+        '[providers.any]\nbase_url = "https://openrouter.example/v1"\n\n'
+        '[rules.eu]\naction = "change_model"\nto = "gpt-9"\n'
+    )
+    assert cli("config", "validate").exit_code == 0
+
+
+def test_the_sample_config_validates(cli: Cli, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-1")
+    monkeypatch.setenv("OPENAI_EU_API_KEY", "sk-2")
+    sample = Path(__file__).parents[2] / "sample-config.toml"
+    run = cli("--config", str(sample), "config", "validate")
+    assert (run.exit_code, run.stderr) == (0, "")
+
+
+def test_validate_warns_about_an_unset_provider_key_variable(
+    cli: Cli, write_config, config_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    write_config(
+        '[providers.openai]\nbase_url = "https://api.openai.com/v1"\n'
+        'api_key = "env:OPENAI_API_KEY"\nmodels = ["gpt-4o"]\n'
+    )
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        0,
+        f"{config_path}: valid (1 provider, 0 users, 0 groups, 0 rules, 0 rulesets, 0 keys)\n",
+        "warning: providers.openai.api_key: environment variable OPENAI_API_KEY is not set "
+        '(calls to provider "openai" will fail)\n',
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-set")
+    assert cli("config", "validate").stderr == ""
+
+
+def test_a_schema_error_names_the_line_and_suggests_the_known_key(cli: Cli, write_config) -> None:
+    write_config(
+        "# the team's gateway\n[server]\nport = 8787\n\n"
+        '[users."bob@example.com"]\nmetadta = { tier = "free" }\n'
+    )
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: users."bob@example.com".metadta: unknown key (did you mean "metadata"?) (line 6)\n',
+    )
+
+
+def test_validate_refuses_a_target_two_providers_serve(cli: Cli, write_config) -> None:
+    write_config(
+        '[providers.a]\nkind = "mock"\nmodels = ["m"]\n\n'
+        '[providers.b]\nkind = "mock"\nmodels = ["m"]\n\n'
+        '[rules.r]\naction = "fallback"\nto = "m"\n'
+    )
+    assert cli("config", "validate").stderr == (
+        'error: rules.r.to: model "m" is served by several providers; '
+        "name one of: a/m, b/m (line 11)\n"
     )

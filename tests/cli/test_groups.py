@@ -64,7 +64,7 @@ def test_add_refuses_group_option(cli: Cli, base: Path) -> None:
 
 
 def test_link_declares_missing_users_and_is_idempotent(cli: Cli, base: Path, read_config) -> None:
-    run = cli("group", "link", "empty", "alice", "bob")
+    run = cli("group", "link", "empty", "alice", "bob", "--create")
     assert (run.exit_code, run.stdout, run.stderr) == (
         0,
         "Linked alice, bob to empty.\n",
@@ -75,6 +75,25 @@ def test_link_declares_missing_users_and_is_idempotent(cli: Cli, base: Path, rea
         "alice": {"groups": ["acme", "empty"]},
         "bob": {"added": FROZEN, "groups": ["empty"]},
     }
+
+
+def test_link_refuses_an_id_neither_declared_nor_seen(
+    cli: Cli, base: Path, waystone_home: Path, read_config
+) -> None:
+    run = cli("group", "link", "empty", "alice", "bbo")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        1,
+        "",
+        'error: no user "bbo" in the config or seen in traffic '
+        "(check the id, or pass --create to declare a new user)\n",
+    )
+    assert base.read_text() == BASE
+    con = open_readwrite(waystone_home / "ledger.duckdb")
+    con.execute("INSERT INTO users VALUES ('bob', '2026-10-01', '2026-10-02', '{}')")
+    con.close()
+    seen = cli("group", "link", "empty", "bob")
+    assert (seen.exit_code, seen.stderr) == (0, "Declared new users: bob.\n")
+    assert read_config()["users"]["bob"] == {"added": FROZEN, "groups": ["empty"]}
 
 
 def test_link_to_an_undeclared_group(cli: Cli, base: Path) -> None:

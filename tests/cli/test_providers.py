@@ -86,3 +86,71 @@ def test_rm_refused_while_a_rule_routes_to_it(cli: Cli, write_config) -> None:
     )
     missing = cli("provider", "rm", "nope")
     assert (missing.exit_code, missing.stderr) == (1, 'error: no provider named "nope"\n')
+
+
+TWO_PROVIDERS = (
+    '[providers.openai]\nbase_url = "https://api.openai.com/v1"\nmodels = ["gpt-4o", "o3"]\n\n'
+    '[providers.eu]\nbase_url = "https://eu.example/v1"\nmodels = ["gpt-4o-mini", "omni"]\n\n'
+    '[rules.route-eu]\naction = "change_model"\nto = "gpt-4o-mini"\n\n'
+    '[rules.backup]\naction = "fallback"\nto = "o3"\n\n'
+    '[rules.moderate]\naction = "check_output"\nmoderation = "omni"\n'
+)
+
+
+def test_rm_refused_while_a_bare_target_is_served_only_by_it(
+    cli: Cli, write_config, config_path: Path
+) -> None:
+    write_config(TWO_PROVIDERS)
+    run = cli("provider", "rm", "eu")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: provider "eu" is used by rule "route-eu" (to = "gpt-4o-mini"), '
+        'rule "moderate" (moderation = "omni")\n',
+    )
+    assert config_path.read_text() == TWO_PROVIDERS
+
+
+def test_rm_model_refused_while_a_fallback_needs_it(
+    cli: Cli, write_config, config_path: Path
+) -> None:
+    write_config(TWO_PROVIDERS)
+    run = cli("provider", "set", "openai", "--rm-model", "o3")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: model "o3" of provider "openai" is used by rule "backup" (to = "o3")\n',
+    )
+    assert config_path.read_text() == TWO_PROVIDERS
+    last = cli("provider", "set", "eu", "--rm-model", "gpt-4o-mini", "--rm-model", "omni")
+    assert (last.exit_code, last.stderr) == (
+        1,
+        'error: provider "eu" would have no models left (an empty list serves any model)\n',
+    )
+
+
+def test_set_changes_url_key_and_models_in_place(cli: Cli, write_config, config_path) -> None:
+    write_config(TWO_PROVIDERS)
+    run = cli(
+        "provider", "set", "openai", "--base-url", "https://proxy.example/v1",
+        "--api-key-env", "OPENAI_KEY", "--add-model", "o3-mini", "--rm-model", "gpt-4o",
+    )  # fmt: skip
+    assert (run.exit_code, run.stdout, run.stderr) == (0, "Updated provider openai.\n", "")
+    assert config_path.read_text() == TWO_PROVIDERS.replace(
+        'base_url = "https://api.openai.com/v1"\nmodels = ["gpt-4o", "o3"]\n',
+        'base_url = "https://proxy.example/v1"\nmodels = ["o3", "o3-mini"]\n'
+        'api_key = "env:OPENAI_KEY"\n',
+    )
+
+
+def test_set_misuse(cli: Cli, write_config) -> None:
+    write_config(TWO_PROVIDERS)
+    assert cli("provider", "set", "openai").stderr == (
+        "error: nothing to set: give --base-url, --api-key-env, --add-model or --rm-model\n"
+    )
+    assert cli("provider", "set", "nope", "--add-model", "x").stderr == (
+        'error: no provider named "nope"\n'
+    )
+    assert cli("provider", "set", "eu", "--rm-model", "gpt-9").stderr == (
+        'error: provider "eu" does not list model "gpt-9"\n'
+    )
+    bad_url = cli("provider", "set", "eu", "--base-url", "ftp://x")
+    assert bad_url.exit_code == 1 and bad_url.stderr.startswith("error: providers.eu.base_url")

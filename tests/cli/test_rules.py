@@ -10,6 +10,10 @@ import pytest
 from tests.cli.conftest import Cli
 
 BASE = """\
+[providers.openai]
+base_url = "https://api.openai.com/v1"
+models = ["o3", "o3-mini", "gpt-4o"]
+
 [rules.downgrade-o3]
 model = "o3"
 action = "change_model"
@@ -182,4 +186,74 @@ def test_ruleset_add_list_disable_enable_rm(cli: Cli, base: Path, read_config) -
     assert cli("rule", "rm", "downgrade-o3").exit_code == 1  # eu still uses it
     cli("ruleset", "rm", "eu")
     assert cli("rule", "rm", "downgrade-o3").exit_code == 0
-    assert read_config() == {}
+    assert read_config() == {
+        "providers": {
+            "openai": {
+                "base_url": "https://api.openai.com/v1",
+                "models": ["o3", "o3-mini", "gpt-4o"],
+            }
+        }
+    }
+
+
+def test_rule_set_changes_fields_in_place(cli: Cli, write_config, config_path: Path) -> None:
+    write_config(
+        BASE + '\n# five a minute for now\n[rules.slow]\naction = "block"\nrate = { rpm = 5 }\n'
+    )
+    run = cli("rule", "set", "slow", "rate.rpm=100", "message=Slow down")
+    assert (run.exit_code, run.stdout, run.stderr) == (0, "Updated rule slow.\n", "")
+    assert config_path.read_text().endswith(
+        '# five a minute for now\n[rules.slow]\naction = "block"\nrate = { rpm = 100 }\n'
+        'message = "Slow down"\n'
+    )
+    bad = cli("rule", "set", "slow", "rate.rpm=0")
+    assert (bad.exit_code, bad.stderr) == (1, "error: rules.slow.rate.rpm: must be positive\n")
+    assert cli("rule", "set", "nope", "days=3").stderr == 'error: no rule named "nope"\n'
+
+
+def test_rule_set_to_an_unserved_model_is_refused(cli: Cli, base: Path) -> None:
+    run = cli("rule", "set", "downgrade-o3", "to=o4-mini")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: rules.downgrade-o3.to: no provider serves "o4-mini"\n',
+    )
+
+
+def test_rule_rename_updates_the_rulesets(cli: Cli, base: Path, read_config) -> None:
+    run = cli("rule", "rename", "downgrade-o3", "o3-to-mini")
+    assert (run.exit_code, run.stdout) == (
+        0,
+        "Renamed rule downgrade-o3 to o3-to-mini in free-tier.\n",
+    )
+    config = read_config()
+    assert list(config["rules"]) == ["o3-to-mini"]
+    assert config["rulesets"]["free-tier"]["rules"] == ["o3-to-mini"]
+    clash = cli("rule", "rename", "o3-to-mini", "o3-to-mini")
+    assert clash.stderr == 'error: rule "o3-to-mini" already exists\n'
+
+
+def test_ruleset_set_changes_condition_priority_and_rules(
+    cli: Cli, base: Path, read_config
+) -> None:
+    cli("rule", "add", "keep", "--action", "retain", "--set", "days=60")
+    run = cli(
+        "ruleset", "set", "free-tier", "--when", "user.tier = trial", "--priority", "5",
+        "--add-rule", "keep", "--rm-rule", "downgrade-o3",
+    )  # fmt: skip
+    assert (run.exit_code, run.stdout, run.stderr) == (0, "Updated ruleset free-tier.\n", "")
+    assert read_config()["rulesets"]["free-tier"] == {
+        "when": "user.tier = trial",
+        "rules": ["keep"],
+        "priority": 5,
+    }
+    bad = cli("ruleset", "set", "free-tier", "--when", "user.tier =")
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: rulesets.free-tier.when: ")
+    assert cli("ruleset", "set", "free-tier", "--add-rule", "nope").stderr == (
+        'error: rulesets.free-tier.rules[1]: no rule named "nope"\n'
+    )
+    assert cli("ruleset", "set", "free-tier").stderr == (
+        "error: nothing to set: give --when, --priority, --add-rule or --rm-rule\n"
+    )
+    assert cli("ruleset", "set", "free-tier", "--rm-rule", "keep").stderr == (
+        "error: rulesets.free-tier: rules must name at least one rule\n"
+    )

@@ -272,3 +272,32 @@ async def test_require_identity_refuses_anonymous_requests(start_gateway: Any) -
     assert status == 400 and "requires an identity" in body["error"]["message"]
     status, _ = await _post(gateway, CHAT, headers={"X-Waystone-User": "dan"})
     assert status == 200
+
+
+async def test_an_unset_provider_key_variable_is_a_502_and_nothing_goes_upstream(
+    start_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = await start_gateway()
+    monkeypatch.delenv("FAKE_PROVIDER_KEY")
+    status, body = await _post(gateway, CHAT, headers={"X-Waystone-User": "alice"})
+    assert (status, body) == (
+        502,
+        {
+            "error": {
+                "message": 'provider "up" has no API key: '
+                "environment variable FAKE_PROVIDER_KEY is not set",
+                "type": "upstream_error",
+                "param": None,
+                "code": "upstream_error",
+            }
+        },
+    )
+    assert gateway.provider.seen == []
+    [row] = await gateway.rows()
+    assert (row["user_id"], row["status"], row["outcome"]) == ("alice", 502, "upstream_error")
+    async with aiohttp.ClientSession() as http, http.get(gateway.url + "readyz") as resp:
+        ready = await resp.json()
+    assert ready["warnings"] == [
+        "providers.up.api_key: environment variable FAKE_PROVIDER_KEY is not set "
+        '(calls to provider "up" will fail)'
+    ]

@@ -141,6 +141,84 @@ def test_demo_runs_offline_and_prints_the_usage_table(waystone_home: Path) -> No
     assert "alice" in result.stdout and "acme" in result.stdout
 
 
+SERVED_CONFIG = (
+    CONFIG
+    + """
+[providers.up]
+base_url = "http://127.0.0.1:9/v1"
+api_key = "env:WAYSTONE_TEST_UNSET_KEY"
+
+[rules.cap]
+action = "block"
+rate = {{ rpm = 5 }}
+
+[rulesets.free]
+when = "user.tier = free"
+rules = ["cap"]
+"""
+)
+
+
+def test_serve_says_what_it_serves_and_a_second_serve_names_the_first(
+    waystone_home: Path,
+) -> None:
+    port = free_port()
+    (waystone_home / "config.toml").write_text(SERVED_CONFIG.format(port=port))
+    env = {k: v for k, v in os.environ.items() if k != "WAYSTONE_TEST_UNSET_KEY"}
+    serve = [sys.executable, "-m", "waystone_cli.main", "serve"]
+    proc = subprocess.Popen(serve, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(port, proc)
+        second = subprocess.run(
+            [*serve, "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (second.returncode, second.stdout, second.stderr) == (
+            1,
+            "",
+            f"error: already serving this home (PID {proc.pid}, http://127.0.0.1:{port}/v1)\n",
+        )
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.decode() == (
+        f"waystone 0.1.0 serving http://127.0.0.1:{port}/v1\n"
+        f"  config     {waystone_home / 'config.toml'}\n"
+        f"  ledger     {waystone_home / 'ledger.duckdb'}\n"
+        f"  socket     {waystone_home / 'admin.sock'}\n"
+        "  providers  local (mock): mock-small\n"
+        "             up: any model\n"
+        "  rulesets   free (when user.tier = free; cap)\n"
+        "  auth       no gateway keys: loopback only\n"
+    )
+    assert err.decode().splitlines()[0] == (
+        "warning: providers.up.api_key: environment variable WAYSTONE_TEST_UNSET_KEY is not set "
+        '(calls to provider "up" will fail)'
+    )
+
+
+def test_serve_refuses_a_bad_port_before_touching_the_home(waystone_home: Path) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "waystone_cli.main", "serve", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (bad.returncode, bad.stdout, bad.stderr) == (
+        2,
+        "",
+        "error: Invalid value for '--port': 99999 is not in the range 1<=x<=65535. "
+        "(see 'waystone serve --help')\n",
+    )
+    assert not (waystone_home / "ledger.duckdb").exists()
+
+
 def test_demo_shows_a_downgrade_a_block_an_explanation_and_what_to_try_next(
     waystone_home: Path,
 ) -> None:

@@ -51,7 +51,7 @@ async def test_an_invalid_config_keeps_the_last_good_one(gateway: Gateway) -> No
     assert gateway.app[CONFIG].current is good
     assert (
         gateway.app[CONFIG].last_error
-        == "providers.broken.base_url: expected a string, got an integer"
+        == "providers.broken.base_url: expected a string, got an integer (line 23)"
     )
     done = await gateway.client().chat.completions.create(
         model="gpt-test", messages=[{"role": "user", "content": "x"}]

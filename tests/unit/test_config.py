@@ -19,8 +19,12 @@ from waystone_cli.core.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 
 ERRORS = [
-    ("unknown top-level key", "srever = {}", "srever: unknown key"),
-    ("unknown server key", '[server]\nhots = "x"', "server.hots: unknown key"),
+    ("unknown top-level key", "srever = {}", 'srever: unknown key (did you mean "server"?)'),
+    (
+        "unknown server key",
+        '[server]\nhots = "x"',
+        'server.hots: unknown key (did you mean "host"?)',
+    ),
     (
         "port not an integer",
         '[server]\nport = "80"',

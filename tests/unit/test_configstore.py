@@ -154,7 +154,7 @@ def test_write_config_text_validates_first(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     with pytest.raises(ConfigError) as caught:
         write_config_text(path, "[srever]\n", overwrite=False)
-    assert str(caught.value) == "srever: unknown key"
+    assert str(caught.value) == 'srever: unknown key (did you mean "server"?)'
     assert not path.exists()
 
 

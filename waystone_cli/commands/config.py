@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from waystone_cli import render
-from waystone_cli.configstore import load_document
+from waystone_cli.configstore import load_document, lock_path
 from waystone_cli.context import app_context
 from waystone_cli.core.config import Config
+from waystone_cli.core.config_warnings import config_warnings
 from waystone_cli.core.errors import ConfigError
 
 
 def register(root: typer.Typer) -> None:
     app = typer.Typer(no_args_is_help=True)
-    app.command("path", help="Print the config file's path.")(path)
+    app.command("path", help="Print the config file's path (--all: every path waystone uses).")(
+        path
+    )
     app.command("show", help="Print the config file (after checking that it validates).")(show)
     app.command("validate", help="Check the config file; errors name the TOML path.")(validate)
     root.add_typer(app, name="config", help="Locate, print and check the config file.")
 
 
-def path(ctx: typer.Context) -> None:
-    render.print_text(str(app_context(ctx).config_path))
+def path(
+    ctx: typer.Context,
+    every: bool = typer.Option(
+        False, "--all", help="Also the home, ledger, admin socket and lock file paths."
+    ),
+) -> None:
+    context = app_context(ctx)
+    if not every:
+        render.print_text(str(context.config_path))
+        return
+    home = os.environ.get("WAYSTONE_HOME")
+    rows = [
+        ("home", f"{home} (WAYSTONE_HOME)" if home else "unset (WAYSTONE_HOME): platform folders"),
+        ("config", str(context.config_path)),
+        ("ledger", str(context.ledger_path(context.load_for_reading()))),
+        ("socket", str(context.socket_path())),
+        ("lock", str(lock_path(context.config_path))),
+    ]
+    render.print_text("\n".join(f"{label:<7} {value}" for label, value in rows))
 
 
 def show(
@@ -40,6 +61,8 @@ def validate(ctx: typer.Context) -> None:
     config_path = _existing(app_context(ctx).config_path)
     _, config = load_document(config_path)
     render.print_line(f"{config_path}: valid ({summary(config)})")
+    for warning in config_warnings(config, os.environ):
+        render.print_note(f"warning: {warning}")
 
 
 def _existing(config_path: Path) -> Path:

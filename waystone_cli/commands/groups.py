@@ -1,8 +1,9 @@
 """``waystone group …``: the entity commands of users.py, plus membership.
 
 Membership declared by the admin is the user's ``groups`` list in the TOML; ``link``
-and ``unlink`` edit it (``link`` declares a user that is not in the config yet, since
-linking is how an admin says the user exists).  Links seen in traffic live in the
+and ``unlink`` edit it.  ``link`` declares a user that is not in the config yet but has
+been seen in traffic; an id that is neither is most likely a typo, so it is refused
+unless ``--create`` says the user is new.  Links seen in traffic live in the
 ledger and are shown by ``members`` but cannot be removed here: traffic made them.
 """
 
@@ -38,7 +39,16 @@ def register(root: typer.Typer) -> None:
     )
 
 
-def link(ctx: typer.Context, group: str = GROUP_ARG, users: list[str] = USERS_ARG) -> None:
+def link(
+    ctx: typer.Context,
+    group: str = GROUP_ARG,
+    users: list[str] = USERS_ARG,
+    create: bool = typer.Option(
+        False, "--create", help="Declare users that are neither in the config nor seen yet."
+    ),
+) -> None:
+    if not create:
+        refuse_unknown_users(ctx, users)
     path = app_context(ctx).config_path
     created = update_config(path, lambda doc: link_users(doc, group, users))
     render.print_line(f"Linked {', '.join(users)} to {group}.")
@@ -62,6 +72,19 @@ def members(ctx: typer.Context, group: str = GROUP_ARG, as_json: bool = JSON_OPT
         render.print_json(rows)
     else:
         render.print_grid(render.members_grid(rows))
+
+
+def refuse_unknown_users(ctx: typer.Context, users: Sequence[str]) -> None:
+    config = app_context(ctx).load_for_reading()
+    unknown = [
+        u for u in users if u not in config.users and seen_entity(ctx, config, "user", u) is None
+    ]
+    if unknown:
+        listed = ", ".join(f'"{u}"' for u in unknown)
+        raise NotFoundError(
+            f"no user {listed} in the config or seen in traffic "
+            "(check the id, or pass --create to declare a new user)"
+        )
 
 
 def link_users(doc: Document, group: str, users: Sequence[str]) -> list[str]:

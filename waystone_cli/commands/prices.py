@@ -32,7 +32,7 @@ def check(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     state = app_context(ctx)
-    report = price_report(state.load(), state.query("unpriced_models"))
+    report = price_report(state.load_for_reading(), state.query("unpriced_models"))
     if as_json:
         render.print_json(report)
         return

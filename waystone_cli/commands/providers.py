@@ -1,20 +1,28 @@
-"""``waystone provider add|list|rm``: the upstreams the gateway forwards to.
+"""``waystone provider add|set|list|rm``: the upstreams the gateway forwards to.
 
 The CLI only writes ``env:VAR`` key references: a literal key typed on a command line
 ends up in shell history.  ``list`` never prints a literal key found in the file.
+``rm`` and ``set --rm-model`` refuse while a rule's target (``to``, ``moderation``)
+would no longer resolve to a provider, naming every such rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from waystone_cli import render
 from waystone_cli.configstore import Document, update_config
 from waystone_cli.context import app_context
-from waystone_cli.core.errors import NotFoundError, WaystoneError
+from waystone_cli.core.config import parse_config
+from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
+from waystone_cli.core.models import unserved_targets
+
+if TYPE_CHECKING:
+    from waystone_cli.core.config import Config, ProviderConfig
 
 NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
 
@@ -22,8 +30,9 @@ NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
 def register(root: typer.Typer) -> None:
     app = typer.Typer(no_args_is_help=True)
     app.command("add", help="Add an OpenAI-compatible provider (or the built-in mock).")(add)
+    app.command("set", help="Change a provider's base URL, key variable or models.")(set_)
     app.command("list", help="List providers and their models.")(list_)
-    app.command("rm", help="Remove a provider no rule refers to.")(rm)
+    app.command("rm", help="Remove a provider no rule's target depends on.")(rm)
     root.add_typer(app, name="provider", help="Manage upstream providers.")
 
 
@@ -45,10 +54,36 @@ def add(
     render.print_line(f"Added provider {name}.")
 
 
+def set_(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    base_url: str | None = typer.Option(None, "--base-url", metavar="URL", help="New base URL."),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", metavar="VAR", help="Environment variable holding the API key."
+    ),
+    add_model: list[str] = typer.Option(
+        [], "--add-model", metavar="M", help="A model it serves from now on; repeat."
+    ),
+    rm_model: list[str] = typer.Option(
+        [], "--rm-model", metavar="M", help="A model it no longer serves; repeat."
+    ),
+) -> None:
+    change = ProviderChange(
+        base_url=base_url, api_key_env=api_key_env, add_models=add_model, rm_models=rm_model
+    )
+    if change.is_empty():
+        raise UsageError(
+            "nothing to set: give --base-url, --api-key-env, --add-model or --rm-model"
+        )
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: change_provider(doc, name, change))
+    render.print_line(f"Updated provider {name}.")
+
+
 def list_(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
-    config = app_context(ctx).load()
+    config = app_context(ctx).load_for_reading()
     rows = provider_rows(config.providers)
     if as_json:
         render.print_json(rows)
@@ -83,17 +118,74 @@ def add_provider(doc: Document, name: str, entry: Mapping[str, Any]) -> None:
     table[name] = dict(entry)
 
 
+@dataclass(frozen=True)
+class ProviderChange:
+    base_url: str | None = None
+    api_key_env: str | None = None
+    add_models: Sequence[str] = ()
+    rm_models: Sequence[str] = ()
+
+    def is_empty(self) -> bool:
+        return (
+            self.base_url is None
+            and self.api_key_env is None
+            and not self.add_models
+            and not self.rm_models
+        )
+
+
+def change_provider(doc: Document, name: str, change: ProviderChange) -> None:
+    entry = _entry(doc, name)
+    if change.base_url is not None:
+        entry["base_url"] = change.base_url
+    if change.api_key_env is not None:
+        entry["api_key"] = f"env:{change.api_key_env.removeprefix('env:')}"
+    models = list(entry.get("models", []))
+    for model in change.rm_models:
+        if model not in models:
+            raise NotFoundError(f'provider "{name}" does not list model "{model}"')
+        models.remove(model)
+    models.extend(m for m in change.add_models if m not in models)
+    if change.rm_models:
+        _refuse_dropped_models(doc, name, models, change.rm_models)
+    entry["models"] = models
+
+
+def _refuse_dropped_models(
+    doc: Document, name: str, models: Sequence[str], dropped: Sequence[str]
+) -> None:
+    if not models:
+        # An empty list means "any model": removing the last one would widen the provider.
+        raise WaystoneError(
+            f'provider "{name}" would have no models left (an empty list serves any model)'
+        )
+    config = parse_config(doc)
+    after = {**config.providers, name: replace(config.providers[name], models=tuple(models))}
+    listed = ", ".join(f'"{m}"' for m in dropped)
+    refuse_lost_targets(config, after, f'model {listed} of provider "{name}"')
+
+
 def remove_provider(doc: Document, name: str) -> None:
-    if name not in doc.get("providers", {}):
-        raise NotFoundError(f'no provider named "{name}"')
-    for rule, body in doc.get("rules", {}).items():
-        for key in ("to", "moderation"):
-            target = body.get(key)
-            if isinstance(target, str) and target.split("/", 1)[0] == name and "/" in target:
-                raise WaystoneError(
-                    f'provider "{name}" is used by rule "{rule}" ({key} = "{target}")'
-                )
+    _entry(doc, name)
+    config = parse_config(doc)
+    remaining = {n: p for n, p in config.providers.items() if n != name}
+    refuse_lost_targets(config, remaining, f'provider "{name}"')
     del doc["providers"][name]
+
+
+def _entry(doc: Document, name: str) -> dict[str, Any]:
+    entry = doc.get("providers", {}).get(name)
+    if not isinstance(entry, dict):
+        raise NotFoundError(f'no provider named "{name}"')
+    return entry
+
+
+def refuse_lost_targets(config: Config, providers: Mapping[str, ProviderConfig], what: str) -> None:
+    """Refuse a change after which some rule's target would no longer resolve."""
+    lost = unserved_targets(config.rules, providers)
+    if lost:
+        uses = ", ".join(f'rule "{t.rule}" ({t.field} = "{t.target}")' for t in lost)
+        raise WaystoneError(f"{what} is used by {uses}")
 
 
 def provider_rows(providers: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
-"""``waystone rule add|list|show|rm``: named trigger → action pairs.
+"""``waystone rule add|set|rename|list|show|rm``: named trigger → action pairs.
 
 A rule does nothing until a ruleset names it.  ``--set K=V`` writes any field of the
 rule's TOML table; dotted keys reach into trigger tables (``--set usage.metric=cost_usd
 --set usage.window=30d --set usage.over=10``).  The whole config is validated before
-anything is written, so a wrong field is reported with its TOML path.
+anything is written, so a wrong field is reported with its TOML path.  ``set`` takes the
+same ``K=V`` pairs (``action`` and ``model`` included) to change a rule in place, and
+``rename`` updates the rulesets that name the rule.
 """
 
 from __future__ import annotations
@@ -25,10 +27,16 @@ JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 def register(root: typer.Typer) -> None:
     app = typer.Typer(no_args_is_help=True)
     app.command("add", help="Add a rule: an optional trigger and an action.")(add)
+    app.command("set", help="Change fields of a rule (K=V, dotted keys for triggers).")(set_)
+    app.command("rename", help="Rename a rule, and every ruleset's use of it.")(rename)
     app.command("list", help="List rules and the rulesets that use them.")(list_)
     app.command("show", help="Show one rule.")(show)
     app.command("rm", help="Remove a rule no ruleset uses.")(rm)
-    root.add_typer(app, name="rule", help="Manage rules (trigger → action).")
+    root.add_typer(
+        app,
+        name="rule",
+        help="Manage rules (trigger → action); `waystone rules explain` shows how they apply.",
+    )
 
 
 def add(
@@ -54,6 +62,29 @@ def add(
     path = app_context(ctx).config_path
     update_config(path, lambda doc: add_rule(doc, name, entry))
     render.print_line(f"Added rule {name}.")
+
+
+def set_(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    assignments: list[str] = typer.Argument(..., metavar="K=V...", show_default=False),
+) -> None:
+    fields = [parse_assignment(text) for text in assignments]
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: set_rule_fields(doc, name, fields))
+    render.print_line(f"Updated rule {name}.")
+
+
+def rename(
+    ctx: typer.Context,
+    old: str = typer.Argument(..., metavar="OLD", show_default=False),
+    new: str = typer.Argument(..., metavar="NEW", show_default=False),
+) -> None:
+    path = app_context(ctx).config_path
+    users = update_config(path, lambda doc: rename_rule(doc, old, new))
+    render.print_line(
+        f"Renamed rule {old} to {new}" + (f" in {', '.join(users)}." if users else ".")
+    )
 
 
 def list_(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
@@ -125,6 +156,33 @@ def add_rule(doc: Document, name: str, entry: Mapping[str, Any]) -> None:
     if name in table:
         raise WaystoneError(f'rule "{name}" already exists (remove it first to redefine it)')
     table[name] = dict(entry)
+
+
+def _rule(doc: Document, name: str) -> dict[str, Any]:
+    entry = doc.get("rules", {}).get(name)
+    if not isinstance(entry, dict):
+        raise NotFoundError(f'no rule named "{name}"')
+    return entry
+
+
+def set_rule_fields(doc: Document, name: str, fields: Sequence[tuple[str, Any]]) -> None:
+    entry = _rule(doc, name)
+    for key, value in fields:
+        set_dotted(entry, key, value)
+
+
+def rename_rule(doc: Document, old: str, new: str) -> list[str]:
+    """Rename ``old`` to ``new`` where it is defined and where rulesets name it."""
+    _rule(doc, old)
+    rules = doc["rules"]
+    if new in rules:
+        raise WaystoneError(f'rule "{new}" already exists')
+    doc["rules"] = {new if k == old else k: v for k, v in rules.items()}
+    users = rulesets_using(doc, old)
+    for ruleset in users:
+        body = doc["rulesets"][ruleset]
+        body["rules"] = [new if r == old else r for r in body["rules"]]
+    return users
 
 
 def remove_rule(doc: Document, name: str) -> None:

@@ -35,7 +35,10 @@ def now() -> datetime:
 
 def register(root: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    rules = typer.Typer(no_args_is_help=True, help="Explain how rulesets treat a request.")
+    rules = typer.Typer(
+        no_args_is_help=True,
+        help="Explain how rulesets treat a request (`waystone rule` manages the rules).",
+    )
     rules.command("explain")(explain)
     root.add_typer(rules, name="rules")
 

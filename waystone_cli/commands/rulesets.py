@@ -1,4 +1,4 @@
-"""``waystone ruleset add|list|show|rm|enable|disable``: a condition and the rules it applies.
+"""``waystone ruleset add|set|list|show|rm|enable|disable``: a condition and the rules it applies.
 
 The condition is parsed when the config is validated, so ``add`` refuses a condition
 that does not parse and points at the offending token.  ``disable`` keeps a ruleset in
@@ -15,7 +15,7 @@ import typer
 from waystone_cli import render
 from waystone_cli.configstore import Document, load_document, update_config
 from waystone_cli.context import app_context
-from waystone_cli.core.errors import NotFoundError, WaystoneError
+from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
 
 NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
@@ -24,6 +24,7 @@ JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 def register(root: typer.Typer) -> None:
     app = typer.Typer(no_args_is_help=True)
     app.command("add", help="Add a ruleset: a condition and the rules it applies.")(add)
+    app.command("set", help="Change a ruleset's condition, priority or rules.")(set_)
     app.command("list", help="List rulesets.")(list_)
     app.command("show", help="Show one ruleset.")(show)
     app.command("rm", help="Remove a ruleset.")(rm)
@@ -47,6 +48,23 @@ def add(
     path = app_context(ctx).config_path
     update_config(path, lambda doc: add_ruleset(doc, name, entry))
     render.print_line(f"Added ruleset {name}.")
+
+
+def set_(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    when: str | None = typer.Option(None, "--when", metavar="COND", help="New condition."),
+    priority: int | None = typer.Option(None, "--priority", metavar="N", help="New priority."),
+    add_rule: list[str] = typer.Option([], "--add-rule", metavar="R", help="Apply R too; repeat."),
+    rm_rule: list[str] = typer.Option(
+        [], "--rm-rule", metavar="R", help="Stop applying R; repeat."
+    ),
+) -> None:
+    if when is None and priority is None and not add_rule and not rm_rule:
+        raise UsageError("nothing to set: give --when, --priority, --add-rule or --rm-rule")
+    path = app_context(ctx).config_path
+    update_config(path, lambda doc: change_ruleset(doc, name, when, priority, add_rule, rm_rule))
+    render.print_line(f"Updated ruleset {name}.")
 
 
 def list_(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
@@ -120,6 +138,28 @@ def _entry(doc: Document, name: str) -> dict[str, Any]:
 def remove_ruleset(doc: Document, name: str) -> None:
     _entry(doc, name)
     del doc["rulesets"][name]
+
+
+def change_ruleset(
+    doc: Document,
+    name: str,
+    when: str | None,
+    priority: int | None,
+    add: Sequence[str],
+    remove: Sequence[str],
+) -> None:
+    entry = _entry(doc, name)
+    if when is not None:
+        entry["when"] = when
+    if priority is not None:
+        entry["priority"] = priority
+    rules = list(entry.get("rules", []))
+    for rule in remove:
+        if rule not in rules:
+            raise NotFoundError(f'ruleset "{name}" does not apply rule "{rule}"')
+        rules.remove(rule)
+    rules.extend(r for r in dict.fromkeys(add) if r not in rules)
+    entry["rules"] = rules
 
 
 def set_enabled(doc: Document, name: str, enabled: bool) -> None:

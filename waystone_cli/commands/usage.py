@@ -270,7 +270,7 @@ def _with_progress(label: str, work: Callable[[], T]) -> T:
 def datasets(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)
 ) -> None:
-    """The review datasets that dataset rules collected, with their sizes."""
+    """List the review datasets that dataset rules collected (one: `usage dataset NAME`)."""
     from waystone_cli import render
     from waystone_cli.render.usage import datasets_table
 
@@ -288,7 +288,7 @@ def dataset(
     name: str = typer.Argument(..., help="The dataset's name."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """The items of one review dataset: input, output, user, group, model and time."""
+    """Show one dataset's items: input, output, user, group, model, time (all: `datasets`)."""
     from waystone_cli import render
     from waystone_cli.render.usage import dataset_table
 
@@ -304,7 +304,7 @@ def prune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be deleted."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Delete the rows whose retain rule has run out, with their content and dataset items."""
+    """Delete rows whose retain rule has run out (rows from before the rule never expire)."""
     from waystone_cli import render
     from waystone_cli.ledger.access import run_write
     from waystone_cli.render.usage import prune_text

@@ -64,7 +64,10 @@ def _add_command(app: typer.Typer, kind: Kind) -> None:
         ctx: typer.Context,
         ident: str = ID_ARG,
         meta: list[str] = META_OPT,
-        group: list[str] = typer.Option([], "--group", metavar="G", help="Member of G; repeat."),
+        # Hidden for groups (a group has no groups), yet still parsed to say so.
+        group: list[str] = typer.Option(
+            [], "--group", metavar="G", help="Member of G; repeat.", hidden=kind == "group"
+        ),
         credits_usd: float | None = USD_OPT,
         credits_window: str | None = WINDOW_OPT,
     ) -> None:
@@ -86,7 +89,7 @@ def _list_command(app: typer.Typer, kind: Kind) -> None:
         ),
         as_json: bool = JSON_OPT,
     ) -> None:
-        config = app_context(ctx).load()
+        config = app_context(ctx).load_for_reading()
         rows = entity_rows(kind, _declared(config, kind), seen_entities(ctx, config, kind))
         if where is not None:
             rows = filter_rows(kind, rows, where, datetime.now(UTC))
@@ -102,7 +105,7 @@ def _list_command(app: typer.Typer, kind: Kind) -> None:
 
 def _show_command(app: typer.Typer, kind: Kind) -> None:
     def show(ctx: typer.Context, ident: str = ID_ARG, as_json: bool = JSON_OPT) -> None:
-        config = app_context(ctx).load()
+        config = app_context(ctx).load_for_reading()
         found = seen_entity(ctx, config, kind, ident)
         seen = [found] if found else []
         rows = [r for r in entity_rows(kind, _declared(config, kind), seen) if r["id"] == ident]

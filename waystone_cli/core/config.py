@@ -15,12 +15,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from waystone_cli.core.config_lines import line_of
 from waystone_cli.core.errors import ConfigError
 
 # Ids (users, groups) seen in traffic follow the same rule, so every one is addressable
 # from the CLI and the TOML.  \Z, not $: $ would accept a trailing newline.
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+\-_]{0,127}\Z")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+
+# A host name as RFC 1123 spells one: dot-separated labels of letters, digits and inner dashes.
+HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+)
+
+
+def is_listen_host(host: str) -> bool:
+    """An IP address or a host name the daemon can bind to."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(HOSTNAME_RE.match(host))
+    return True
+
 
 ACTIONS = (
     "block",
@@ -195,7 +214,7 @@ class Config:
 def load_config(path: Path) -> Config:
     """Read and validate the TOML file at ``path`` (a missing file is an empty config)."""
     text = read_config_text(path)
-    return Config() if text is None else parse_config(parse_toml(text, str(path)))
+    return Config() if text is None else parse_config_text(text, str(path))[1]
 
 
 def read_config_text(path: Path) -> str | None:
@@ -213,6 +232,40 @@ def read_config_text(path: Path) -> str | None:
         raise ConfigError(
             f"{path}: not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})"
         ) from err
+
+
+# Sections that validate without the others, each taken alone by ``salvage_config``.
+_STANDALONE = (("server",), ("ledger",), ("providers",), ("prices",), ("users", "groups"))
+
+
+def salvage_config(path: Path) -> Config:
+    """What an invalid config file still says on its own: each of ``_STANDALONE`` that
+    validates alone, defaults for the rest.  Commands that only read the ledger use it,
+    so a typo in a rule does not hide the usage reports (or the ledger's path)."""
+    try:
+        data = parse_toml(read_config_text(path) or "", str(path))
+    except ConfigError:
+        return Config()
+    parts: dict[str, Any] = {}
+    for sections in _STANDALONE:
+        try:
+            config = parse_config({s: data[s] for s in sections if s in data})
+        except ConfigError:
+            continue
+        parts.update({s: getattr(config, s) for s in sections})
+    return Config(**parts)
+
+
+def parse_config_text(text: str, where: str) -> tuple[dict[str, Any], Config]:
+    """The TOML dict and its snapshot; a validation error also names the file's line."""
+    data = parse_toml(text, where)
+    try:
+        return data, parse_config(data)
+    except ConfigError as err:
+        line = line_of(text, str(err).split(": ", 1)[0])
+        if line is None:
+            raise
+        raise ConfigError(f"{err} (line {line})") from err
 
 
 def parse_toml(text: str, where: str = "config") -> dict[str, Any]:

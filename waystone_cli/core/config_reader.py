@@ -23,6 +23,7 @@ from waystone_cli.core.config import (
     ProviderConfig,
     ServerConfig,
     UserConfig,
+    is_listen_host,
 )
 from waystone_cli.core.config_rules import rule_config, ruleset_config
 from waystone_cli.core.config_table import Table, check_window
@@ -78,6 +79,8 @@ def _server(t: Table) -> ServerConfig:
     t.done()
     if not 0 < s.port < 65536:
         raise ConfigError(f"{t.at('port')}: must be between 1 and 65535")
+    if not is_listen_host(s.host):
+        raise ConfigError(f'{t.at("host")}: "{s.host}" is not an IP address or host name')
     if s.max_body_mb <= 0:
         raise ConfigError(f"{t.at('max_body_mb')}: must be positive")
     if s.log_format not in ("text", "json"):
@@ -255,13 +258,16 @@ def _cross_check(config: Config) -> None:
                 raise ConfigError(
                     f'rulesets.{_key_path(name)}.rules[{i}]: no rule named "{rule_name}"'
                 )
-    for name, rule in config.rules.items():
-        for key in ("to", "moderation"):
-            target = getattr(rule, key)
-            if target and "/" in target and target.split("/", 1)[0] not in config.providers:
-                raise ConfigError(
-                    f'rules.{_key_path(name)}.{key}: no provider named "{target.split("/", 1)[0]}"'
-                )
+    _check_targets(config)
+
+
+def _check_targets(config: Config) -> None:
+    """Every model a rule sends traffic to resolves the way a request naming it would, so
+    a typo or a removed provider fails here, not on live traffic."""
+    from waystone_cli.core.models import unserved_targets
+
+    for lost in unserved_targets(config.rules, config.providers):
+        raise ConfigError(f"rules.{_key_path(lost.rule)}.{lost.field}: {lost.reason}")
 
 
 def _date_types() -> tuple[type, ...]:

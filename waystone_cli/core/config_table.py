@@ -60,9 +60,15 @@ class Table:
         return dict(sub.data)
 
     def done(self) -> None:
+        """Refuse a key no getter asked for; the getters asked for every known key, so
+        those are the candidates for a did-you-mean."""
         for key in self.data:
             if key not in self.seen:
-                raise ConfigError(f"{self.at(key)}: unknown key")
+                import difflib
+
+                close = difflib.get_close_matches(key, sorted(self.seen), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                raise ConfigError(f"{self.at(key)}: unknown key{hint}")
 
 
 def type_name(value: Any) -> str:

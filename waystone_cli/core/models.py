@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from waystone_cli.core.config import Config, ProviderConfig
+from waystone_cli.core.config import Config, ProviderConfig, RuleConfig
 from waystone_cli.core.errors import InvalidRequest, ModelNotFound
 
 
@@ -35,14 +35,18 @@ class ModelIndex:
 
     @classmethod
     def from_config(cls, config: Config) -> ModelIndex:
+        return cls.of(config.providers)
+
+    @classmethod
+    def of(cls, providers: Mapping[str, ProviderConfig]) -> ModelIndex:
         by_model: dict[str, list[str]] = {}
-        for name, provider in config.providers.items():
+        for name, provider in providers.items():
             for model in provider.models:
                 by_model.setdefault(model, []).append(name)
         return cls(
-            providers=config.providers,
+            providers=providers,
             by_model={model: tuple(names) for model, names in by_model.items()},
-            catch_all=tuple(n for n, p in config.providers.items() if not p.models),
+            catch_all=tuple(n for n, p in providers.items() if not p.models),
         )
 
     def resolve(self, name: str) -> tuple[ProviderConfig, str]:
@@ -79,6 +83,49 @@ class ModelIndex:
             for model in provider.models
         ]
         return {"object": "list", "data": data}
+
+
+@dataclass(frozen=True)
+class UnservedTarget:
+    """A model a rule sends traffic to that the providers would not resolve."""
+
+    rule: str
+    field: str  # to or moderation
+    target: str
+    reason: str
+
+
+# The rule fields that name a model the gateway calls on the rule's behalf.
+TARGET_FIELDS = ("to", "moderation")
+
+
+def unserved_targets(
+    rules: Mapping[str, RuleConfig], providers: Mapping[str, ProviderConfig]
+) -> list[UnservedTarget]:
+    """Every ``change_model`` / ``fallback`` / ``moderation`` target that ``providers``
+    would not serve, resolved as a request naming it would be."""
+    index = ModelIndex.of(providers)
+    lost = []
+    for name, rule in rules.items():
+        for key in TARGET_FIELDS:
+            target = getattr(rule, key)
+            reason = _unserved(index, target) if target else None
+            if reason is not None:
+                lost.append(UnservedTarget(rule=name, field=key, target=target, reason=reason))
+    return lost
+
+
+def _unserved(index: ModelIndex, target: str) -> str | None:
+    prefix, slash, _ = target.partition("/")
+    if slash and prefix not in index.providers:
+        return f'no provider named "{prefix}"'
+    try:
+        index.resolve(target)
+    except ModelNotFound as err:
+        return str(err) if slash else f'no provider serves "{target}"'
+    except InvalidRequest as err:
+        return str(err)
+    return None
 
 
 def resolve_model(config: Config, name: str) -> tuple[ProviderConfig, str]:

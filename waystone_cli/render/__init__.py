@@ -127,11 +127,17 @@ def print_parts(parts: Sequence[Any]) -> None:
 
 
 def scalar_text(value: Any) -> str:
-    """A metadata value as an admin would type it back (``true``, ``3``, ``free``)."""
+    """A metadata value as an admin would type it back (``true``, ``3``, ``free``); a
+    string that would read back as something else (``"false"``, ``"3"``) is quoted."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
+    if isinstance(value, str):
+        from waystone_cli.configstore import parse_scalar
+
+        if not isinstance(parse_scalar(value), str):
+            return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 

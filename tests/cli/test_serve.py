@@ -1,0 +1,81 @@
+"""``waystone serve``: its options are checked before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Cli
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "-1"])
+def test_a_port_out_of_range_is_misuse(cli: Cli, port: str, waystone_home: Path) -> None:
+    run = cli("serve", "--port", port)
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == (
+        f"error: Invalid value for '--port': {port} is not in the range 1<=x<=65535. "
+        "(see 'waystone serve --help')\n"
+    )
+    assert sorted(p.name for p in waystone_home.iterdir()) == []
+
+
+@pytest.mark.parametrize("host", ["bad host", "a..b", "-x", ""])
+def test_a_host_that_is_neither_an_address_nor_a_name_is_misuse(cli: Cli, host: str) -> None:
+    run = cli("serve", "--host", host)
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        2,
+        "",
+        f"error: Invalid value for '--host': \"{host}\" is not an IP address or host name "
+        "(see 'waystone serve --help')\n",
+    )
+
+
+def test_a_config_host_that_is_not_a_host_is_refused(cli: Cli, write_config) -> None:
+    write_config('[server]\nhost = "0.0.0.0:8787"\n')
+    run = cli("config", "validate")
+    assert (run.exit_code, run.stderr) == (
+        1,
+        'error: server.host: "0.0.0.0:8787" is not an IP address or host name (line 2)\n',
+    )
+
+
+def test_help_shows_the_server_table_names(cli: Cli) -> None:
+    text = cli("serve", "--help").stdout
+    assert text.count("(default: [server]") == 3
+    assert "default:  " not in text
+
+
+def test_serve_with_no_config_says_so_and_that_nothing_is_served(
+    cli: Cli, waystone_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    monkeypatch.setattr("daemon.server.run", started.append)
+    run = cli("serve", "--port", "9001")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        0,
+        "waystone 0.1.0 serving http://127.0.0.1:9001/v1\n"
+        f"  config     {waystone_home / 'config.toml'} (no file: defaults)\n"
+        f"  ledger     {waystone_home / 'ledger.duckdb'}\n"
+        f"  socket     {waystone_home / 'admin.sock'}\n"
+        "  providers  none\n"
+        "  rulesets   none\n"
+        "  auth       no gateway keys: loopback only\n",
+        f"warning: no config file at {waystone_home / 'config.toml'} "
+        "(create one with `waystone init`)\n"
+        "warning: no provider configured: every model request will be refused "
+        "(add one with `waystone provider add`)\n",
+    )
+    assert [s.port for s in started] == [9001]
+
+
+def test_serve_reports_gateway_keys(
+    cli: Cli, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("daemon.server.run", lambda settings: None)
+    cli("init")
+    assert cli("key", "create", "ci").exit_code == 0
+    run = cli("serve")
+    assert "  auth       gateway keys (1 key)\n" in run.stdout
+    assert "  providers  local (mock): mock-small, mock-large\n" in run.stdout
+    assert run.stderr == ""
