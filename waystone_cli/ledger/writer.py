@@ -17,8 +17,11 @@ The writer remembers the users, groups and links it knows are in the ledger
 statement; their ``last_seen`` moves are written at most once a minute, by a batch or,
 when traffic stops, by the task on its own, and all of them at ``close()``.
 
-A batch that fails is logged and its rows are spilled; the spill is drained after the
-queue, with exponential back-off while the database keeps failing.  Rows from a spill
+A row the ledger cannot store (a value beyond its column, a spill line that does not
+convert) is set aside with its reason in the ``.rejected`` file beside the spill, and
+every other row of its batch is written (``ledger.rows``).  A batch that fails because
+the database cannot take anything is logged and its rows are spilled; the spill is
+drained after the queue, with exponential back-off while the database keeps failing.  Rows from a spill
 left behind by a crash are loaded at ``start()``, skipping ids already in the ledger
 (the crash may have come between a commit and the file's removal).
 
@@ -32,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -46,6 +49,7 @@ from waystone_cli.ledger.batch import drop_known, fold_now, insert_batch, write_
 from waystone_cli.ledger.connection import lower_priority
 from waystone_cli.ledger.entities import KnownEntities
 from waystone_cli.ledger.rollup import FOLD_EVERY_S, Folding
+from waystone_cli.ledger.rows import Rejected, insert_isolating
 
 T = TypeVar("T")
 log = logging.getLogger("waystone.ledger")
@@ -95,10 +99,17 @@ class LedgerWriter:
         self._known = KnownEntities(refresh_s=entity_refresh_s)
         self._folding = Folding(fold_every_s)
         self.last_flush_ms: float | None = None
+        # Rows set aside in ``rejected_path`` since the writer was made.
+        self.rejected = 0
 
     @property
     def spill_path(self) -> Path:
         return self._spill.path
+
+    @property
+    def rejected_path(self) -> Path:
+        """Where rows the ledger cannot store are kept, with the reason."""
+        return spill.rejected_path(self._spill.path)
 
     @property
     def depth(self) -> int:
@@ -288,19 +299,21 @@ class LedgerWriter:
                     log.error("ledger: the spill file %s has vanished", self.spill_path)
                     self._spill_done = self._spilled
                     break
-            records, lines, offset = await self._in_thread(
+            chunk = await self._in_thread(
                 spill.read_chunk, self._draining, self._drain_offset, self._batch_size
             )
-            if lines == 0:
+            if chunk.lines == 0:
                 self._draining.unlink()
                 self._draining = None
                 continue
-            if records and not await self._write(records, dedupe=self._dedupe):
+            if not await self._write(
+                chunk.records, dedupe=self._dedupe, unreadable=chunk.unreadable
+            ):
                 self._failed()
                 return
-            self._drain_offset = offset
-            self._spill_done += lines
-            if lines < self._batch_size:  # the end of the draining file
+            self._drain_offset = chunk.offset
+            self._spill_done += chunk.lines
+            if chunk.lines < self._batch_size:  # the end of the draining file
                 self._draining.unlink()
                 self._draining = None
             self._notify()
@@ -308,18 +321,47 @@ class LedgerWriter:
             self._dedupe = False
             self._backoff = 0.0
 
-    async def _write(self, records: list[RequestRecord], *, dedupe: bool) -> bool:
+    async def _write(
+        self,
+        records: list[RequestRecord],
+        *,
+        dedupe: bool,
+        unreadable: Sequence[spill.Unreadable] = (),
+    ) -> bool:
+        """Insert the rows, setting aside those the ledger cannot store (``rows``);
+        False if the database could not take them, and the rows are to be retried."""
         started = time.perf_counter()
         try:
             if dedupe:
                 records = await self._in_thread(drop_known, self._con, records)
-            await self._in_thread(insert_batch, self._con, records, self._known, self._folding)
+            rejected = await self._in_thread(insert_isolating, self._insert, records)
         except Exception:
             # Whatever went wrong (a disk error, a bug), the task must live and keep the rows.
             log.exception("ledger batch of %d rows failed; kept for retry", len(records))
+            # Part of the batch may be committed (``insert_isolating``): skip it on retry.
+            self._dedupe = True
             return False
         self.last_flush_ms = (time.perf_counter() - started) * 1000
+        # The database takes rows again: ready, whichever path had failed.
+        self._backoff = 0.0
+        if rejected or unreadable:
+            self._reject(rejected, unreadable)
         return True
+
+    def _insert(self, records: Sequence[RequestRecord]) -> None:
+        insert_batch(self._con, records, self._known, self._folding)
+
+    def _reject(self, rejected: list[Rejected], unreadable: Sequence[spill.Unreadable]) -> None:
+        self.rejected += len(rejected) + len(unreadable)
+        try:
+            spill.append_rejected(self.rejected_path, rejected, list(unreadable))
+        except OSError as err:
+            log.error(
+                "ledger: cannot keep %d rejected rows in %s: %s",
+                len(rejected) + len(unreadable),
+                self.rejected_path,
+                err,
+            )
 
     async def _write_entity_times(self, *, force: bool = False) -> None:
         try:
