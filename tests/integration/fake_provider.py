@@ -12,7 +12,8 @@ Its answers are fixed so tests can work out tokens and costs by hand:
 Models with special behaviour: ``error-model`` answers 500, ``cut-model`` streams two
 chunks then drops the connection, ``slow-model`` streams a chunk every 0.1 s for 10 s
 (and records whether the gateway hung up), ``flaky-model`` fails with 503 on its first
-call, then works.
+call, then works.  ``chat_usage``, when set, replaces the chat usage (a provider
+reporting absurd counts).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FakeProvider:
     seen: list[Seen] = field(default_factory=list)
     hung_up: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    chat_usage: dict[str, Any] | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
@@ -114,7 +116,7 @@ class FakeProvider:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": CHAT_USAGE,
+                "usage": CHAT_USAGE if self.chat_usage is None else self.chat_usage,
             }
         )
 

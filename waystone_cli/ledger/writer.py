@@ -268,9 +268,11 @@ class LedgerWriter:
             self._queue_done += len(batch)
             self._notify()
         if self._held:
-            held, self._held = self._held, []
-            if not await self._write(held, dedupe=True):
-                self._held = held + self._held
+            # Held until written: ``flush()`` and ``depth`` count them meanwhile.
+            held = list(self._held)
+            if await self._write(held, dedupe=True):
+                del self._held[: len(held)]
+            else:
                 self._failed()
             self._notify()
 

@@ -393,3 +393,32 @@ async def test_the_writer_thread_runs_below_the_event_loop_priority(
         assert os.getpriority(os.PRIO_PROCESS, tid) == expected
     finally:
         await writer.close()
+
+
+async def test_healthy_again_once_rows_held_in_memory_are_written(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither the database nor the spill's folder takes anything for a while: the rows
+    # wait in memory, then go in; readiness must follow the writer's state now.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    calls: list[int] = []
+    real = writer_module.insert_batch
+
+    def unwritable_twice(
+        c: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *known: Any
+    ) -> None:
+        calls.append(len(records))
+        if len(calls) <= 2:
+            raise duckdb.IOException("Permission denied")
+        real(c, records, *known)
+
+    monkeypatch.setattr(writer_module, "insert_batch", unwritable_twice)
+    writer = LedgerWriter(con, flush_interval_ms=10, spill_path=blocker / "spill.jsonl")
+    await writer.start()
+    for n in range(5):
+        writer.submit(record(n))
+    await writer.flush()
+    assert (count(con), writer.depth, len(calls)) == (5, 0, 3)
+    assert writer.healthy
+    await writer.close()
