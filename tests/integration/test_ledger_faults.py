@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import duckdb
+import pytest
 
 from tests.integration.conftest import Gateway
 from tests.unit.ledger.conftest import record
+from waystone_cli.core.errors import WaystoneError
 from waystone_cli.ledger import spill
+from waystone_cli.ledger.connection import open_readwrite
 from waystone_cli.ledger.rows import MAX_COST
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -77,3 +81,20 @@ async def test_a_spill_line_that_does_not_convert_is_counted_at_start(
     assert await _metric(gateway, "waystone_ledger_rows_rejected_total") == [
         "waystone_ledger_rows_rejected_total 1.0"
     ]
+
+
+async def test_a_ledger_from_a_newer_waystone_stops_the_daemon_at_start(
+    start_gateway: Callable[..., Any], waystone_home: Path
+) -> None:
+    ledger = waystone_home / "ledger.duckdb"
+    con = open_readwrite(ledger)
+    con.execute("INSERT INTO _migrations VALUES ('m099_tenants', now()::TIMESTAMP)")
+    con.close()
+    with pytest.raises(WaystoneError) as err:
+        await start_gateway()
+    assert str(err.value) == (
+        f"the ledger {ledger} was written by a newer waystone (migrations this version "
+        "does not know: m099_tenants); upgrade waystone to use it"
+    )
+    # Refused, not left open: the file can be opened again at once.
+    duckdb.connect(str(ledger)).close()

@@ -249,6 +249,7 @@ def export(
     out: Path | None = typer.Option(
         None, "--out", help="Write here (default: stdout, csv and json only)."
     ),
+    force: bool = typer.Option(False, "--force", help="Overwrite the --out file if it exists."),
 ) -> None:
     """Export every ledger row through DuckDB's own writers."""
     from waystone_cli import render
@@ -258,10 +259,16 @@ def export(
     if out is None and format is Format.parquet:
         raise UsageError("parquet goes to a file: give --out FILE")
     state = app_context(ctx)
+    if out is not None:
+        from waystone_cli.ledger.export import refuse_existing
+
+        refuse_existing(out.expanduser().resolve(), overwrite=force)
     with _target(out) as path:
         result = _with_progress(
             f"exporting {format.value}",
-            lambda: state.query("usage_export", format=format.value, out=str(path), **params),
+            lambda: state.query(
+                "usage_export", format=format.value, out=str(path), overwrite=force, **params
+            ),
         )
         if out is None:
             with path.open("rb") as f:

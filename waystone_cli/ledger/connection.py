@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from waystone_cli.core.errors import WaystoneError
-from waystone_cli.ledger.migrations import migrate
+from waystone_cli.ledger.migrations import check_known, migrate
 
 # The ledger writer thread's nice value (``lower_priority``): measured with
 # bench/proxy/run.py.
@@ -26,9 +26,13 @@ def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(path))
     except duckdb.IOException as err:
         raise WaystoneError(f"cannot open the ledger {path}: {err}") from err
-    con.execute("SET TimeZone = 'UTC'")
-    _fit_threads(con)
-    migrate(con)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _fit_threads(con)
+        migrate(con)
+    except BaseException:
+        con.close()  # a ledger refused (newer schema) is not left open and locked
+        raise
     return con
 
 
@@ -59,6 +63,7 @@ def open_readonly(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con = duckdb.connect(":memory:")
         migrate(con)
     try:
+        check_known(con)
         con.execute("SET TimeZone = 'UTC'")
         _fit_threads(con)
         yield con
