@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from waystone_cli.demo import free_port
+from waystone_cli.ledger.connection import open_readwrite
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +139,33 @@ def test_demo_runs_offline_and_prints_the_usage_table(waystone_home: Path) -> No
     assert result.returncode == 0, result.stderr
     assert "sent 12 requests" in result.stdout
     assert "alice" in result.stdout and "acme" in result.stdout
+
+
+def test_the_daemons_ledger_files_are_its_owners_only(waystone_home: Path) -> None:
+    ledger = waystone_home / "data" / "ledger.duckdb"
+    open_readwrite(ledger).close()  # closed with a checkpoint: the daemon makes a new WAL
+    wal = ledger.with_name("ledger.duckdb.wal")
+    assert not wal.exists()
+    port = free_port()
+    config = CONFIG.format(port=port) + f'\n[ledger]\npath = "{ledger}"\n'
+    (waystone_home / "config.toml").write_text(config)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "waystone_cli.main", "serve"],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_ready(port, proc)
+        asyncio.run(_send(port, 10))
+        deadline = time.monotonic() + 10
+        while not wal.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert wal.stat().st_mode & 0o777 == 0o600
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (ledger.parent.stat().st_mode & 0o777, ledger.stat().st_mode & 0o777) == (0o700, 0o600)

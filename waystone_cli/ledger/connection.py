@@ -20,8 +20,14 @@ WRITER_NICE = 3
 
 
 def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the ledger; the caller closes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open (creating if needed) and migrate the ledger; the caller closes it.
+
+    The ledger holds captured prompts: a folder it creates is its owner's only, and the
+    file and its WAL are made readable by their owner only.  DuckDB creates a new WAL
+    after each checkpoint with the process's umask, which the daemon sets to match.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
     try:
         con = duckdb.connect(str(path))
     except duckdb.IOException as err:
@@ -30,10 +36,17 @@ def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
         con.execute("SET TimeZone = 'UTC'")
         _fit_threads(con)
         migrate(con)
+        _owner_only(path)
     except BaseException:
         con.close()  # a ledger refused (newer schema) is not left open and locked
         raise
     return con
+
+
+def _owner_only(path: Path) -> None:
+    for file in (path, path.with_name(path.name + ".wal")):
+        with suppress(FileNotFoundError):
+            file.chmod(0o600)
 
 
 def _fit_threads(con: duckdb.DuckDBPyConnection) -> None:

@@ -422,3 +422,18 @@ async def test_healthy_again_once_rows_held_in_memory_are_written(
     assert (count(con), writer.depth, len(calls)) == (5, 0, 3)
     assert writer.healthy
     await writer.close()
+
+
+async def test_the_spill_and_rejected_files_are_the_owners_only(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    spill_path = tmp_path / "spill" / "ledger.spill.jsonl"
+    writer = LedgerWriter(con, queue_size=1, spill_path=spill_path)
+    await writer.start()
+    for n in range(3):
+        writer.submit(record(n, input_tokens=2**63 if n == 2 else 10))
+    assert spill_path.stat().st_mode & 0o777 == 0o600
+    assert spill_path.parent.stat().st_mode & 0o777 == 0o700
+    await writer.flush()
+    assert writer.rejected_path.stat().st_mode & 0o777 == 0o600
+    await writer.close()
