@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import suppress
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
@@ -141,31 +142,52 @@ def _owner_only(path: str, flags: int) -> int:
 
 
 class SpillFile:
-    """Appends rows to the spill file; opened on first use, closed on rotation."""
+    """Appends rows to the spill file.
+
+    The file is held open from ``open()`` on and opened again right after each
+    rotation: a folder that stops letting files be created (permissions changed, a
+    disk remounted read-only for new inodes) still takes rows through the open file,
+    which is when the spill is needed most.  An empty file is removed at ``close()``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh: IO[str] | None = None
 
-    def append(self, records: list[RequestRecord]) -> None:
+    def open(self) -> None:
         if self._fh is None:
             # A lone surrogate (not valid UTF-8) is written as its JSON escape, which
             # ``decode`` reads back as the same string.
             self._fh = open_private(self.path, "a", errors="backslashreplace")
+
+    def append(self, records: list[RequestRecord]) -> None:
+        self.open()
+        assert self._fh is not None
         self._fh.write("".join(encode(r) + "\n" for r in records))
         # Flushed to the OS (not fsynced): survives a killed process, costs one syscall.
         self._fh.flush()
 
     def rotate(self) -> Path | None:
         """Move the file aside for draining; returns the draining path, or None if empty."""
-        self.close()
+        self._release()
         target = draining_path(self.path)
         if not self.path.exists():
             return None
         self.path.rename(target)
+        try:
+            self.open()
+        except OSError as err:  # ``append`` tries again
+            log.warning("ledger: cannot reopen the spill file %s: %s", self.path, err)
         return target
 
     def close(self) -> None:
+        empty = self._fh is not None and os.fstat(self._fh.fileno()).st_size == 0
+        self._release()
+        if empty:
+            with suppress(OSError):  # only tidiness: an empty file reads as no rows
+                self.path.unlink(missing_ok=True)
+
+    def _release(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None

@@ -134,6 +134,10 @@ class LedgerWriter:
             log.warning("ledger: cannot load the known entities: %s", err)
         await self._in_thread(self._folding.load, self._con)
         self._recover()
+        try:
+            self._spill.open()  # held open: see ``spill.SpillFile``
+        except OSError as err:
+            log.warning("ledger: cannot open the spill file %s: %s", self.spill_path, err)
         if self._spilled:
             await self._drain_spill()
         self._task = asyncio.create_task(self._run(), name="waystone-ledger-writer")

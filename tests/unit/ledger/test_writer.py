@@ -275,8 +275,11 @@ async def test_a_spill_left_by_a_crash_is_loaded_at_start(
         ("req-000002", None),
         ("req-000003", "bob"),
     ]
-    assert spill_files(ledger_path) == []
+    # Nothing left on disk: the running writer holds an empty spill file open.
+    assert spill_files(ledger_path) == ["ledger.duckdb.spill.jsonl"]
+    assert spill_path.read_text() == ""
     await writer.close()
+    assert spill_files(ledger_path) == []
 
 
 async def test_an_unreadable_spill_line_is_set_aside(
@@ -437,3 +440,27 @@ async def test_the_spill_and_rejected_files_are_the_owners_only(
     await writer.flush()
     assert writer.rejected_path.stat().st_mode & 0o777 == 0o600
     await writer.close()
+
+
+async def test_rows_reach_the_spill_when_its_folder_no_longer_takes_new_files(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ledger fails and its folder stops letting files be created (replaced here by a
+    # plain file, as root ignores permissions): at the stop, every queued row must still
+    # reach the spill file, which the writer holds open from its start.
+    def unwritable(
+        c: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *known: Any
+    ) -> None:
+        raise duckdb.IOException("Permission denied")
+
+    folder = tmp_path / "ledger-folder"
+    folder.mkdir()
+    writer = LedgerWriter(con, spill_path=folder / "ledger.spill.jsonl")
+    await writer.start()
+    folder.rename(tmp_path / "moved")
+    folder.write_text("")
+    monkeypatch.setattr(writer_module, "insert_batch", unwritable)
+    for n in range(300):
+        writer.submit(record(n))
+    await writer.close()
+    assert spill.count_lines(tmp_path / "moved" / "ledger.spill.jsonl") == 300
