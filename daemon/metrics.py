@@ -62,7 +62,9 @@ class LedgerGauges(Protocol):
     def depth(self) -> int: ...
 
     last_flush_ms: float | None
-    rejected: int
+
+    @property
+    def rejected(self) -> int: ...
 
 
 @dataclass

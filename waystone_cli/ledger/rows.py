@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 import duckdb
 
@@ -28,12 +29,39 @@ INTEGER = (-(2**31), 2**31 - 1)
 # DECIMAL(18, 10) holds eight digits before the point.
 MAX_COST = Decimal(10) ** 8
 
-_BIGINTS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens")
-_REQUIRED_TEXT = ("id", "route", "outcome")
-_TEXT = ("user_id", "group_id", "provider", "requested_model", "model", "error")
+_TEXT, _NUMBER, _NULL = (str,), (int, float), (type(None),)
+# The Python types each field of a row may hold (``bool`` is not an ``int`` here).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "id": _TEXT,
+    "ts": (datetime,),
+    "route": _TEXT,
+    "status": (int,),
+    "outcome": _TEXT,
+    **dict.fromkeys(("user_id", "group_id", "provider", "requested_model", "model"), _TEXT + _NULL),
+    **dict.fromkeys(("stream", "priced", "usage_estimated", "capture"), (bool,)),
+    **dict.fromkeys(
+        ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens"),
+        (int,),
+    ),
+    "cost_usd": (Decimal, type(None)),
+    **dict.fromkeys(("latency_ms", "ttft_ms", "overhead_ms"), _NUMBER + _NULL),
+    **dict.fromkeys(("rulesets", "rules", "datasets"), (list,)),
+    "retain_days": (int, type(None)),
+    "error": _TEXT + _NULL,
+    "content_output": _TEXT + _NULL,
+}
+_RANGES = {
+    **dict.fromkeys(
+        ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens"),
+        BIGINT,
+    ),
+    "status": INTEGER,
+    "retain_days": INTEGER,
+}
+_TYPED = tuple(_TYPES.items())
+_STRINGS = tuple(name for name, kinds in _TYPES.items() if str in kinds)
 _LISTS = ("rulesets", "rules", "datasets")
-_FLAGS = ("stream", "priced", "usage_estimated", "capture")
-_TIMES = ("latency_ms", "ttft_ms", "overhead_ms")
+_values = attrgetter(*_TYPES)
 
 # Errors that lie in the rows given, not in the database's state: DuckDB's conversion
 # and constraint errors, and Python's own while turning a value into a column.
@@ -58,81 +86,33 @@ class Rejected:
 
 def row_problem(record: RequestRecord) -> str | None:
     """Why ``record`` cannot be stored, or None; mends strings that are not valid Unicode."""
-    if not isinstance(record.ts, datetime):
-        return f"ts is not a time: {record.ts!r}"
-    for name in _REQUIRED_TEXT:
-        if not isinstance(getattr(record, name), str):
-            return f"{name} is not a string: {getattr(record, name)!r}"
-    problem = (
-        _ints(record)
-        or _cost(record.cost_usd)
-        or _typed(record, _FLAGS, bool, optional=False)
-        or _typed(record, _TIMES, (int, float), optional=True)
-        or _typed(record, _TEXT, str, optional=True)
-        or _lists(record)
-    )
-    if problem is None:
-        _mend_text(record)
-    return problem
-
-
-def _ints(record: RequestRecord) -> str | None:
-    checks = [(name, BIGINT, False) for name in _BIGINTS]
-    checks += [("status", INTEGER, False), ("retain_days", INTEGER, True)]
-    for name, (low, high), optional in checks:
-        value = getattr(record, name)
-        if value is None and optional:
-            continue
-        if type(value) is not int:
-            return f"{name} is not an integer: {value!r}"
-        if not low <= value <= high:
-            return f"{name} = {value} is beyond the column's range"
-    return None
-
-
-def _cost(cost: object) -> str | None:
-    if cost is None:
-        return None
-    if not isinstance(cost, Decimal) or not cost.is_finite():
-        return f"cost_usd is not a finite decimal: {cost!r}"
-    if abs(cost) >= MAX_COST:
-        return f"cost_usd = {cost} is beyond DECIMAL(18, 10)"
-    return None
-
-
-def _typed(
-    record: RequestRecord,
-    names: Sequence[str],
-    kind: type | tuple[type, ...],
-    *,
-    optional: bool,
-) -> str | None:
-    for name in names:
-        value = getattr(record, name)
-        if value is None and optional:
-            continue
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+    for (name, kinds), value in zip(_TYPED, _values(record), strict=True):
+        if type(value) not in kinds:
             return f"{name} has the wrong type: {value!r}"
-    return None
-
-
-def _lists(record: RequestRecord) -> str | None:
-    for name in _LISTS:
+    for name, (low, high) in _RANGES.items():
         value = getattr(record, name)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return f"{name} is not a list of strings: {value!r}"
+        if value is not None and not low <= value <= high:
+            return f"{name} = {value} is beyond the column's range"
+    cost = record.cost_usd
+    if cost is not None and not (cost.is_finite() and abs(cost) < MAX_COST):
+        return f"cost_usd = {cost} is beyond DECIMAL(18, 10)"
+    for name in _LISTS:
+        items = getattr(record, name)
+        if items and not all(type(item) is str for item in items):
+            return f"{name} holds a value that is not a string"
+    _mend_text(record)
     return None
 
 
 def _mend_text(record: RequestRecord) -> None:
-    for name in (*_REQUIRED_TEXT, *_TEXT, "content_output"):
+    for name in _STRINGS:
         value = getattr(record, name)
-        if isinstance(value, str) and not value.isascii():
+        if value is not None and not value.isascii():
             setattr(record, name, _valid_unicode(value))
     for name in _LISTS:
-        value = getattr(record, name)
-        if not all(v.isascii() for v in value):
-            setattr(record, name, [_valid_unicode(v) for v in value])
+        items = getattr(record, name)
+        if items and not all(item.isascii() for item in items):
+            setattr(record, name, [_valid_unicode(item) for item in items])
 
 
 def _valid_unicode(text: str) -> str:

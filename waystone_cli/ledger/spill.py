@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -86,7 +87,7 @@ def read_chunk(path: Path, offset: int, limit: int) -> Chunk:
     """Up to ``limit`` lines from byte ``offset``.
 
     A line that does not decode is returned apart rather than blocking the rest; the
-    writer sets it aside (``append_rejected``) once the chunk is consumed, so a chunk
+    writer sets it aside (``RejectedFile``) once the chunk is consumed, so a chunk
     read again after a failed insert does not set it aside twice.
     """
     records: list[RequestRecord] = []
@@ -106,25 +107,38 @@ def read_chunk(path: Path, offset: int, limit: int) -> Chunk:
         return Chunk(records=records, unreadable=unreadable, lines=lines, offset=fh.tell())
 
 
-def append_rejected(path: Path, rejected: list[Rejected], unreadable: list[Unreadable]) -> None:
-    """Keep rows the ledger cannot store in ``path``, one line each, with the reason.
+class RejectedFile:
+    """Where rows the ledger cannot store are kept, one line each, with the reason.
 
     A row is written as its spill line plus a ``_rejected`` key with the reason
     (``decode`` ignores it, so the line can be replayed once the cause is fixed); a line
     that did not decode is kept as it was, its reason only logged.
     """
-    lines = []
-    for entry in unreadable:
-        log.warning("ledger spill line is unreadable (%s); kept in %s", entry.reason, path)
-        lines.append(entry.raw if entry.raw.endswith(b"\n") else entry.raw + b"\n")
-    for row in rejected:
-        log.warning(
-            "ledger row %s cannot be stored (%s); kept in %s", row.record.id, row.reason, path
-        )
-        line = encode(row.record)[:-1] + "," + json.dumps({"_rejected": row.reason})[1:]
-        lines.append(line.encode("utf-8", "backslashreplace") + b"\n")
-    with open_private(path, "ab") as out:
-        out.write(b"".join(lines))
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+
+    def keep(self, rejected: Sequence[Rejected], unreadable: Sequence[Unreadable]) -> None:
+        self.count += len(rejected) + len(unreadable)
+        lines = []
+        for entry in unreadable:
+            log.warning("ledger spill line is unreadable (%s); kept in %s", entry.reason, self.path)
+            lines.append(entry.raw if entry.raw.endswith(b"\n") else entry.raw + b"\n")
+        for row in rejected:
+            log.warning(
+                "ledger row %s cannot be stored (%s); kept in %s",
+                row.record.id,
+                row.reason,
+                self.path,
+            )
+            line = encode(row.record)[:-1] + "," + json.dumps({"_rejected": row.reason})[1:]
+            lines.append(line.encode("utf-8", "backslashreplace") + b"\n")
+        try:
+            with open_private(self.path, "ab") as out:
+                out.write(b"".join(lines))
+        except OSError as err:
+            log.error("ledger: cannot keep %d rejected rows in %s: %s", len(lines), self.path, err)
 
 
 def open_private(path: Path, mode: str, errors: str | None = None) -> IO[Any]:

@@ -21,9 +21,10 @@ A row the ledger cannot store (a value beyond its column, a spill line that does
 convert) is set aside with its reason in the ``.rejected`` file beside the spill, and
 every other row of its batch is written (``ledger.rows``).  A batch that fails because
 the database cannot take anything is logged and its rows are spilled; the spill is
-drained after the queue, with exponential back-off while the database keeps failing.  Rows from a spill
-left behind by a crash are loaded at ``start()``, skipping ids already in the ledger
-(the crash may have come between a commit and the file's removal).
+drained after the queue, with exponential back-off while the database keeps failing.
+Rows from a spill left behind by a crash are loaded at ``start()``, skipping ids
+already in the ledger (the crash may have come between a commit and the file's
+removal).
 
 ``flush()`` is exact because both paths are first-in first-out: the queue is drained
 in order, and the spill file is read in the order it was written.  Counting rows in and
@@ -49,7 +50,7 @@ from waystone_cli.ledger.batch import drop_known, fold_now, insert_batch, write_
 from waystone_cli.ledger.connection import lower_priority
 from waystone_cli.ledger.entities import KnownEntities
 from waystone_cli.ledger.rollup import FOLD_EVERY_S, Folding
-from waystone_cli.ledger.rows import Rejected, insert_isolating
+from waystone_cli.ledger.rows import insert_isolating
 
 T = TypeVar("T")
 log = logging.getLogger("waystone.ledger")
@@ -99,8 +100,7 @@ class LedgerWriter:
         self._known = KnownEntities(refresh_s=entity_refresh_s)
         self._folding = Folding(fold_every_s)
         self.last_flush_ms: float | None = None
-        # Rows set aside in ``rejected_path`` since the writer was made.
-        self.rejected = 0
+        self._rejected = spill.RejectedFile(spill.rejected_path(self._spill.path))
 
     @property
     def spill_path(self) -> Path:
@@ -109,7 +109,12 @@ class LedgerWriter:
     @property
     def rejected_path(self) -> Path:
         """Where rows the ledger cannot store are kept, with the reason."""
-        return spill.rejected_path(self._spill.path)
+        return self._rejected.path
+
+    @property
+    def rejected(self) -> int:
+        """Rows set aside in ``rejected_path`` since the writer was made."""
+        return self._rejected.count
 
     @property
     def depth(self) -> int:
@@ -351,23 +356,11 @@ class LedgerWriter:
         # The database takes rows again: ready, whichever path had failed.
         self._backoff = 0.0
         if rejected or unreadable:
-            self._reject(rejected, unreadable)
+            self._rejected.keep(rejected, unreadable)
         return True
 
     def _insert(self, records: Sequence[RequestRecord]) -> None:
         insert_batch(self._con, records, self._known, self._folding)
-
-    def _reject(self, rejected: list[Rejected], unreadable: Sequence[spill.Unreadable]) -> None:
-        self.rejected += len(rejected) + len(unreadable)
-        try:
-            spill.append_rejected(self.rejected_path, rejected, list(unreadable))
-        except OSError as err:
-            log.error(
-                "ledger: cannot keep %d rejected rows in %s: %s",
-                len(rejected) + len(unreadable),
-                self.rejected_path,
-                err,
-            )
 
     async def _write_entity_times(self, *, force: bool = False) -> None:
         try:
