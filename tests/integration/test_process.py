@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,11 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("daemon not ready")
 
 
-@pytest.fixture
-def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+@contextmanager
+def _serving(home: Path, extra: str = "") -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``waystone serve`` on a free port, ready; killed at the end if still running."""
     port = free_port()
-    (waystone_home / "config.toml").write_text(CONFIG.format(port=port))
+    (home / "config.toml").write_text(CONFIG.format(port=port) + extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "waystone_cli.main", "serve"],
         env=dict(os.environ),
@@ -63,6 +65,12 @@ def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    with _serving(waystone_home) as running:
+        yield running
 
 
 async def _send(port: int, count: int) -> None:
@@ -146,17 +154,7 @@ def test_the_daemons_ledger_files_are_its_owners_only(waystone_home: Path) -> No
     open_readwrite(ledger).close()  # closed with a checkpoint: the daemon makes a new WAL
     wal = ledger.with_name("ledger.duckdb.wal")
     assert not wal.exists()
-    port = free_port()
-    config = CONFIG.format(port=port) + f'\n[ledger]\npath = "{ledger}"\n'
-    (waystone_home / "config.toml").write_text(config)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "waystone_cli.main", "serve"],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_ready(port, proc)
+    with _serving(waystone_home, f'\n[ledger]\npath = "{ledger}"\n') as (proc, port):
         asyncio.run(_send(port, 10))
         deadline = time.monotonic() + 10
         while not wal.exists() and time.monotonic() < deadline:
@@ -164,8 +162,4 @@ def test_the_daemons_ledger_files_are_its_owners_only(waystone_home: Path) -> No
         assert wal.stat().st_mode & 0o777 == 0o600
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert (ledger.parent.stat().st_mode & 0o777, ledger.stat().st_mode & 0o777) == (0o700, 0o600)

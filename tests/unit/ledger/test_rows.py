@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.unit.ledger.conftest import record
-from waystone_cli.core.records import RequestRecord
+from tests.unit.ledger.conftest import failing_inserts, record
 from waystone_cli.ledger import spill
 from waystone_cli.ledger import writer as writer_module
 from waystone_cli.ledger.rows import row_problem
@@ -89,14 +87,7 @@ async def test_a_row_the_database_refuses_is_isolated_by_bisection(
     con.execute("DROP TABLE requests")
     body = ", ".join(f"{name} {kind}" for name, kind in columns)
     con.execute(f"CREATE TABLE requests ({body}, CHECK (input_tokens < 1000))")
-    sizes: list[int] = []
-    real = writer_module.insert_batch
-
-    def recording(c: duckdb.DuckDBPyConnection, rows: Sequence[RequestRecord], *a: Any) -> None:
-        sizes.append(len(rows))
-        real(c, rows, *a)
-
-    monkeypatch.setattr(writer_module, "insert_batch", recording)
+    sizes = failing_inserts(monkeypatch)
     writer = LedgerWriter(con, batch_size=8)
     await writer.start()
     for n in range(8):
@@ -129,18 +120,7 @@ async def test_a_spill_line_that_decodes_but_does_not_convert_is_set_aside(
 async def test_a_transient_error_is_retried_and_sets_nothing_aside(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[int] = []
-    real = writer_module.insert_batch
-
-    def disk_full_twice(
-        c: duckdb.DuckDBPyConnection, rows: Sequence[RequestRecord], *a: Any
-    ) -> None:
-        calls.append(len(rows))
-        if len(calls) <= 2:
-            raise duckdb.IOException("No space left on device")
-        real(c, rows, *a)
-
-    monkeypatch.setattr(writer_module, "insert_batch", disk_full_twice)
+    failing_inserts(monkeypatch, duckdb.IOException("No space left on device"), times=2)
     writer = LedgerWriter(con, flush_interval_ms=10)
     await writer.start()
     for n in range(6):
@@ -155,20 +135,9 @@ async def test_a_transient_error_is_retried_and_sets_nothing_aside(
 async def test_an_unreadable_spill_line_is_set_aside_once_across_retries(
     con: duckdb.DuckDBPyConnection, ledger_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[int] = []
-    real = writer_module.insert_batch
-
-    def locked_three_times(
-        c: duckdb.DuckDBPyConnection, rows: Sequence[RequestRecord], *a: Any
-    ) -> None:
-        calls.append(len(rows))
-        if len(calls) <= 3:
-            raise duckdb.IOException("Could not set lock on file")
-        real(c, rows, *a)
-
     spill_path = ledger_path.parent / "ledger.duckdb.spill.jsonl"
     spill_path.write_text(spill.encode(record(1)) + "\n" + '{"id": "cut sh\n')
-    monkeypatch.setattr(writer_module, "insert_batch", locked_three_times)
+    failing_inserts(monkeypatch, duckdb.IOException("Could not set lock on file"), times=3)
     monkeypatch.setattr(writer_module, "_MAX_BACKOFF_S", 0.05)
     writer = LedgerWriter(con, flush_interval_ms=10)
     await writer.start()

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.unit.ledger.conftest import T0, record
+from tests.unit.ledger.conftest import T0, failing_inserts, record
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger import connection, spill
@@ -405,18 +405,7 @@ async def test_healthy_again_once_rows_held_in_memory_are_written(
     # wait in memory, then go in; readiness must follow the writer's state now.
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    calls: list[int] = []
-    real = writer_module.insert_batch
-
-    def unwritable_twice(
-        c: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *known: Any
-    ) -> None:
-        calls.append(len(records))
-        if len(calls) <= 2:
-            raise duckdb.IOException("Permission denied")
-        real(c, records, *known)
-
-    monkeypatch.setattr(writer_module, "insert_batch", unwritable_twice)
+    calls = failing_inserts(monkeypatch, duckdb.IOException("Permission denied"), times=2)
     writer = LedgerWriter(con, flush_interval_ms=10, spill_path=blocker / "spill.jsonl")
     await writer.start()
     for n in range(5):
@@ -448,18 +437,13 @@ async def test_rows_reach_the_spill_when_its_folder_no_longer_takes_new_files(
     # The ledger fails and its folder stops letting files be created (replaced here by a
     # plain file, as root ignores permissions): at the stop, every queued row must still
     # reach the spill file, which the writer holds open from its start.
-    def unwritable(
-        c: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *known: Any
-    ) -> None:
-        raise duckdb.IOException("Permission denied")
-
     folder = tmp_path / "ledger-folder"
     folder.mkdir()
     writer = LedgerWriter(con, spill_path=folder / "ledger.spill.jsonl")
     await writer.start()
     folder.rename(tmp_path / "moved")
     folder.write_text("")
-    monkeypatch.setattr(writer_module, "insert_batch", unwritable)
+    failing_inserts(monkeypatch, duckdb.IOException("Permission denied"))
     for n in range(300):
         writer.submit(record(n))
     await writer.close()
