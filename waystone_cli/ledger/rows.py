@@ -120,13 +120,16 @@ def _valid_unicode(text: str) -> str:
 
 
 def insert_isolating(
-    insert: Callable[[Sequence[RequestRecord]], None], records: Sequence[RequestRecord]
+    insert: Callable[[Sequence[RequestRecord]], None],
+    records: Sequence[RequestRecord],
+    skip_known: Callable[[Sequence[RequestRecord]], list[RequestRecord]] | None = None,
 ) -> list[Rejected]:
     """Insert the rows the ledger can store; returns those it cannot, with the reason.
 
     Each call of ``insert`` is one transaction.  An error outside ``ROW_ERRORS``
     propagates: rows of halves already inserted are committed, so the caller's retry
-    must skip ids already in the ledger.
+    must skip ids already in the ledger (``skip_known``, which only sees checked rows:
+    an id that is not a string would fail its query too).
     """
     rejected: list[Rejected] = []
     valid: list[RequestRecord] = []
@@ -136,6 +139,8 @@ def insert_isolating(
             valid.append(record)
         else:
             rejected.append(Rejected(record=record, reason=problem))
+    if skip_known is not None:
+        valid = skip_known(valid)
     _bisect(insert, valid, rejected)
     return rejected
 

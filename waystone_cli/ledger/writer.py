@@ -342,10 +342,9 @@ class LedgerWriter:
         """Insert the rows, setting aside those the ledger cannot store (``rows``);
         False if the database could not take them, and the rows are to be retried."""
         started = time.perf_counter()
+        skip_known = self._drop_known if dedupe else None
         try:
-            if dedupe:
-                records = await self._in_thread(drop_known, self._con, records)
-            rejected = await self._in_thread(insert_isolating, self._insert, records)
+            rejected = await self._in_thread(insert_isolating, self._insert, records, skip_known)
         except Exception:
             # Whatever went wrong (a disk error, a bug), the task must live and keep the rows.
             log.exception("ledger batch of %d rows failed; kept for retry", len(records))
@@ -353,14 +352,17 @@ class LedgerWriter:
             self._dedupe = True
             return False
         self.last_flush_ms = (time.perf_counter() - started) * 1000
-        # The database takes rows again: ready, whichever path had failed.
-        self._backoff = 0.0
+        if records:  # the database took rows: ready, whichever path had failed
+            self._backoff = 0.0
         if rejected or unreadable:
             self._rejected.keep(rejected, unreadable)
         return True
 
     def _insert(self, records: Sequence[RequestRecord]) -> None:
         insert_batch(self._con, records, self._known, self._folding)
+
+    def _drop_known(self, records: Sequence[RequestRecord]) -> list[RequestRecord]:
+        return drop_known(self._con, records)
 
     async def _write_entity_times(self, *, force: bool = False) -> None:
         try:

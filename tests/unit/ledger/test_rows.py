@@ -107,13 +107,15 @@ async def test_a_spill_line_that_decodes_but_does_not_convert_is_set_aside(
     spill_path = ledger_path.parent / "ledger.duckdb.spill.jsonl"
     junk = json.loads(spill.encode(record(2)))
     junk["input_tokens"] = "abc"
-    lines = [spill.encode(record(1)), json.dumps(junk), spill.encode(record(3))]
+    no_id = json.loads(spill.encode(record(4)))
+    no_id["id"] = {"not": "a string"}
+    lines = [spill.encode(record(1)), json.dumps(junk), spill.encode(record(3)), json.dumps(no_id)]
     spill_path.write_text("\n".join(lines) + "\n")
     writer = LedgerWriter(con)
-    await writer.start()
+    await writer.start()  # recovering a spill: ids already in the ledger are skipped
     assert ids(con) == ["req-000001", "req-000003"]
-    assert [r["id"] for r in rejected_lines(writer)] == ["req-000002"]
-    assert (writer.rejected, writer.depth, writer.healthy) == (1, 0, True)
+    assert [r["id"] for r in rejected_lines(writer)] == ["req-000002", {"not": "a string"}]
+    assert (writer.rejected, writer.depth, writer.healthy) == (2, 0, True)
     await writer.close()
 
 
