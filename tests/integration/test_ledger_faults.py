@@ -3,6 +3,7 @@ metrics say what was set aside, and where."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.integration.conftest import Gateway
 from tests.unit.ledger.conftest import record
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.ledger import spill
+from waystone_cli.ledger import writer as writer_module
 from waystone_cli.ledger.connection import open_readwrite
 from waystone_cli.ledger.rows import MAX_COST
 
@@ -98,3 +100,31 @@ async def test_a_ledger_from_a_newer_waystone_stops_the_daemon_at_start(
     )
     # Refused, not left open: the file can be opened again at once.
     duckdb.connect(str(ledger)).close()
+
+
+async def test_readyz_recovers_once_the_ledger_takes_rows_again(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outage = {"on": True}
+    real = writer_module.insert_batch
+
+    def unwritable_during_outage(*args: Any) -> None:
+        if outage["on"]:
+            raise duckdb.IOException("Permission denied")
+        real(*args)
+
+    monkeypatch.setattr(writer_module, "insert_batch", unwritable_during_outage)
+    client = gateway.client()
+    await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    assert await _readyz_until(gateway, 503)
+    outage["on"] = False
+    assert await _readyz_until(gateway, 200)  # within the writer's back-off, no restart
+    assert len(await gateway.rows()) == 1
+
+
+async def _readyz_until(gateway: Gateway, status: int) -> bool:
+    for _ in range(100):
+        if (await _readyz(gateway))[0] == status:
+            return True
+        await asyncio.sleep(0.1)
+    return False
