@@ -221,7 +221,8 @@ class LedgerWriter:
             if self._closing and self._queue.empty() and self._spill_settled():
                 await self._write_entity_times(force=True)
                 await self._fold(force=True)
-                self._spill_rows(self._held)
+                held, self._held = self._held, []
+                self._spill_rows(held)  # held again if the spill still takes nothing
                 return
             if self._known.due_in() == 0:
                 await self._write_entity_times()

@@ -448,3 +448,29 @@ async def test_rows_reach_the_spill_when_its_folder_no_longer_takes_new_files(
         writer.submit(record(n))
     await writer.close()
     assert spill.count_lines(tmp_path / "moved" / "ledger.spill.jsonl") == 300
+
+
+async def test_rows_held_in_memory_go_to_the_spill_at_close_once_it_takes_them(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="waystone.ledger")
+    blocker = tmp_path / "spill-folder"
+    blocker.write_text("")  # no spill file can be made in it yet
+    failing_inserts(monkeypatch, duckdb.IOException("Permission denied"))
+    writer = LedgerWriter(con, flush_interval_ms=10, spill_path=blocker / "ledger.spill.jsonl")
+    await writer.start()
+    for n in range(4):
+        writer.submit(record(n))
+    for _ in range(100):  # the batch fails, and so does the spill: held in memory
+        if any("cannot write the spill file" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
+    assert writer.depth == 4
+    blocker.unlink()
+    blocker.mkdir()
+    await writer.close()
+    assert spill.count_lines(blocker / "ledger.spill.jsonl") == 4
+    assert [r for r in caplog.records if r.levelno >= logging.CRITICAL] == []
