@@ -30,6 +30,7 @@ INTEGER = (-(2**31), 2**31 - 1)
 MAX_COST = Decimal(10) ** 8
 
 _TEXT, _NUMBER, _NULL = (str,), (int, float), (type(None),)
+_COUNTS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens")
 # The Python types each field of a row may hold (``bool`` is not an ``int`` here).
 _TYPES: dict[str, tuple[type, ...]] = {
     "id": _TEXT,
@@ -39,10 +40,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "outcome": _TEXT,
     **dict.fromkeys(("user_id", "group_id", "provider", "requested_model", "model"), _TEXT + _NULL),
     **dict.fromkeys(("stream", "priced", "usage_estimated", "capture"), (bool,)),
-    **dict.fromkeys(
-        ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens"),
-        (int,),
-    ),
+    **dict.fromkeys(_COUNTS, (int,)),
     "cost_usd": (Decimal, type(None)),
     **dict.fromkeys(("latency_ms", "ttft_ms", "overhead_ms"), _NUMBER + _NULL),
     **dict.fromkeys(("rulesets", "rules", "datasets"), (list,)),
@@ -51,10 +49,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "content_output": _TEXT + _NULL,
 }
 _RANGES = {
-    **dict.fromkeys(
-        ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens"),
-        BIGINT,
-    ),
+    **dict.fromkeys(_COUNTS, BIGINT),
     "status": INTEGER,
     "retain_days": INTEGER,
 }
