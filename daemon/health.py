@@ -41,6 +41,10 @@ async def readyz(request: web.Request) -> web.Response:
             "queue_depth": depth,
             "queue_size": limit,
             "last_flush_ms": writer.last_flush_ms,
+            # Rows the ledger cannot store are set aside there, not retried: no effect
+            # on readiness, but an operator should look.
+            "rows_rejected": writer.rejected,
+            "rejected_path": str(writer.rejected_path),
         },
         "queue": {"ok": queue_ok},
         "providers": _provider_errors(request.app, config.providers),

@@ -12,7 +12,8 @@ Label choices:
 - blocks by ``ruleset`` and ``rule``: the fired ``block`` rules of a refused request
   (else its ``check_output`` rules; a refusal by entity credits counts as rule
   ``credits`` with an empty ruleset);
-- ledger queue depth and last flush time are read from the writer at scrape time;
+- ledger queue depth, last flush time and rows rejected (set aside, not stored) are read
+  from the writer at scrape time;
 - a finished request adds to plain dictionaries; the Prometheus families are built from
   them only when ``/metrics`` is scraped (prometheus-client's own labelled metrics take
   a lock and build a key per call: several per cent of a request's CPU here).  So the
@@ -61,6 +62,9 @@ class LedgerGauges(Protocol):
     def depth(self) -> int: ...
 
     last_flush_ms: float | None
+
+    @property
+    def rejected(self) -> int: ...
 
 
 @dataclass
@@ -283,18 +287,25 @@ class _LedgerCollector(Collector):
         flush = GaugeMetricFamily(
             "waystone_ledger_last_flush_seconds", "Duration of the ledger's last batch write."
         )
+        rejected = CounterMetricFamily(
+            "waystone_ledger_rows_rejected",
+            "Ledger rows set aside in the rejected file: values the ledger cannot store.",
+        )
         if writer is not None:
             depth.add_metric([], writer.depth)
             if writer.last_flush_ms is not None:
                 flush.add_metric([], writer.last_flush_ms / 1000)
+            rejected.add_metric([], writer.rejected)
         yield depth
         yield flush
+        yield rejected
 
     def describe(self) -> Iterator[Metric]:
         # Describing without collecting keeps registration from touching the writer,
         # which does not exist yet when the app is built.
         yield GaugeMetricFamily("waystone_ledger_queue_depth", "")
         yield GaugeMetricFamily("waystone_ledger_last_flush_seconds", "")
+        yield CounterMetricFamily("waystone_ledger_rows_rejected", "")
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -100,6 +101,9 @@ def tune_gc() -> None:
 
 
 def run(settings: Settings) -> None:
+    # What the daemon creates holds captured prompts and usage: its owner's only.  DuckDB
+    # creates the ledger's WAL anew after each checkpoint with this mask.
+    os.umask(0o077)
     handler = setup_logging(settings.log_format or "text")
     main = serve(settings, log_handler=handler)
     try:

@@ -378,3 +378,40 @@ def test_export_progress_counts_rows_and_shows_the_percentage(
     # Parts of 2 rowids: 2, 4, 6 then 7 of the 7 rows.
     for done, percent in ((2, 29), (4, 57), (6, 86), (7, 100)):
         assert re.search(rf"{done}/7 rows +{percent}%", frames)
+
+def test_export_never_overwrites_a_file_without_force(
+    cli: Cli, ledger: Path, waystone_home: Path
+) -> None:
+    config = waystone_home / "config.toml"
+    config.write_text("[server]\n")
+    run = cli("usage", "export", "--format", "csv", "--out", str(config))
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == f"error: {config} exists: give --force to overwrite it\n"
+    assert config.read_text() == "[server]\n"
+    run = cli("usage", "export", "--format", "csv", "--out", str(config), "--force")
+    assert run.exit_code == 0
+    assert len(list(csv.DictReader(io.StringIO(config.read_text())))) == 7
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
+def test_an_export_is_readable_by_its_owner_only(
+    cli: Cli, ledger: Path, tmp_path: Path, fmt: str
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    out = folder / f"usage.{fmt}"
+    assert cli("usage", "export", "--format", fmt, "--out", str(out)).exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in folder.iterdir()] == [f"usage.{fmt}"]  # nothing staged is left
+
+
+def test_a_ledger_from_a_newer_waystone_is_refused_in_one_line(cli: Cli, ledger: Path) -> None:
+    con = duckdb.connect(str(ledger))
+    con.execute("INSERT INTO _migrations VALUES ('m099_tenants', now()::TIMESTAMP)")
+    con.close()
+    run = cli("usage", "top")
+    assert (run.exit_code, run.stdout) == (1, "")
+    assert run.stderr == (
+        f"error: the ledger {ledger} was written by a newer waystone (migrations this "
+        "version does not know: m099_tenants); upgrade waystone to use it\n"
+    )

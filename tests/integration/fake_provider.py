@@ -13,7 +13,8 @@ Models with special behaviour: ``error-model`` answers 500, ``cut-model`` stream
 chunks then drops the connection, ``slow-model`` streams a chunk every 0.1 s for 10 s
 (and records whether the gateway hung up), ``flaky-model`` fails with 503 on its first
 call, then works.  ``chunk_pause_s``, when set, makes every chat stream pause that long
-between its chunks (a slow model thinking).
+between its chunks (a slow model thinking).  ``chat_usage``, when set, replaces the chat
+usage (a provider reporting absurd counts).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class FakeProvider:
     hung_up: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     chunk_pause_s: float = 0.0
+
+    chat_usage: dict[str, Any] | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
@@ -116,7 +119,7 @@ class FakeProvider:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": CHAT_USAGE,
+                "usage": CHAT_USAGE if self.chat_usage is None else self.chat_usage,
             }
         )
 

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import openai
 import pytest
 
 from waystone_cli.demo import free_port
+from waystone_cli.ledger.connection import open_readwrite
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +48,11 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("daemon not ready")
 
 
-@pytest.fixture
-def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+@contextmanager
+def _serving(home: Path, extra: str = "") -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``waystone serve`` on a free port, ready; killed at the end if still running."""
     port = free_port()
-    (waystone_home / "config.toml").write_text(CONFIG.format(port=port))
+    (home / "config.toml").write_text(CONFIG.format(port=port) + extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "waystone_cli.main", "serve"],
         env=dict(os.environ),
@@ -63,6 +66,12 @@ def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def daemon(waystone_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    with _serving(waystone_home) as running:
+        yield running
 
 
 async def _send(port: int, count: int) -> None:
@@ -259,3 +268,18 @@ def test_demo_shows_a_downgrade_a_block_an_explanation_and_what_to_try_next(
         )
     finally:
         shutil.rmtree(home)
+
+def test_the_daemons_ledger_files_are_its_owners_only(waystone_home: Path) -> None:
+    ledger = waystone_home / "data" / "ledger.duckdb"
+    open_readwrite(ledger).close()  # closed with a checkpoint: the daemon makes a new WAL
+    wal = ledger.with_name("ledger.duckdb.wal")
+    assert not wal.exists()
+    with _serving(waystone_home, f'\n[ledger]\npath = "{ledger}"\n') as (proc, port):
+        asyncio.run(_send(port, 10))
+        deadline = time.monotonic() + 10
+        while not wal.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert wal.stat().st_mode & 0o777 == 0o600
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert (ledger.parent.stat().st_mode & 0o777, ledger.stat().st_mode & 0o777) == (0o700, 0o600)

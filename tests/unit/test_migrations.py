@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import REQUEST_COLUMNS
 from waystone_cli.ledger.connection import open_readonly, open_readwrite
 from waystone_cli.ledger.migrations import MIGRATIONS, applied_migrations, migrate
@@ -143,3 +145,28 @@ def test_an_old_ledger_stops_counting_requests_without_tokens_as_unpriced(
     assert upgraded.execute("SELECT unpriced FROM usage_daily").fetchall() == [(1,)]
     assert upgraded.execute("SELECT id FROM requests WHERE NOT priced").fetchall() == [("chat",)]
     upgraded.close()
+
+def _from_a_newer_waystone(path: Path) -> None:
+    con = open_readwrite(path)
+    con.execute("ALTER TABLE requests ADD COLUMN tenant VARCHAR NOT NULL DEFAULT 'x'")
+    con.execute("ALTER TABLE requests ALTER COLUMN tenant DROP DEFAULT")
+    con.execute("INSERT INTO _migrations VALUES ('m099_tenants', now()::TIMESTAMP)")
+    con.close()
+
+
+def test_a_ledger_with_a_newer_schema_is_refused_read_write(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.duckdb"
+    _from_a_newer_waystone(path)
+    with pytest.raises(WaystoneError) as err:
+        open_readwrite(path)
+    assert str(err.value) == (
+        f"the ledger {path} was written by a newer waystone (migrations this version "
+        "does not know: m099_tenants); upgrade waystone to use it"
+    )
+
+
+def test_a_ledger_with_a_newer_schema_is_refused_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.duckdb"
+    _from_a_newer_waystone(path)
+    with pytest.raises(WaystoneError, match="written by a newer waystone"), open_readonly(path):
+        pass

@@ -48,15 +48,19 @@ def export(
     out: Path | None = typer.Option(
         None, "--out", help="Write here (default: stdout, csv and json only)."
     ),
+    force: bool = typer.Option(False, "--force", help="Overwrite the --out file if it exists."),
 ) -> None:
     """Export ledger rows (all, or one user's or group's) through DuckDB's own writers."""
     from waystone_cli import render
     from waystone_cli.commands.usage import _now, iso_time, require_known
+    from waystone_cli.ledger.export import refuse_existing
 
     now = _now()
     if out is None and format is Format.parquet:
         raise UsageError("parquet goes to a file: give --out FILE")
     require_known(ctx, user=user, group=group)
+    if out is not None:
+        refuse_existing(out.expanduser().resolve(), overwrite=force)
     selection = {
         "since": iso_time(since, now),
         "until": iso_time(until, now),
@@ -66,7 +70,7 @@ def export(
     state = app_context(ctx)
     plan = state.query("usage_export_plan", **selection)
     with _target(out) as path:
-        rows = _export(state, format.value, path, plan, selection)
+        rows = _export(state, format.value, path, plan, selection, overwrite=force)
         if out is None:
             with path.open("rb") as f:
                 shutil.copyfileobj(f, sys.stdout.buffer)
@@ -78,14 +82,22 @@ def export(
 
 
 def _export(
-    state: AppContext, format: str, path: Path, plan: dict[str, Any], selection: dict[str, Any]
+    state: AppContext,
+    format: str,
+    path: Path,
+    plan: dict[str, Any],
+    selection: dict[str, Any],
+    *,
+    overwrite: bool,
 ) -> int:
     """Export the planned rows to ``path`` in parts, advancing a bar by their rows."""
     ranges = _ranges(plan["first_rowid"], plan["last_rowid"])
     with _progress() as progress, tempfile.TemporaryDirectory(prefix="waystone-parts-") as tmp:
         task = progress.add_task(f"exporting {format}", total=plan["rows"] or None)
         if len(ranges) <= 1:
-            result = state.query("usage_export", format=format, out=str(path), **selection)
+            result = state.query(
+                "usage_export", format=format, out=str(path), overwrite=overwrite, **selection
+            )
             progress.update(task, completed=result["rows"])
             return int(result["rows"])
         parts, rows = [], 0
@@ -98,7 +110,10 @@ def _export(
             parts.append(part)
             rows += result["rows"]
             progress.update(task, completed=rows, refresh=True)
-        _join(format, parts, path)
+        from waystone_cli.ledger.export import staged
+
+        with staged(path, overwrite=overwrite) as joined:
+            _join(format, parts, joined)
         return rows
 
 

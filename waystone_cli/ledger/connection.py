@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from waystone_cli.core.errors import WaystoneError
-from waystone_cli.ledger.migrations import migrate
+from waystone_cli.ledger.migrations import check_known, migrate
 
 # The ledger writer thread's nice value (``lower_priority``): measured with
 # bench/proxy/run.py.
@@ -20,16 +20,33 @@ WRITER_NICE = 3
 
 
 def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the ledger; the caller closes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open (creating if needed) and migrate the ledger; the caller closes it.
+
+    The ledger holds captured prompts: a folder it creates is its owner's only, and the
+    file and its WAL are made readable by their owner only.  DuckDB creates a new WAL
+    after each checkpoint with the process's umask, which the daemon sets to match.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
     try:
         con = duckdb.connect(str(path))
     except duckdb.IOException as err:
         raise WaystoneError(f"cannot open the ledger {path}: {err}") from err
-    con.execute("SET TimeZone = 'UTC'")
-    _fit_threads(con)
-    migrate(con)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _fit_threads(con)
+        migrate(con)
+        _owner_only(path)
+    except BaseException:
+        con.close()  # a ledger refused (newer schema) is not left open and locked
+        raise
     return con
+
+
+def _owner_only(path: Path) -> None:
+    for file in (path, path.with_name(path.name + ".wal")):
+        with suppress(FileNotFoundError):
+            file.chmod(0o600)
 
 
 def _fit_threads(con: duckdb.DuckDBPyConnection) -> None:
@@ -59,6 +76,7 @@ def open_readonly(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con = duckdb.connect(":memory:")
         migrate(con)
     try:
+        check_known(con)
         con.execute("SET TimeZone = 'UTC'")
         _fit_threads(con)
         yield con

@@ -15,6 +15,8 @@ from typing import Any
 
 import duckdb
 
+from waystone_cli.core.errors import WaystoneError
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 
 
@@ -198,6 +200,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
     )
     done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+    _refuse_unknown(con, done)
     applied: list[str] = []
     for migration in MIGRATIONS:
         name = migration.__name__
@@ -213,6 +216,34 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             raise
         applied.append(name)
     return applied
+
+
+def check_known(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a ledger that a newer waystone migrated (for a read-only connection)."""
+    has_table = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_migrations'"
+    ).fetchone()
+    if has_table and has_table[0]:
+        done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+        _refuse_unknown(con, done)
+
+
+def _refuse_unknown(con: duckdb.DuckDBPyConnection, done: set[str]) -> None:
+    # A migration this code does not know may have added a column it would not fill
+    # (NOT NULL, no default): every insert would fail.  Refusing at start says why.
+    unknown = sorted(done - {m.__name__ for m in MIGRATIONS})
+    if unknown:
+        raise WaystoneError(
+            f"the ledger {_path(con)} was written by a newer waystone (migrations this "
+            f"version does not know: {', '.join(unknown)}); upgrade waystone to use it"
+        )
+
+
+def _path(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return str(row[0]) if row and row[0] else ":memory:"
 
 
 def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[Any]:

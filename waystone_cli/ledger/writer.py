@@ -17,10 +17,14 @@ The writer remembers the users, groups and links it knows are in the ledger
 statement; their ``last_seen`` moves are written at most once a minute, by a batch or,
 when traffic stops, by the task on its own, and all of them at ``close()``.
 
-A batch that fails is logged and its rows are spilled; the spill is drained after the
-queue, with exponential back-off while the database keeps failing.  Rows from a spill
-left behind by a crash are loaded at ``start()``, skipping ids already in the ledger
-(the crash may have come between a commit and the file's removal).
+A row the ledger cannot store (a value beyond its column, a spill line that does not
+convert) is set aside with its reason in the ``.rejected`` file beside the spill, and
+every other row of its batch is written (``ledger.rows``).  A batch that fails because
+the database cannot take anything is logged and its rows are spilled; the spill is
+drained after the queue, with exponential back-off while the database keeps failing.
+Rows from a spill left behind by a crash are loaded at ``start()``, skipping ids
+already in the ledger (the crash may have come between a commit and the file's
+removal).
 
 ``flush()`` is exact because both paths are first-in first-out: the queue is drained
 in order, and the spill file is read in the order it was written.  Counting rows in and
@@ -32,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -46,6 +50,7 @@ from waystone_cli.ledger.batch import drop_known, fold_now, insert_batch, write_
 from waystone_cli.ledger.connection import lower_priority
 from waystone_cli.ledger.entities import KnownEntities
 from waystone_cli.ledger.rollup import FOLD_EVERY_S, Folding
+from waystone_cli.ledger.rows import insert_isolating
 
 T = TypeVar("T")
 log = logging.getLogger("waystone.ledger")
@@ -95,10 +100,21 @@ class LedgerWriter:
         self._known = KnownEntities(refresh_s=entity_refresh_s)
         self._folding = Folding(fold_every_s)
         self.last_flush_ms: float | None = None
+        self._rejected = spill.RejectedFile(spill.rejected_path(self._spill.path))
 
     @property
     def spill_path(self) -> Path:
         return self._spill.path
+
+    @property
+    def rejected_path(self) -> Path:
+        """Where rows the ledger cannot store are kept, with the reason."""
+        return self._rejected.path
+
+    @property
+    def rejected(self) -> int:
+        """Rows set aside in ``rejected_path`` since the writer was made."""
+        return self._rejected.count
 
     @property
     def depth(self) -> int:
@@ -123,6 +139,10 @@ class LedgerWriter:
             log.warning("ledger: cannot load the known entities: %s", err)
         await self._in_thread(self._folding.load, self._con)
         self._recover()
+        try:
+            self._spill.open()  # held open: see ``spill.SpillFile``
+        except OSError as err:
+            log.warning("ledger: cannot open the spill file %s: %s", self.spill_path, err)
         if self._spilled:
             await self._drain_spill()
         self._task = asyncio.create_task(self._run(), name="waystone-ledger-writer")
@@ -201,7 +221,8 @@ class LedgerWriter:
             if self._closing and self._queue.empty() and self._spill_settled():
                 await self._write_entity_times(force=True)
                 await self._fold(force=True)
-                self._spill_rows(self._held)
+                held, self._held = self._held, []
+                self._spill_rows(held)  # held again if the spill still takes nothing
                 return
             if self._known.due_in() == 0:
                 await self._write_entity_times()
@@ -257,9 +278,11 @@ class LedgerWriter:
             self._queue_done += len(batch)
             self._notify()
         if self._held:
-            held, self._held = self._held, []
-            if not await self._write(held, dedupe=True):
-                self._held = held + self._held
+            # Held until written: ``flush()`` and ``depth`` count them meanwhile.
+            held = list(self._held)
+            if await self._write(held, dedupe=True):
+                del self._held[: len(held)]
+            else:
                 self._failed()
             self._notify()
 
@@ -288,19 +311,21 @@ class LedgerWriter:
                     log.error("ledger: the spill file %s has vanished", self.spill_path)
                     self._spill_done = self._spilled
                     break
-            records, lines, offset = await self._in_thread(
+            chunk = await self._in_thread(
                 spill.read_chunk, self._draining, self._drain_offset, self._batch_size
             )
-            if lines == 0:
+            if chunk.lines == 0:
                 self._draining.unlink()
                 self._draining = None
                 continue
-            if records and not await self._write(records, dedupe=self._dedupe):
+            if not await self._write(
+                chunk.records, dedupe=self._dedupe, unreadable=chunk.unreadable
+            ):
                 self._failed()
                 return
-            self._drain_offset = offset
-            self._spill_done += lines
-            if lines < self._batch_size:  # the end of the draining file
+            self._drain_offset = chunk.offset
+            self._spill_done += chunk.lines
+            if chunk.lines < self._batch_size:  # the end of the draining file
                 self._draining.unlink()
                 self._draining = None
             self._notify()
@@ -308,18 +333,37 @@ class LedgerWriter:
             self._dedupe = False
             self._backoff = 0.0
 
-    async def _write(self, records: list[RequestRecord], *, dedupe: bool) -> bool:
+    async def _write(
+        self,
+        records: list[RequestRecord],
+        *,
+        dedupe: bool,
+        unreadable: Sequence[spill.Unreadable] = (),
+    ) -> bool:
+        """Insert the rows, setting aside those the ledger cannot store (``rows``);
+        False if the database could not take them, and the rows are to be retried."""
         started = time.perf_counter()
+        skip_known = self._drop_known if dedupe else None
         try:
-            if dedupe:
-                records = await self._in_thread(drop_known, self._con, records)
-            await self._in_thread(insert_batch, self._con, records, self._known, self._folding)
+            rejected = await self._in_thread(insert_isolating, self._insert, records, skip_known)
         except Exception:
             # Whatever went wrong (a disk error, a bug), the task must live and keep the rows.
             log.exception("ledger batch of %d rows failed; kept for retry", len(records))
+            # Part of the batch may be committed (``insert_isolating``): skip it on retry.
+            self._dedupe = True
             return False
         self.last_flush_ms = (time.perf_counter() - started) * 1000
+        if records:  # the database took rows: ready, whichever path had failed
+            self._backoff = 0.0
+        if rejected or unreadable:
+            self._rejected.keep(rejected, unreadable)
         return True
+
+    def _insert(self, records: Sequence[RequestRecord]) -> None:
+        insert_batch(self._con, records, self._known, self._folding)
+
+    def _drop_known(self, records: Sequence[RequestRecord]) -> list[RequestRecord]:
+        return drop_known(self._con, records)
 
     async def _write_entity_times(self, *, force: bool = False) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from waystone_cli.core.records import RequestRecord
+from waystone_cli.ledger import writer as writer_module
 from waystone_cli.ledger.connection import open_readwrite
 
 T0 = datetime(2026, 3, 1, 12, 0, 0)
@@ -43,3 +44,21 @@ def record(n: int, **fields: Any) -> RequestRecord:
     }
     values.update(fields)
     return RequestRecord(**values)
+
+
+def failing_inserts(
+    monkeypatch: pytest.MonkeyPatch, error: Exception | None = None, times: int | None = None
+) -> list[int]:
+    """Make the writer's batch inserts raise ``error`` on their first ``times`` calls
+    (every call when None; none without an error); returns each call's row count."""
+    sizes: list[int] = []
+    real = writer_module.insert_batch
+
+    def insert(con: duckdb.DuckDBPyConnection, records: Sequence[RequestRecord], *a: Any) -> None:
+        sizes.append(len(records))
+        if error is not None and (times is None or len(sizes) <= times):
+            raise error
+        real(con, records, *a)
+
+    monkeypatch.setattr(writer_module, "insert_batch", insert)
+    return sizes

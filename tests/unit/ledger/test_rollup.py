@@ -194,11 +194,12 @@ async def test_an_idle_writer_folds_on_its_own(con: duckdb.DuckDBPyConnection) -
     await writer.start()
     writer.submit(record(1, user_id="u"))
     await writer.flush()
+    # Read on the writer's thread: the connection refuses a second caller meanwhile.
     for _ in range(100):
-        if fold_state(con)[0] == 1:
+        if (await writer.run_in_db(fold_state))[0] == 1:
             break
         await asyncio.sleep(0.05)
-    assert fold_state(con) == (1, 1, 1)
+    assert await writer.run_in_db(fold_state) == (1, 1, 1)
     await writer.close()
 
 

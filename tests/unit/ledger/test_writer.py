@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.unit.ledger.conftest import T0, record
+from tests.unit.ledger.conftest import T0, failing_inserts, record
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger import connection, spill
@@ -275,8 +275,11 @@ async def test_a_spill_left_by_a_crash_is_loaded_at_start(
         ("req-000002", None),
         ("req-000003", "bob"),
     ]
-    assert spill_files(ledger_path) == []
+    # Nothing left on disk: the running writer holds an empty spill file open.
+    assert spill_files(ledger_path) == ["ledger.duckdb.spill.jsonl"]
+    assert spill_path.read_text() == ""
     await writer.close()
+    assert spill_files(ledger_path) == []
 
 
 async def test_an_unreadable_spill_line_is_set_aside(
@@ -393,3 +396,81 @@ async def test_the_writer_thread_runs_below_the_event_loop_priority(
         assert os.getpriority(os.PRIO_PROCESS, tid) == expected
     finally:
         await writer.close()
+
+
+async def test_healthy_again_once_rows_held_in_memory_are_written(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither the database nor the spill's folder takes anything for a while: the rows
+    # wait in memory, then go in; readiness must follow the writer's state now.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    calls = failing_inserts(monkeypatch, duckdb.IOException("Permission denied"), times=2)
+    writer = LedgerWriter(con, flush_interval_ms=10, spill_path=blocker / "spill.jsonl")
+    await writer.start()
+    for n in range(5):
+        writer.submit(record(n))
+    await writer.flush()
+    assert (count(con), writer.depth, len(calls)) == (5, 0, 3)
+    assert writer.healthy
+    await writer.close()
+
+
+async def test_the_spill_and_rejected_files_are_the_owners_only(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    spill_path = tmp_path / "spill" / "ledger.spill.jsonl"
+    writer = LedgerWriter(con, queue_size=1, spill_path=spill_path)
+    await writer.start()
+    for n in range(3):
+        writer.submit(record(n, input_tokens=2**63 if n == 2 else 10))
+    assert spill_path.stat().st_mode & 0o777 == 0o600
+    assert spill_path.parent.stat().st_mode & 0o777 == 0o700
+    await writer.flush()
+    assert writer.rejected_path.stat().st_mode & 0o777 == 0o600
+    await writer.close()
+
+
+async def test_rows_reach_the_spill_when_its_folder_no_longer_takes_new_files(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ledger fails and its folder stops letting files be created (replaced here by a
+    # plain file, as root ignores permissions): at the stop, every queued row must still
+    # reach the spill file, which the writer holds open from its start.
+    folder = tmp_path / "ledger-folder"
+    folder.mkdir()
+    writer = LedgerWriter(con, spill_path=folder / "ledger.spill.jsonl")
+    await writer.start()
+    folder.rename(tmp_path / "moved")
+    folder.write_text("")
+    failing_inserts(monkeypatch, duckdb.IOException("Permission denied"))
+    for n in range(300):
+        writer.submit(record(n))
+    await writer.close()
+    assert spill.count_lines(tmp_path / "moved" / "ledger.spill.jsonl") == 300
+
+
+async def test_rows_held_in_memory_go_to_the_spill_at_close_once_it_takes_them(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="waystone.ledger")
+    blocker = tmp_path / "spill-folder"
+    blocker.write_text("")  # no spill file can be made in it yet
+    failing_inserts(monkeypatch, duckdb.IOException("Permission denied"))
+    writer = LedgerWriter(con, flush_interval_ms=10, spill_path=blocker / "ledger.spill.jsonl")
+    await writer.start()
+    for n in range(4):
+        writer.submit(record(n))
+    for _ in range(100):  # the batch fails, and so does the spill: held in memory
+        if any("cannot write the spill file" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
+    assert writer.depth == 4
+    blocker.unlink()
+    blocker.mkdir()
+    await writer.close()
+    assert spill.count_lines(blocker / "ledger.spill.jsonl") == 4
+    assert [r for r in caplog.records if r.levelno >= logging.CRITICAL] == []
