@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from daemon.state import CONFIG, LISTEN_HOST, SETTINGS, Snapshot
-from waystone_cli.core.config import Config, parse_config, parse_toml, read_config_text
+from waystone_cli.core.config import Config, parse_config_text, parse_toml, read_config_text
 from waystone_cli.core.errors import ConfigError
 from waystone_cli.core.exposure import open_without_keys
 
@@ -54,10 +54,9 @@ def _reloadable(path: Path, host: str) -> Config:
     text = read_config_text(path)
     if text is None:
         raise ConfigError(f"{path}: the file is missing")
-    data = parse_toml(text, str(path))
-    if not data:
+    if not parse_toml(text, str(path)):
         raise ConfigError(f"{path}: the file is empty")
-    config = parse_config(data)
+    _, config = parse_config_text(text, str(path))
     if open_without_keys(host, len(config.keys)):
         raise ConfigError(
             f"the new config has no gateway key, and the gateway listens on {host}: "
