@@ -128,11 +128,9 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     if reply.status != 200:
         rec.outcome = "upstream_error"
         rec.error = data[:2000].decode("utf-8", "replace")
-        return web.Response(
-            body=data,
-            status=reply.status,
-            headers=call.response_headers(reply.content_type),
-        )
+        headers = call.response_headers(reply.content_type)
+        headers.update(reply.error_headers())
+        return web.Response(body=data, status=reply.status, headers=headers)
     body = decode_reply(data)
     if call.trace is not None and isinstance(body, dict):
         call.trace.note(body)

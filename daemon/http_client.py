@@ -18,7 +18,7 @@ What it does:
   ``deflate`` answers are decoded (``Accept-Encoding`` asks for them, as aiohttp did).
 - ``connect_s`` bounds opening a connection (TCP and TLS); ``read_s`` bounds each wait for
   more of the answer, so a long stream that keeps sending never times out (aiohttp's
-  ``sock_read``).  While nothing is waiting, nothing times out: a slow reader is not the
+  ``sock_read``); ``chunks()`` may give the body's waits a bound of their own.  While nothing is waiting, nothing times out: a slow reader is not the
   server's fault.
 - Interim ``1xx`` answers are skipped; an answer to ``HEAD`` ends with its head.  Bytes
   after the end of an answer, a corrupt or truncated gzip stream, or an encoding that was
@@ -161,10 +161,13 @@ class Response:
         parts.append(conn.take())
         return b"".join(parts)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self, read_s: float | None = None) -> AsyncIterator[bytes]:
         """The body as it arrives: everything received so far, in one piece per wait.
-        What arrived before an error is delivered before the error is raised."""
+        What arrived before an error is delivered before the error is raised.  ``read_s``
+        replaces the request's for each wait from here on (a stream's idle time)."""
         conn = self._live()
+        if read_s is not None:
+            conn.set_read_s(read_s)
         while True:
             data = conn.take()
             if data:
@@ -239,6 +242,10 @@ class _Connection(asyncio.Protocol):
             await waiter
         finally:
             self._waiter = None
+
+    def set_read_s(self, read_s: float) -> None:
+        self._read_s = read_s
+        self._stop_timer()  # the next wait times itself by the new bound
 
     def take(self) -> bytes:
         """The body bytes received and not yet taken."""
