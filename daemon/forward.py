@@ -112,7 +112,10 @@ async def _dispatch(
     headers = upstream_headers(provider, call.request.headers, content_type)
     if upstream is not None:
         upstream.inject(headers)
-    return await call_http(call.app[HTTP], provider, call.record.route, data, headers)
+    max_bytes = call.snapshot.config.server.max_response_bytes
+    return await call_http(
+        call.app[HTTP], provider, call.record.route, data, headers, max_bytes=max_bytes
+    )
 
 
 async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:

@@ -16,6 +16,9 @@ What it does:
 - A request body is sent whole, with ``Content-Length``.  An answer is read by its
   ``Content-Length``, chunked, or until the server closes the connection; ``gzip`` and
   ``deflate`` answers are decoded (``Accept-Encoding`` asks for them, as aiohttp did).
+- ``max_bytes`` bounds an answer's body as decoded: a compressed piece is inflated only
+  up to what is left of the bound, so a small gzip bomb never becomes a large buffer.
+  Past it the answer fails with ``AnswerTooLarge``, after what fitted was delivered.
 - ``connect_s`` bounds opening a connection (TCP and TLS); ``read_s`` bounds each wait for
   more of the answer, so a long stream that keeps sending never times out (aiohttp's
   ``sock_read``); ``chunks()`` may give the body's waits a bound of their own.  While nothing is waiting, nothing times out: a slow reader is not the
@@ -53,6 +56,14 @@ KEEPALIVE_S = 15.0
 _TRANSFER = "transfer-encoding"
 
 
+class AnswerTooLarge(ConnectionError):
+    """The answer's decoded body passed the request's ``max_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit} bytes")
+        self.limit = limit
+
+
 class HttpClient:
     """Pools of keep-alive connections; ``request()`` sends and returns on the answer's head."""
 
@@ -72,11 +83,12 @@ class HttpClient:
         *,
         connect_s: float = 10.0,
         read_s: float = 600.0,
+        max_bytes: int | None = None,
     ) -> Response:
         where = target(url)
         head = request_head(method, where, headers, len(body) if body or method != "GET" else None)
         conn = self._reuse(where) or await self._connect(where, connect_s)
-        conn.send(head, body, read_s)
+        conn.send(head, body, read_s, max_bytes)
         try:
             while not conn.head_done:
                 if conn.error is not None:
@@ -201,9 +213,9 @@ class _Connection(asyncio.Protocol):
         self.busy = False  # a request is in flight
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
-        self._begin(0.0)
+        self._begin(0.0, None)
 
-    def _begin(self, read_s: float) -> None:
+    def _begin(self, read_s: float, max_bytes: int | None) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.head_done = False
@@ -221,12 +233,14 @@ class _Connection(asyncio.Protocol):
         self._read_s = read_s
         self._since = 0.0  # when the current wait began
         self._timer: asyncio.TimerHandle | None = None
+        self._max_bytes = max_bytes
+        self._received = 0  # decoded body bytes, counted against max_bytes
 
     # --- the caller's side --------------------------------------------------------
 
-    def send(self, head: bytes, body: bytes, read_s: float) -> None:
+    def send(self, head: bytes, body: bytes, read_s: float, max_bytes: int | None) -> None:
         assert self.transport is not None
-        self._begin(read_s)
+        self._begin(read_s, max_bytes)
         self.busy = True
         # Written whole: the transport buffers what the socket cannot take yet (asyncio's
         # default pause_writing, which does nothing, is kept).
@@ -345,11 +359,13 @@ class _Connection(asyncio.Protocol):
         if self._decoder is not None:
             self._decoded = True
             try:
-                data = self._decoder.decompress(data)
+                data = self._decoder.decompress(data, self._room())
             except zlib.error as err:
                 raise ConnectionError(f"undecodable answer body: {err}") from err
             if not data:
                 return
+        if self._over_limit(len(data)):
+            raise AnswerTooLarge(self._max_bytes or 0)
         self._body.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -368,6 +384,9 @@ class _Connection(asyncio.Protocol):
         decoder, self._decoder = self._decoder, None
         if decoder is not None:
             tail = decoder.flush()
+            if self._over_limit(len(tail)):
+                self._fail(AnswerTooLarge(self._max_bytes or 0))
+                return
             if tail:
                 self._body.append(tail)
             if self._decoded and not decoder.eof:
@@ -377,6 +396,17 @@ class _Connection(asyncio.Protocol):
         self.done = True
         self.busy = False
         self._stop_timer()
+
+    def _room(self) -> int:
+        """How much a compressed piece may inflate to: one byte past the bound shows
+        that it was passed (0: no bound)."""
+        if self._max_bytes is None:
+            return 0
+        return max(1, self._max_bytes - self._received + 1)
+
+    def _over_limit(self, size: int) -> bool:
+        self._received += size
+        return self._max_bytes is not None and self._received > self._max_bytes
 
     def _fail(self, err: BaseException) -> None:
         self.error = err

@@ -19,7 +19,7 @@ import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from daemon.http_client import HttpClient, Response
+from daemon.http_client import AnswerTooLarge, HttpClient, Response
 from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
@@ -147,6 +147,8 @@ async def call_http(
     data: bytes,
     headers: dict[str, str],
     method: str = "POST",
+    *,
+    max_bytes: int,
 ) -> UpstreamReply:
     url = _url(provider.base_url or "", route)
     deadline = asyncio.get_running_loop().time() + provider.timeout_s
@@ -159,6 +161,7 @@ async def call_http(
                 data,
                 connect_s=provider.connect_timeout_s,
                 read_s=provider.timeout_s,
+                max_bytes=max_bytes,
             )
     except TimeoutError as err:
         raise UpstreamTimeout(f'provider "{provider.name}" timed out') from err
@@ -203,9 +206,14 @@ async def _http_chunks(resp: Response, name: str, idle_s: float | None) -> Async
 
 
 def _read_error(err: TimeoutError | OSError, name: str) -> UpstreamError:
-    """Reading a reply's body failed: a timeout is a 504, a cut a 502."""
+    """Reading a reply's body failed: a timeout is a 504, a cut or an answer too large a 502."""
     if isinstance(err, TimeoutError):
         return UpstreamTimeout(f'provider "{name}" timed out')
+    if isinstance(err, AnswerTooLarge):
+        return UpstreamError(
+            f'provider "{name}" sent an answer larger than {err.limit / (1 << 20):g} MiB'
+            " ([server] max_response_mb)"
+        )
     return UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}')
 
 

@@ -109,3 +109,77 @@ async def test_a_stream_idle_past_idle_timeout_s_is_cut(start_bad: Any) -> None:
     assert (row["status"], row["outcome"], row["usage_estimated"]) == (200, "upstream_cut", True)
     assert row["error"] == 'provider "bad" timed out'
     assert row["output_tokens"] == 2  # "Hello": 5 characters, about 4 a token
+
+
+LIMITED = "[server]\nmax_response_mb = 1\n"
+TOO_LARGE = 'provider "bad" sent an answer larger than 1 MiB ([server] max_response_mb)'
+
+
+@pytest.mark.parametrize("model", ["huge-json", "gzip-bomb"])
+async def test_an_answer_past_max_response_mb_is_a_502_that_says_so(
+    start_bad: Any, model: str
+) -> None:
+    gateway = await start_bad(LIMITED)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await gateway.client().chat.completions.create(model=model, messages=HI)
+    assert caught.value.status_code == 502
+    assert caught.value.body == {
+        "message": TOO_LARGE,
+        "type": "upstream_error",
+        "param": None,
+        "code": "upstream_error",
+    }
+    [row] = await gateway.rows()
+    assert (row["status"], row["outcome"], row["error"]) == (502, "upstream_error", TOO_LARGE)
+
+
+async def test_a_stream_past_max_response_mb_is_cut_and_its_usage_estimated(
+    start_bad: Any,
+) -> None:
+    gateway = await start_bad(LIMITED)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gateway.url + "v1/chat/completions",
+            json={"model": "huge-stream", "messages": HI, "stream": True},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        received = await resp.content.read()
+    assert len(received) <= 1 << 20
+    events = received.count(b"\n\n")
+    assert events > 0
+    [row] = await gateway.rows()
+    assert (row["status"], row["outcome"], row["error"]) == (200, "upstream_cut", TOO_LARGE)
+    assert row["usage_estimated"] is True
+    assert row["output_tokens"] >= events * 250  # 1,000 characters an event, 4 a token
+
+
+async def test_a_held_back_stream_past_max_response_mb_is_a_502(start_bad: Any) -> None:
+    gateway = await start_bad(LIMITED + HOLD_BACK)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gateway.url + "v1/chat/completions",
+            json={"model": "huge-stream", "messages": HI, "stream": True},
+        ) as resp,
+    ):
+        assert resp.status == 502
+        assert (await resp.json())["error"]["message"] == TOO_LARGE
+    [row] = await gateway.rows()
+    assert (row["status"], row["outcome"], row["usage_estimated"]) == (
+        502,
+        "upstream_error",
+        True,
+    )
+
+
+HOLD_BACK = """
+[rules.no-secrets]
+action = "check_output"
+deny_regex = "sk-[a-z0-9]{20}"
+on_fail = "block"
+[rulesets.checked]
+when = "always"
+rules = ["no-secrets"]
+"""

@@ -52,6 +52,10 @@ class ServerConfig:
     metrics_user_labels: bool = False
     metrics_user_label_limit: int = 100
 
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mb * (1 << 20))
+
 
 @dataclass(frozen=True)
 class LedgerConfig:
