@@ -28,7 +28,6 @@ from waystone_cli.core.usage import (
     StreamTally,
     Usage,
     estimate_input_tokens,
-    estimate_tokens,
     usage_from_body,
 )
 
@@ -208,7 +207,8 @@ def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
         return
     input_tokens = estimate_input_tokens(call.record.route, call.input_body or {})
     call.set_usage(
-        Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(tally.text)), estimated=True
+        Usage(input_tokens=input_tokens, output_tokens=tally.estimate_output_tokens()),
+        estimated=True,
     )
 
 

@@ -103,14 +103,19 @@ class StreamTally:
     ``response.completed`` / ``response.incomplete``.  ``finish_reasons`` uses chat's words
     for every route; for the Responses API "completed" is "stop", an incomplete answer is
     its reason mapped ("max_output_tokens" is "length") and a failed one is "error".
+
+    ``text_limit`` bounds the text kept (in characters; None: all of it), for a reader
+    that needs only the estimate: the characters are counted all the same.
     """
 
-    def __init__(self, route: str) -> None:
+    def __init__(self, route: str, text_limit: int | None = None) -> None:
         self.route = route
         self.usage: Usage | None = None
         self.finish_reasons: list[str] = []
         self.response_model: str | None = None
         self._text: list[str] = []
+        self._text_room = text_limit
+        self._text_chars = 0  # all of the text, kept or not
         self._other_chars = 0  # tool-call arguments and refusals: output, but not text
 
     @property
@@ -140,8 +145,7 @@ class StreamTally:
 
     def estimate_output_tokens(self) -> int:
         """Output tokens by the heuristic: the text plus tool-call arguments and refusals."""
-        chars = sum(len(t) for t in self._text) + self._other_chars
-        return -(-chars // 4)
+        return -(-(self._text_chars + self._other_chars) // 4)
 
     def _feed_choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
@@ -179,8 +183,15 @@ class StreamTally:
                 self.usage = usage_from_mapping(usage) or self.usage
 
     def _add_text(self, text: Any) -> None:
-        if isinstance(text, str) and text:
+        if not isinstance(text, str) or not text:
+            return
+        self._text_chars += len(text)
+        room = self._text_room
+        if room is None:
             self._text.append(text)
+        elif room > 0:
+            self._text.append(text[:room])
+            self._text_room = room - len(text)
 
 
 def _response_finish(kind: str, response: Mapping[str, Any]) -> str:
