@@ -24,12 +24,8 @@ from daemon.stream import StreamWatch
 from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.usage import (
-    StreamTally,
-    Usage,
-    estimate_input_tokens,
-    usage_from_body,
-)
+from waystone_cli.core.usage import StreamTally, Usage, estimate_tokens, usage_from_body
+from waystone_cli.core.usage_bounds import TOKEN_ROUTES, settle_usage
 
 if TYPE_CHECKING:
     from daemon.tracing import UpstreamSpan
@@ -136,7 +132,7 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     body = decode_reply(data)
     if call.trace is not None and isinstance(body, dict):
         call.trace.note(body)
-    call.set_usage(usage_from_body(rec.route, body) if isinstance(body, dict) else None)
+    _settle_json_usage(call, body, data)
     decision = call.decision
     if isinstance(body, dict) and (
         rec.capture or (decision is not None and decision.output_checks)
@@ -202,14 +198,27 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
 
 def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
     call.output_text = tally.text
-    if tally.usage is not None:
-        call.set_usage(tally.usage)
-        return
-    input_tokens = estimate_input_tokens(call.record.route, call.input_body or {})
-    call.set_usage(
-        Usage(input_tokens=input_tokens, output_tokens=tally.estimate_output_tokens()),
-        estimated=True,
+    _settle_usage(call, tally.usage, tally.estimate_output_tokens())
+
+
+def _settle_json_usage(call: Call, body: Any, data: bytes) -> None:
+    route = call.record.route
+    reported = usage_from_body(route, body) if isinstance(body, dict) else None
+    if reported is None and route not in TOKEN_ROUTES:
+        return  # moderations, audio, images: answers that count no tokens
+    text = _output_text(body) if isinstance(body, dict) else data.decode("utf-8", "replace")
+    _settle_usage(call, reported, estimate_tokens(text))
+
+
+def _settle_usage(call: Call, reported: Usage | None, output_estimate: int) -> None:
+    """What the provider reported, if plausible for the request; capped or estimated if not."""
+    rec = call.record
+    settled = settle_usage(
+        reported, route=rec.route, body=call.input_body or {}, output_estimate=output_estimate
     )
+    call.set_usage(settled.usage, estimated=settled.estimated)
+    if settled.note is not None and rec.error is None:
+        rec.error = settled.note
 
 
 def _output_text(body: dict[str, Any]) -> str:

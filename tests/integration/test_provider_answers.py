@@ -183,3 +183,112 @@ on_fail = "block"
 when = "always"
 rules = ["no-secrets"]
 """
+
+
+PRICED = '[prices."bad/usage"]\ninput = 1.0\noutput = 2.0\n[prices."bad/not-json"]\ninput = 1.0\noutput = 2.0\n'
+# "zzzz": 3 tokens of reply framing, 3 of message framing, 1 of text.
+ZZZZ_INPUT = 7
+INPUT_BOUND = 4 * ZZZZ_INPUT + 32_768
+# "Hello from a bad one": 20 characters, about 4 a token.
+ANSWER_OUTPUT = 5
+
+
+@pytest.mark.parametrize(
+    ("usage", "max_tokens", "n", "expected", "note"),
+    [
+        (
+            {"prompt_tokens": 10**12, "completion_tokens": 5},
+            None,
+            None,
+            (INPUT_BOUND, 5),
+            "input_tokens 1000000000000 > 32796",
+        ),
+        (
+            {"prompt_tokens": 7, "completion_tokens": 2**63},
+            10,
+            2,
+            (7, 20),
+            "output_tokens 9223372036854775808 > 20",
+        ),
+        (
+            {"input_tokens": 7, "output_tokens": 10**7},
+            None,
+            None,
+            (7, 1_000_000),
+            "output_tokens 10000000 > 1000000",
+        ),
+    ],
+    ids=["prompt", "completion-over-cap", "completion-no-cap"],
+)
+async def test_implausible_usage_is_capped_flagged_and_charged_as_capped(
+    start_bad: Any,
+    bad: tuple[MisbehavingProvider, str],
+    usage: dict[str, Any],
+    max_tokens: int | None,
+    n: int | None,
+    expected: tuple[int, int],
+    note: str,
+) -> None:
+    bad[0].usage_by_prompt["zzzz"] = usage
+    gateway = await start_bad(PRICED)
+    extra = {k: v for k, v in (("max_tokens", max_tokens), ("n", n)) if v is not None}
+    messages = [{"role": "user", "content": "zzzz"}]
+    await gateway.client().chat.completions.create(model="usage", messages=messages, **extra)
+    [row] = await gateway.rows()
+    assert (row["input_tokens"], row["output_tokens"], row["usage_estimated"]) == (
+        *expected,
+        True,
+    )
+    assert row["error"] == (
+        f"provider usage implausible ({note}): capped to what the request could use"
+    )
+    assert float(row["cost_usd"]) == pytest.approx((expected[0] * 1.0 + expected[1] * 2.0) / 1e6)
+    assert (row["outcome"], row["priced"]) == ("ok", True)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        None,
+        {"prompt_tokens": -5, "completion_tokens": 3},
+        {"prompt_tokens": "12", "completion_tokens": 3},
+        {"prompt_tokens": True, "completion_tokens": 3},
+        {"prompt_tokens": 12.5, "completion_tokens": 3},
+        {"prompt_tokens": 12, "completion_tokens": [3]},
+        {"total_tokens": 15},
+        "lots",
+    ],
+    ids=["missing", "negative", "string", "bool", "float", "list", "no-counts", "not-a-dict"],
+)
+async def test_missing_or_junk_usage_is_estimated_and_charged(
+    start_bad: Any, bad: tuple[MisbehavingProvider, str], usage: Any
+) -> None:
+    if usage is not None:
+        bad[0].usage_by_prompt["zzzz"] = usage
+    gateway = await start_bad(PRICED)
+    messages = [{"role": "user", "content": "zzzz"}]
+    await gateway.client().chat.completions.create(model="usage", messages=messages)
+    [row] = await gateway.rows()
+    assert (row["input_tokens"], row["output_tokens"], row["usage_estimated"]) == (
+        ZZZZ_INPUT,
+        ANSWER_OUTPUT,
+        True,
+    )
+    assert float(row["cost_usd"]) == pytest.approx((ZZZZ_INPUT * 1.0 + ANSWER_OUTPUT * 2.0) / 1e6)
+    assert (row["outcome"], row["priced"], row["error"]) == ("ok", True, None)
+
+
+async def test_a_200_that_is_not_json_is_estimated_from_its_body(start_bad: Any) -> None:
+    gateway = await start_bad(PRICED)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gateway.url + "v1/chat/completions",
+            json={"model": "not-json", "messages": [{"role": "user", "content": "zzzz"}]},
+        ) as resp,
+    ):
+        assert (resp.status, len(await resp.read())) == (200, 407)
+    [row] = await gateway.rows()
+    # 407 characters of body, about 4 a token
+    assert (row["input_tokens"], row["output_tokens"], row["usage_estimated"]) == (7, 102, True)
+    assert float(row["cost_usd"]) == pytest.approx((7 * 1.0 + 102 * 2.0) / 1e6)

@@ -51,7 +51,9 @@ def usage_from_body(route: str, body: Mapping[str, Any]) -> Usage | None:
 
 
 def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
-    """A ``usage`` object in either spelling; None if it counts no tokens at all."""
+    """A ``usage`` object in either spelling; None if it counts no tokens at all, or if an
+    input or output count is junk (not a non-negative integer: a string, a float, a bool,
+    a negative number), which is no count to charge by.  Junk in the details counts 0."""
     if not (
         "prompt_tokens" in usage
         or "input_tokens" in usage
@@ -59,13 +61,17 @@ def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
         or "output_tokens" in usage
     ):
         return None
+    input_tokens = _count(usage, "prompt_tokens", "input_tokens")
+    output_tokens = _count(usage, "completion_tokens", "output_tokens")
+    if input_tokens is None or output_tokens is None:
+        return None
     input_details = _details(
         usage, "prompt_tokens_details", "input_tokens_details", "input_token_details"
     )
     output_details = _details(usage, "completion_tokens_details", "output_tokens_details")
     return Usage(  # input, output, cached, reasoning, audio (positionally: cheaper)
-        _int(usage, "prompt_tokens", "input_tokens"),
-        _int(usage, "completion_tokens", "output_tokens"),
+        input_tokens,
+        output_tokens,
         _int(input_details, "cached_tokens"),
         _int(output_details, "reasoning_tokens"),
         _int(input_details, "audio_tokens"),
@@ -81,6 +87,19 @@ def _details(usage: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
 
 
 _NO_DETAILS: Mapping[str, Any] = {}
+
+
+def _count(mapping: Mapping[str, Any], *keys: str) -> int | None:
+    """The first of ``keys`` present and not null: its count, or None when it is junk;
+    0 when none is present."""
+    for key in keys:
+        value = mapping.get(key)
+        if value is None:
+            continue
+        if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+            return value if value >= 0 else None
+        return None
+    return 0
 
 
 def _int(mapping: Mapping[str, Any], *keys: str) -> int:
