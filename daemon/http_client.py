@@ -16,9 +16,8 @@ What it does:
 - A request body is sent whole, with ``Content-Length``.  An answer is read by its
   ``Content-Length``, chunked, or until the server closes the connection; ``gzip`` and
   ``deflate`` answers are decoded (``Accept-Encoding`` asks for them, as aiohttp did).
-- ``max_bytes`` bounds an answer's body as decoded: a compressed piece is inflated only
-  up to what is left of the bound, so a small gzip bomb never becomes a large buffer.
-  Past it the answer fails with ``AnswerTooLarge``, after what fitted was delivered.
+- ``max_bytes`` bounds an answer's body as decoded (``http_body``): past it the answer
+  fails with ``AnswerTooLarge``, after what fitted was delivered.
 - ``connect_s`` bounds opening a connection (TCP and TLS); ``read_s`` bounds each wait for
   more of the answer, so a long stream that keeps sending never times out (aiohttp's
   ``sock_read``); ``chunks()`` may give the body's waits a bound of their own.  While nothing is waiting, nothing times out: a slow reader is not the
@@ -42,26 +41,18 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import zlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
+from typing import cast
 
 import httptools
 
+from daemon.http_body import BodyDecoder
 from daemon.http_framing import Target, request_head, target
 
 HIGH_WATER = 256 * 1024  # buffered answer bytes that pause reading the socket
 LOW_WATER = 64 * 1024  # ... and resume it
 KEEPALIVE_S = 15.0
 _TRANSFER = "transfer-encoding"
-
-
-class AnswerTooLarge(ConnectionError):
-    """The answer's decoded body passed the request's ``max_bytes``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the answer is larger than {limit} bytes")
-        self.limit = limit
 
 
 class HttpClient:
@@ -225,8 +216,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._buffered = 0
         self._paused = False
-        self._decoder: Any = None
-        self._decoded = False  # compressed bytes were fed to the decoder
+        self._decoder: BodyDecoder | None = None
         self._until_eof = False
         self._interim = False
         self._waiter: asyncio.Future[None] | None = None
@@ -234,7 +224,6 @@ class _Connection(asyncio.Protocol):
         self._since = 0.0  # when the current wait began
         self._timer: asyncio.TimerHandle | None = None
         self._max_bytes = max_bytes
-        self._received = 0  # decoded body bytes, counted against max_bytes
 
     # --- the caller's side --------------------------------------------------------
 
@@ -347,25 +336,14 @@ class _Connection(asyncio.Protocol):
         self._until_eof = "content-length" not in headers and "chunked" not in headers.get(
             _TRANSFER, ""
         )
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            # wbits 47: a gzip or a zlib stream, told apart by its header
-            self._decoder = zlib.decompressobj(47)
-        elif encoding not in ("identity", ""):
-            raise ConnectionError(f"answer in an encoding that was not asked for: {encoding}")
+        self._decoder = BodyDecoder(headers.get("content-encoding", ""), self._max_bytes)
         self.head_done = True
 
     def on_body(self, data: bytes) -> None:
-        if self._decoder is not None:
-            self._decoded = True
-            try:
-                data = self._decoder.decompress(data, self._room())
-            except zlib.error as err:
-                raise ConnectionError(f"undecodable answer body: {err}") from err
-            if not data:
-                return
-        if self._over_limit(len(data)):
-            raise AnswerTooLarge(self._max_bytes or 0)
+        assert self._decoder is not None  # set with the head
+        data = self._decoder.feed(data)
+        if not data:
+            return
         self._body.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -383,30 +361,17 @@ class _Connection(asyncio.Protocol):
     def _complete(self) -> None:
         decoder, self._decoder = self._decoder, None
         if decoder is not None:
-            tail = decoder.flush()
-            if self._over_limit(len(tail)):
-                self._fail(AnswerTooLarge(self._max_bytes or 0))
+            try:
+                tail = decoder.end()
+            except ConnectionError as err:
+                self._fail(err)
                 return
             if tail:
                 self._body.append(tail)
-            if self._decoded and not decoder.eof:
-                self._fail(ConnectionError("the compressed answer ends inside its stream"))
-                return
         self.keep_alive = self._parser.should_keep_alive() and not self._until_eof
         self.done = True
         self.busy = False
         self._stop_timer()
-
-    def _room(self) -> int:
-        """How much a compressed piece may inflate to: one byte past the bound shows
-        that it was passed (0: no bound)."""
-        if self._max_bytes is None:
-            return 0
-        return max(1, self._max_bytes - self._received + 1)
-
-    def _over_limit(self, size: int) -> bool:
-        self._received += size
-        return self._max_bytes is not None and self._received > self._max_bytes
 
     def _fail(self, err: BaseException) -> None:
         self.error = err

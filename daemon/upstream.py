@@ -19,7 +19,8 @@ import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from daemon.http_client import AnswerTooLarge, HttpClient, Response
+from daemon.http_body import AnswerTooLarge
+from daemon.http_client import HttpClient, Response
 from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout

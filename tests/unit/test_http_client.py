@@ -20,7 +20,8 @@ import pytest
 import trustme
 import uvloop
 
-from daemon.http_client import HIGH_WATER, AnswerTooLarge, HttpClient
+from daemon.http_body import AnswerTooLarge
+from daemon.http_client import HIGH_WATER, HttpClient
 
 # The replacement for overriding ``event_loop_policy``, the ``pytest_asyncio_loop_factories``
 # hook, is only found in a conftest.py; this file keeps its loops to itself.
