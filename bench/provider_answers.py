@@ -7,7 +7,9 @@ A fake provider in this process, on 127.0.0.1, answers each model in its own way
 
 - ``big-json``: a JSON answer of ``--gib`` GiB, written as fast as the socket takes it;
 - ``big-stream``: an SSE stream of ``--gib`` GiB (chat chunks of 1,000 characters);
-- ``gzip-bomb``: a gzip answer of about 1 MB that inflates to 1 GiB.
+- ``gzip-bomb``: a gzip answer of about 1 MB that inflates to 1 GiB;
+- ``held-stream``: ``big-stream`` again, with a blocking output check in force, so the
+  daemon holds the stream back (and reads all of its text) until it is over.
 
 For each case a fresh ``waystone serve`` (default ``[server] max_response_mb``, unless
 ``--max-response-mb``) gets one chat request for that model from a client here that
@@ -35,7 +37,7 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, web
 
 BAR_MB = 300
-MODELS = ("big-json", "big-stream", "gzip-bomb")
+CASES = ("big-json", "big-stream", "gzip-bomb", "held-stream")
 PIECE = 1 << 20
 
 CONFIG = """\
@@ -45,6 +47,17 @@ port = {port}
 [providers.bad]
 base_url = "http://127.0.0.1:{upstream}/v1"
 models = ["big-json", "big-stream", "gzip-bomb"]
+"""
+
+HOLD_BACK = """
+[rules.no-keys]
+action = "check_output"
+deny_regex = "sk-[a-z0-9]{20}"
+on_fail = "block"
+
+[rulesets.checked]
+when = "always"
+rules = ["no-keys"]
 """
 
 
@@ -124,12 +137,14 @@ async def wait_http(url: str, proc: subprocess.Popen[bytes], deadline_s: float =
 
 
 async def run_case(
-    model: str, provider: Provider, upstream: int, work: Path, limit: str
+    case: str, provider: Provider, upstream: int, work: Path, limit: str
 ) -> dict[str, object]:
-    home = work / model
+    home = work / case
     home.mkdir()
     port = free_port()
-    (home / "config.toml").write_text(CONFIG.format(port=port, upstream=upstream, limit=limit))
+    config = CONFIG.format(port=port, upstream=upstream, limit=limit)
+    model = "big-stream" if case == "held-stream" else case
+    (home / "config.toml").write_text(config + (HOLD_BACK if case == "held-stream" else ""))
     env = {**os.environ, "WAYSTONE_HOME": str(home)}
     waystone = shutil.which("waystone", path=str(Path(sys.executable).parent)) or "waystone"
     log = (home / "serve.log").open("wb")
@@ -152,7 +167,7 @@ async def run_case(
         proc.terminate()
         proc.wait(timeout=30)
     return {
-        "model": model,
+        "model": case,
         "status": status,
         "idle_mb": idle_kb / 1024,
         "peak_mb": peak_kb / 1024,
@@ -175,8 +190,8 @@ async def main() -> None:
     failed = False
     try:
         with tempfile.TemporaryDirectory() as work:
-            for model in MODELS:
-                r = await run_case(model, provider, upstream, Path(work), limit)
+            for case in CASES:
+                r = await run_case(case, provider, upstream, Path(work), limit)
                 ok = float(str(r["peak_mb"])) < BAR_MB
                 failed |= not ok
                 print(

@@ -197,7 +197,8 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
 
 
 def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
-    call.output_text = tally.text
+    if call.record.capture:  # joined only for the row: the text may be as long as the limit
+        call.output_text = tally.text
     _settle_usage(call, tally.usage, tally.estimate_output_tokens())
 
 

@@ -3,6 +3,7 @@ and usage taken only when it is plausible."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -43,6 +44,18 @@ idle_timeout_s = {TRICKLE_S * 3}
         return gateway
 
     return start
+
+
+async def _stream(gateway: Gateway, model: str) -> tuple[int, bytes]:
+    """A streamed chat request read raw, whatever the stream's end looks like."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gateway.url + "v1/chat/completions",
+            json={"model": model, "messages": HI, "stream": True},
+        ) as resp,
+    ):
+        return resp.status, await resp.content.read()
 
 
 @pytest.mark.parametrize(
@@ -94,16 +107,9 @@ async def test_a_stream_longer_than_timeout_s_is_served_whole(start_bad: Any) ->
 async def test_a_stream_idle_past_idle_timeout_s_is_cut(start_bad: Any) -> None:
     gateway = await start_bad()
     started = time.monotonic()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            gateway.url + "v1/chat/completions",
-            json={"model": "stall-stream", "messages": HI, "stream": True},
-        ) as resp,
-    ):
-        assert resp.status == 200
-        received = (await resp.content.read()).decode()
-    assert '"content": "Hello"' in received
+    status, received = await _stream(gateway, "stall-stream")
+    assert status == 200
+    assert b'"content": "Hello"' in received
     assert time.monotonic() - started < 2.5  # the provider stalls for 30 s
     [row] = await gateway.rows()
     assert (row["status"], row["outcome"], row["usage_estimated"]) == (200, "upstream_cut", True)
@@ -137,15 +143,8 @@ async def test_a_stream_past_max_response_mb_is_cut_and_its_usage_estimated(
     start_bad: Any,
 ) -> None:
     gateway = await start_bad(LIMITED)
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            gateway.url + "v1/chat/completions",
-            json={"model": "huge-stream", "messages": HI, "stream": True},
-        ) as resp,
-    ):
-        assert resp.status == 200
-        received = await resp.content.read()
+    status, received = await _stream(gateway, "huge-stream")
+    assert status == 200
     assert len(received) <= 1 << 20
     events = received.count(b"\n\n")
     assert events > 0
@@ -157,15 +156,8 @@ async def test_a_stream_past_max_response_mb_is_cut_and_its_usage_estimated(
 
 async def test_a_held_back_stream_past_max_response_mb_is_a_502(start_bad: Any) -> None:
     gateway = await start_bad(LIMITED + HOLD_BACK)
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            gateway.url + "v1/chat/completions",
-            json={"model": "huge-stream", "messages": HI, "stream": True},
-        ) as resp,
-    ):
-        assert resp.status == 502
-        assert (await resp.json())["error"]["message"] == TOO_LARGE
+    status, received = await _stream(gateway, "huge-stream")
+    assert (status, json.loads(received)["error"]["message"]) == (502, TOO_LARGE)
     [row] = await gateway.rows()
     assert (row["status"], row["outcome"], row["usage_estimated"]) == (
         502,
