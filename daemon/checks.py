@@ -61,7 +61,12 @@ async def _flagged(call: Call, target: str, text: str) -> bool:
     else:
         headers = upstream_headers(provider, {}, "application/json")
         reply = await call_http(
-            call.app[HTTP], provider, "moderations", json.dumps(body).encode(), headers
+            call.app[HTTP],
+            provider,
+            "moderations",
+            json.dumps(body).encode(),
+            headers,
+            max_bytes=call.snapshot.config.server.max_response_bytes,
         )
     try:
         data = await reply.read()

@@ -26,13 +26,8 @@ from daemon.stream import StreamWatch
 from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.usage import (
-    StreamTally,
-    Usage,
-    estimate_input_tokens,
-    estimate_tokens,
-    usage_from_body,
-)
+from waystone_cli.core.usage import StreamTally, Usage, estimate_tokens, usage_from_body
+from waystone_cli.core.usage_bounds import TOKEN_ROUTES, settle_usage
 
 if TYPE_CHECKING:
     from daemon.tracing import UpstreamSpan
@@ -114,7 +109,10 @@ async def _dispatch(
     headers = upstream_headers(provider, call.request.headers, content_type)
     if upstream is not None:
         upstream.inject(headers)
-    return await call_http(call.app[HTTP], provider, call.record.route, data, headers)
+    max_bytes = call.snapshot.config.server.max_response_bytes
+    return await call_http(
+        call.app[HTTP], provider, call.record.route, data, headers, max_bytes=max_bytes
+    )
 
 
 async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
@@ -130,15 +128,13 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     if reply.status != 200:
         rec.outcome = "upstream_error"
         rec.error = data[:2000].decode("utf-8", "replace")
-        return web.Response(
-            body=data,
-            status=reply.status,
-            headers=call.response_headers(reply.content_type),
-        )
+        headers = call.response_headers(reply.content_type)
+        headers.update(reply.error_headers())
+        return web.Response(body=data, status=reply.status, headers=headers)
     body = decode_reply(data)
     if call.trace is not None and isinstance(body, dict):
         call.trace.note(body)
-    call.set_usage(usage_from_body(rec.route, body) if isinstance(body, dict) else None)
+    _settle_json_usage(call, body, data)
     decision = call.decision
     if isinstance(body, dict) and (
         rec.capture or (decision is not None and decision.output_checks)
@@ -218,14 +214,29 @@ async def _timed_upstream(call: Call, chunks: AsyncIterator[bytes]) -> AsyncIter
 
 
 def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
-    call.output_text = tally.text
-    if tally.usage is not None:
-        call.set_usage(tally.usage)
-        return
-    input_tokens = estimate_input_tokens(call.record.route, call.input_body or {})
-    call.set_usage(
-        Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(tally.text)), estimated=True
+    if call.record.capture:  # joined only for the row: the text may be as long as the limit
+        call.output_text = tally.text
+    _settle_usage(call, tally.usage, tally.estimate_output_tokens())
+
+
+def _settle_json_usage(call: Call, body: Any, data: bytes) -> None:
+    route = call.record.route
+    reported = usage_from_body(route, body) if isinstance(body, dict) else None
+    if reported is None and route not in TOKEN_ROUTES:
+        return  # moderations, audio, images: answers that count no tokens
+    text = _output_text(body) if isinstance(body, dict) else data.decode("utf-8", "replace")
+    _settle_usage(call, reported, estimate_tokens(text))
+
+
+def _settle_usage(call: Call, reported: Usage | None, output_estimate: int) -> None:
+    """What the provider reported, if plausible for the request; capped or estimated if not."""
+    rec = call.record
+    settled = settle_usage(
+        reported, route=rec.route, body=call.input_body or {}, output_estimate=output_estimate
     )
+    call.set_usage(settled.usage, estimated=settled.estimated)
+    if settled.note is not None and rec.error is None:
+        rec.error = settled.note
 
 
 def _output_text(body: dict[str, Any]) -> str:

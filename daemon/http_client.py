@@ -16,9 +16,11 @@ What it does:
 - A request body is sent whole, with ``Content-Length``.  An answer is read by its
   ``Content-Length``, chunked, or until the server closes the connection; ``gzip`` and
   ``deflate`` answers are decoded (``Accept-Encoding`` asks for them, as aiohttp did).
+- ``max_bytes`` bounds an answer's body as decoded (``http_body``): past it the answer
+  fails with ``AnswerTooLarge``, after what fitted was delivered.
 - ``connect_s`` bounds opening a connection (TCP and TLS); ``read_s`` bounds each wait for
   more of the answer, so a long stream that keeps sending never times out (aiohttp's
-  ``sock_read``).  While nothing is waiting, nothing times out: a slow reader is not the
+  ``sock_read``); ``chunks()`` may give the body's waits a bound of their own.  While nothing is waiting, nothing times out: a slow reader is not the
   server's fault.
 - Interim ``1xx`` answers are skipped; an answer to ``HEAD`` ends with its head.  Bytes
   after the end of an answer, a corrupt or truncated gzip stream, or an encoding that was
@@ -39,12 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import zlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
+from typing import cast
 
 import httptools
 
+from daemon.http_body import BodyDecoder
 from daemon.http_framing import Target, request_head, target
 
 HIGH_WATER = 256 * 1024  # buffered answer bytes that pause reading the socket
@@ -72,11 +74,12 @@ class HttpClient:
         *,
         connect_s: float = 10.0,
         read_s: float = 600.0,
+        max_bytes: int | None = None,
     ) -> Response:
         where = target(url)
         head = request_head(method, where, headers, len(body) if body or method != "GET" else None)
         conn = self._reuse(where) or await self._connect(where, connect_s)
-        conn.send(head, body, read_s)
+        conn.send(head, body, read_s, max_bytes)
         try:
             while not conn.head_done:
                 if conn.error is not None:
@@ -161,10 +164,13 @@ class Response:
         parts.append(conn.take())
         return b"".join(parts)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self, read_s: float | None = None) -> AsyncIterator[bytes]:
         """The body as it arrives: everything received so far, in one piece per wait.
-        What arrived before an error is delivered before the error is raised."""
+        What arrived before an error is delivered before the error is raised.  ``read_s``
+        replaces the request's for each wait from here on (a stream's idle time)."""
         conn = self._live()
+        if read_s is not None:
+            conn.set_read_s(read_s)
         while True:
             data = conn.take()
             if data:
@@ -198,9 +204,9 @@ class _Connection(asyncio.Protocol):
         self.busy = False  # a request is in flight
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
-        self._begin(0.0)
+        self._begin(0.0, None)
 
-    def _begin(self, read_s: float) -> None:
+    def _begin(self, read_s: float, max_bytes: int | None) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.head_done = False
@@ -210,20 +216,20 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._buffered = 0
         self._paused = False
-        self._decoder: Any = None
-        self._decoded = False  # compressed bytes were fed to the decoder
+        self._decoder: BodyDecoder | None = None
         self._until_eof = False
         self._interim = False
         self._waiter: asyncio.Future[None] | None = None
         self._read_s = read_s
         self._since = 0.0  # when the current wait began
         self._timer: asyncio.TimerHandle | None = None
+        self._max_bytes = max_bytes
 
     # --- the caller's side --------------------------------------------------------
 
-    def send(self, head: bytes, body: bytes, read_s: float) -> None:
+    def send(self, head: bytes, body: bytes, read_s: float, max_bytes: int | None) -> None:
         assert self.transport is not None
-        self._begin(read_s)
+        self._begin(read_s, max_bytes)
         self.busy = True
         # Written whole: the transport buffers what the socket cannot take yet (asyncio's
         # default pause_writing, which does nothing, is kept).
@@ -239,6 +245,10 @@ class _Connection(asyncio.Protocol):
             await waiter
         finally:
             self._waiter = None
+
+    def set_read_s(self, read_s: float) -> None:
+        self._read_s = read_s
+        self._stop_timer()  # the next wait times itself by the new bound
 
     def take(self) -> bytes:
         """The body bytes received and not yet taken."""
@@ -326,23 +336,14 @@ class _Connection(asyncio.Protocol):
         self._until_eof = "content-length" not in headers and "chunked" not in headers.get(
             _TRANSFER, ""
         )
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            # wbits 47: a gzip or a zlib stream, told apart by its header
-            self._decoder = zlib.decompressobj(47)
-        elif encoding not in ("identity", ""):
-            raise ConnectionError(f"answer in an encoding that was not asked for: {encoding}")
+        self._decoder = BodyDecoder(headers.get("content-encoding", ""), self._max_bytes)
         self.head_done = True
 
     def on_body(self, data: bytes) -> None:
-        if self._decoder is not None:
-            self._decoded = True
-            try:
-                data = self._decoder.decompress(data)
-            except zlib.error as err:
-                raise ConnectionError(f"undecodable answer body: {err}") from err
-            if not data:
-                return
+        assert self._decoder is not None  # set with the head
+        data = self._decoder.feed(data)
+        if not data:
+            return
         self._body.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -360,12 +361,13 @@ class _Connection(asyncio.Protocol):
     def _complete(self) -> None:
         decoder, self._decoder = self._decoder, None
         if decoder is not None:
-            tail = decoder.flush()
+            try:
+                tail = decoder.end()
+            except ConnectionError as err:
+                self._fail(err)
+                return
             if tail:
                 self._body.append(tail)
-            if self._decoded and not decoder.eof:
-                self._fail(ConnectionError("the compressed answer ends inside its stream"))
-                return
         self.keep_alive = self._parser.should_keep_alive() and not self._until_eof
         self.done = True
         self.busy = False

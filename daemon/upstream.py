@@ -4,6 +4,10 @@ Both paths return an ``UpstreamReply`` whose body is an async iterator of byte c
 so the proxy streams, reads and releases them the same way.  The client's own
 Authorization header never goes upstream: the provider's key (from its ``env:NAME``
 reference) does.  Connection failures become 502 and timeouts 504.
+
+Time: ``timeout_s`` bounds an answer read whole (its head and all of its body) and, for a
+stream, the wait for its head; a stream may then last as long as it keeps sending, and
+``idle_timeout_s`` bounds each silence in it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+from daemon.http_body import AnswerTooLarge
 from daemon.http_client import HttpClient, Response
 from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
@@ -32,6 +37,10 @@ _FORWARDED = (
     "tracestate",
 )
 
+# Answer headers relayed with a provider's refusal: when to try again, which the OpenAI
+# SDKs read (``retry-after-ms`` first).  The rest describe the provider, not the gateway.
+_RELAYED_ON_ERROR = ("retry-after", "retry-after-ms")
+
 
 class UpstreamReply:
     """A provider's answer: status, content type, and the body as chunks or read whole.
@@ -41,7 +50,16 @@ class UpstreamReply:
     frames.  ``release()`` may be called more than once.
     """
 
-    __slots__ = ("status", "content_type", "_frames", "_resp", "_name")
+    __slots__ = (
+        "status",
+        "content_type",
+        "headers",
+        "_frames",
+        "_resp",
+        "_name",
+        "_deadline",
+        "_idle_s",
+    )
 
     def __init__(
         self,
@@ -50,30 +68,39 @@ class UpstreamReply:
         frames: AsyncIterator[bytes] | None = None,
         resp: Response | None = None,
         name: str = "",
+        deadline: float | None = None,
+        idle_s: float | None = None,
     ) -> None:
         self.status = status
         self.content_type = content_type
+        self.headers: Mapping[str, str] = resp.headers if resp is not None else {}
         self._frames = frames
         self._resp = resp
         self._name = name
+        self._deadline = deadline  # loop time by which an answer read whole must be in
+        self._idle_s = idle_s  # the longest silence in a stream
 
     @property
     def chunks(self) -> AsyncIterator[bytes]:
         if self._resp is not None:
-            return _http_chunks(self._resp, self._name)
+            return _http_chunks(self._resp, self._name, self._idle_s)
         assert self._frames is not None
         return self._frames
 
     async def read(self) -> bytes:
         """The whole body."""
         if self._resp is not None:
-            return await _http_read(self._resp, self._name)
+            return await _http_read(self._resp, self._name, self._deadline)
         parts = [chunk async for chunk in self.chunks]
         return b"".join(parts)
 
     def release(self) -> None:
         if self._resp is not None:
             self._resp.release()  # idempotent
+
+    def error_headers(self) -> dict[str, str]:
+        """The headers of a refusal that go to the client with it."""
+        return {k: v for k in _RELAYED_ON_ERROR if (v := self.headers.get(k)) is not None}
 
 
 def provider_key(provider: ProviderConfig) -> str | None:
@@ -127,17 +154,22 @@ async def call_http(
     data: bytes,
     headers: dict[str, str],
     method: str = "POST",
+    *,
+    max_bytes: int,
 ) -> UpstreamReply:
     url = _url(provider.base_url or "", route)
+    deadline = asyncio.get_running_loop().time() + provider.timeout_s
     try:
-        resp = await client.request(
-            method,
-            url,
-            headers,
-            data,
-            connect_s=provider.connect_timeout_s,
-            read_s=provider.timeout_s,
-        )
+        async with asyncio.timeout_at(deadline):
+            resp = await client.request(
+                method,
+                url,
+                headers,
+                data,
+                connect_s=provider.connect_timeout_s,
+                read_s=provider.timeout_s,
+                max_bytes=max_bytes,
+            )
     except TimeoutError as err:
         raise UpstreamTimeout(f'provider "{provider.name}" timed out') from err
     except (OSError, ValueError) as err:  # refused, reset, DNS, TLS; a bad base_url
@@ -145,7 +177,14 @@ async def call_http(
             f'provider "{provider.name}" is unreachable: {type(err).__name__}'
         ) from err
     content_type = resp.headers.get("content-type", "application/json")
-    return UpstreamReply(resp.status, content_type, resp=resp, name=provider.name)
+    return UpstreamReply(
+        resp.status,
+        content_type,
+        resp=resp,
+        name=provider.name,
+        deadline=deadline,
+        idle_s=provider.idle_timeout_s,
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -153,18 +192,19 @@ def _url(base_url: str, route: str) -> str:
     return f"{base_url.rstrip('/')}/{route}"
 
 
-async def _http_read(resp: Response, name: str) -> bytes:
+async def _http_read(resp: Response, name: str, deadline: float | None) -> bytes:
     try:
-        return await resp.read()
+        async with asyncio.timeout_at(deadline):
+            return await resp.read()
     except (TimeoutError, OSError) as err:
         raise _read_error(err, name) from err
     finally:
         resp.release()
 
 
-async def _http_chunks(resp: Response, name: str) -> AsyncIterator[bytes]:
+async def _http_chunks(resp: Response, name: str, idle_s: float | None) -> AsyncIterator[bytes]:
     try:
-        async for chunk in resp.chunks():
+        async for chunk in resp.chunks(idle_s):
             yield chunk
     except (TimeoutError, OSError) as err:
         raise _read_error(err, name) from err
@@ -173,9 +213,14 @@ async def _http_chunks(resp: Response, name: str) -> AsyncIterator[bytes]:
 
 
 def _read_error(err: TimeoutError | OSError, name: str) -> UpstreamError:
-    """Reading a reply's body failed: a timeout is a 504, a cut a 502."""
+    """Reading a reply's body failed: a timeout is a 504, a cut or an answer too large a 502."""
     if isinstance(err, TimeoutError):
         return UpstreamTimeout(f'provider "{name}" timed out')
+    if isinstance(err, AnswerTooLarge):
+        return UpstreamError(
+            f'provider "{name}" sent an answer larger than {err.limit / (1 << 20):g} MiB'
+            " ([server] max_response_mb)"
+        )
     return UpstreamError(f'provider "{name}" cut the response: {type(err).__name__}')
 
 

@@ -237,6 +237,21 @@ ERRORS = [
         '[rules.r]\naction = "capture"\n[rulesets.rs]\nwhen = "always"\nrules = ["r"]\npriority = "high"',
         "rulesets.rs.priority: expected an integer, got a string",
     ),
+    (
+        "max_response_mb not positive",
+        "[server]\nmax_response_mb = 0",
+        "server.max_response_mb: must be positive",
+    ),
+    (
+        "provider idle_timeout_s not positive",
+        '[providers.p]\nbase_url = "http://x"\nidle_timeout_s = -1',
+        "providers.p.idle_timeout_s: must be positive",
+    ),
+    (
+        "provider timeout_s not a number",
+        '[providers.p]\nbase_url = "http://x"\ntimeout_s = nan',
+        "providers.p.timeout_s: must be positive",
+    ),
     ("key without hash", "[keys.k]\ncreated = 2026-01-01", "keys.k: hash is required"),
     (
         "NaN body limit",

@@ -20,6 +20,7 @@ import pytest
 import trustme
 import uvloop
 
+from daemon.http_body import AnswerTooLarge
 from daemon.http_client import HIGH_WATER, HttpClient
 
 # The replacement for overriding ``event_loop_policy``, the ``pytest_asyncio_loop_factories``
@@ -663,3 +664,60 @@ async def test_interim_answer_is_skipped_for_the_final_one(
     r = await client.request("GET", upstream.url(), {})
     assert (r.status, r.headers, await r.read()) == (200, {"content-length": "2"}, b"ok")
     r.release()
+
+
+# --- bounds on what the answer holds -----------------------------------------------------
+
+
+@pytest.mark.parametrize("size, fits", [(1000, True), (1001, False)])
+async def test_max_bytes_bounds_the_body_of_an_answer(
+    serve: Callable[..., Awaitable[Upstream]], client: HttpClient, size: int, fits: bool
+) -> None:
+    upstream = await serve(answering(answer(b"x" * size)))
+    r = await client.request("GET", upstream.url(), {}, max_bytes=1000)
+    try:
+        if fits:
+            assert await r.read() == b"x" * size
+        else:
+            with pytest.raises(AnswerTooLarge) as caught:
+                await r.read()
+            assert (str(caught.value), caught.value.limit) == (
+                "the answer is larger than 1000 bytes",
+                1000,
+            )
+    finally:
+        r.release()
+    assert client.idle == (1 if fits else 0)
+
+
+async def test_gzip_bomb_is_refused_without_inflating_past_max_bytes(
+    serve: Callable[..., Awaitable[Upstream]], client: HttpClient
+) -> None:
+    bomb = gzip.compress(b"\0" * (64 << 20))  # 64 MiB in about 64 KiB
+    upstream = await serve(answering(answer(bomb, "Content-Encoding: gzip")))
+    r = await client.request("GET", upstream.url(), {}, max_bytes=1 << 20)
+    received = 0
+    with pytest.raises(AnswerTooLarge):
+        async for piece in r.chunks():
+            received += len(piece)
+    r.release()
+    assert received <= 1 << 20
+
+
+async def test_chunks_read_s_bounds_a_silence_in_the_body_alone(
+    serve: Callable[..., Awaitable[Upstream]], client: HttpClient
+) -> None:
+    async def late_head_then_one_chunk_then_silence(peer: Peer) -> None:
+        await peer.request()
+        await asyncio.sleep(0.4)
+        peer.writer.write(CHUNKED + chunk(b"data: 1\n\n"))
+        await silent(peer)
+
+    upstream = await serve(late_head_then_one_chunk_then_silence)
+    r = await client.request("POST", upstream.url(), {}, b"{}", read_s=5)  # the head came in 5
+    last = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async for _ in r.chunks(read_s=0.2):
+            last = time.monotonic()
+    r.release()
+    assert time.monotonic() - last < 0.3

@@ -136,3 +136,44 @@ def test_lazy_reading_finds_what_reading_every_event_finds(seed: int) -> None:
     assert got.usage == expected.usage, stream
     if expected.usage is None:  # the estimate reads the text
         assert got.text == expected.text, stream
+
+
+@pytest.mark.parametrize(
+    ("drop_usage", "with_usage"), [(False, False), (False, True), (True, False)]
+)
+def test_a_long_stream_keeps_bounded_side_state_and_counts_all_of_its_text(
+    drop_usage: bool, with_usage: bool
+) -> None:
+    piece = "x" * 1000
+    events = [chunk(piece, usage=None) for _ in range(3 * stream.SIDE_BYTES // 1000)]
+    body = sse(*events, *([{"choices": [], "usage": USAGE}] if with_usage else []))
+    w = StreamWatch("chat/completions", drop_usage=drop_usage, full=False, trace=None)
+    for at in range(0, len(body), 65536):
+        w.feed(body[at : at + 65536])
+        held = sum(map(len, w._raw or ())) + sum(map(len, w._deferred))
+        assert held <= stream.SIDE_BYTES + 65536
+    tally = w.finish()
+    if with_usage:
+        assert tally.usage == Usage(input_tokens=12, output_tokens=5)
+        return
+    assert tally.usage is None
+    assert len(tally.text) == stream.SIDE_BYTES  # kept up to the bound ...
+    assert tally.estimate_output_tokens() == len(events) * 250  # ... counted whole
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_side_state_past_its_bound_finds_what_reading_every_event_finds(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "SIDE_BYTES", 40)  # every bound is passed at once
+    rng = random.Random(seed)
+    pieces = [_random_event(rng) for _ in range(rng.randrange(1, 12))]
+    lazy = StreamWatch("chat/completions", drop_usage=False, full=False, trace=None)
+    every = StreamWatch("chat/completions", drop_usage=False, full=True, trace=None)
+    for piece in pieces:
+        assert lazy.feed(piece) == piece
+        every.feed(piece)
+    got, expected = lazy.finish(), every.finish()
+    assert got.usage == expected.usage
+    assert got.estimate_output_tokens() == expected.estimate_output_tokens()
+    assert got.text == expected.text[:40]

@@ -66,6 +66,7 @@ class ServerConfig:
     require_identity: bool = False
     timezone: str = "UTC"
     max_body_mb: float = 32.0
+    max_response_mb: float = 64.0
     unpriced_blocks: bool = False
     log_format: str = "text"
     metrics_user_labels: bool = False
@@ -78,6 +79,10 @@ class ServerConfig:
     @property
     def merges_request_metadata(self) -> bool:
         return self.request_metadata == "merge"
+
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mb * (1 << 20))
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout_s: float = 10.0
     timeout_s: float = 600.0
+    idle_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)

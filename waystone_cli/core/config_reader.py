@@ -69,6 +69,7 @@ def _server(t: Table) -> ServerConfig:
         require_identity=t.get("require_identity", bool, d.require_identity),
         timezone=t.get("timezone", str, d.timezone),
         max_body_mb=float(t.get("max_body_mb", (int, float), d.max_body_mb)),
+        max_response_mb=float(t.get("max_response_mb", (int, float), d.max_response_mb)),
         unpriced_blocks=t.get("unpriced_blocks", bool, d.unpriced_blocks),
         log_format=t.get("log_format", str, d.log_format),
         metrics_user_labels=t.get("metrics_user_labels", bool, d.metrics_user_labels),
@@ -81,8 +82,9 @@ def _server(t: Table) -> ServerConfig:
         raise ConfigError(f"{t.at('port')}: must be between 1 and 65535")
     if not is_listen_host(s.host):
         raise ConfigError(f'{t.at("host")}: "{s.host}" is not an IP address or host name')
-    if s.max_body_mb <= 0:
-        raise ConfigError(f"{t.at('max_body_mb')}: must be positive")
+    for key in ("max_body_mb", "max_response_mb"):
+        if not getattr(s, key) > 0:
+            raise ConfigError(f"{t.at(key)}: must be positive")
     if s.log_format not in ("text", "json"):
         raise ConfigError(f'{t.at("log_format")}: must be "text" or "json"')
     if s.request_metadata not in REQUEST_METADATA:
@@ -128,8 +130,12 @@ def _provider(name: str, t: Table) -> ProviderConfig:
         headers=t.str_map("headers"),
         connect_timeout_s=float(t.get("connect_timeout_s", (int, float), 10.0)),
         timeout_s=float(t.get("timeout_s", (int, float), 600.0)),
+        idle_timeout_s=float(t.get("idle_timeout_s", (int, float), 300.0)),
     )
     t.done()
+    for key in ("connect_timeout_s", "timeout_s", "idle_timeout_s"):
+        if not getattr(p, key) > 0:
+            raise ConfigError(f"{t.at(key)}: must be positive")
     if p.kind not in PROVIDER_KINDS:
         raise ConfigError(f"{t.at('kind')}: must be one of {', '.join(PROVIDER_KINDS)}")
     if p.kind == "openai" and not p.base_url:

@@ -51,7 +51,9 @@ def usage_from_body(route: str, body: Mapping[str, Any]) -> Usage | None:
 
 
 def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
-    """A ``usage`` object in either spelling; None if it counts no tokens at all."""
+    """A ``usage`` object in either spelling; None if it counts no tokens at all, or if an
+    input or output count is junk (not a non-negative integer: a string, a float, a bool,
+    a negative number), which is no count to charge by.  Junk in the details counts 0."""
     if not (
         "prompt_tokens" in usage
         or "input_tokens" in usage
@@ -59,13 +61,17 @@ def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
         or "output_tokens" in usage
     ):
         return None
+    input_tokens = _count(usage, "prompt_tokens", "input_tokens")
+    output_tokens = _count(usage, "completion_tokens", "output_tokens")
+    if input_tokens is None or output_tokens is None:
+        return None
     input_details = _details(
         usage, "prompt_tokens_details", "input_tokens_details", "input_token_details"
     )
     output_details = _details(usage, "completion_tokens_details", "output_tokens_details")
     return Usage(  # input, output, cached, reasoning, audio (positionally: cheaper)
-        _int(usage, "prompt_tokens", "input_tokens"),
-        _int(usage, "completion_tokens", "output_tokens"),
+        input_tokens,
+        output_tokens,
         _int(input_details, "cached_tokens"),
         _int(output_details, "reasoning_tokens"),
         _int(input_details, "audio_tokens"),
@@ -81,6 +87,19 @@ def _details(usage: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
 
 
 _NO_DETAILS: Mapping[str, Any] = {}
+
+
+def _count(mapping: Mapping[str, Any], *keys: str) -> int | None:
+    """The first of ``keys`` present and not null: its count, or None when it is junk;
+    0 when none is present."""
+    for key in keys:
+        value = mapping.get(key)
+        if value is None:
+            continue
+        if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+            return value if value >= 0 else None
+        return None
+    return 0
 
 
 def _int(mapping: Mapping[str, Any], *keys: str) -> int:
@@ -103,14 +122,19 @@ class StreamTally:
     ``response.completed`` / ``response.incomplete``.  ``finish_reasons`` uses chat's words
     for every route; for the Responses API "completed" is "stop", an incomplete answer is
     its reason mapped ("max_output_tokens" is "length") and a failed one is "error".
+
+    ``text_limit`` bounds the text kept (in characters; None: all of it), for a reader
+    that needs only the estimate: the characters are counted all the same.
     """
 
-    def __init__(self, route: str) -> None:
+    def __init__(self, route: str, text_limit: int | None = None) -> None:
         self.route = route
         self.usage: Usage | None = None
         self.finish_reasons: list[str] = []
         self.response_model: str | None = None
         self._text: list[str] = []
+        self._text_room = text_limit
+        self._text_chars = 0  # all of the text, kept or not
         self._other_chars = 0  # tool-call arguments and refusals: output, but not text
 
     @property
@@ -140,8 +164,7 @@ class StreamTally:
 
     def estimate_output_tokens(self) -> int:
         """Output tokens by the heuristic: the text plus tool-call arguments and refusals."""
-        chars = sum(len(t) for t in self._text) + self._other_chars
-        return -(-chars // 4)
+        return -(-(self._text_chars + self._other_chars) // 4)
 
     def _feed_choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
@@ -179,8 +202,15 @@ class StreamTally:
                 self.usage = usage_from_mapping(usage) or self.usage
 
     def _add_text(self, text: Any) -> None:
-        if isinstance(text, str) and text:
+        if not isinstance(text, str) or not text:
+            return
+        self._text_chars += len(text)
+        room = self._text_room
+        if room is None:
             self._text.append(text)
+        elif room > 0:
+            self._text.append(text[:room])
+            self._text_room = room - len(text)
 
 
 def _response_finish(kind: str, response: Mapping[str, Any]) -> str:
