@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from waystone_cli.core import jsontext
 from waystone_cli.core.errors import BodyTooLarge, InvalidRequest
 
 
@@ -82,6 +83,14 @@ async def read_body(request: web.Request, limit_mb: float) -> bytes:
             raise BodyTooLarge(too_large(limit_mb))
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def decode_json(raw: bytes) -> object:
+    """A JSON body, or InvalidRequest for anything ``jsontext.loads_client`` refuses."""
+    try:
+        return jsontext.loads_client(raw)
+    except jsontext.ClientJSONError as err:
+        raise InvalidRequest(f"request body is not valid JSON: {err}") from None
 
 
 def too_large(limit_mb: float) -> str:

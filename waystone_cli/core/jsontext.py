@@ -50,3 +50,67 @@ def loads(data: bytes | str, **kwargs: Any) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(data, **kwargs)
+
+
+# Deeper than any real request (a tool's JSON schema nests a few levels) and well within
+# what the code after decoding can walk or serialize: the standard library's encoder
+# recurses once per level and orjson refuses to encode past 254.
+MAX_DEPTH = 128
+
+
+class ClientJSONError(ValueError):
+    """A client's JSON text that is refused: not JSON, or JSON no provider could take."""
+
+
+def loads_client(data: bytes | str) -> Any:
+    """``loads`` for text a client sent, refusing what could not be passed on unchanged.
+
+    Refused with ``ClientJSONError``: what is not JSON (``NaN``, ``Infinity`` and
+    ``-Infinity`` included), nesting deeper than ``MAX_DEPTH``, and strings holding a lone
+    surrogate (not Unicode, so not encodable as UTF-8).
+    """
+    try:
+        value = loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ClientJSONError(_TOO_DEEP) from None
+    except UnicodeError as err:
+        raise ClientJSONError(f"not UTF-8: {err}") from None
+    except ValueError as err:
+        raise ClientJSONError(str(err)) from None
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    # Both checks are skipped by a cheap look at the text: nesting needs as many brackets,
+    # and a lone surrogate needs a ``\uD8xx``-``\uDFxx`` escape (orjson refuses raw ones).
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        raise ClientJSONError(_TOO_DEEP)
+    if (b"\\ud" in raw or b"\\uD" in raw) and not _encodable(value):
+        raise ClientJSONError("a lone surrogate (\\ud800 to \\udfff unpaired) is not Unicode")
+    return value
+
+
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
