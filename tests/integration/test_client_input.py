@@ -87,7 +87,9 @@ async def test_malformed_json_is_a_400_nothing_forwarded_and_a_row(
 
 
 async def test_identify_refuses_deep_json_with_a_400(gateway: Gateway) -> None:
-    status, body = await _send(gateway, ('{"user": ' + _nested(1000) + "}").encode(), "api/identify")
+    status, body = await _send(
+        gateway, ('{"user": ' + _nested(1000) + "}").encode(), "api/identify"
+    )
     _assert_refused(status, body, "nested deeper than")
     status, body = await _send(gateway, b'{"user": "\\ud800"}', "api/identify")
     _assert_refused(status, body, "lone surrogate")

@@ -148,6 +148,32 @@ async def test_a_monthly_cost_cap_holds_under_40_concurrent_requests_and_across_
     assert (await _chat(again, user="bob")).status == 200
 
 
+async def test_a_negative_max_tokens_in_flight_opens_no_hole_in_the_budget(
+    start_gateway: Any,
+) -> None:
+    # slow-model is priced like gpt-test: in flight, a -1e9 cap would reserve about -$2000.
+    gateway = await start_gateway(CAP + '[prices."up/slow-model"]\ninput = 1.0\noutput = 2.0\n')
+    hole = {"max_tokens": -1_000_000_000, "stream": True}
+    in_flight = asyncio.create_task(_chat(gateway, "slow-model", user="alice", **hole))
+    for _ in range(200):  # until it is refused, or it reached the provider (and reserved)
+        if in_flight.done() or any(s.body["model"] == "slow-model" for s in gateway.provider.seen):
+            break
+        await asyncio.sleep(0.01)
+    try:
+        statuses = await asyncio.gather(*(_chat(gateway, user="alice") for _ in range(33)))
+        counts = [r.status for r in statuses]
+        assert counts.count(200) <= 6
+        assert counts.count(200) + counts.count(429) == 33
+        refused = await in_flight
+        assert refused.status == 400
+    finally:
+        in_flight.cancel()
+    rows = await gateway.rows(
+        "SELECT model, status, outcome FROM requests WHERE model = 'slow-model'"
+    )
+    assert rows == [{"model": "slow-model", "status": 400, "outcome": "invalid_request"}]
+
+
 async def test_a_member_may_use_at_most_10_percent_of_the_group_credits(start_gateway: Any) -> None:
     gateway = await start_gateway(f"""
 [groups.acme]
