@@ -12,6 +12,7 @@ from typing import Any
 
 from daemon.call import Call
 from daemon.state import COUNTERS
+from waystone_cli.core.decision import Decision
 from waystone_cli.core.errors import PolicyBlocked
 from waystone_cli.core.policy import RequestFacts, decide
 from waystone_cli.core.request_fields import CAP_KEYS, check_estimate_fields, choices
@@ -38,13 +39,7 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     rec.rulesets = list(decision.rulesets)
     rec.rules = list(decision.rules)
     if not decision.allowed:
-        raise PolicyBlocked(
-            decision.message or "blocked by policy",
-            status=decision.status,
-            code=decision.code or "blocked",
-            retry_after=decision.retry_after,
-            headers=dict(decision.headers),
-        )
+        raise _refusal(decision)
     if decision.model != rec.requested_model and rec.model is not None:
         provider, model = call.snapshot.models.resolve(decision.model)
         rec.provider, rec.model = provider.name, model
@@ -67,6 +62,16 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     )
     call.rate_headers = decision.headers  # each Decision has a dict of its own
     return body
+
+
+def _refusal(decision: Decision) -> PolicyBlocked:
+    return PolicyBlocked(
+        decision.message or "blocked by policy",
+        status=decision.status,
+        code=decision.code or "blocked",
+        retry_after=decision.retry_after,
+        headers=dict(decision.headers),
+    )
 
 
 def _facts(call: Call, tokens: int, cost: float | None) -> RequestFacts:

@@ -13,6 +13,11 @@ So ``loads`` hands the text to the standard library whenever orjson could differ
 the text holds a run of 19 or more digits (every integer beyond 64 bits has one), and
 when orjson refuses it.  The result is always what ``json.loads(data, **kwargs)``
 returns, and every error is the one it raises.
+
+``loads_client`` is the one decoder for text a client sent (request bodies, the identity
+in ``metadata.waystone``): ``loads`` that also refuses what is not JSON or could not be
+passed on unchanged, as one ``ClientJSONError``, so no such input reaches the code after
+it (estimates, the upstream encoder) to fail there.
 """
 
 from __future__ import annotations
