@@ -1,8 +1,11 @@
 """Reading request bodies within the configured limit ([server] max_body_mb).
 
-JSON bodies are read whole (counting as they arrive, so an over-long body is refused
-without being held); multipart bodies (``audio/transcriptions``) are read into a
-``Form`` whose identity field is taken out and the rest passed through unchanged.
+The limit applies to the body as decoded: with a ``Content-Encoding`` the length sent is
+the compressed one, so such a body is counted as aiohttp inflates it, a piece at a time,
+and refused as soon as the count passes the limit (a gzip bomb is never held whole).
+JSON bodies are then decoded by ``decode_json``; multipart bodies
+(``audio/transcriptions``) are read into a ``Form`` whose identity field is taken out and
+the rest passed through unchanged.
 """
 
 from __future__ import annotations
