@@ -22,6 +22,9 @@ from waystone_cli.core import jsontext
 from waystone_cli.core.errors import BodyTooLarge, InvalidRequest
 
 _CHUNK = 1 << 16
+# As aiohttp's own form reader allows: an upload has a handful of fields, and each part
+# costs far more to parse than its bytes suggest.
+MAX_PARTS = 1000
 
 
 @dataclass(frozen=True)
@@ -149,12 +152,16 @@ async def _read_parts(reader: aiohttp.MultipartReader, limit: int, limit_mb: flo
     while (part := await reader.next()) is not None:
         if not isinstance(part, aiohttp.BodyPartReader):
             raise InvalidRequest("nested multipart bodies are not supported")
+        if len(form.parts) == MAX_PARTS:
+            raise InvalidRequest(f"a multipart body may hold at most {MAX_PARTS} parts")
+        # Headers count too: a bomb of empty parts is all headers.
+        size += sum(len(k) + len(v) for k, v in part.headers.items())
         value = bytearray()
-        while chunk := await part.read_chunk(_CHUNK):
+        while size <= limit and (chunk := await part.read_chunk(_CHUNK)):
             size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(too_large(limit_mb))
             value += chunk
+        if size > limit:
+            raise BodyTooLarge(too_large(limit_mb))
         form.parts.append(
             Part(part.name or "", bytes(value), part.filename, part.headers.get("Content-Type"))
         )

@@ -260,9 +260,25 @@ async def test_a_corrupt_gzip_body_is_a_400(gateway: Gateway) -> None:
     assert row["status"] == 400
 
 
-async def test_multipart_over_the_limit_once_decoded_is_a_413(start_gateway: Any) -> None:
+EMPTY_PART = b'--BOUNDARY\r\nContent-Disposition: form-data; name="x"\r\n\r\n\r\n'
+
+
+def _name_part(name_bytes: int) -> bytes:
+    return EMPTY_PART.replace(b'"x"', b'"' + b"x" * name_bytes + b'"')
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        _multipart(b"--BOUNDARY--\r\n").replace(b"RIFF fake audio", b"\0" * (3 << 20)),
+        FORM_HEAD + b"RIFF\r\n" + _name_part(1200) * 900 + b"--BOUNDARY--\r\n",
+    ],
+    ids=["one-big-part", "all-headers"],
+)
+async def test_multipart_over_the_limit_once_decoded_is_a_413(
+    start_gateway: Any, form: bytes
+) -> None:
     gateway = await start_gateway("[server]\nmax_body_mb = 1\n")
-    form = _multipart(b"--BOUNDARY--\r\n").replace(b"RIFF fake audio", b"\0" * (3 << 20))
     status, body = await _send(
         gateway,
         _compressed("gzip", iter([form])),
@@ -273,3 +289,12 @@ async def test_multipart_over_the_limit_once_decoded_is_a_413(start_gateway: Any
     assert gateway.provider.seen == []
     [row] = await gateway.rows()
     assert row["status"] == 413
+
+
+async def test_multipart_of_more_than_1000_parts_is_a_400(gateway: Gateway) -> None:
+    form = FORM_HEAD + b"RIFF\r\n" + EMPTY_PART * 999 + b"--BOUNDARY--\r\n"
+    status, body = await _send(
+        gateway, form, "v1/audio/transcriptions", **{"Content-Type": MULTIPART}
+    )
+    _assert_refused(status, body, "at most 1000 parts")
+    assert gateway.provider.seen == []
