@@ -3,6 +3,7 @@ the ledger row every refused model call gets; never a 500 with a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import threading
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import Gateway
+from waystone_cli.core.jsontext import MAX_DEPTH
 
 MESSAGES = '"messages": [{"role": "user", "content": "hi"}]'
 
@@ -89,6 +91,18 @@ async def test_malformed_json_is_a_400_nothing_forwarded_and_a_row(
     assert gateway.provider.seen == []
     [row] = await gateway.rows()
     assert (row["status"], row["outcome"]) == (400, "invalid_request")
+
+
+async def test_tools_nested_to_the_depth_allowed_are_estimated_and_forwarded(
+    gateway: Gateway,
+) -> None:
+    # The body is level 1, the tools list level 2: the tool itself nests the rest.
+    inner = MAX_DEPTH - 2
+    tools = '"tools": [' + '{"a": ' * inner + '"\\ud83d\\ude00"' + "}" * inner + "]"
+    status, _ = await _send(gateway, _chat_text(tools))
+    assert status == 200
+    [seen] = gateway.provider.seen
+    assert json.dumps(seen.body["tools"]) == json.dumps(json.loads("{" + tools + "}")["tools"])
 
 
 async def test_identify_refuses_deep_json_with_a_400(gateway: Gateway) -> None:

@@ -121,7 +121,9 @@ def test_loads_client_keeps_what_json_loads_gives_within_the_depth(data: bytes) 
     ],
 )
 def test_loads_client_refuses_nesting_past_the_depth(data: str) -> None:
-    with pytest.raises(jsontext.ClientJSONError, match="nested deeper than 128 levels"):
+    with pytest.raises(
+        jsontext.ClientJSONError, match=f"nested deeper than {jsontext.MAX_DEPTH} levels"
+    ):
         jsontext.loads_client(data.encode())
 
 

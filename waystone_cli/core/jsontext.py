@@ -49,18 +49,22 @@ def loads(data: bytes | str, **kwargs: Any) -> Any:
     ``kwargs`` go to ``json.loads`` only; pass ones that change nothing for text orjson
     accepts (``parse_constant`` to refuse ``NaN``, say), never hooks that build the values.
     """
+    return _parse(data, **kwargs)[0]
+
+
+def _parse(data: bytes | str, **kwargs: Any) -> tuple[Any, bool]:
+    """``loads``, and whether orjson parsed it."""
     if not has_long_digit_run(data):
         try:
-            return orjson.loads(data)
+            return orjson.loads(data), True
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data, **kwargs)
+    return json.loads(data, **kwargs), False
 
 
-# Deeper than any real request (a tool's JSON schema nests a few levels) and well within
-# what the code after decoding can walk or serialize: the standard library's encoder
-# recurses once per level and orjson refuses to encode past 254.
-MAX_DEPTH = 128
+# orjson, which encodes a body upstream, refuses to nest deeper; no real request comes
+# close (a tool's JSON schema nests a few levels).
+MAX_DEPTH = 254
 
 
 class ClientJSONError(ValueError):
@@ -75,20 +79,17 @@ def loads_client(data: bytes | str) -> Any:
     surrogate (not Unicode, so not encodable as UTF-8).
     """
     try:
-        value = loads(data, parse_constant=_refuse_constant)
+        value, by_orjson = _parse(data, parse_constant=_refuse_constant)
     except RecursionError:
         raise ClientJSONError(_TOO_DEEP) from None
     except UnicodeError as err:
         raise ClientJSONError(f"not UTF-8: {err}") from None
     except ValueError as err:
         raise ClientJSONError(str(err)) from None
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    # Both checks are skipped by a cheap look at the text: nesting needs as many brackets,
-    # and a lone surrogate needs a ``\uD8xx``-``\uDFxx`` escape (orjson refuses raw ones).
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
-        raise ClientJSONError(_TOO_DEEP)
-    if (b"\\ud" in raw or b"\\uD" in raw) and not _encodable(value):
-        raise ClientJSONError("a lone surrogate (\\ud800 to \\udfff unpaired) is not Unicode")
+    # What orjson parsed holds no lone surrogate (it refuses them), and nests past
+    # MAX_DEPTH only if the text is longer than that many pairs of brackets.
+    if not by_orjson or len(data) > 2 * MAX_DEPTH:
+        _check_passable(value)
     return value
 
 
@@ -99,23 +100,33 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether lists and objects nest more than ``limit`` levels (walked without recursion)."""
-    stack = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth >= limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
-
-
-def _encodable(value: Any) -> bool:
+def _check_passable(value: Any) -> None:
+    try:
+        orjson.dumps(value)
+        return  # the common case, decided in C
+    except orjson.JSONEncodeError:
+        pass  # too deep, a lone surrogate, or only an integer beyond 64 bits: which?
+    if _deeper_than(value, MAX_DEPTH):
+        raise ClientJSONError(_TOO_DEEP)
     try:
         json.dumps(value, ensure_ascii=False).encode()
     except UnicodeEncodeError:
-        return False
+        raise ClientJSONError(
+            "a lone surrogate (\\ud800 to \\udfff unpaired) is not Unicode"
+        ) from None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels (level by level, so
+    without recursion)."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
     return True
