@@ -1,19 +1,30 @@
 """Reading request bodies within the configured limit ([server] max_body_mb).
 
-JSON bodies are read whole (counting as they arrive, so an over-long body is refused
-without being held); multipart bodies (``audio/transcriptions``) are read into a
-``Form`` whose identity field is taken out and the rest passed through unchanged.
+The limit applies to the body as decoded: with a ``Content-Encoding`` the length sent is
+the compressed one, so such a body is counted as aiohttp inflates it, a piece at a time,
+and refused as soon as the count passes the limit (a gzip bomb is never held whole).
+JSON bodies are then decoded by ``decode_json``; multipart bodies
+(``audio/transcriptions``) are read into a ``Form`` whose identity field is taken out and
+the rest passed through unchanged.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
+from waystone_cli.core import jsontext
 from waystone_cli.core.errors import BodyTooLarge, InvalidRequest
+
+_CHUNK = 1 << 16
+# As aiohttp's own form reader allows: an upload has a handful of fields, and each part
+# costs far more to parse than its bytes suggest.
+MAX_PARTS = 1000
 
 
 @dataclass(frozen=True)
@@ -69,14 +80,13 @@ def _quote(text: str) -> str:
 
 
 async def read_body(request: web.Request, limit_mb: float) -> bytes:
-    limit = int(limit_mb * (1 << 20))
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise BodyTooLarge(too_large(limit_mb))
-        return await request.read()  # the length is known and within the limit
+    """The body as decoded (``Content-Encoding`` undone), refused once past the limit."""
+    limit = _limit_bytes(request, limit_mb)
+    if not _encoded(request) and request.content_length is not None:
+        return await request.read()  # what is read is what was sent: within the limit
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
+    async for chunk in _decoded_chunks(request):
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(too_large(limit_mb))
@@ -84,29 +94,73 @@ async def read_body(request: web.Request, limit_mb: float) -> bytes:
     return b"".join(chunks)
 
 
+def _limit_bytes(request: web.Request, limit_mb: float) -> int:
+    """The limit in bytes; a body whose bytes as sent are already over it is refused unread."""
+    limit = int(limit_mb * (1 << 20))
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(too_large(limit_mb))
+    return limit
+
+
+def _encoded(request: web.Request) -> bool:
+    return request.headers.get("Content-Encoding", "identity").lower() != "identity"
+
+
+async def _decoded_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """aiohttp inflates ``Content-Encoding`` a bounded piece at a time as the body is read
+    (and pauses the socket while a piece waits), so counting these pieces bounds memory."""
+    try:
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            yield chunk
+    except web.RequestPayloadError as err:
+        raise InvalidRequest(_unreadable(request, err)) from None
+
+
+def _unreadable(request: web.Request, err: web.RequestPayloadError) -> str:
+    if isinstance(err.__cause__, ContentEncodingError):
+        encoding = request.headers.get("Content-Encoding", "")
+        return f"request body is not valid for its Content-Encoding ({encoding})"
+    return "request body could not be read (malformed framing)"
+
+
+def decode_json(raw: bytes) -> object:
+    """A JSON body, or InvalidRequest for anything ``jsontext.loads_client`` refuses."""
+    try:
+        return jsontext.loads_client(raw)
+    except jsontext.ClientJSONError as err:
+        raise InvalidRequest(f"request body is not valid JSON: {err}") from None
+
+
 def too_large(limit_mb: float) -> str:
     return f"request body is over the limit of {limit_mb:g} MiB ([server] max_body_mb)"
 
 
 async def read_multipart(request: web.Request, limit_mb: float) -> Form:
-    limit_bytes = int(limit_mb * (1 << 20))
-    if request.content_length is not None and request.content_length > limit_bytes:
-        raise BodyTooLarge(too_large(limit_mb))
+    """The parts of a multipart/form-data body, decoded and counted as for ``read_body``."""
+    limit = _limit_bytes(request, limit_mb)
     try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as err:
-        raise InvalidRequest(f"expected a multipart/form-data body: {err}") from None
+        return await _read_parts(await request.multipart(), limit, limit_mb)
+    except web.RequestPayloadError as err:
+        raise InvalidRequest(_unreadable(request, err)) from None
+    except (AssertionError, ValueError, KeyError) as err:  # what aiohttp's reader raises
+        raise InvalidRequest(f"request body is not valid multipart/form-data: {err}") from None
+
+
+async def _read_parts(reader: aiohttp.MultipartReader, limit: int, limit_mb: float) -> Form:
     form = Form()
     size = 0
-    while True:
-        part = await reader.next()
-        if part is None:
-            break
+    while (part := await reader.next()) is not None:
         if not isinstance(part, aiohttp.BodyPartReader):
             raise InvalidRequest("nested multipart bodies are not supported")
-        value = await part.read(decode=False)
-        size += len(value)
-        if size > limit_bytes:
+        if len(form.parts) == MAX_PARTS:
+            raise InvalidRequest(f"a multipart body may hold at most {MAX_PARTS} parts")
+        # Headers count too: a bomb of empty parts is all headers.
+        size += sum(len(k) + len(v) for k, v in part.headers.items())
+        value = bytearray()
+        while size <= limit and (chunk := await part.read_chunk(_CHUNK)):
+            size += len(chunk)
+            value += chunk
+        if size > limit:
             raise BodyTooLarge(too_large(limit_mb))
         form.parts.append(
             Part(part.name or "", bytes(value), part.filename, part.headers.get("Content-Type"))

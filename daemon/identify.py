@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from daemon.body import read_body
+from daemon.body import decode_json, read_body
 from daemon.call import Call
 from daemon.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
-from waystone_cli.core import jsontext
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import parse_identity, without_metadata
 from waystone_cli.core.records import RequestRecord
@@ -24,11 +23,7 @@ from waystone_cli.ledger.entities import upsert_entities
 async def handler(request: web.Request) -> web.Response:
     call = Call(request, "identify")
     authorize(call)
-    raw = await read_body(request, body_limit(call))
-    try:
-        body = jsontext.loads(raw or b"{}")
-    except ValueError as err:
-        raise InvalidRequest(f"request body is not valid JSON: {err}") from None
+    body = decode_json(await read_body(request, body_limit(call)) or b"{}")
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     identity = parse_identity(body)

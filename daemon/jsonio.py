@@ -7,8 +7,9 @@
   output checks) and relayed byte for byte, so orjson's one lossy case (an integer beyond
   64 bits becomes a float) cannot change what the client gets.
 
-A client's request body is parsed by ``waystone_cli.core.jsontext.loads``: orjson where
-it gives the value ``json.loads`` would, the standard library everywhere else.
+A client's request body is parsed by ``waystone_cli.core.jsontext.loads_client``: orjson
+where it gives the value ``json.loads`` would, the standard library everywhere else, and
+nothing ``encode`` could fail on (no lone surrogate, no nesting past orjson's limit).
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from waystone_cli.core.errors import UpstreamError
+from waystone_cli.core.request_fields import CAP_KEYS
 from waystone_cli.core.sse import encode_event
 from waystone_cli.core.usage import estimate_input_tokens, estimate_tokens, last_user_text
 
@@ -61,7 +62,6 @@ MODERATION_CATEGORIES = (
     "sexual/minors", "violence", "violence/graphic",
 )  # fmt: skip
 _FORBIDDEN = re.compile(r"\bforbidden\b", re.IGNORECASE)
-_CAP_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 Json = dict[str, Any]
 
@@ -126,7 +126,7 @@ def reply_text(route: str, body: Mapping[str, Any]) -> tuple[str, bool]:
     """The reply and whether the token cap cut it."""
     words = last_user_text(route, body).split()[:8]
     text = f"{PREFIX}{' '.join(words) if words else '(empty)'}. {FILLER}"
-    cap = next((body[k] for k in _CAP_KEYS if isinstance(body.get(k), int)), None)
+    cap = next((body[k] for k in CAP_KEYS if isinstance(body.get(k), int)), None)
     if cap is not None and estimate_tokens(text) > cap:
         return text[: 4 * max(cap, 0)], True
     return text, False

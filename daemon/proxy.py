@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.body import read_body, read_multipart
+from daemon.body import decode_json, read_body, read_multipart
 from daemon.call import Call
 from daemon.errors import Handler, error_as_response
 from daemon.forward import forward
@@ -91,11 +91,7 @@ def body_limit(call: Call) -> float:
 
 
 async def _prepare_json(call: Call) -> dict[str, Any]:
-    raw = await read_body(call.request, body_limit(call))
-    try:
-        body = jsontext.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidRequest(f"request body is not valid JSON: {err}") from None
+    body = decode_json(await read_body(call.request, body_limit(call)))
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     identity, body = pop_identity(body)
@@ -120,8 +116,8 @@ async def _prepare_multipart(call: Call) -> Any:
 def _multipart_identity(meta: str) -> Identity:
     """The multipart ``metadata`` field carries ``{"waystone": ...}`` or the identity itself."""
     try:
-        decoded = jsontext.loads(meta)
-    except ValueError:
+        decoded = jsontext.loads_client(meta)
+    except jsontext.ClientJSONError:
         decoded = None
     if isinstance(decoded, dict) and "waystone" in decoded:
         identity, _ = pop_identity({"metadata": decoded})

@@ -148,6 +148,55 @@ async def test_a_monthly_cost_cap_holds_under_40_concurrent_requests_and_across_
     assert (await _chat(again, user="bob")).status == 200
 
 
+# slow-model, priced like gpt-test, streams for 10 s: its reservation stays in flight.
+SLOW_PRICED = CAP + '[prices."up/slow-model"]\ninput = 1.0\noutput = 2.0\n'
+
+
+async def _in_flight(gateway: Gateway, **extra: Any) -> asyncio.Task[aiohttp.ClientResponse]:
+    """A slow-model stream of alice's, once refused or reached the provider (so reserved)."""
+    task = asyncio.create_task(_chat(gateway, "slow-model", user="alice", stream=True, **extra))
+    for _ in range(200):
+        if task.done() or any(s.body["model"] == "slow-model" for s in gateway.provider.seen):
+            break
+        await asyncio.sleep(0.01)
+    return task
+
+
+async def _admitted_of_33(gateway: Gateway) -> int:
+    statuses = [
+        r.status for r in await asyncio.gather(*(_chat(gateway, user="alice") for _ in range(33)))
+    ]
+    assert statuses.count(200) + statuses.count(429) == 33
+    return statuses.count(200)
+
+
+async def test_a_negative_max_tokens_in_flight_opens_no_hole_in_the_budget(
+    start_gateway: Any,
+) -> None:
+    gateway = await start_gateway(SLOW_PRICED)
+    in_flight = await _in_flight(gateway, max_tokens=-1_000_000_000)  # would reserve -$2000
+    try:
+        assert await _admitted_of_33(gateway) <= 6
+        assert (await in_flight).status == 400
+    finally:
+        in_flight.cancel()
+    rows = await gateway.rows(
+        "SELECT model, status, outcome FROM requests WHERE model = 'slow-model'"
+    )
+    assert rows == [{"model": "slow-model", "status": 400, "outcome": "invalid_request"}]
+
+
+async def test_a_request_for_8_choices_reserves_8_answers(start_gateway: Any) -> None:
+    # In flight: 16 input tokens and 8 x 5 output tokens, 96e-6 USD of the 115.5e-6 budget,
+    # so one more request (26e-6) is admitted; reserving one answer (26e-6) would admit 4.
+    gateway = await start_gateway(SLOW_PRICED)
+    in_flight = await _in_flight(gateway, max_tokens=5, n=8)
+    try:
+        assert await _admitted_of_33(gateway) == 1
+    finally:
+        in_flight.cancel()
+
+
 async def test_a_member_may_use_at_most_10_percent_of_the_group_credits(start_gateway: Any) -> None:
     gateway = await start_gateway(f"""
 [groups.acme]

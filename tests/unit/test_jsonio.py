@@ -97,3 +97,62 @@ def test_loads_passes_its_keyword_arguments_to_json_loads() -> None:
     assert jsontext.loads('{"a": 1}', parse_constant=refuse) == {"a": 1}
     with pytest.raises(ValueError, match="NaN is not valid JSON"):
         jsontext.loads('{"a": NaN}', parse_constant=refuse)
+
+
+# --- jsontext.loads_client: refuse what could not be passed on -------------------------
+
+
+def _nest(depth: int, leaf: str = "1") -> str:
+    return '{"a": ' * depth + leaf + "}" * depth
+
+
+@pytest.mark.parametrize("data", [b'{"a": 1}', _nest(jsontext.MAX_DEPTH).encode(), b"[]", b"7"])
+def test_loads_client_keeps_what_json_loads_gives_within_the_depth(data: bytes) -> None:
+    assert jsontext.loads_client(data) == json.loads(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _nest(jsontext.MAX_DEPTH + 1),  # orjson parses it: refused after
+        "[" * (jsontext.MAX_DEPTH + 1) + "]" * (jsontext.MAX_DEPTH + 1),
+        _nest(jsontext.MAX_DEPTH + 1, "12345678901234567890123"),  # the standard library's
+        "[" * 100_000 + "]" * 100_000,  # deeper than either parser recurses
+    ],
+)
+def test_loads_client_refuses_nesting_past_the_depth(data: str) -> None:
+    with pytest.raises(
+        jsontext.ClientJSONError, match=f"nested deeper than {jsontext.MAX_DEPTH} levels"
+    ):
+        jsontext.loads_client(data.encode())
+
+
+def test_many_brackets_side_by_side_are_not_depth() -> None:
+    wide = "[" + ",".join(["[]"] * 1000) + ', "[[[[{{{{"]'
+    assert len(jsontext.loads_client(wide)) == 1001
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_loads_client_refuses_nan_and_infinity(constant: str) -> None:
+    with pytest.raises(jsontext.ClientJSONError, match=f"^{constant} is not valid JSON$"):
+        jsontext.loads_client(f'{{"t": {constant}}}'.encode())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"a": "\\ud800"}', b'{"\\uDFFF": 1}', b'["x\\udbff y", 123456789012345678901234]'],
+)
+def test_loads_client_refuses_lone_surrogates(data: bytes) -> None:
+    with pytest.raises(jsontext.ClientJSONError, match="lone surrogate"):
+        jsontext.loads_client(data)
+
+
+def test_loads_client_keeps_surrogate_pairs_and_big_integers() -> None:
+    data = b'{"e": "\\ud83d\\ude00", "n": 123456789012345678901234567890}'
+    assert jsontext.loads_client(data) == {"e": "\U0001f600", "n": 123456789012345678901234567890}
+
+
+@pytest.mark.parametrize("data", [b"{nope", b"\xff\xfe{}", b"", b"1" * 5000])
+def test_loads_client_refuses_what_is_not_json_as_one_error(data: bytes) -> None:
+    with pytest.raises(jsontext.ClientJSONError):
+        jsontext.loads_client(data)

@@ -152,13 +152,9 @@ def pop_identity(body: dict[str, Any]) -> tuple[Identity, dict[str, Any]]:
 
 def _decode(text: str, where: str) -> Any:
     try:
-        return jsontext.loads(text, parse_constant=_refuse_constant)
-    except ValueError as err:
+        return jsontext.loads_client(text)
+    except jsontext.ClientJSONError as err:
         raise IdentityError(f"{where}: invalid JSON: {err}", param=where) from err
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _entity(value: Any, within: str, kind: str) -> EntityRef | None:
