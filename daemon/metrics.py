@@ -25,6 +25,7 @@ Label choices:
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 Labels = tuple[str, ...]
+_FLOAT_MAX = sys.float_info.max
 
 
 class LedgerGauges(Protocol):
@@ -74,7 +76,10 @@ class _Counter:
 
     def inc(self, labels: Labels, amount: float = 1) -> None:
         values = self.values
-        values[labels] = values.get(labels, 0) + amount
+        # A count beyond a float (junk usage) saturates: it must not fail a request or
+        # a scrape (an int that large cannot even be added to a float).
+        total = values.get(labels, 0) + (amount if amount < _FLOAT_MAX else _FLOAT_MAX)
+        values[labels] = total if total < _FLOAT_MAX else _FLOAT_MAX
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)

@@ -3,6 +3,11 @@
 Parallel ``array('q')`` columns sorted by minute (cost units, input tokens, output
 tokens, requests), the running totals of each window asked about, the reservations
 still pending and the rate window.
+
+The columns are 64-bit: an addition that would leave their range saturates at its
+bound instead of raising, so no count, however large, can stop a request from
+settling; the cached window totals add what a bucket actually took, so they stay
+equal to the sum of the buckets.
 """
 
 from __future__ import annotations
@@ -12,6 +17,14 @@ from bisect import bisect_left
 from collections.abc import Sequence
 
 from waystone_cli.core.ratelimit import RateWindow
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+def saturate(value: int) -> int:
+    """``value`` clamped to what an ``array('q')`` item holds."""
+    return INT64_MAX if value > INT64_MAX else INT64_MIN if value < INT64_MIN else value
 
 
 class Series:
@@ -37,11 +50,18 @@ class Series:
         c0, c1, c2, c3 = self.cols
         found = i < n and ms[i] == minute
         if found:
+            # What each bucket takes once saturated: the totals below add the same.
+            cost = saturate(c0[i] + cost) - c0[i]
+            tokens_in = saturate(c1[i] + tokens_in) - c1[i]
+            tokens_out = saturate(c2[i] + tokens_out) - c2[i]
+            requests = saturate(c3[i] + requests) - c3[i]
             c0[i] += cost
             c1[i] += tokens_in
             c2[i] += tokens_out
             c3[i] += requests
         else:
+            cost, tokens_in = saturate(cost), saturate(tokens_in)
+            tokens_out, requests = saturate(tokens_out), saturate(requests)
             ms.insert(i, minute)
             c0.insert(i, cost)
             c1.insert(i, tokens_in)
