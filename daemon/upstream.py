@@ -19,6 +19,7 @@ from daemon.http_client import HttpClient, Response
 from daemon.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
+from waystone_cli.core.secrets import resolve_key
 
 # Request headers worth passing to a provider; everything else (hop-by-hop headers,
 # the client's Authorization, cookies, our identity headers) stays here.
@@ -76,12 +77,7 @@ class UpstreamReply:
 
 
 def provider_key(provider: ProviderConfig) -> str | None:
-    ref = provider.api_key
-    if ref is None:
-        return None
-    if ref.startswith("env:"):
-        return os.environ.get(ref[4:])
-    return ref
+    return resolve_key(provider.api_key, os.environ)
 
 
 def upstream_headers(
