@@ -13,6 +13,7 @@ import gc
 import ipaddress
 import logging
 import signal
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -20,6 +21,9 @@ from daemon.app import create_app
 from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from daemon.state import CONFIG, Settings
 from waystone_cli.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from waystone_cli.core.config import ServerConfig
 
 log = logging.getLogger("waystone.daemon")
 
@@ -62,7 +66,9 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
             f"refusing to listen on {host} without a gateway key: create one with "
             "`waystone key create NAME`, or listen on 127.0.0.1"
         )
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, **connection_bounds(server)
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,6 +84,19 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
         log.info("stopping: flushing the ledger")
     finally:
         await runner.cleanup()
+
+
+def connection_bounds(server: ServerConfig) -> dict[str, Any]:
+    """aiohttp's options that bound what one client connection can hold.
+
+    aiohttp arms its keep-alive timer when a connection opens and again after each
+    answer, and closes the connection if complete request headers have not arrived when
+    it fires: so ``keepalive_timeout`` bounds slowly sent headers (slowloris, a line it
+    cannot parse as a request) and idle keep-alive alike.  A request being handled, a
+    long stream included, is never cut by it.  Read at start: a reload does not change
+    the listening socket's options.
+    """
+    return {"keepalive_timeout": server.client_timeout_s}
 
 
 # Objects the cyclic collector may see before a young collection: with Python's default

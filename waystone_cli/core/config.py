@@ -50,6 +50,9 @@ class ServerConfig:
     log_format: str = "text"
     metrics_user_labels: bool = False
     metrics_user_label_limit: int = 100
+    # Seconds a client connection may go without sending complete request headers:
+    # after it opens (slowly sent headers) and after each answer (idle keep-alive).
+    client_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Rules and rulesets are read by ``config_rules``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,12 +72,15 @@ def _server(t: Table) -> ServerConfig:
         log_format=t.get("log_format", str, d.log_format),
         metrics_user_labels=t.get("metrics_user_labels", bool, d.metrics_user_labels),
         metrics_user_label_limit=t.get("metrics_user_label_limit", int, d.metrics_user_label_limit),
+        client_timeout_s=float(t.get("client_timeout_s", (int, float), d.client_timeout_s)),
     )
     t.done()
     if not 0 < s.port < 65536:
         raise ConfigError(f"{t.at('port')}: must be between 1 and 65535")
     if s.max_body_mb <= 0:
         raise ConfigError(f"{t.at('max_body_mb')}: must be positive")
+    if not 0 < s.client_timeout_s < math.inf:
+        raise ConfigError(f"{t.at('client_timeout_s')}: must be a positive number of seconds")
     if s.log_format not in ("text", "json"):
         raise ConfigError(f'{t.at("log_format")}: must be "text" or "json"')
     try:

@@ -1,0 +1,112 @@
+"""Client connections are bounded: a client that sends its request headers too slowly,
+a line the server cannot parse as a request, and an idle keep-alive connection are all
+closed after ``[server] client_timeout_s``.  The daemon runs as ``waystone serve`` runs
+it (``daemon.server.serve``), on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from daemon.server import serve
+from daemon.state import Settings
+from waystone_cli.demo import free_port
+
+TIMEOUT_S = 1.0
+# Long enough for the bound plus a loaded machine; far below aiohttp's own default.
+GRACE_S = 6.0
+
+CONFIG = """\
+[server]
+client_timeout_s = {timeout}
+
+[providers.local]
+kind = "mock"
+models = ["mock-small"]
+"""
+
+
+@pytest.fixture
+async def port(waystone_home: Path) -> AsyncIterator[int]:
+    port = free_port()
+    config = waystone_home / "config.toml"
+    config.write_text(CONFIG.format(timeout=TIMEOUT_S))
+    settings = Settings(
+        config_path=config,
+        ledger_path=waystone_home / "ledger.duckdb",
+        socket_path=None,
+        host="127.0.0.1",
+        port=port,
+    )
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(settings, ready), name="test-serve")
+    started = asyncio.create_task(ready.wait(), name="test-serve-ready")
+    await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        started.cancel()
+        task.result()  # why it did not start
+    assert ready.is_set(), "the daemon did not start within 30 s"
+    try:
+        yield port
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _closed_after(reader: asyncio.StreamReader) -> float:
+    """Seconds until the server closes the connection (what it sent before is read)."""
+    started = time.monotonic()
+    async with asyncio.timeout(GRACE_S):
+        while await reader.read(65536):
+            pass
+    return time.monotonic() - started
+
+
+async def test_headers_sent_a_byte_at_a_time_are_cut_off(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def trickle() -> None:
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(int(GRACE_S / 0.1)):  # bounded: the test's own deadline
+            writer.write(b"X")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    sender = asyncio.create_task(trickle(), name="slowloris")
+    try:
+        elapsed = await _closed_after(reader)
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await sender
+        writer.close()
+    assert TIMEOUT_S * 0.9 <= elapsed < GRACE_S
+
+
+async def test_an_http_0_9_line_does_not_hold_the_connection(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /\r\n")
+    await writer.drain()
+    try:
+        assert await _closed_after(reader) < GRACE_S
+    finally:
+        writer.close()
+
+
+async def test_an_idle_keep_alive_connection_is_closed(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=GRACE_S)
+        assert head.startswith(b"HTTP/1.1 200")
+        elapsed = await _closed_after(reader)  # the body, then nothing until closed
+        assert TIMEOUT_S * 0.9 <= elapsed < GRACE_S
+    finally:
+        writer.close()
