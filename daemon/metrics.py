@@ -169,6 +169,12 @@ class Metrics:
             "Provider calls that failed (unreachable, timed out, 429 or 5xx).",
             ("provider",),
         )
+        self.request_errors = _Counter(
+            "waystone_request_errors",
+            "Malformed requests and unexpected errors, by exception type "
+            "(each cause's traceback is logged once).",
+            ("cause",),
+        )
         self.user_requests = _Counter(
             "waystone_user_requests", "Requests per user (when enabled).", ("user",)
         )
@@ -186,6 +192,7 @@ class Metrics:
     def families(self) -> Iterator[_Counter | _Histogram]:
         yield from (self.requests, self.tokens, self.cost, self.unpriced)
         yield from (self.latency, self.ttft, self.overhead, self.blocks, self.provider_errors)
+        yield self.request_errors
         yield from (self.user_requests, self.user_tokens, self.user_cost)
 
     def observe(self, rec: RequestRecord, config: Config) -> None:

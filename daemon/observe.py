@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
+from daemon.error_log import CauseLog
 from daemon.logs import direct_handler, write_direct
 from daemon.metrics import LedgerGauges, Metrics
 
@@ -63,6 +64,10 @@ class Observer:
         # Set by ``tracing_ctx`` while the app runs with ``[otel] endpoint``.
         self.tracing: Tracing | None = None
         self.provider_errors: dict[str, ProviderError] = {}
+        count_error = self.count_error
+        # aiohttp's own (a malformed request) and the daemon's unexpected errors.
+        self.server_log = CauseLog(logging.getLogger("aiohttp.server"), count_error)
+        self.error_log = CauseLog(logging.getLogger("waystone.daemon"), count_error)
         self._pending: list[_Done] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -73,6 +78,9 @@ class Observer:
     def provider_failed(self, provider: str, message: str) -> None:
         self.provider_errors[provider] = ProviderError(message, datetime.now(UTC))
         self.metrics.provider_failed(provider)
+
+    def count_error(self, cause: str) -> None:
+        self.metrics.request_errors.inc((cause,))
 
     def request_done(self, call: Call) -> None:
         """Count a finished request in the metrics and write its log line.

@@ -13,17 +13,14 @@ import gc
 import ipaddress
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from daemon.app import create_app
 from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
-from daemon.state import CONFIG, Settings
+from daemon.state import CONFIG, OBSERVER, Settings
 from waystone_cli.core.errors import UsageError
-
-if TYPE_CHECKING:
-    from waystone_cli.core.config import ServerConfig
 
 log = logging.getLogger("waystone.daemon")
 
@@ -66,9 +63,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
             f"refusing to listen on {host} without a gateway key: create one with "
             "`waystone key create NAME`, or listen on 127.0.0.1"
         )
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, **connection_bounds(server)
-    )
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **runner_options(app))
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,17 +81,21 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
         await runner.cleanup()
 
 
-def connection_bounds(server: ServerConfig) -> dict[str, Any]:
-    """aiohttp's options that bound what one client connection can hold.
+def runner_options(app: web.Application) -> dict[str, Any]:
+    """aiohttp's options that bound what one client connection can hold or log.
 
     aiohttp arms its keep-alive timer when a connection opens and again after each
     answer, and closes the connection if complete request headers have not arrived when
     it fires: so ``keepalive_timeout`` bounds slowly sent headers (slowloris, a line it
     cannot parse as a request) and idle keep-alive alike.  A request being handled, a
     long stream included, is never cut by it.  Read at start: a reload does not change
-    the listening socket's options.
+    the listening socket's options.  Its logger writes a malformed request's traceback
+    once per cause and counts the rest (``daemon/error_log.py``).
     """
-    return {"keepalive_timeout": server.client_timeout_s}
+    return {
+        "keepalive_timeout": app[CONFIG].current.config.server.client_timeout_s,
+        "logger": app[OBSERVER].server_log,
+    }
 
 
 # Objects the cyclic collector may see before a young collection: with Python's default

@@ -1,22 +1,29 @@
 """Client connections are bounded: a client that sends its request headers too slowly,
 a line the server cannot parse as a request, and an idle keep-alive connection are all
-closed after ``[server] client_timeout_s``.  The daemon runs as ``waystone serve`` runs
-it (``daemon.server.serve``), on a free loopback port."""
+closed after ``[server] client_timeout_s``; malformed requests cannot flood the log.
+The daemon runs as ``waystone serve`` runs it (``daemon.server.serve``), on a free
+loopback port."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.server import serve
 from daemon.state import Settings
+from tests.integration.conftest import Gateway
 from waystone_cli.demo import free_port
 
+CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 TIMEOUT_S = 1.0
 # Long enough for the bound plus a loaded machine; far below aiohttp's own default.
 GRACE_S = 6.0
@@ -110,3 +117,68 @@ async def test_an_idle_keep_alive_connection_is_closed(port: int) -> None:
         assert TIMEOUT_S * 0.9 <= elapsed < GRACE_S
     finally:
         writer.close()
+
+
+async def _send_raw(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        async with asyncio.timeout(GRACE_S):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def _metric(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as resp,
+    ):
+        text = await resp.text()
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+BAD_LENGTH = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+LONG_HEADER = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\n"
+
+
+async def test_malformed_requests_log_one_traceback_per_cause_and_count_every_one(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for payload in [BAD_LENGTH] * 10 + [LONG_HEADER] * 10:
+        assert (await _send_raw(port, payload)).startswith(b"HTTP/1.0 400 Bad Request")
+    logged = [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
+    assert [(r.levelname, type(r.exc_info[1]).__name__) for r in logged if r.exc_info] == [
+        ("ERROR", "BadHttpMessage"),
+        ("ERROR", "LineTooLong"),
+    ]
+    assert await _metric(port, "waystone_request_errors_total") == {
+        (("cause", "BadHttpMessage"),): 10.0,
+        (("cause", "LineTooLong"),): 10.0,
+    }
+
+
+async def test_a_repeated_unexpected_error_logs_one_traceback_and_counts_each(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("daemon.proxy.resolve", broken)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(5):
+            async with http.post(gateway.url + "v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 500
+        async with http.get(gateway.url + "metrics") as resp:
+            text = await resp.text()
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == "unexpected error on POST /v1/chat/completions"
+    assert 'waystone_request_errors_total{cause="RuntimeError"} 5.0' in text
+    assert len(await gateway.rows()) == 5  # every request still has its row
