@@ -81,6 +81,8 @@ class Call:
         "rate_headers",
         "_finished",
         "trace",
+        "authenticated",
+        "recorded",
     )
 
     def __init__(self, request: web.Request, route: str) -> None:
@@ -105,6 +107,10 @@ class Call:
         self.drop_usage_chunk = False
         self.rate_headers: Mapping[str, str] = _NO_HEADERS
         self._finished = False
+        # Set once the request showed a valid gateway key (or none is needed): only the
+        # rows of requests refused before that may be dropped (``daemon/refusals.py``).
+        self.authenticated = False
+        self.recorded = True
         # None unless tracing is on: the request path then skips every tracing step.
         self.trace: RequestTrace | None = app[OBSERVER].start_trace(self)
 
@@ -172,7 +178,7 @@ class Call:
         if self._finished:
             return
         self._finished = True
-        for step in (self._stamp, self._settle, self._submit, self._report):
+        for step in (self._stamp, self._settle, self._admit, self._submit, self._report):
             try:
                 step()
             except Exception:
@@ -190,11 +196,21 @@ class Call:
             rec.content_input = self.input_content
             rec.content_output = self.output_text
 
+    def _admit(self) -> None:
+        if not self.authenticated:
+            admit = self.app[OBSERVER].refused_rows.admit
+            self.recorded = admit(self.request.remote or "", self.record.outcome, time.time())
+
     def _submit(self) -> None:
-        self.app[LEDGER].submit(self.record)
+        if self.recorded:
+            self.app[LEDGER].submit(self.record)
 
     def _report(self) -> None:
-        self.app[OBSERVER].request_done(self)
+        observer = self.app[OBSERVER]
+        if self.recorded:
+            observer.request_done(self)
+        else:
+            observer.request_unrecorded(self)
 
     def _settle(self) -> None:
         reservation, self.reservation = self.reservation, None

@@ -175,6 +175,12 @@ class Metrics:
             "(each cause's traceback is logged once).",
             ("cause",),
         )
+        self.refused_rows_dropped = _Counter(
+            "waystone_refused_rows_dropped",
+            "Ledger rows of refused unauthenticated requests not written "
+            "(rate-limited per address and cause).",
+            ("cause",),
+        )
         self.user_requests = _Counter(
             "waystone_user_requests", "Requests per user (when enabled).", ("user",)
         )
@@ -192,7 +198,7 @@ class Metrics:
     def families(self) -> Iterator[_Counter | _Histogram]:
         yield from (self.requests, self.tokens, self.cost, self.unpriced)
         yield from (self.latency, self.ttft, self.overhead, self.blocks, self.provider_errors)
-        yield self.request_errors
+        yield from (self.request_errors, self.refused_rows_dropped)
         yield from (self.user_requests, self.user_tokens, self.user_cost)
 
     def observe(self, rec: RequestRecord, config: Config) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from daemon.error_log import CauseLog
 from daemon.logs import direct_handler, write_direct
 from daemon.metrics import LedgerGauges, Metrics
+from daemon.refusals import RefusedRows
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,6 +69,7 @@ class Observer:
         # aiohttp's own (a malformed request) and the daemon's unexpected errors.
         self.server_log = CauseLog(logging.getLogger("aiohttp.server"), count_error)
         self.error_log = CauseLog(logging.getLogger("waystone.daemon"), count_error)
+        self.refused_rows = RefusedRows(self.count_dropped_row)
         self._pending: list[_Done] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -81,6 +83,14 @@ class Observer:
 
     def count_error(self, cause: str) -> None:
         self.metrics.request_errors.inc((cause,))
+
+    def count_dropped_row(self, cause: str) -> None:
+        self.metrics.refused_rows_dropped.inc((cause,))
+
+    def request_unrecorded(self, call: Call) -> None:
+        """Count a finished request whose row was dropped (``RefusedRows``): no log line
+        and no trace, which the summary warning stands for."""
+        self.metrics.observe(call.record, call.snapshot.config)
 
     def request_done(self, call: Call) -> None:
         """Count a finished request in the metrics and write its log line.

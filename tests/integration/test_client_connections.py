@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon.refusals import ROWS_PER_MINUTE
 from daemon.server import serve
-from daemon.state import Settings
+from daemon.state import OBSERVER, Settings
 from tests.integration.conftest import Gateway
 from waystone_cli.demo import free_port
 
@@ -182,3 +185,46 @@ async def test_a_repeated_unexpected_error_logs_one_traceback_and_counts_each(
     assert record.getMessage() == "unexpected error on POST /v1/chat/completions"
     assert 'waystone_request_errors_total{cause="RuntimeError"} 5.0' in text
     assert len(await gateway.rows()) == 5  # every request still has its row
+
+
+async def test_refused_unauthenticated_rows_are_rate_limited_but_keyed_ones_never(
+    start_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "ws-the-one-valid-gateway-key"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    gateway: Gateway = await start_gateway(f'[keys.app]\nhash = "sha256:{digest}"\n')
+    caplog.set_level(logging.INFO)
+    for _ in range(25):
+        with pytest.raises(openai.AuthenticationError):
+            await gateway.client(api_key="ws-wrong").chat.completions.create(**CHAT)
+    keyed = gateway.client(api_key=key)
+    for _ in range(ROWS_PER_MINUTE + 5):  # refused with a valid key: every row is kept
+        with pytest.raises(openai.NotFoundError):
+            await keyed.chat.completions.create(model="no-such-model", messages=[])
+    rows = await gateway.rows("SELECT status, outcome FROM requests")
+    by_outcome = {(r["status"], r["outcome"]) for r in rows}
+    assert by_outcome == {(401, "unauthorized"), (404, "not_found")}
+    # The minute may turn during the loop: the allowance is then granted once more.
+    unauthorized = sum(1 for r in rows if r["outcome"] == "unauthorized")
+    assert unauthorized in (ROWS_PER_MINUTE, 2 * ROWS_PER_MINUTE)
+    assert sum(1 for r in rows if r["outcome"] == "not_found") == ROWS_PER_MINUTE + 5
+    async with aiohttp.ClientSession() as http, http.get(gateway.url + "metrics") as resp:
+        text = await resp.text()
+    assert (
+        f'waystone_refused_rows_dropped_total{{cause="unauthorized"}} {25 - unauthorized}.0' in text
+    )
+    assert (
+        'waystone_requests_total{outcome="unauthorized",route="chat/completions",status="401"} 25.0'
+        in text
+    )
+    lines = [
+        r for r in caplog.records if r.name == "waystone.request" and "status=401" in r.getMessage()
+    ]
+    assert len(lines) == unauthorized  # a dropped row has no log line either
+    gateway.app[OBSERVER].refused_rows.summarize()
+    [summary] = [r for r in caplog.records if r.getMessage().startswith("dropped the ledger rows")]
+    assert summary.getMessage() == (
+        f"dropped the ledger rows of {25 - unauthorized} refused unauthenticated requests "
+        f"(unauthorized={25 - unauthorized}) from 1 addresses "
+        f"(kept: {ROWS_PER_MINUTE} a minute per address and cause)"
+    )

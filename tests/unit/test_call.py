@@ -47,7 +47,9 @@ def test_finish_never_raises_and_queues_the_row_whatever_fails(
     app = web.Application()
     app[CONFIG] = SimpleNamespace(current=object())  # type: ignore[assignment]
     app[OBSERVER] = SimpleNamespace(  # type: ignore[assignment]
-        start_trace=lambda call: None, request_done=broken
+        start_trace=lambda call: None,
+        request_done=broken,
+        refused_rows=SimpleNamespace(admit=broken),
     )
     app[COUNTERS] = SimpleNamespace(settle=broken)  # type: ignore[assignment]
     app[LEDGER] = SimpleNamespace(submit=submitted.append)  # type: ignore[assignment]
@@ -60,6 +62,7 @@ def test_finish_never_raises_and_queues_the_row_whatever_fails(
     failures = [r for r in caplog.records if r.levelname == "ERROR"]
     assert [r.getMessage() for r in failures] == [
         f"request {call.record.id}: finishing it failed in _settle",
+        f"request {call.record.id}: finishing it failed in _admit",
         f"request {call.record.id}: finishing it failed in _report",
     ]
     assert all(r.exc_info is not None for r in failures)
