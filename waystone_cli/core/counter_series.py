@@ -49,24 +49,22 @@ class Series:
         i = n - 1 if n and ms[-1] == minute else bisect_left(ms, minute)
         c0, c1, c2, c3 = self.cols
         found = i < n and ms[i] == minute
-        if found:
-            # What each bucket takes once saturated: the totals below add the same.
-            cost = saturate(c0[i] + cost) - c0[i]
-            tokens_in = saturate(c1[i] + tokens_in) - c1[i]
-            tokens_out = saturate(c2[i] + tokens_out) - c2[i]
-            requests = saturate(c3[i] + requests) - c3[i]
-            c0[i] += cost
-            c1[i] += tokens_in
-            c2[i] += tokens_out
-            c3[i] += requests
-        else:
-            cost, tokens_in = saturate(cost), saturate(tokens_in)
-            tokens_out, requests = saturate(tokens_out), saturate(requests)
+        if not found:
             ms.insert(i, minute)
-            c0.insert(i, cost)
-            c1.insert(i, tokens_in)
-            c2.insert(i, tokens_out)
-            c3.insert(i, requests)
+            c0.insert(i, 0)
+            c1.insert(i, 0)
+            c2.insert(i, 0)
+            c3.insert(i, 0)
+        t0, t1, t2, t3 = c0[i] + cost, c1[i] + tokens_in, c2[i] + tokens_out, c3[i] + requests
+        try:  # items are stored in order: those before the one out of range are right
+            c0[i], c1[i], c2[i], c3[i] = t0, t1, t2, t3
+        except OverflowError:
+            # Saturated: the totals below add what each bucket actually took.
+            cost = saturate(t0) - (t0 - cost)
+            tokens_in = saturate(t1) - (t1 - tokens_in)
+            tokens_out = saturate(t2) - (t2 - tokens_out)
+            requests = saturate(t3) - (t3 - requests)
+            c0[i], c1[i], c2[i], c3[i] = saturate(t0), saturate(t1), saturate(t2), saturate(t3)
         for s in self.sums.values():
             if minute >= s[0]:
                 s[2] += cost
