@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import time
@@ -54,6 +55,7 @@ async def port(waystone_home: Path) -> AsyncIterator[int]:
         port=port,
     )
     ready = asyncio.Event()
+    threshold = gc.get_threshold()
     task = asyncio.create_task(serve(settings, ready), name="test-serve")
     started = asyncio.create_task(ready.wait(), name="test-serve-ready")
     await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -67,6 +69,9 @@ async def port(waystone_home: Path) -> AsyncIterator[int]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # serve() tunes the collector for a daemon's life: give the test process its own back.
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 async def _closed_after(reader: asyncio.StreamReader) -> float:

@@ -3,59 +3,20 @@ a span, even when a provider's error page echoes the headers it received."""
 
 from __future__ import annotations
 
-import gzip
 import logging
 from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from daemon.state import OBSERVER
 from daemon.tracing import flush
 from tests.integration.conftest import PROVIDER_KEY, Gateway
 from tests.integration.fake_provider import FakeProvider
+from tests.integration.test_observability import CLIENT, Receiver
 
 URL_PASSWORD = "url-password-0123"
-CLIENT_SPAN = 3  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_CLIENT
-
-
-class RawReceiver:
-    """An OTLP/HTTP collector on loopback that keeps each export as it arrived."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/traces", self.traces)
-        return app
-
-    async def traces(self, request: web.Request) -> web.Response:
-        data = await request.read()
-        if request.headers.get("Content-Encoding") == "gzip":
-            data = gzip.decompress(data)
-        self.bodies.append(data)
-        return web.Response(
-            body=ExportTraceServiceResponse().SerializeToString(),
-            content_type="application/x-protobuf",
-        )
-
-    def client_urls(self) -> list[str]:
-        urls = []
-        for body in self.bodies:
-            for resource in ExportTraceServiceRequest.FromString(body).resource_spans:
-                for scope in resource.scope_spans:
-                    for span in scope.spans:
-                        attributes = {kv.key: kv.value.string_value for kv in span.attributes}
-                        if span.kind == CLIENT_SPAN:
-                            urls.append(attributes["url.full"])
-        return urls
 
 
 @pytest.mark.parametrize(("model", "status"), [("echo-401-model", 401), ("echo-500-model", 500)])
@@ -68,8 +29,8 @@ async def test_an_error_page_echoing_the_provider_key_is_redacted_everywhere(
     status: int,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    receiver = RawReceiver()
-    collector = await aiohttp_server(receiver.app())
+    receiver = Receiver()
+    collector = receiver.server = await aiohttp_server(receiver.app())
     base_url = str(fake_provider[1].make_url("/v1"))
     with_credentials = base_url.replace("http://", f"http://waystone:{URL_PASSWORD}@")
     gateway: Gateway = await start_gateway(
@@ -94,8 +55,9 @@ async def test_an_error_page_echoing_the_provider_key_is_redacted_everywhere(
     tracing = gateway.app[OBSERVER].tracing
     assert tracing is not None
     await flush(tracing)
-    assert receiver.bodies, "no span was exported"
-    assert not any(PROVIDER_KEY.encode() in body for body in receiver.bodies)
-    assert not any(URL_PASSWORD.encode() in body for body in receiver.bodies)
-    assert receiver.client_urls() == [f"{base_url}/chat/completions"]
+    assert receiver.exports, "no span was exported"
+    assert not any(PROVIDER_KEY.encode() in export for export in receiver.exports)
+    assert not any(URL_PASSWORD.encode() in export for export in receiver.exports)
+    [upstream] = [s for s in receiver.spans if s.kind == CLIENT]
+    assert upstream.attributes["url.full"] == f"{base_url}/chat/completions"
     assert PROVIDER_KEY not in caplog.text and URL_PASSWORD not in caplog.text
