@@ -26,7 +26,7 @@ UNMATCHED_PATH = "/{path:.*}"
 
 def error_as_response(request: web.Request, err: Exception) -> web.Response:
     """The response for an error a handler raised; call it from the ``except`` block (an
-    unexpected error is logged with its traceback)."""
+    unexpected error is counted, and its traceback logged once per cause)."""
     if isinstance(err, WaystoneError):
         return error_response(err)
     if isinstance(err, web.HTTPException):
