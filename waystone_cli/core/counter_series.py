@@ -16,15 +16,8 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 
+from waystone_cli.core.int64 import saturate
 from waystone_cli.core.ratelimit import RateWindow
-
-INT64_MAX = 2**63 - 1
-INT64_MIN = -(2**63)
-
-
-def saturate(value: int) -> int:
-    """``value`` clamped to what an ``array('q')`` item holds."""
-    return INT64_MAX if value > INT64_MAX else INT64_MIN if value < INT64_MIN else value
 
 
 class Series:

@@ -45,7 +45,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
-from waystone_cli.core.counter_series import INT64_MAX, INT64_MIN, Series, saturate
+from waystone_cli.core.counter_series import Series
+from waystone_cli.core.int64 import INT64_MAX, INT64_MIN, saturate
 from waystone_cli.core.ratelimit import RateState
 from waystone_cli.core.windows import Window, parse_window, window_end, window_start
 
