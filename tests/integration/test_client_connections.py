@@ -104,6 +104,22 @@ async def test_headers_sent_a_byte_at_a_time_are_cut_off(port: int) -> None:
     assert TIMEOUT_S * 0.9 <= elapsed < GRACE_S
 
 
+async def test_many_connections_that_never_finish_their_headers_are_all_closed(
+    port: int,
+) -> None:
+    async def half_request() -> float:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            await writer.drain()
+            return await _closed_after(reader)
+        finally:
+            writer.close()
+
+    elapsed = await asyncio.gather(*(half_request() for _ in range(200)))
+    assert len(elapsed) == 200 and max(elapsed) < GRACE_S
+
+
 async def test_an_http_0_9_line_does_not_hold_the_connection(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /\r\n")
