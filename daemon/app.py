@@ -76,9 +76,10 @@ def create_app(settings: Settings) -> web.Application:
 
 async def observer_ctx(app: web.Application) -> AsyncIterator[None]:
     """The last cleanup: the metrics and log lines of requests that finished while
-    stopping (``Observer.request_done`` batches them)."""
+    stopping (``Observer.request_done`` batches them), and the summary of dropped rows."""
     yield
     app[OBSERVER].flush()
+    app[OBSERVER].refused_rows.summarize()
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:

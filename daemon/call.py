@@ -8,6 +8,7 @@ timings and submits the row, so every request gets its ledger row.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from daemon.tracing import RequestTrace
     from waystone_cli.core.policy import Decision
 
+log = logging.getLogger("waystone.daemon")
 _combine = datetime.combine
 
 # Request ids: "req_" and 24 hex digits of os.urandom, read for IDS_PER_READ ids at once.
@@ -79,6 +81,8 @@ class Call:
         "rate_headers",
         "_finished",
         "trace",
+        "authenticated",
+        "recorded",
     )
 
     def __init__(self, request: web.Request, route: str) -> None:
@@ -103,6 +107,10 @@ class Call:
         self.drop_usage_chunk = False
         self.rate_headers: Mapping[str, str] = _NO_HEADERS
         self._finished = False
+        # Set once the request showed a valid gateway key (or none is needed): only the
+        # rows of requests refused before that may be dropped (``daemon/refusals.py``).
+        self.authenticated = False
+        self.recorded = True
         # None unless tracing is on: the request path then skips every tracing step.
         self.trace: RequestTrace | None = app[OBSERVER].start_trace(self)
 
@@ -162,9 +170,24 @@ class Call:
             rec.error = f"internal error: {type(err).__name__}"
 
     def finish(self) -> None:
+        """Settle, queue the row and report the request; never raises.
+
+        It runs after the answer was decided (often after the provider answered 200),
+        so a failing step is logged, with its traceback, and the next steps still run:
+        whatever goes wrong, the row is queued.
+        """
         if self._finished:
             return
         self._finished = True
+        for step in (self._stamp, self._settle, self._admit, self._submit, self._report):
+            try:
+                step()
+            except Exception:
+                log.exception(
+                    "request %s: finishing it failed in %s", self.record.id, step.__name__
+                )
+
+    def _stamp(self) -> None:
         rec = self.record
         rec.latency_ms = (time.perf_counter() - self.started) * 1000
         rec.overhead_ms = self.overhead_ms()
@@ -173,19 +196,32 @@ class Call:
         if rec.capture:
             rec.content_input = self.input_content
             rec.content_output = self.output_text
-        self._settle()
-        self.app[LEDGER].submit(rec)
-        self.app[OBSERVER].request_done(self)
+
+    def _admit(self) -> None:
+        if not self.authenticated:
+            admit = self.app[OBSERVER].refused_rows.admit
+            self.recorded = admit(self.request.remote or "", self.record.outcome, time.time())
+
+    def _submit(self) -> None:
+        if self.recorded:
+            self.app[LEDGER].submit(self.record)
+
+    def _report(self) -> None:
+        observer = self.app[OBSERVER]
+        if self.recorded:
+            observer.request_done(self)
+        else:
+            observer.request_unrecorded(self)
 
     def _settle(self) -> None:
-        if self.reservation is None:
+        reservation, self.reservation = self.reservation, None
+        if reservation is None:
             return
         rec = self.record
         self.app[COUNTERS].settle(
-            self.reservation,
+            reservation,
             tokens_in=rec.input_tokens,
             tokens_out=rec.output_tokens,
             cost_usd=float(rec.cost_usd) if rec.cost_usd is not None else None,
             now=self.now,  # only for pruning buckets a month old: the start will do
         )
-        self.reservation = None

@@ -11,15 +11,14 @@ are wrapped by ``openai_errors``, and paths or methods no route serves reach
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from daemon.state import OBSERVER
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
 
-log = logging.getLogger("waystone.daemon")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 UNMATCHED_PATH = "/{path:.*}"
@@ -27,14 +26,17 @@ UNMATCHED_PATH = "/{path:.*}"
 
 def error_as_response(request: web.Request, err: Exception) -> web.Response:
     """The response for an error a handler raised; call it from the ``except`` block (an
-    unexpected error is logged with its traceback)."""
+    unexpected error is counted, and its traceback logged once per cause)."""
     if isinstance(err, WaystoneError):
         return error_response(err)
     if isinstance(err, web.HTTPException):
         if err.status < 400:
             raise err
         return envelope(err.status, err.reason, "invalid_request_error", _http_code(err.status))
-    log.exception("unexpected error on %s %s", request.method, request.path)
+    # Once per cause: a client repeating a request that trips a bug cannot flood the log.
+    request.app[OBSERVER].error_log.exception(
+        "unexpected error on %s %s", request.method, request.path, exc_info=err
+    )
     return envelope(500, "internal error in the gateway", "server_error", "internal_error")
 
 

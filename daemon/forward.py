@@ -80,7 +80,7 @@ async def _send(call: Call, provider: ProviderConfig, model: str, payload: Any) 
         if isinstance(err, UpstreamError):
             call.app[OBSERVER].provider_failed(provider.name, err.message)
         if upstream is not None:
-            upstream.failed(err)
+            upstream.failed(err, call.snapshot.redactor)
         raise
     finally:
         call.upstream_s += time.perf_counter() - started
@@ -126,6 +126,8 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     rec.status = reply.status
     call.mark_first_byte()
     if reply.status != 200:
+        # An error page may echo the request's headers, the provider key among them.
+        data = call.snapshot.redactor.data(data)
         rec.outcome = "upstream_error"
         rec.error = data[:2000].decode("utf-8", "replace")
         headers = call.response_headers(reply.content_type)

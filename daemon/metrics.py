@@ -26,6 +26,7 @@ Label choices:
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 Labels = tuple[str, ...]
+_FLOAT_MAX = sys.float_info.max
 
 
 class LedgerGauges(Protocol):
@@ -78,7 +80,10 @@ class _Counter:
 
     def inc(self, labels: Labels, amount: float = 1) -> None:
         values = self.values
-        values[labels] = values.get(labels, 0) + amount
+        # A count beyond a float (junk usage) saturates: it must not fail a request or
+        # a scrape (an int that large cannot even be added to a float).
+        total = values.get(labels, 0) + (amount if amount < _FLOAT_MAX else _FLOAT_MAX)
+        values[labels] = total if total < _FLOAT_MAX else _FLOAT_MAX
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
@@ -168,6 +173,18 @@ class Metrics:
             "Provider calls that failed (unreachable, timed out, 429 or 5xx).",
             ("provider",),
         )
+        self.request_errors = _Counter(
+            "waystone_request_errors",
+            "Malformed requests and unexpected errors, by exception type "
+            "(each cause's traceback is logged once).",
+            ("cause",),
+        )
+        self.refused_rows_dropped = _Counter(
+            "waystone_refused_rows_dropped",
+            "Ledger rows of refused unauthenticated requests not written "
+            "(rate-limited per address and cause).",
+            ("cause",),
+        )
         self.user_requests = _Counter(
             "waystone_user_requests", "Requests per user (when enabled).", ("user",)
         )
@@ -185,6 +202,7 @@ class Metrics:
     def families(self) -> Iterator[_Counter | _Histogram]:
         yield from (self.requests, self.tokens, self.cost, self.unpriced)
         yield from (self.latency, self.ttft, self.overhead, self.blocks, self.provider_errors)
+        yield from (self.request_errors, self.refused_rows_dropped)
         yield from (self.user_requests, self.user_tokens, self.user_cost)
 
     def observe(self, rec: RequestRecord, config: Config) -> None:

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
+from daemon.error_log import CauseLog
 from daemon.logs import direct_handler, write_direct
 from daemon.metrics import LedgerGauges, Metrics
+from daemon.refusals import RefusedRows
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,6 +65,11 @@ class Observer:
         # Set by ``tracing_ctx`` while the app runs with ``[otel] endpoint``.
         self.tracing: Tracing | None = None
         self.provider_errors: dict[str, ProviderError] = {}
+        count_error = self.count_error
+        # aiohttp's own (a malformed request) and the daemon's unexpected errors.
+        self.server_log = CauseLog(logging.getLogger("aiohttp.server"), count_error)
+        self.error_log = CauseLog(logging.getLogger("waystone.daemon"), count_error)
+        self.refused_rows = RefusedRows(self.count_dropped_row)
         self._pending: list[_Done] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -73,6 +80,17 @@ class Observer:
     def provider_failed(self, provider: str, message: str) -> None:
         self.provider_errors[provider] = ProviderError(message, datetime.now(UTC))
         self.metrics.provider_failed(provider)
+
+    def count_error(self, cause: str) -> None:
+        self.metrics.request_errors.inc((cause,))
+
+    def count_dropped_row(self, cause: str) -> None:
+        self.metrics.refused_rows_dropped.inc((cause,))
+
+    def request_unrecorded(self, call: Call) -> None:
+        """Count a finished request whose row was dropped (``RefusedRows``): no log line
+        and no trace, which the summary warning stands for."""
+        self.metrics.observe(call.record, call.snapshot.config)
 
     def request_done(self, call: Call) -> None:
         """Count a finished request in the metrics and write its log line.

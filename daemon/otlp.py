@@ -33,6 +33,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 from opentelemetry.sdk.resources import Resource
 
+from waystone_cli.core.int64 import saturate
+
 # OTLP's span kinds and status codes (the SDK's enums number them differently).
 SERVER = PbSpan.SpanKind.SPAN_KIND_SERVER
 CLIENT = PbSpan.SpanKind.SPAN_KIND_CLIENT
@@ -94,7 +96,7 @@ def any_value(value: Any) -> AnyValue:
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
     if isinstance(value, int):
-        return AnyValue(int_value=value)
+        return AnyValue(int_value=saturate(value))
     if isinstance(value, float):
         return AnyValue(double_value=value)
     if isinstance(value, str):
@@ -111,8 +113,8 @@ def _scalar(value: Any) -> bytes | None:
     cls = value.__class__
     if cls is bool:
         return b"\x10\x01" if value else b"\x10\x00"
-    if cls is int and -(1 << 63) <= value < (1 << 63):
-        return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int64: two's complement
+    if cls is int:  # a count beyond int64 (junk usage) saturates: the span still goes
+        return b"\x18" + _varint(saturate(value) & 0xFFFFFFFFFFFFFFFF)  # two's complement
     return None
 
 

@@ -78,12 +78,12 @@ async def run_call(call: Call, prepare: Callable[[Call], Awaitable[Any]]) -> web
 
 def authorize(call: Call) -> None:
     snapshot = call.snapshot
-    if not snapshot.key_hashes:
-        return
-    header = call.request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token or not snapshot.key_allowed(token.strip()):
-        raise AuthError("invalid or missing gateway key (Authorization: Bearer <key>)")
+    if snapshot.key_hashes:
+        header = call.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or not snapshot.key_allowed(token.strip()):
+            raise AuthError("invalid or missing gateway key (Authorization: Bearer <key>)")
+    call.authenticated = True
 
 
 def body_limit(call: Call) -> float:

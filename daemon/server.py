@@ -13,13 +13,14 @@ import gc
 import logging
 import os
 import signal
+from typing import Any
 
 from aiohttp import web
 
 from daemon.app import create_app
 from daemon.instance import serving
 from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
-from daemon.state import CONFIG, LISTEN_HOST, Settings
+from daemon.state import CONFIG, LISTEN_HOST, OBSERVER, Settings
 from waystone_cli.core.errors import UsageError
 from waystone_cli.core.exposure import open_without_keys
 
@@ -60,7 +61,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
 
 
 async def _run(app: web.Application, host: str, port: int, ready: asyncio.Event | None) -> None:
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **runner_options(app))
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,6 +77,23 @@ async def _run(app: web.Application, host: str, port: int, ready: asyncio.Event 
         log.info("stopping: flushing the ledger")
     finally:
         await runner.cleanup()
+
+
+def runner_options(app: web.Application) -> dict[str, Any]:
+    """aiohttp's options that bound what one client connection can hold or log.
+
+    aiohttp arms its keep-alive timer when a connection opens and again after each
+    answer, and closes the connection if complete request headers have not arrived when
+    it fires: so ``keepalive_timeout`` bounds slowly sent headers (slowloris, a line it
+    cannot parse as a request) and idle keep-alive alike.  A request being handled, a
+    long stream included, is never cut by it.  Read at start: a reload does not change
+    the listening socket's options.  Its logger writes a malformed request's traceback
+    once per cause and counts the rest (``daemon/error_log.py``).
+    """
+    return {
+        "keepalive_timeout": app[CONFIG].current.config.server.client_timeout_s,
+        "logger": app[OBSERVER].server_log,
+    }
 
 
 # Objects the cyclic collector may see before a young collection: with Python's default

@@ -31,12 +31,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from daemon.otlp import CLIENT, ERROR, SERVER, UNSET, SpanEncoder
 from daemon.span_export import SpanBatcher
+from waystone_cli.core.secrets import strip_credentials
 
 if TYPE_CHECKING:
     from daemon.call import Call
     from daemon.upstream import UpstreamReply
     from waystone_cli.core.config import ProviderConfig
     from waystone_cli.core.records import RequestRecord
+    from waystone_cli.core.secrets import Redactor
 
 # GenAI ``gen_ai.operation.name`` per route; routes the conventions do not name keep
 # a descriptive name of their own.
@@ -237,8 +239,9 @@ class UpstreamSpan:
         if reply.status >= 400:
             self.error_type, self.message = str(reply.status), f"HTTP {reply.status}"
 
-    def failed(self, err: BaseException) -> None:
-        self.error_type, self.message = type(err).__name__, str(err) or type(err).__name__
+    def failed(self, err: BaseException, redactor: Redactor) -> None:
+        self.error_type = type(err).__name__
+        self.message = redactor.text(str(err)) or self.error_type
         self.end()
 
     def end(self, now: int | None = None) -> None:
@@ -295,7 +298,7 @@ def _upstream_attributes(
         "waystone.provider": provider.name,
     }
     if provider.base_url:
-        url = urlsplit(f"{provider.base_url.rstrip('/')}/{route}")
+        url = urlsplit(strip_credentials(f"{provider.base_url.rstrip('/')}/{route}"))
         attributes.update({"url.full": url.geturl(), "http.request.method": "POST"})
         if url.hostname:
             attributes["server.address"] = url.hostname

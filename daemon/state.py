@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from daemon.http_client import HttpClient
 from waystone_cli.core.config import Config
 from waystone_cli.core.models import ModelIndex
 from waystone_cli.core.pricing import Pricer
+from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
     from daemon.entities import EntityStore
@@ -49,6 +51,8 @@ class Snapshot:
     key_hashes: tuple[bytes, ...] = field(default=())
     # Whether any rule has a rate trigger: only then do the counters keep rate windows.
     rates: bool = True
+    # What provider text is cleaned with before it leaves the gateway (core/secrets.py).
+    redactor: Redactor = field(default=Redactor())
 
     @classmethod
     def build(cls, config: Config) -> Snapshot:
@@ -67,6 +71,7 @@ class Snapshot:
             models=ModelIndex.from_config(config),
             key_hashes=hashes,
             rates=any(rule.rate is not None for rule in config.rules.values()),
+            redactor=Redactor.of(config_secrets(config, os.environ)),
         )
 
     def key_allowed(self, presented: str) -> bool:

@@ -379,6 +379,7 @@ def test_export_progress_counts_rows_and_shows_the_percentage(
     for done, percent in ((2, 29), (4, 57), (6, 86), (7, 100)):
         assert re.search(rf"{done}/7 rows +{percent}%", frames)
 
+
 def test_export_never_overwrites_a_file_without_force(
     cli: Cli, ledger: Path, waystone_home: Path
 ) -> None:

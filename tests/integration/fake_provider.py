@@ -14,7 +14,9 @@ chunks then drops the connection, ``slow-model`` streams a chunk every 0.1 s for
 (and records whether the gateway hung up), ``flaky-model`` fails with 503 on its first
 call, then works.  ``chunk_pause_s``, when set, makes every chat stream pause that long
 between its chunks (a slow model thinking).  ``chat_usage``, when set, replaces the chat
-usage (a provider reporting absurd counts).
+usage (a provider reporting absurd counts), ``echo-401-model`` and ``echo-500-model`` answer
+401 and 500 with an error page that echoes the request's headers (as some proxies' error
+pages do), and ``usage_by_model`` replaces the chat usage of the models it names.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class FakeProvider:
     chunk_pause_s: float = 0.0
 
     chat_usage: dict[str, Any] | None = None
+    usage_by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
@@ -81,9 +84,16 @@ class FakeProvider:
         self.seen.append(Seen(request.path, dict(request.headers), body))
         return body
 
-    def _special(self, body: dict[str, Any]) -> web.Response | None:
+    def _special(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
         model = body.get("model", "")
         self.calls[model] = self.calls.get(model, 0) + 1
+        if model in ("echo-401-model", "echo-500-model"):
+            echoed = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
+            return web.Response(
+                text=f"<html><body><h1>Error</h1><pre>{echoed}</pre></body></html>",
+                status=401 if model == "echo-401-model" else 500,
+                content_type="text/html",
+            )
         if model == "error-model" or (model == "flaky-model" and self.calls[model] == 1):
             status = 500 if model == "error-model" else 503
             return web.json_response(
@@ -101,7 +111,7 @@ class FakeProvider:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
-        special = self._special(body)
+        special = self._special(request, body)
         if special is not None:
             return special
         if body.get("stream"):
@@ -119,7 +129,9 @@ class FakeProvider:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": CHAT_USAGE if self.chat_usage is None else self.chat_usage,
+                "usage": self.usage_by_model.get(
+                    body["model"], CHAT_USAGE if self.chat_usage is None else self.chat_usage
+                ),
             }
         )
 

@@ -63,6 +63,7 @@ class Receiver:
 
     spans: list[Span] = field(default_factory=list)
     server: TestServer | None = None
+    exports: list[bytes] = field(default_factory=list)  # as they arrived, decompressed
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -73,6 +74,7 @@ class Receiver:
         data = await request.read()
         if request.headers.get("Content-Encoding") == "gzip":
             data = gzip.decompress(data)
+        self.exports.append(data)
         export = ExportTraceServiceRequest.FromString(data)
         for resource_spans in export.resource_spans:
             service = _attributes(resource_spans.resource.attributes)["service.name"]

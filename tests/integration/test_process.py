@@ -269,6 +269,7 @@ def test_demo_shows_a_downgrade_a_block_an_explanation_and_what_to_try_next(
     finally:
         shutil.rmtree(home)
 
+
 def test_the_daemons_ledger_files_are_its_owners_only(waystone_home: Path) -> None:
     ledger = waystone_home / "data" / "ledger.duckdb"
     open_readwrite(ledger).close()  # closed with a checkpoint: the daemon makes a new WAL

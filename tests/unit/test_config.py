@@ -415,3 +415,15 @@ def test_the_snapshot_keeps_rate_windows_only_when_a_rule_has_a_rate_trigger() -
     rpm = '[rules.rpm]\nrate = { rpm = 60 }\naction = "block"\n'
     assert Snapshot.build(parse_config(parse_toml(cap))).rates is False
     assert Snapshot.build(parse_config(parse_toml(cap + rpm))).rates is True
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", '"30"'])
+def test_client_timeout_must_be_a_positive_finite_number_of_seconds(value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(parse_toml(f"[server]\nclient_timeout_s = {value}\n"))
+    assert str(err.value).startswith("server.client_timeout_s: ")
+
+
+def test_client_timeout_defaults_to_30_seconds() -> None:
+    assert parse_config(parse_toml("")).server.client_timeout_s == 30.0
+    assert parse_config(parse_toml("[server]\nclient_timeout_s = 5\n")).server.client_timeout_s == 5

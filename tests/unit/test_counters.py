@@ -330,3 +330,43 @@ def test_counter_rows_sum_older_usage_per_hour_then_per_day(waystone_home: Path)
         (minute("2026-03-14 20:59:00"), 2, 5),
         (minute("2026-03-15 11:30:00"), 1, 1),
     ]
+
+
+INT64_MAX = 2**63 - 1
+
+
+def test_a_count_beyond_64_bits_saturates_instead_of_raising() -> None:
+    c = UsageCounters()
+    charge(c, at(minutes=1), 0.0, tin=2**63, tout=10**30)
+    assert c.usage(ALICE, "input_tokens", "1h", NOW) == float(INT64_MAX)
+    assert c.usage(ALICE, "output_tokens", "1h", NOW) == float(INT64_MAX)
+    assert c.usage(ALICE, "requests", "1h", NOW) == 1.0
+
+
+def test_tokens_passing_int64_within_a_minute_saturate_and_the_totals_stay_exact() -> None:
+    c = UsageCounters()
+    c.usage(ALICE, "input_tokens", "1h", NOW)  # a cached window total, before the charges
+    charge(c, at(minutes=50), 0.0, tin=5)  # an older minute, that leaves the window first
+    for _ in range(3):
+        charge(c, at(minutes=1), 0.0, tin=2**62)
+    assert c.usage(ALICE, "input_tokens", "1h", NOW) == float(INT64_MAX + 5)
+    assert c.usage(ALICE, "input_tokens", "10m", NOW) == float(INT64_MAX)
+    assert c.usage(ALICE, "requests", "1h", NOW) == 4.0
+    later = NOW + timedelta(minutes=15)  # the older minute left the hour: subtracted exactly
+    assert c.usage(ALICE, "input_tokens", "1h", later) == float(INT64_MAX)
+    assert c.usage(ALICE, "requests", "1h", later) == 3.0
+
+
+def test_an_infinite_or_huge_cost_saturates_and_nan_counts_as_unpriced() -> None:
+    from decimal import Decimal
+
+    from waystone_cli.core.counters import to_units
+
+    assert to_units(float("inf")) == INT64_MAX
+    assert to_units(float("-inf")) == -(2**63)
+    assert to_units(Decimal(10) ** 30) == INT64_MAX
+    assert to_units(float("nan")) == 0
+    c = UsageCounters()
+    charge(c, at(minutes=1), float("inf"))
+    charge(c, at(minutes=1), 1e300)
+    assert c.usage(ALICE, "cost_usd", "1h", NOW) == INT64_MAX / 10**10

@@ -55,3 +55,16 @@ def test_counter_matches_prometheus_client() -> None:
 
 def test_an_unused_family_has_no_samples() -> None:
     assert _samples(_render(_Counter("x", "X.", ("user",)))) == set()
+
+
+def test_a_counter_saturates_at_the_largest_float_instead_of_raising() -> None:
+    import sys
+
+    ours = _Counter("tokens", "Tokens.", ("type",))
+    ours.inc(("input",), 2**63)
+    ours.inc(("input",), 10**400)  # beyond a float: saturates
+    ours.inc(("input",), 10**400)
+    ours.inc(("output",), 2**63)
+    samples = _samples(_render(ours))
+    assert ("tokens_total", (("type", "input"),), sys.float_info.max) in samples
+    assert ("tokens_total", (("type", "output"),), float(2**63)) in samples

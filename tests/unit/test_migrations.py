@@ -146,6 +146,7 @@ def test_an_old_ledger_stops_counting_requests_without_tokens_as_unpriced(
     assert upgraded.execute("SELECT id FROM requests WHERE NOT priced").fetchall() == [("chat",)]
     upgraded.close()
 
+
 def _from_a_newer_waystone(path: Path) -> None:
     con = open_readwrite(path)
     con.execute("ALTER TABLE requests ADD COLUMN tenant VARCHAR NOT NULL DEFAULT 'x'")

@@ -262,3 +262,13 @@ def test_a_batch_past_max_bytes_goes_in_several_posts() -> None:
     batcher.shutdown()
     assert receiver.span_ids() == list(range(1, 8))
     assert [len(r.resource_spans[0].scope_spans[0].spans) for r in receiver.requests] == [3, 3, 1]
+
+
+def test_an_int_attribute_beyond_int64_saturates_instead_of_failing_the_span() -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    for value, stored in ((2**63, 2**63 - 1), (10**30, 2**63 - 1), (-(2**70), -(2**63))):
+        encoded = otlp._encode_attribute("gen_ai.usage.input_tokens", value)
+        attribute = KeyValue.FromString(encoded[2:])  # past the field tag and length
+        assert attribute.value.int_value == stored
+    assert otlp.any_value(2**63).int_value == 2**63 - 1

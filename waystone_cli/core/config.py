@@ -75,6 +75,9 @@ class ServerConfig:
     request_metadata: str = "merge"
     # False: with gateway keys configured, /metrics asks for one like the API does.
     metrics_public: bool = False
+    # Seconds a client connection may go without sending complete request headers:
+    # after it opens (slowly sent headers) and after each answer (idle keep-alive).
+    client_timeout_s: float = 30.0
 
     @property
     def merges_request_metadata(self) -> bool:

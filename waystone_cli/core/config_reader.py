@@ -5,6 +5,7 @@ Rules and rulesets are read by ``config_rules``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,6 +77,7 @@ def _server(t: Table) -> ServerConfig:
         metrics_user_label_limit=t.get("metrics_user_label_limit", int, d.metrics_user_label_limit),
         request_metadata=t.get("request_metadata", str, d.request_metadata),
         metrics_public=t.get("metrics_public", bool, d.metrics_public),
+        client_timeout_s=float(t.get("client_timeout_s", (int, float), d.client_timeout_s)),
     )
     t.done()
     if not 0 < s.port < 65536:
@@ -85,6 +87,8 @@ def _server(t: Table) -> ServerConfig:
     for key in ("max_body_mb", "max_response_mb"):
         if not getattr(s, key) > 0:
             raise ConfigError(f"{t.at(key)}: must be positive")
+    if not 0 < s.client_timeout_s < math.inf:
+        raise ConfigError(f"{t.at('client_timeout_s')}: must be a positive number of seconds")
     if s.log_format not in ("text", "json"):
         raise ConfigError(f'{t.at("log_format")}: must be "text" or "json"')
     if s.request_metadata not in REQUEST_METADATA:

@@ -3,6 +3,11 @@
 Parallel ``array('q')`` columns sorted by minute (cost units, input tokens, output
 tokens, requests), the running totals of each window asked about, the reservations
 still pending and the rate window.
+
+The columns are 64-bit: an addition that would leave their range saturates at its
+bound instead of raising, so no count, however large, can stop a request from
+settling; the cached window totals add what a bucket actually took, so they stay
+equal to the sum of the buckets.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 
+from waystone_cli.core.int64 import saturate
 from waystone_cli.core.ratelimit import RateWindow
 
 
@@ -36,17 +42,22 @@ class Series:
         i = n - 1 if n and ms[-1] == minute else bisect_left(ms, minute)
         c0, c1, c2, c3 = self.cols
         found = i < n and ms[i] == minute
-        if found:
-            c0[i] += cost
-            c1[i] += tokens_in
-            c2[i] += tokens_out
-            c3[i] += requests
-        else:
+        if not found:
             ms.insert(i, minute)
-            c0.insert(i, cost)
-            c1.insert(i, tokens_in)
-            c2.insert(i, tokens_out)
-            c3.insert(i, requests)
+            c0.insert(i, 0)
+            c1.insert(i, 0)
+            c2.insert(i, 0)
+            c3.insert(i, 0)
+        t0, t1, t2, t3 = c0[i] + cost, c1[i] + tokens_in, c2[i] + tokens_out, c3[i] + requests
+        try:  # items are stored in order: those before the one out of range are right
+            c0[i], c1[i], c2[i], c3[i] = t0, t1, t2, t3
+        except OverflowError:
+            # Saturated: the totals below add what each bucket actually took.
+            cost = saturate(t0) - (t0 - cost)
+            tokens_in = saturate(t1) - (t1 - tokens_in)
+            tokens_out = saturate(t2) - (t2 - tokens_out)
+            requests = saturate(t3) - (t3 - requests)
+            c0[i], c1[i], c2[i], c3[i] = saturate(t0), saturate(t1), saturate(t2), saturate(t3)
         for s in self.sums.values():
             if minute >= s[0]:
                 s[2] += cost

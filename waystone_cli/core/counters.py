@@ -46,6 +46,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 from waystone_cli.core.counter_series import Series
+from waystone_cli.core.int64 import INT64_MAX, INT64_MIN, saturate
 from waystone_cli.core.ratelimit import RateState
 from waystone_cli.core.windows import Window, parse_window, window_end, window_start
 
@@ -102,7 +103,10 @@ def to_units(cost_usd: float | Decimal | None) -> int:
     if isinstance(cost_usd, float) and abs(cost_usd) < 1e5:
         # x * 1e10 stays below 2**53 here, so rounding gives the exact nearest unit.
         return round(cost_usd * COST_SCALE)
-    return int((Decimal(str(cost_usd)) * COST_SCALE).to_integral_value())
+    cost = Decimal(str(cost_usd))
+    if not cost.is_finite():  # an infinite cost saturates; NaN says nothing, as None
+        return 0 if cost.is_nan() else saturate(INT64_MAX if cost > 0 else INT64_MIN)
+    return saturate(int((cost * COST_SCALE).to_integral_value()))
 
 
 def _metric(values: Sequence[int], pending: Sequence[int], metric: str) -> float:
