@@ -35,6 +35,9 @@ models = ["mock-small"]
 """
 
 
+_STDERR = "serve.stderr"
+
+
 def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -50,15 +53,19 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def _serving(home: Path, extra: str = "") -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``waystone serve`` on a free port, ready; killed at the end if still running."""
+    """``waystone serve`` on a free port, ready; killed at the end if still running.
+
+    Its stderr (the request log) goes to ``_STDERR`` in the home, not to a pipe: a pipe
+    that nobody reads while requests are sent fills up and blocks the daemon."""
     port = free_port()
     (home / "config.toml").write_text(CONFIG.format(port=port) + extra)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "waystone_cli.main", "serve"],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with (home / _STDERR).open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "waystone_cli.main", "serve"],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         _wait_ready(port, proc)
         yield proc, port
@@ -114,7 +121,8 @@ def test_sigterm_after_200_requests_leaves_200_rows(
     proc, port = daemon
     asyncio.run(_send(port, 200))
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    err = (waystone_home / _STDERR).read_bytes()
     assert proc.returncode == 0
     assert _count(waystone_home) == 200
     # Log lines are written in batches (Observer.request_done): a stop leaves none behind.
