@@ -229,7 +229,11 @@ async def test_refused_unauthenticated_rows_are_rate_limited_but_keyed_ones_neve
     unauthorized = sum(1 for r in rows if r["outcome"] == "unauthorized")
     assert unauthorized in (ROWS_PER_MINUTE, 2 * ROWS_PER_MINUTE)
     assert sum(1 for r in rows if r["outcome"] == "not_found") == ROWS_PER_MINUTE + 5
-    async with aiohttp.ClientSession() as http, http.get(gateway.url + "metrics") as resp:
+    scrape = {"Authorization": f"Bearer {key}"}  # with keys, /metrics asks for one too
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(gateway.url + "metrics", headers=scrape) as resp,
+    ):
         text = await resp.text()
     assert (
         f'waystone_refused_rows_dropped_total{{cause="unauthorized"}} {25 - unauthorized}.0' in text

@@ -1,4 +1,9 @@
-"""Counts too large for 64 bits: the client still gets its answer and the row is queued."""
+"""Counts too large for 64 bits: the client still gets its answer and the row is queued.
+
+The usage plausibility rule (``core.usage_bounds``) caps such counts before anything
+adds them up; these tests switch it off to show that the layer below it (counters,
+metrics, spans, ``Call.finish``) holds on its own too.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,17 @@ models = ["huge-usage-model"]
 
 def _usage(prompt_tokens: int) -> dict[str, Any]:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": 5, "total_tokens": 0}
+
+
+@pytest.fixture(autouse=True)
+def _reported_counts_taken_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.forward
+    from waystone_cli.core.usage_bounds import SettledUsage
+
+    def as_given(reported: Any, **_: Any) -> SettledUsage:
+        return SettledUsage(usage=reported, estimated=False, note=None)
+
+    monkeypatch.setattr(daemon.forward, "settle_usage", as_given)
 
 
 def _spy_on_submit(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[Any]:

@@ -250,7 +250,7 @@ ERRORS = [
     (
         "provider timeout_s not a number",
         '[providers.p]\nbase_url = "http://x"\ntimeout_s = nan',
-        "providers.p.timeout_s: must be positive",
+        "providers.p.timeout_s: must be a finite number",
     ),
     ("key without hash", "[keys.k]\ncreated = 2026-01-01", "keys.k: hash is required"),
     (
