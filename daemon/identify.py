@@ -12,6 +12,7 @@ from aiohttp import web
 
 from daemon.body import read_body
 from daemon.call import Call
+from daemon.eviction import recall
 from daemon.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
 from waystone_cli.core import jsontext
@@ -35,6 +36,7 @@ async def handler(request: web.Request) -> web.Response:
     if identity.user is None and identity.group is None:
         raise InvalidRequest("name a user, a group or both")
     now = datetime.now(UTC)
+    await recall(request.app, identity)
     request.app[ENTITIES].observe(identity, request.app[CONFIG].current.config, now)
     # Entities only, no request row (identify is not a model call): written at once
     # on the ledger's thread, so the facts are durable when we answer.
