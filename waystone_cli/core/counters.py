@@ -340,6 +340,11 @@ class UsageCounters:
         """How far back buckets are kept: what a rebuild must read."""
         return timedelta(seconds=self._keep_s)
 
+    @property
+    def subjects(self) -> int:
+        """Series in memory."""
+        return len(self._series)
+
     def has(self, key: Key) -> bool:
         return key in self._series
 
