@@ -5,7 +5,8 @@ A sweep (every ``SWEEP_EVERY_S``) drops the least recently seen entities past
 last charged more than ``IDLE_MINUTES`` ago or, past ``KEEP_SERIES``, the least
 recently charged.  It drops them only once the ledger holds everything they hold: it
 chooses, waits for the ledger writer to commit every row submitted so far, then drops
-those of the chosen that no request changed meanwhile.  Each dropped key goes into a
+those of the chosen that no request changed meanwhile.  An entity named by a request in
+flight (its series holds a reservation) stays: that request's row is not submitted yet.  Each dropped key goes into a
 Bloom filter, which takes the same memory for ten keys or ten million.
 
 A request naming a user or group that is not in memory, and that the filter says may
@@ -35,10 +36,11 @@ from typing import Any
 import duckdb
 from aiohttp import web
 
+from daemon.entities import Evictable as EntityEvictable
 from daemon.state import CONFIG, COUNTERS, ENTITIES, EVICTIONS, LEDGER
 from waystone_cli.core.bloom import BloomFilter
 from waystone_cli.core.config import Config
-from waystone_cli.core.counters import Key, series_keys
+from waystone_cli.core.counters import Key, UsageCounters, series_keys
 from waystone_cli.core.entities import Kind
 from waystone_cli.core.errors import LedgerUnavailable
 from waystone_cli.core.identity import Identity
@@ -146,7 +148,7 @@ async def evict_idle(
         return 0
     evictions = app[EVICTIONS]
     async with evictions.lock:
-        entities = store.evictable(keep_entities)
+        entities = _settled(store.evictable(keep_entities), counters)
         series = []
         if rebuilds_exactly(app[CONFIG].current.config, counters.keep):
             idle_before = int(time.time() // 60) - idle_minutes
@@ -157,10 +159,16 @@ async def evict_idle(
             await asyncio.wait_for(writer.flush(), FLUSH_TIMEOUT_S)
         except TimeoutError:
             return 0
-        dropped = [*store.evict(entities), *counters.evict(series)]
+        dropped = [*store.evict(_settled(entities, counters)), *counters.evict(series)]
         for key in dropped:
             evictions.evicted.add(key)
     return len(dropped)
+
+
+def _settled(entities: list[EntityEvictable], counters: UsageCounters) -> list[EntityEvictable]:
+    """The entities no request in flight names: a request's row, which carries what it
+    said about its entities, is submitted when it settles (or at once when refused)."""
+    return [e for e in entities if not counters.reserved((e.kind, e.id))]
 
 
 def rebuilds_exactly(config: Config, keep: timedelta) -> bool:

@@ -36,8 +36,6 @@ async def handler(request: web.Request) -> web.Response:
     if identity.user is None and identity.group is None:
         raise InvalidRequest("name a user, a group or both")
     now = datetime.now(UTC)
-    await recall(request.app, identity)
-    request.app[ENTITIES].observe(identity, request.app[CONFIG].current.config, now)
     # Entities only, no request row (identify is not a model call): written at once
     # on the ledger's thread, so the facts are durable when we answer.
     facts = RequestRecord(
@@ -50,6 +48,10 @@ async def handler(request: web.Request) -> web.Response:
         group_metadata=dict(identity.group.metadata) if identity.group else None,
     )
     await request.app[LEDGER].run_in_db(lambda con: upsert_entities(con, [facts]))
+    # After the ledger, so the store never holds facts the ledger lacks (``eviction``),
+    # and no await between a recall and the store taking the facts in.
+    await recall(request.app, identity)
+    request.app[ENTITIES].observe(identity, request.app[CONFIG].current.config, now)
     return web.json_response(
         {
             "user": identity.user.id if identity.user else None,

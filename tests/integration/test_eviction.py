@@ -7,6 +7,7 @@ so the sixth request is the last one admitted and the seventh is refused.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -140,3 +141,29 @@ async def test_the_daemon_holds_a_bounded_number_of_users_whatever_came_before(
     assert await chat(gateway, {"user": "u0"}) == 200  # evicted: read back, once
     assert await chat(gateway, {"user": "u0"}) == 200
     assert len(reads) == 1
+
+
+async def test_an_entity_named_by_a_request_in_flight_stays_until_its_row_is_written(
+    start_gateway: Any,
+) -> None:
+    gateway = await start_gateway()
+    body = {
+        "model": "slow-model",
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"waystone": json.dumps({"user": {"id": "dan", "metadata": {"tier": "pro"}}})},
+    }
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(gateway.url + "v1/chat/completions", json=body)
+        assert resp.status == 200
+        await resp.content.readany()  # the stream has started: dan's row is not written
+        assert await evict_idle(gateway.app, keep_entities=0, keep_series=0) == 0
+        assert gateway.app[ENTITIES].has("user", "dan")
+        resp.close()  # the client hangs up: the request settles and its row is submitted
+    for _ in range(50):  # bounded: the hang-up reaches the daemon within a few loop turns
+        if not gateway.app[COUNTERS].reserved(("user", "dan")):
+            break
+        await asyncio.sleep(0.02)
+    assert await evict_idle(gateway.app, keep_entities=0, keep_series=0) == 2
+    rows = await gateway.rows("SELECT metadata FROM users WHERE id = 'dan'")
+    assert [json.loads(r["metadata"]) for r in rows] == [{"tier": "pro"}]

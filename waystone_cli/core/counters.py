@@ -348,6 +348,11 @@ class UsageCounters:
     def has(self, key: Key) -> bool:
         return key in self._series
 
+    def reserved(self, key: Key) -> bool:
+        """Whether a request charging ``key`` is in flight."""
+        series = self._series.get(key)
+        return series is not None and any(series.pending)
+
     def evictable(self, *, keep: int, idle_before: int) -> list[Evictable]:
         """Quiet series to drop: those last charged before minute ``idle_before`` and,
         past ``keep`` series, the least recently charged.  The anonymous pool stays."""
