@@ -14,6 +14,9 @@ After every ``--every`` users it prints the gateway's VmRSS and its growth since
 previous report; at the end, the growth per 100k users after the first report (the
 first 100k also fill the bounded caches).  The target is under 20 MB per 100k users.
 Any non-200 answer stops the run.
+
+``--same-users N`` is the control: the same number of requests, but over N user ids
+only, so what still grows is per request (DuckDB's cache of the ledger), not per user.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Progress:
     total: int
     every: int
     pid: int
+    pool: int = 0  # 0: every request a new user id
     next_id: int = 0
     done: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -73,7 +77,8 @@ class Progress:
         if self.next_id >= self.total:
             return None
         self.next_id += 1
-        return self.next_id - 1
+        n = self.next_id - 1
+        return n % self.pool if self.pool else n
 
     def answered(self) -> None:
         self.done += 1
@@ -190,12 +195,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--every", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--same-users", type=int, default=0, metavar="N")
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="waystone-many-users-") as tmp:
         proc = start_gateway(Path(tmp), port)
         try:
-            progress = Progress(total=args.users, every=args.every, pid=proc.pid)
+            progress = Progress(
+                total=args.users, every=args.every, pid=proc.pid, pool=args.same_users
+            )
             print(f"start: RSS {rss_mb(proc.pid):.1f} MB")
             asyncio.run(drive(port, progress, args.clients))
             summary(progress)

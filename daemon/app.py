@@ -17,7 +17,7 @@ from daemon import health, identify
 from daemon.admin import admin_socket
 from daemon.entities import EntityStore
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
-from daemon.eviction import Evictions, evicting
+from daemon.eviction import Evictions, evicting, trim_loaded
 from daemon.http_client import HttpClient
 from daemon.maintenance import pruning
 from daemon.metrics import metrics_handler
@@ -116,6 +116,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await writer.start()
     app[ENTITIES], app[COUNTERS], app[LEDGER] = store, counters, writer
+    trim_loaded(app)
     try:
         yield
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from daemon import eviction
 from daemon.eviction import evict_idle
 from daemon.state import CONFIG, COUNTERS, ENTITIES, LEDGER
 from tests.integration.conftest import Gateway
@@ -167,3 +168,22 @@ async def test_an_entity_named_by_a_request_in_flight_stays_until_its_row_is_wri
     assert await evict_idle(gateway.app, keep_entities=0, keep_series=0) == 2
     rows = await gateway.rows("SELECT metadata FROM users WHERE id = 'dan'")
     assert [json.loads(r["metadata"]) for r in rows] == [{"tier": "pro"}]
+
+
+async def test_at_start_what_is_past_the_bounds_leaves_at_once_and_comes_back_exact(
+    start_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = await start_gateway(CAP)
+    for user in ("erin", "frank"):
+        assert await chat(gateway, {"user": {"id": user, "metadata": {"tier": "free"}}}) == 200
+        for _ in range(4):
+            assert await chat(gateway, {"user": user}) == 200
+    await gateway.server.close()
+    monkeypatch.setattr(eviction, "KEEP_ENTITIES", 1)
+    monkeypatch.setattr(eviction, "KEEP_SERIES", 1)
+    again = await start_gateway(CAP)
+    store = again.app[ENTITIES]
+    assert (store.has("user", "erin"), store.has("user", "frank")) == (False, False)
+    assert again.app[COUNTERS].subjects <= 1
+    assert await until_refused(again, {"user": "erin"}) == 1  # 5 + 1: as without a restart
+    assert await until_refused(again, {"user": "frank"}) == 1

@@ -34,6 +34,12 @@ overshot by at most ONE request (40 concurrent requests against a budget worth 5
 them let at most 6 through).  A reservation whose request never settles (a crash)
 expires after ``max_age_s`` (15 minutes by default), when ``expire()`` runs.
 Unpriced requests reserve and charge $0 (the ``unpriced_blocks`` option refuses them).
+
+Eviction
+--------
+A quiet series (nothing reserved, no rate entry) may leave memory (``evictable``,
+``evict``) and come back from ledger rows summed per minute (``restore``): the same
+buckets, so every window reads the same.  ``daemon.eviction`` decides when.
 """
 
 from __future__ import annotations

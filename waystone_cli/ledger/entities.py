@@ -378,7 +378,10 @@ def load_entities(
     """Users, groups and (user, group) links seen in traffic, for the daemon's start."""
     found: list[dict[str, SeenEntity]] = []
     for table in ("users", "groups"):
-        rows = con.execute(f"SELECT id, metadata, first_seen FROM {table}").fetchall()
+        # Least recently seen first: the daemon's store keeps that order.
+        rows = con.execute(
+            f"SELECT id, metadata, first_seen FROM {table} ORDER BY last_seen"
+        ).fetchall()
         found.append({row[0]: _seen_entity(row) for row in rows})
     links = {(u, g) for u, g in con.execute("SELECT user_id, group_id FROM links").fetchall()}
     return found[0], found[1], links
