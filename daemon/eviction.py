@@ -169,7 +169,7 @@ def trim_loaded(app: web.Application) -> int:
     """At start, before any request: all that was loaded is in the ledger, so what is past
     the bounds (or idle) leaves at once rather than at the first sweep."""
     store, counters, evicted = app[ENTITIES], app[COUNTERS], app[EVICTIONS].evicted
-    dropped = store.evict(store.evictable(KEEP_ENTITIES))
+    dropped: list[tuple[str, str]] = [*store.evict(store.evictable(KEEP_ENTITIES))]
     if rebuilds_exactly(app[CONFIG].current.config, counters.keep):
         idle_before = int(time.time() // 60) - IDLE_MINUTES
         dropped += counters.evict(counters.evictable(keep=KEEP_SERIES, idle_before=idle_before))
