@@ -40,7 +40,7 @@ from daemon.entities import Evictable as EntityEvictable
 from daemon.state import CONFIG, COUNTERS, ENTITIES, EVICTIONS, LEDGER
 from waystone_cli.core.bloom import BloomFilter
 from waystone_cli.core.config import Config
-from waystone_cli.core.counters import Key, UsageCounters, series_keys
+from waystone_cli.core.counters import Key, UsageCounters, member_key, series_keys
 from waystone_cli.core.entities import Kind
 from waystone_cli.core.errors import LedgerUnavailable
 from waystone_cli.core.identity import Identity
@@ -75,8 +75,8 @@ async def recall(app: web.Application, identity: Identity) -> None:
     """Put back what was evicted of the request's user and group, before it is read."""
     user = identity.user.id if identity.user else None
     group = identity.group.id if identity.group else None
-    if not _missing(app, user, group):  # the usual case: no await at all
-        return
+    if _in_memory(app, user, group) or not _missing(app, user, group):
+        return  # the usual cases (known and in memory, or brand new): no await at all
     async with app[EVICTIONS].lock:
         missing = _missing(app, user, group)  # another request may have recalled them
         if not missing:
@@ -97,6 +97,15 @@ async def recall(app: web.Application, identity: Identity) -> None:
                 store.restore(kind, ident, seen.first_seen, seen.metadata)
         for key in missing.series:
             app[COUNTERS].restore(key, rows)
+
+
+def _in_memory(app: web.Application, user: str | None, group: str | None) -> bool:
+    store, counters = app[ENTITIES], app[COUNTERS]
+    if user and not (store.has("user", user) and counters.has(("user", user))):
+        return False
+    if group and not (store.has("group", group) and counters.has(("group", group))):
+        return False
+    return not (user and group) or counters.has(member_key(user, group))
 
 
 def _missing(app: web.Application, user: str | None, group: str | None) -> _Missing:
