@@ -120,7 +120,7 @@ def _missing(app: web.Application, user: str | None, group: str | None) -> _Miss
         series=tuple(
             key
             for key in series_keys(user, group)
-            if not counters.has(key) and evicted.might_hold(key)
+            if key[0] != "request" and not counters.has(key) and evicted.might_hold(key)
         ),
     )
 
@@ -140,7 +140,17 @@ def _read(
         return entities, []
     now = datetime.now(UTC)
     since = counters_since(now, keep=keep)
-    rows = counter_rows(con, since, user_id=user, group_id=group, now=now, fine=keep)
+    # A member's rows are among its user's: a group's rows are read only when its own
+    # series is missing (a large group has many).
+    kinds = {kind for kind, _ in missing.series}
+    rows = counter_rows(
+        con,
+        since,
+        user_id=user if kinds & {"user", "member"} else None,
+        group_id=group if "group" in kinds else None,
+        now=now,
+        fine=keep,
+    )
     return entities, rows
 
 

@@ -112,6 +112,10 @@ async def test_a_member_evicted_with_its_group_keeps_its_share_of_the_group_cred
     before = usage(gateway, "carol", "acme")
     assert await evict_idle(gateway.app, keep_entities=0, keep_series=0) == 5
     assert not gateway.app[COUNTERS].has(("group", "acme"))
+    # dave brings acme back first; carol then comes back without it (from her own rows).
+    assert await chat(gateway, {"user": "dave", "group": "acme"}) == 200
+    counters = gateway.app[COUNTERS]
+    assert (counters.has(("group", "acme")), counters.has(("user", "carol"))) == (True, False)
     assert await until_refused(gateway, carol) == 2  # 4 requests (84e-6) reach half of 147e-6
     assert usage(gateway, "carol", "acme") != before
     rows = await gateway.rows("SELECT status FROM requests WHERE user_id = 'carol' ORDER BY ts")
