@@ -14,8 +14,10 @@ have been evicted, first recalls it: its ledger row (first seen, metadata) and i
 usage at minute resolution over the counters' whole span, the same buckets the live
 counters held, so its budgets read exactly what they would have read had it never
 left.  A brand-new id costs nothing; one the filter wrongly suspects costs one
-needless look-up.  A lock keeps a recall and a sweep apart, so a recall never restores
-what a sweep dropped after the recall had read the ledger.
+needless look-up.  A recall holds a lock from its read to its restore, and a sweep
+drops nothing meanwhile, so a recall never restores rows older than a charge a sweep
+dropped; requests for an id being recalled wait for it on the same lock.  The sweep
+waits for the ledger outside that lock, so recalls never wait for a flush.
 
 Usage is rebuilt from ``requests`` rows, so counters are evicted only while no
 ``retain`` rule prunes rows younger than the counters' span (pruning would remove
@@ -165,19 +167,19 @@ async def evict_idle(
     writer, store, counters = app[LEDGER], app[ENTITIES], app[COUNTERS]
     if not writer.healthy:
         return 0
+    entities = _settled(store.evictable(keep_entities), counters)
+    series = []
+    if rebuilds_exactly(app[CONFIG].current.config, counters.keep):
+        idle_before = int(time.time() // 60) - idle_minutes
+        series = counters.evictable(keep=keep_series, idle_before=idle_before)
+    if not entities and not series:
+        return 0
+    try:
+        await asyncio.wait_for(writer.flush(), FLUSH_TIMEOUT_S)
+    except TimeoutError:
+        return 0
     evictions = app[EVICTIONS]
-    async with evictions.lock:
-        entities = _settled(store.evictable(keep_entities), counters)
-        series = []
-        if rebuilds_exactly(app[CONFIG].current.config, counters.keep):
-            idle_before = int(time.time() // 60) - idle_minutes
-            series = counters.evictable(keep=keep_series, idle_before=idle_before)
-        if not entities and not series:
-            return 0
-        try:
-            await asyncio.wait_for(writer.flush(), FLUSH_TIMEOUT_S)
-        except TimeoutError:
-            return 0
+    async with evictions.lock:  # no recall is between its read and its restore
         dropped = [*store.evict(_settled(entities, counters)), *counters.evict(series)]
         for key in dropped:
             evictions.evicted.add(key)
