@@ -6,8 +6,9 @@ last charged more than ``IDLE_MINUTES`` ago or, past ``KEEP_SERIES``, the least
 recently charged.  It drops them only once the ledger holds everything they hold: it
 chooses, waits for the ledger writer to commit every row submitted so far, then drops
 those of the chosen that no request changed meanwhile.  An entity named by a request in
-flight (its series holds a reservation) stays: that request's row is not submitted yet.  Each dropped key goes into a
-Bloom filter, which takes the same memory for ten keys or ten million.
+flight (its series holds a reservation) stays: that request's row is not submitted yet.
+Each dropped key goes into a Bloom filter, which takes the same memory for ten keys or
+ten million.
 
 A request naming a user or group that is not in memory, and that the filter says may
 have been evicted, first recalls it: its ledger row (first seen, metadata) and its
