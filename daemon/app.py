@@ -3,7 +3,8 @@
 ``create_app(settings)`` is what both production (``waystone serve``) and the tests
 call.  Shared resources are opened and closed in ``cleanup_ctx`` in one place: the
 ledger (file, writer task, entity store, usage counters), the upstream HTTP session,
-the config watcher, the admin socket and the daily pruning task.
+the config watcher, the admin socket, the daily pruning task and the sweep that evicts
+idle entities and counters.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from daemon import health, identify
 from daemon.admin import admin_socket
 from daemon.entities import EntityStore
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
+from daemon.eviction import Evictions, evicting, trim_loaded
 from daemon.http_client import HttpClient
 from daemon.maintenance import pruning
 from daemon.metrics import metrics_handler
@@ -26,6 +28,7 @@ from daemon.state import (
     CONFIG,
     COUNTERS,
     ENTITIES,
+    EVICTIONS,
     HTTP,
     LEDGER,
     LISTEN_HOST,
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CONFIG] = ConfigHolder(Snapshot.build(config))
     app[LISTEN_HOST] = settings.host or config.server.host
+    app[EVICTIONS] = Evictions()
     app[OBSERVER] = Observer(
         settings.log_format or config.server.log_format, ledger=lambda: app.get(LEDGER)
     )
@@ -69,7 +73,16 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", openai_errors(metrics_handler))
     app.router.add_route("*", UNMATCHED_PATH, unmatched)  # last: 404 and 405
     app.cleanup_ctx.extend(
-        [observer_ctx, tracing_ctx, ledger_ctx, http_ctx, watch_config, admin_socket, pruning]
+        [
+            observer_ctx,
+            tracing_ctx,
+            ledger_ctx,
+            http_ctx,
+            watch_config,
+            admin_socket,
+            pruning,
+            evicting,
+        ]
     )
     return app
 
@@ -92,7 +105,8 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     ledger = app[CONFIG].current.config.ledger
     con = open_readwrite(settings.ledger_path)
     store = EntityStore()
-    store.load(*load_entities(con))
+    users, groups, _links = load_entities(con)
+    store.load(users, groups)
     config = app[CONFIG].current.config
     keep = longest_window(config)
     counters = UsageCounters(tz=config.server.timezone, keep=keep)
@@ -105,6 +119,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await writer.start()
     app[ENTITIES], app[COUNTERS], app[LEDGER] = store, counters, writer
+    trim_loaded(app)
     try:
         yield
     finally:

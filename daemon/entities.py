@@ -7,6 +7,11 @@ this store is rebuilt with the same content.  ``entity()`` overlays what the adm
 declared in the TOML (declared metadata wins; credits come only from the TOML).  With
 ``[server] request_metadata = "ignore"`` requests reach this store without metadata
 (``proxy.attach_identity``) and ``entity()`` leaves out what was merged before.
+
+The same holds for one entity: ``daemon.eviction`` drops the least recently seen past a
+bound, once the ledger holds their facts, and ``restore()`` puts one back from its
+ledger row when it comes back.  Each table is kept in the order entities were last
+seen, so the oldest come first.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 from waystone_cli.core.config import Config, GroupConfig, UserConfig
 from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
@@ -29,25 +35,56 @@ class _Seen:
     # traffic sent: handed out again while none changed, so the policy engine's
     # per-entity caches see the same object.
     built: tuple[UserConfig | GroupConfig | None, bool, Entity] | None = None
+    changes: int = 0  # metadata merges: an eviction keeps an entity changed since it chose
+
+
+class Evictable(NamedTuple):
+    kind: Kind
+    id: str
+    seen: _Seen
+    changes: int
 
 
 class EntityStore:
     def __init__(self) -> None:
         self._seen: dict[Kind, dict[str, _Seen]] = {"user": {}, "group": {}}
-        self.links: set[tuple[str, str]] = set()
 
-    def load(
-        self,
-        users: dict[str, Any],
-        groups: dict[str, Any],
-        links: set[tuple[str, str]],
-    ) -> None:
-        """Warm the store from ``ledger.entities.load_entities``."""
+    def load(self, users: dict[str, Any], groups: dict[str, Any]) -> None:
+        """Warm the store from ``ledger.entities.load_entities`` (its links are not
+        kept: nothing on the request path reads them)."""
         for kind, rows in (("user", users), ("group", groups)):
             table = self._seen["user" if kind == "user" else "group"]
             for ident, row in rows.items():
                 table[ident] = _Seen(as_utc(row.first_seen), dict(row.metadata))
-        self.links |= links
+
+    def has(self, kind: Kind, ident: str) -> bool:
+        return ident in self._seen[kind]
+
+    def restore(
+        self, kind: Kind, ident: str, first_seen: datetime, metadata: dict[str, Any]
+    ) -> None:
+        """Put back an evicted entity from its ledger row (unless traffic named it since)."""
+        self._seen[kind].setdefault(ident, _Seen(as_utc(first_seen), dict(metadata)))
+
+    def evictable(self, keep: int) -> list[Evictable]:
+        """Past ``keep`` entities of a kind, the least recently seen (a quarter more, so
+        a sweep is not needed for every new entity)."""
+        chosen = []
+        for kind, table in self._seen.items():
+            excess = len(table) - keep * 3 // 4 if len(table) > keep else 0
+            for ident, seen in islice(table.items(), excess):
+                chosen.append(Evictable(kind, ident, seen, seen.changes))
+        return chosen
+
+    def evict(self, chosen: list[Evictable]) -> list[tuple[Kind, str]]:
+        """Drop the chosen entities whose metadata did not change since; their keys."""
+        dropped = []
+        for kind, ident, seen, changes in chosen:
+            table = self._seen[kind]
+            if table.get(ident) is seen and seen.changes == changes:
+                del table[ident]
+                dropped.append((kind, ident))
+        return dropped
 
     def observe(
         self, identity: Identity, config: Config, now: datetime
@@ -55,8 +92,6 @@ class EntityStore:
         """Record what a request says about its entities; return them for the policy."""
         user = self._touch("user", identity.user, now)
         group = self._touch("group", identity.group, now)
-        if identity.user is not None and identity.group is not None:
-            self.links.add((identity.user.id, identity.group.id))
         return (
             self.entity("user", user, config) if user else None,
             self.entity("group", group, config) if group else None,
@@ -65,12 +100,15 @@ class EntityStore:
     def _touch(self, kind: Kind, ref: EntityRef | None, now: datetime) -> str | None:
         if ref is None:
             return None
-        seen = self._seen[kind].get(ref.id)
+        table = self._seen[kind]
+        seen = table.pop(ref.id, None)  # and in again: last seen comes last
         if seen is None:
-            seen = self._seen[kind][ref.id] = _Seen(now)
+            seen = _Seen(now)
+        table[ref.id] = seen
         if ref.metadata and _changes(seen.metadata, ref.metadata):
             seen.metadata.update(ref.metadata)
             seen.built = None
+            seen.changes += 1
         return ref.id
 
     def entity(self, kind: Kind, ident: str, config: Config) -> Entity:

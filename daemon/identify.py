@@ -12,6 +12,7 @@ from aiohttp import web
 
 from daemon.body import decode_json, read_body
 from daemon.call import Call
+from daemon.eviction import recall
 from daemon.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
 from waystone_cli.core.errors import InvalidRequest
@@ -33,7 +34,6 @@ async def handler(request: web.Request) -> web.Response:
     if not config.server.merges_request_metadata:
         identity = without_metadata(identity)
     now = datetime.now(UTC)
-    request.app[ENTITIES].observe(identity, config, now)
     # Entities only, no request row (identify is not a model call): written at once
     # on the ledger's thread, so the facts are durable when we answer.
     facts = RequestRecord(
@@ -46,6 +46,10 @@ async def handler(request: web.Request) -> web.Response:
         group_metadata=dict(identity.group.metadata) if identity.group else None,
     )
     await request.app[LEDGER].run_in_db(lambda con: upsert_entities(con, [facts]))
+    # After the ledger, so the store never holds facts the ledger lacks (``eviction``),
+    # and no await between a recall and the store taking the facts in.
+    await recall(request.app, identity)
+    request.app[ENTITIES].observe(identity, config, now)
     return web.json_response(
         {
             "user": identity.user.id if identity.user else None,

@@ -19,6 +19,7 @@ from aiohttp import web
 from daemon.body import decode_json, read_body, read_multipart
 from daemon.call import Call
 from daemon.errors import Handler, error_as_response
+from daemon.eviction import recall
 from daemon.forward import forward
 from daemon.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
@@ -95,7 +96,7 @@ async def _prepare_json(call: Call) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     identity, body = pop_identity(body)
-    attach_identity(call, identity)
+    await attach_identity(call, identity)
     model = body.get("model")
     resolve(call, model, required=call.record.route != "moderations")
     call.record.stream = bool(body.get("stream")) and call.record.route in STREAMING_ROUTES
@@ -107,7 +108,7 @@ async def _prepare_json(call: Call) -> dict[str, Any]:
 async def _prepare_multipart(call: Call) -> Any:
     form = await read_multipart(call.request, body_limit(call))
     meta = form.pop_field("metadata")
-    attach_identity(call, _multipart_identity(meta) if meta is not None else Identity())
+    await attach_identity(call, _multipart_identity(meta) if meta is not None else Identity())
     resolve(call, form.field("model"), required=True)
     apply_policy(call, {"model": form.field("model")})
     return form
@@ -126,7 +127,7 @@ def _multipart_identity(meta: str) -> Identity:
     return identity
 
 
-def attach_identity(call: Call, body_identity: Identity) -> None:
+async def attach_identity(call: Call, body_identity: Identity) -> None:
     headers = call.request.headers
     user, group = headers.get("X-Waystone-User"), headers.get("X-Waystone-Group")
     identity = (
@@ -141,6 +142,7 @@ def attach_identity(call: Call, body_identity: Identity) -> None:
         raise InvalidRequest(
             "this gateway requires an identity: set metadata.waystone with a user or group"
         )
+    await recall(call.app, identity)  # an evicted user or group comes back first
     call.entities = call.app[ENTITIES].observe(identity, config, call.now)
     rec = call.record
     rec.user_id = identity.user.id if identity.user else None

@@ -25,6 +25,7 @@ from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
     from daemon.entities import EntityStore
+    from daemon.eviction import Evictions
     from daemon.observe import Observer
     from waystone_cli.core.counters import UsageCounters
     from waystone_cli.ledger.writer import LedgerWriter
@@ -123,3 +124,4 @@ LEDGER: web.AppKey[LedgerWriter] = web.AppKey("ledger")
 ENTITIES: web.AppKey[EntityStore] = web.AppKey("entities")
 COUNTERS: web.AppKey[UsageCounters] = web.AppKey("counters")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
+EVICTIONS: web.AppKey[Evictions] = web.AppKey("evictions")

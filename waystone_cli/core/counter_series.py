@@ -2,7 +2,10 @@
 
 Parallel ``array('q')`` columns sorted by minute (cost units, input tokens, output
 tokens, requests), the running totals of each window asked about, the reservations
-still pending and the rate window.
+still pending and the rate window.  The rate window is made on a series' first rate
+entry: most subjects never have one (no rate rule), and an empty one is most of an idle
+series' size.  ``charges`` counts the charges added, so an eviction can tell that a
+series it chose was charged again before it ran.
 
 The columns are 64-bit: an addition that would leave their range saturates at its
 bound instead of raising, so no count, however large, can stop a request from
@@ -23,7 +26,7 @@ from waystone_cli.core.ratelimit import RateWindow
 class Series:
     """One subject's minute buckets, cached window totals, reservations and rate window."""
 
-    __slots__ = ("minutes", "cols", "sums", "pending", "rate")
+    __slots__ = ("minutes", "cols", "sums", "pending", "rate", "charges")
 
     def __init__(self) -> None:
         self.minutes = array("q")
@@ -32,11 +35,13 @@ class Series:
         # window text -> [start minute, index of its first bucket, cost, in, out, requests]
         self.sums: dict[str, list[int]] = {}
         self.pending = [0, 0, 0]  # reserved cost units, tokens, requests
-        self.rate = RateWindow()
+        self.rate: RateWindow | None = None
+        self.charges = 0
 
     def add(self, minute: int, values: Sequence[int]) -> None:
         # On every settle: the columns are unrolled (a zip over them costs more).
         cost, tokens_in, tokens_out, requests = values
+        self.charges += 1
         ms = self.minutes
         n = len(ms)
         i = n - 1 if n and ms[-1] == minute else bisect_left(ms, minute)
@@ -96,5 +101,14 @@ class Series:
             else:
                 s[1] -= k
 
+    def rate_window(self) -> RateWindow:
+        if self.rate is None:
+            self.rate = RateWindow()
+        return self.rate
+
+    def quiet(self) -> bool:
+        """Nothing in flight: no reservation pending, no entry in the rate window."""
+        return not any(self.pending) and (self.rate is None or self.rate.empty())
+
     def idle(self) -> bool:
-        return not self.minutes and not any(self.pending) and self.rate.empty()
+        return not self.minutes and self.quiet()

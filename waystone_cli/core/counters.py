@@ -34,10 +34,17 @@ overshot by at most ONE request (40 concurrent requests against a budget worth 5
 them let at most 6 through).  A reservation whose request never settles (a crash)
 expires after ``max_age_s`` (15 minutes by default), when ``expire()`` runs.
 Unpriced requests reserve and charge $0 (the ``unpriced_blocks`` option refuses them).
+
+Eviction
+--------
+A quiet series (nothing reserved, no rate entry) may leave memory (``evictable``,
+``evict``) and come back from ledger rows summed per minute (``restore``): the same
+buckets, so every window reads the same.  ``daemon.eviction`` decides when.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +116,24 @@ def to_units(cost_usd: float | Decimal | None) -> int:
     return saturate(int((cost * COST_SCALE).to_integral_value()))
 
 
+def series_keys(user_id: str | None, group_id: str | None) -> list[Key]:
+    """The series a request or ledger row naming them counts in."""
+    keys: list[Key] = []
+    if user_id:
+        keys.append(("user", user_id))
+    if group_id:
+        keys.append(("group", group_id))
+    if user_id and group_id:
+        keys.append(member_key(user_id, group_id))
+    return keys or [("request", "")]
+
+
+def _row_values(values: Sequence[Any]) -> tuple[int, int, int, int]:
+    """A ledger row's ``requests, input, output, cost units`` as a bucket's values."""
+    requests, tokens_in, tokens_out, units = values
+    return (int(units or 0), int(tokens_in), int(tokens_out), int(requests))
+
+
 def _metric(values: Sequence[int], pending: Sequence[int], metric: str) -> float:
     """A metric from [cost, in, out, requests] totals plus reservations.
 
@@ -126,6 +151,12 @@ def _metric(values: Sequence[int], pending: Sequence[int], metric: str) -> float
     if metric == "requests":
         return float(values[3] + pending[2])
     raise ValueError(f"unknown metric {metric!r}")
+
+
+class Evictable(NamedTuple):
+    key: Key
+    series: Series
+    charges: int  # ``series.charges`` when chosen: a charge since keeps it
 
 
 @dataclass(eq=False, slots=True)
@@ -172,6 +203,8 @@ class UsageCounters:
         series = self._series.get(subject)
         if series is None:
             return RateState(0, 0, 0, None)
+        if series.rate is None:
+            return RateState(0, 0, series.pending[2], None)
         return series.rate.state(self._seconds(now), series.pending[2])
 
     def relief(
@@ -241,7 +274,7 @@ class UsageCounters:
             pending[1] += tokens
             pending[2] += 1
             if rate and key[0] != "member":
-                entries.append(series.rate.start(now_s, tokens))
+                entries.append(series.rate_window().start(now_s, tokens))
         r = Reservation(
             next(self._ids), tuple(charged), int(now_s // 60), now_s, units, tokens, tuple(entries)
         )
@@ -292,7 +325,10 @@ class UsageCounters:
         cutoff = int(now_s - self._keep_s) // 60
         for key, series in list(self._series.items()):
             series.prune(cutoff)
-            series.rate.expire(now_s)
+            if series.rate is not None:
+                series.rate.expire(now_s)
+                if series.rate.empty():
+                    series.rate = None
             if series.idle():
                 del self._series[key]
         return len(old)
@@ -300,20 +336,66 @@ class UsageCounters:
     def load(self, rows: Iterable[Sequence[Any]]) -> None:
         """Add ledger rows ``(user_id, group_id, minute, requests, input, output, cost
         units)`` as ``ledger.counters.counter_rows`` returns them (minute = epoch minute)."""
-        for user_id, group_id, minute, requests, tokens_in, tokens_out, units in rows:
-            values = (int(units or 0), int(tokens_in), int(tokens_out), int(requests))
-            keys: list[Key] = []
-            if user_id:
-                keys.append(("user", user_id))
-            if group_id:
-                keys.append(("group", group_id))
-            if user_id and group_id:
-                keys.append(member_key(user_id, group_id))
-            for key in keys or [("request", "")]:
+        for user_id, group_id, minute, *values in rows:
+            for key in series_keys(user_id, group_id):
                 series = self._series.get(key)
                 if series is None:
                     series = self._series[key] = Series()
-                series.add(int(minute), values)
+                series.add(int(minute), _row_values(values))
+
+    # --- eviction (see ``daemon.eviction``) -------------------------------------------
+
+    @property
+    def keep(self) -> timedelta:
+        """How far back buckets are kept: what a rebuild must read."""
+        return timedelta(seconds=self._keep_s)
+
+    @property
+    def subjects(self) -> int:
+        """Series in memory."""
+        return len(self._series)
+
+    def has(self, key: Key) -> bool:
+        return key in self._series
+
+    def reserved(self, key: Key) -> bool:
+        """Whether a request charging ``key`` is in flight."""
+        series = self._series.get(key)
+        return series is not None and any(series.pending)
+
+    def evictable(self, *, keep: int, idle_before: int) -> list[Evictable]:
+        """Quiet series to drop: those last charged before minute ``idle_before`` and,
+        past ``keep`` series, the least recently charged.  The anonymous pool stays."""
+        quiet = [
+            (series.minutes[-1] if series.minutes else 0, key, series)
+            for key, series in self._series.items()
+            if key[0] != "request" and series.quiet()
+        ]
+        over = len(self._series) - keep
+        chosen = [q for q in quiet if q[0] < idle_before]
+        if over > len(chosen):
+            chosen = heapq.nsmallest(over, quiet, key=lambda q: q[0])
+        return [Evictable(key, series, series.charges) for _, key, series in chosen]
+
+    def evict(self, chosen: Iterable[Evictable]) -> list[Key]:
+        """Drop the chosen series not charged or reserved since; returns their keys."""
+        dropped = []
+        for key, series, charges in chosen:
+            if self._series.get(key) is series and series.charges == charges and series.quiet():
+                del self._series[key]
+                dropped.append(key)
+        return dropped
+
+    def restore(self, key: Key, rows: Iterable[Sequence[Any]]) -> None:
+        """Rebuild one evicted series from ledger rows (``load``'s shape) that name it."""
+        if key in self._series:
+            return
+        series = Series()
+        for user_id, group_id, minute, *values in rows:
+            if key in series_keys(user_id, group_id):
+                series.add(int(minute), _row_values(values))
+        if series.minutes:
+            self._series[key] = series
 
     @property
     def live(self) -> int:

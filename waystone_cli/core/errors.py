@@ -108,3 +108,10 @@ class UpstreamError(WaystoneError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class LedgerUnavailable(WaystoneError):
+    """The ledger cannot be read where a request needs it (an evicted user's usage)."""
+
+    status = 503
+    code = "ledger_unavailable"

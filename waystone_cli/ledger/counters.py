@@ -59,15 +59,18 @@ def counter_rows(
     user_id: str | None = None,
     group_id: str | None = None,
     now: datetime | str | None = None,
+    fine: timedelta = FINE,
 ) -> list[list[Any]]:
     """``[user_id, group_id, epoch minute, requests, input, output, cost units]`` rows.
 
     ``user_id``/``group_id`` narrow it to rows naming that user or that group (what
-    ``rules explain`` needs); cost units are 1e-10 USD, exact integers.
+    ``rules explain`` needs); cost units are 1e-10 USD, exact integers.  ``fine`` is how
+    far back minutes are kept apart: the whole ``since`` span rebuilds one evicted
+    subject as exactly as the live counters held it.
     """
     start = _naive_utc(since)
     moment = _naive_utc(now if now is not None else datetime.now(UTC))
-    params: list[Any] = [moment - FINE, moment - HOURLY, start]
+    params: list[Any] = [moment - fine, moment - max(fine, HOURLY), start]
     clauses = []
     if user_id is not None:
         clauses.append("user_id = ?")

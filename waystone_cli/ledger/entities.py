@@ -378,12 +378,26 @@ def load_entities(
     """Users, groups and (user, group) links seen in traffic, for the daemon's start."""
     found: list[dict[str, SeenEntity]] = []
     for table in ("users", "groups"):
-        rows = con.execute(f"SELECT id, metadata, first_seen FROM {table}").fetchall()
-        found.append(
-            {id_: SeenEntity(id_, json.loads(meta or "{}"), first) for id_, meta, first in rows}
-        )
+        # Least recently seen first: the daemon's store keeps that order.
+        rows = con.execute(
+            f"SELECT id, metadata, first_seen FROM {table} ORDER BY last_seen"
+        ).fetchall()
+        found.append({row[0]: _seen_entity(row) for row in rows})
     links = {(u, g) for u, g in con.execute("SELECT user_id, group_id FROM links").fetchall()}
     return found[0], found[1], links
+
+
+def load_entity(con: duckdb.DuckDBPyConnection, kind: str, id_: str) -> SeenEntity | None:
+    """One user (or group) as ``load_entities`` reads it: an evicted one coming back."""
+    row = con.execute(
+        f"SELECT id, metadata, first_seen FROM {_table(kind)} WHERE id = ?", [id_]
+    ).fetchone()
+    return None if row is None else _seen_entity(row)
+
+
+def _seen_entity(row: tuple[Any, ...]) -> SeenEntity:
+    id_, metadata, first_seen = row
+    return SeenEntity(id_, json.loads(metadata or "{}"), first_seen)
 
 
 QUERIES: dict[str, Callable[..., Any]] = {
