@@ -89,7 +89,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[SETTINGS]
     ledger = app[CONFIG].current.config.ledger
-    con = open_readwrite(settings.ledger_path)
+    con = open_readwrite(settings.ledger_path, memory_limit_mb=ledger.memory_limit_mb)
     store = EntityStore()
     store.load(*load_entities(con))
     config = app[CONFIG].current.config

@@ -1,5 +1,6 @@
 """Opening the ledger file: read-write (the daemon, migrations) or read-only (the CLI);
-and the threads that work on it: how many DuckDB may use, the writer's CPU priority."""
+the memory a read-write connection keeps; and the threads that work on it: how many
+DuckDB may use, the writer's CPU priority."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from waystone_cli.core.config import LedgerConfig
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.ledger.migrations import migrate
 
@@ -18,8 +20,15 @@ from waystone_cli.ledger.migrations import migrate
 # bench/proxy/run.py.
 WRITER_NICE = 3
 
+# How much of the write-ahead log is kept before a checkpoint moves it into the file.
+CHECKPOINT_THRESHOLD = "4MB"
+# Freed memory DuckDB's allocator may keep for reuse after a task.
+ALLOCATOR_FLUSH_THRESHOLD = "4MB"
 
-def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
+
+def open_readwrite(
+    path: Path, *, memory_limit_mb: int = LedgerConfig.memory_limit_mb
+) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) and migrate the ledger; the caller closes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -28,8 +37,29 @@ def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
         raise WaystoneError(f"cannot open the ledger {path}: {err}") from err
     con.execute("SET TimeZone = 'UTC'")
     _fit_threads(con)
+    bound_memory(con, memory_limit_mb)
     migrate(con)
     return con
+
+
+def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit_mb: int) -> None:
+    """Keep the resident memory of a long-lived writer flat as the ledger grows.
+
+    DuckDB's defaults suit a query that runs and exits, not a daemon that appends for
+    months.  Its buffer pool evicts nothing below ``memory_limit`` (by default most of
+    the machine's RAM), so every block a checkpoint writes or a fold reads stays
+    resident and the process grows with the file: the limit bounds that cache
+    (operators that need more spill to DuckDB's temporary directory).  Rows not yet
+    checkpointed live in memory, and a checkpoint builds the new blocks from them, so a
+    smaller ``checkpoint_threshold`` makes both the saw-tooth of the log and each
+    checkpoint's transient smaller.  And DuckDB's allocator keeps up to
+    ``allocator_flush_threshold`` of freed memory per thread, which ``VmRSS`` counts
+    although nothing uses it.  The effect is measured by ``bench/soak.py``
+    (docs/performance.md).
+    """
+    con.execute(f"SET memory_limit = '{memory_limit_mb}MB'")
+    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    con.execute(f"SET allocator_flush_threshold = '{ALLOCATOR_FLUSH_THRESHOLD}'")
 
 
 def _fit_threads(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,0 +1,83 @@
+"""The read-write connection bounds the memory DuckDB keeps (``bound_memory``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from waystone_cli.core.config import LedgerConfig
+from waystone_cli.ledger.connection import open_readwrite
+
+MIB = 1 << 20
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    row = con.execute("SELECT value FROM duckdb_settings() WHERE name = ?", [name]).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _as_shown(name: str, value: str) -> str:
+    """How DuckDB shows ``value`` once set (it rounds and reformats sizes)."""
+    other = duckdb.connect()
+    other.execute(f"SET {name} = '{value}'")
+    return _setting(other, name)
+
+
+def _cached_mib(con: duckdb.DuckDBPyConnection) -> float:
+    """What DuckDB's buffer pool holds of the file's tables."""
+    row = con.execute(
+        "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+    ).fetchone()
+    return float(row[0] or 0) / MIB if row else 0.0
+
+
+def _fill_and_scan(con: duckdb.DuckDBPyConnection) -> None:
+    """Write a table bigger than the limit to the file, then read all of it back."""
+    con.execute(
+        "CREATE TABLE big AS SELECT i, md5(i::VARCHAR) AS a, md5((i + 1)::VARCHAR) AS b "
+        "FROM range(600000) t(i)"
+    )
+    con.execute("CHECKPOINT")
+    con.execute("SELECT max(a), max(b), sum(i) FROM big").fetchall()
+
+
+def test_the_settings_are_applied_on_open(tmp_path: Path) -> None:
+    con = open_readwrite(tmp_path / "ledger.duckdb", memory_limit_mb=48)
+    try:
+        assert _setting(con, "memory_limit") == _as_shown("memory_limit", "48MB")
+        assert _setting(con, "checkpoint_threshold") == _as_shown("checkpoint_threshold", "4MB")
+        flush = _setting(con, "allocator_flush_threshold")
+        assert flush == _as_shown("allocator_flush_threshold", "4MB")
+        assert flush != _setting(duckdb.connect(), "allocator_flush_threshold")
+    finally:
+        con.close()
+
+
+def test_the_default_limit_is_the_configs(tmp_path: Path) -> None:
+    con = open_readwrite(tmp_path / "ledger.duckdb")
+    try:
+        shown = _as_shown("memory_limit", f"{LedgerConfig.memory_limit_mb}MB")
+        assert _setting(con, "memory_limit") == shown
+    finally:
+        con.close()
+
+
+def test_a_scan_of_a_big_table_keeps_the_cache_under_the_limit(tmp_path: Path) -> None:
+    con = open_readwrite(tmp_path / "ledger.duckdb", memory_limit_mb=16)
+    try:
+        _fill_and_scan(con)
+        assert _cached_mib(con) <= 16
+    finally:
+        con.close()
+
+
+def test_without_the_limit_the_same_scan_keeps_more(tmp_path: Path) -> None:
+    """The test above can fail: DuckDB's default keeps every block read."""
+    con = duckdb.connect(str(tmp_path / "plain.duckdb"))
+    try:
+        _fill_and_scan(con)
+        assert _cached_mib(con) > 16
+    finally:
+        con.close()
