@@ -32,8 +32,8 @@ async def test_the_configured_limit_is_on_the_writers_connection(
 ) -> None:
     gw: Gateway = await start_gateway("[ledger]\nmemory_limit_mb = 48")
     rows = await gw.rows("SELECT current_setting('memory_limit') AS v")
-    assert rows == [{"v": _shown("48MB")}]
-    assert _shown("48MB") != _shown("32MB")
+    assert rows == [{"v": _shown("48MiB")}]
+    assert _shown("48MiB") != _shown("32MiB")
 
 
 async def test_a_report_beyond_the_limit_is_an_error_answer_and_the_daemon_goes_on(

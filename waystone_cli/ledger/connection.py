@@ -37,8 +37,8 @@ def open_readwrite(
         raise WaystoneError(f"cannot open the ledger {path}: {err}") from err
     con.execute("SET TimeZone = 'UTC'")
     _fit_threads(con)
-    bound_memory(con, memory_limit_mb)
     migrate(con)
+    bound_memory(con, memory_limit_mb)
     return con
 
 
@@ -57,9 +57,29 @@ def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit_mb: int) -> None:
     although nothing uses it.  The effect is measured by ``bench/soak.py``
     (docs/performance.md).
     """
-    con.execute(f"SET memory_limit = '{memory_limit_mb}MB'")
+    con.execute(f"SET memory_limit = '{memory_limit_mb}MiB'")
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     con.execute(f"SET allocator_flush_threshold = '{ALLOCATOR_FLUSH_THRESHOLD}'")
+
+
+@contextmanager
+def unbounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB's own memory limit for one transaction over the whole ledger.
+
+    ``bound_memory`` sizes the cache for the writer's steady work and for reports,
+    which spill what does not fit.  Rebuilding the rollup inserts into a primary key,
+    whose index DuckDB must hold in memory, so on a big ledger it cannot run inside that
+    bound.  Wrap the whole transaction: DuckDB can only evict down to the limit again
+    once the transaction's rows are committed and checkpointed into the file.
+    """
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    con.execute("RESET memory_limit")
+    try:
+        yield
+    finally:
+        if row is not None:
+            con.execute("CHECKPOINT")
+            con.execute(f"SET memory_limit = '{row[0]}'")
 
 
 def _fit_threads(con: duckdb.DuckDBPyConnection) -> None:

@@ -8,6 +8,8 @@ import duckdb
 
 from waystone_cli.core.config import LedgerConfig
 from waystone_cli.ledger.connection import open_readwrite
+from waystone_cli.ledger.retention import prune
+from waystone_cli.ledger.rollup import rebuild_rollup
 
 MIB = 1 << 20
 
@@ -46,7 +48,7 @@ def _fill_and_scan(con: duckdb.DuckDBPyConnection) -> None:
 def test_the_settings_are_applied_on_open(tmp_path: Path) -> None:
     con = open_readwrite(tmp_path / "ledger.duckdb", memory_limit_mb=48)
     try:
-        assert _setting(con, "memory_limit") == _as_shown("memory_limit", "48MB")
+        assert _setting(con, "memory_limit") == _as_shown("memory_limit", "48MiB")
         assert _setting(con, "checkpoint_threshold") == _as_shown("checkpoint_threshold", "4MB")
         flush = _setting(con, "allocator_flush_threshold")
         assert flush == _as_shown("allocator_flush_threshold", "4MB")
@@ -58,7 +60,7 @@ def test_the_settings_are_applied_on_open(tmp_path: Path) -> None:
 def test_the_default_limit_is_the_configs(tmp_path: Path) -> None:
     con = open_readwrite(tmp_path / "ledger.duckdb")
     try:
-        shown = _as_shown("memory_limit", f"{LedgerConfig.memory_limit_mb}MB")
+        shown = _as_shown("memory_limit", f"{LedgerConfig.memory_limit_mb}MiB")
         assert _setting(con, "memory_limit") == shown
     finally:
         con.close()
@@ -79,5 +81,42 @@ def test_without_the_limit_the_same_scan_keeps_more(tmp_path: Path) -> None:
     try:
         _fill_and_scan(con)
         assert _cached_mib(con) > 16
+    finally:
+        con.close()
+
+
+def _many_users(con: duckdb.DuckDBPyConnection, retain_days: str = "NULL") -> None:
+    """More rollup keys (user and day) than a 16 MiB primary-key index holds."""
+    con.execute(
+        "INSERT INTO requests (id, ts, user_id, group_id, provider, model, route, status,"
+        " outcome, retain_days) SELECT 'r' || i, TIMESTAMP '2026-11-01' + to_minutes(i % 43200),"
+        f" 'user-' || (i % 100000), 'g', 'p', 'm', 'chat/completions', 200, 'ok', {retain_days}"
+        " FROM range(400000) t(i)"
+    )
+
+
+def test_a_rebuild_of_a_rollup_bigger_than_the_limit_runs_and_the_limit_comes_back(
+    tmp_path: Path,
+) -> None:
+    con = open_readwrite(tmp_path / "ledger.duckdb", memory_limit_mb=16)
+    try:
+        _many_users(con)
+        rebuild_rollup(con)
+        row = con.execute("SELECT count(*) FROM usage_daily").fetchone()
+        assert row is not None and row[0] > 100000
+        assert _setting(con, "memory_limit") == _as_shown("memory_limit", "16MiB")
+    finally:
+        con.close()
+
+
+def test_a_prune_that_rebuilds_a_big_rollup_runs_and_the_limit_comes_back(
+    tmp_path: Path,
+) -> None:
+    con = open_readwrite(tmp_path / "ledger.duckdb", memory_limit_mb=16)
+    try:
+        _many_users(con, retain_days="CASE WHEN i % 43200 < 1440 THEN 1 END")
+        result = prune(con, now="2026-11-15T00:00:00")
+        assert result["requests"] == 10 * 1440  # the first day of each 30-day cycle
+        assert _setting(con, "memory_limit") == _as_shown("memory_limit", "16MiB")
     finally:
         con.close()
