@@ -43,19 +43,20 @@ def open_readwrite(
 
 
 def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit_mb: int) -> None:
-    """Keep the resident memory of a long-lived writer flat as the ledger grows.
+    """Bound the memory a long-lived writer keeps as the ledger grows.
 
     DuckDB's defaults suit a query that runs and exits, not a daemon that appends for
     months.  Its buffer pool evicts nothing below ``memory_limit`` (by default most of
     the machine's RAM), so every block a checkpoint writes or a fold reads stays
     resident and the process grows with the file: the limit bounds that cache
-    (operators that need more spill to DuckDB's temporary directory).  Rows not yet
+    (sorts and aggregates that need more spill to DuckDB's temporary directory; a
+    statement that cannot spill fails, see ``unbounded_memory``).  Rows not yet
     checkpointed live in memory, and a checkpoint builds the new blocks from them, so a
     smaller ``checkpoint_threshold`` makes both the saw-tooth of the log and each
-    checkpoint's transient smaller.  And DuckDB's allocator keeps up to
-    ``allocator_flush_threshold`` of freed memory per thread, which ``VmRSS`` counts
-    although nothing uses it.  The effect is measured by ``bench/soak.py``
-    (docs/performance.md).
+    checkpoint's transient smaller.  And DuckDB's allocator returns freed memory after
+    a task only once the task's peak passed ``allocator_flush_threshold``; until then
+    ``VmRSS`` counts it although nothing uses it.  The effect is measured by
+    ``bench/soak.py`` (docs/performance.md).
     """
     con.execute(f"SET memory_limit = '{memory_limit_mb}MiB'")
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
