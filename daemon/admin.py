@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import duckdb
 from aiohttp import web
 
 from daemon.state import COUNTERS, LEDGER, SETTINGS
@@ -42,6 +43,10 @@ async def query(request: web.Request) -> web.Response:
         return _error(400, err.message)
     except TypeError as err:
         return _error(400, f"bad parameters for {name}: {err}")
+    except duckdb.Error as err:
+        # E.g. a report bigger than [ledger] memory_limit_mb that DuckDB cannot spill.
+        log.warning("admin: the ledger could not answer %s: %s", name, err)
+        return _error(503, f"the ledger could not answer {name}: {err}")
     return web.Response(
         text=json.dumps({"result": result}, default=str), content_type="application/json"
     )

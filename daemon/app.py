@@ -103,7 +103,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[SETTINGS]
     ledger = app[CONFIG].current.config.ledger
-    con = open_readwrite(settings.ledger_path)
+    con = open_readwrite(settings.ledger_path, memory_limit_mb=ledger.memory_limit_mb)
     store = EntityStore()
     users, groups, _links = load_entities(con)
     store.load(users, groups)

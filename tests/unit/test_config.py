@@ -52,6 +52,12 @@ ERRORS = [
         "[ledger]\nflush_interval_ms = 5000",
         "ledger.flush_interval_ms: must be at most 1000 (rows reach disk within a second)",
     ),
+    (
+        "ledger memory limit too small",
+        "[ledger]\nmemory_limit_mb = 8",
+        "ledger.memory_limit_mb: must be at least 16"
+        " (DuckDB needs room for a batch, the rollup's fold and reports)",
+    ),
     ("section not a table", "users = 3", "users: expected a table, got an integer"),
     (
         "unknown provider key",

@@ -95,6 +95,7 @@ class LedgerConfig:
     queue_size: int = 10_000
     batch_size: int = 1_000
     flush_interval_ms: int = 500
+    memory_limit_mb: int = 32  # DuckDB's buffer pool (ledger.connection.bound_memory)
 
 
 @dataclass(frozen=True)

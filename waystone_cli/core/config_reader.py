@@ -30,6 +30,10 @@ from waystone_cli.core.config_rules import rule_config, ruleset_config
 from waystone_cli.core.config_table import Table, check_window
 from waystone_cli.core.errors import ConfigError
 
+# The smallest buffer pool ``ledger.memory_limit_mb`` accepts: much below it DuckDB
+# fails statements it cannot spill to disk.
+MIN_MEMORY_LIMIT_MB = 16
+
 
 def build_config(data: Mapping[str, Any]) -> Config:
     """Validate the TOML dict whole into a Config (see ``config.parse_config``)."""
@@ -110,6 +114,7 @@ def _ledger(t: Table) -> LedgerConfig:
         queue_size=t.get("queue_size", int, d.queue_size),
         batch_size=t.get("batch_size", int, d.batch_size),
         flush_interval_ms=t.get("flush_interval_ms", int, d.flush_interval_ms),
+        memory_limit_mb=t.get("memory_limit_mb", int, d.memory_limit_mb),
     )
     t.done()
     for key in ("queue_size", "batch_size", "flush_interval_ms"):
@@ -118,6 +123,11 @@ def _ledger(t: Table) -> LedgerConfig:
     if c.flush_interval_ms > 1000:
         raise ConfigError(
             f"{t.at('flush_interval_ms')}: must be at most 1000 (rows reach disk within a second)"
+        )
+    if c.memory_limit_mb < MIN_MEMORY_LIMIT_MB:
+        raise ConfigError(
+            f"{t.at('memory_limit_mb')}: must be at least {MIN_MEMORY_LIMIT_MB}"
+            " (DuckDB needs room for a batch, the rollup's fold and reports)"
         )
     return c
 

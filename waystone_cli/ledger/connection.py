@@ -1,5 +1,6 @@
 """Opening the ledger file: read-write (the daemon, migrations) or read-only (the CLI);
-and the threads that work on it: how many DuckDB may use, the writer's CPU priority."""
+the memory a read-write connection keeps; and the threads that work on it: how many
+DuckDB may use, the writer's CPU priority."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from waystone_cli.core.config import LedgerConfig
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.ledger.migrations import check_known, migrate
 
@@ -18,8 +20,15 @@ from waystone_cli.ledger.migrations import check_known, migrate
 # bench/proxy/run.py.
 WRITER_NICE = 3
 
+# How much of the write-ahead log is kept before a checkpoint moves it into the file.
+CHECKPOINT_THRESHOLD = "4MB"
+# Freed memory DuckDB's allocator may keep for reuse after a task.
+ALLOCATOR_FLUSH_THRESHOLD = "4MB"
 
-def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
+
+def open_readwrite(
+    path: Path, *, memory_limit_mb: int = LedgerConfig.memory_limit_mb
+) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) and migrate the ledger; the caller closes it.
 
     The ledger holds captured prompts: a folder it creates is its owner's only, and the
@@ -37,6 +46,7 @@ def open_readwrite(path: Path) -> duckdb.DuckDBPyConnection:
         _fit_threads(con)
         migrate(con)
         _owner_only(path)
+        bound_memory(con, memory_limit_mb)
     except BaseException:
         con.close()  # a ledger refused (newer schema) is not left open and locked
         raise
@@ -47,6 +57,47 @@ def _owner_only(path: Path) -> None:
     for file in (path, path.with_name(path.name + ".wal")):
         with suppress(FileNotFoundError):
             file.chmod(0o600)
+
+
+def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit_mb: int) -> None:
+    """Bound the memory a long-lived writer keeps as the ledger grows.
+
+    DuckDB's defaults suit a query that runs and exits, not a daemon that appends for
+    months.  Its buffer pool evicts nothing below ``memory_limit`` (by default most of
+    the machine's RAM), so every block a checkpoint writes or a fold reads stays
+    resident and the process grows with the file: the limit bounds that cache
+    (sorts and aggregates that need more spill to DuckDB's temporary directory; a
+    statement that cannot spill fails, see ``unbounded_memory``).  Rows not yet
+    checkpointed live in memory, and a checkpoint builds the new blocks from them, so a
+    smaller ``checkpoint_threshold`` makes both the saw-tooth of the log and each
+    checkpoint's transient smaller.  And DuckDB's allocator returns freed memory after
+    a task only once the task's peak passed ``allocator_flush_threshold``; until then
+    ``VmRSS`` counts it although nothing uses it.  The effect is measured by
+    ``bench/soak.py`` (docs/performance.md).
+    """
+    con.execute(f"SET memory_limit = '{memory_limit_mb}MiB'")
+    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    con.execute(f"SET allocator_flush_threshold = '{ALLOCATOR_FLUSH_THRESHOLD}'")
+
+
+@contextmanager
+def unbounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB's own memory limit for one transaction over the whole ledger.
+
+    ``bound_memory`` sizes the cache for the writer's steady work and for reports,
+    which spill what does not fit.  Rebuilding the rollup inserts into a primary key,
+    whose index DuckDB must hold in memory, so on a big ledger it cannot run inside that
+    bound.  Wrap the whole transaction: DuckDB can only evict down to the limit again
+    once the transaction's rows are committed and checkpointed into the file.
+    """
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    con.execute("RESET memory_limit")
+    try:
+        yield
+    finally:
+        if row is not None:
+            con.execute("CHECKPOINT")
+            con.execute(f"SET memory_limit = '{row[0]}'")
 
 
 def _fit_threads(con: duckdb.DuckDBPyConnection) -> None:

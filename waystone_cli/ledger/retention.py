@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from waystone_cli.ledger.connection import unbounded_memory
 from waystone_cli.ledger.rollup import rebuild_rollup
 
 _EXPIRED = "retain_days IS NOT NULL AND ts < ?::TIMESTAMP - to_days(retain_days)"
@@ -24,22 +25,24 @@ def prune(
 ) -> dict[str, Any]:
     """Delete (or with ``dry_run`` only count) expired rows; returns what was affected."""
     cutoff = _naive_utc(now)
-    con.begin()
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _expired AS SELECT id, ts FROM requests WHERE {_EXPIRED}",
-            [cutoff],
-        )
-        counts = _counts(con)
-        if not dry_run and counts["requests"]:
-            _delete(con, cutoff)
-            first_day = con.execute("SELECT min(ts)::DATE FROM _expired").fetchone()
-            rebuild_rollup(con, first_day[0] if first_day else None, transaction=False)
-        con.execute("DROP TABLE _expired")
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
+    with unbounded_memory(con):  # the rollup's rebuild (see there)
+        con.begin()
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _expired AS SELECT id, ts FROM requests"
+                f" WHERE {_EXPIRED}",
+                [cutoff],
+            )
+            counts = _counts(con)
+            if not dry_run and counts["requests"]:
+                _delete(con, cutoff)
+                first_day = con.execute("SELECT min(ts)::DATE FROM _expired").fetchone()
+                rebuild_rollup(con, first_day[0] if first_day else None, transaction=False)
+            con.execute("DROP TABLE _expired")
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
     return {**counts, "dry_run": dry_run, "now": cutoff.isoformat()}
 
 

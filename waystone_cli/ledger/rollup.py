@@ -38,6 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import duckdb
 
 from waystone_cli.core.records import RequestRecord
+from waystone_cli.ledger.connection import unbounded_memory
 from waystone_cli.ledger.spans import UNPRICED
 
 RollupKey = tuple[date, str, str, str, str]
@@ -258,25 +259,31 @@ def rebuild_rollup(
 ) -> None:
     """Recompute ``usage_daily`` from ``requests``: every day, or the days from ``since``.
 
-    Runs in its own transaction unless ``transaction=False`` (the caller holds one, e.g.
-    pruning deletes rows and rebuilds in one step).
+    Runs in its own transaction, outside the ledger's memory bound, unless
+    ``transaction=False``: the caller holds the transaction and lifts the bound
+    (``connection.unbounded_memory``), e.g. pruning deletes rows and rebuilds in one step.
     """
-    if transaction:
+    if not transaction:
+        _rebuild(con, since)
+        return
+    with unbounded_memory(con):
         con.begin()
-    try:
-        # Fold first: a row not yet folded from before ``since`` would otherwise be
-        # marked folded without ever reaching the rollup.
-        fold(con)
-        if since is None:
-            con.execute("DELETE FROM usage_daily")
-            con.execute(_REBUILD.format(where=""))
-        else:
-            con.execute("DELETE FROM usage_daily WHERE day >= ?", [since])
-            # A plain range on ts lets DuckDB skip the older row groups by their zone maps.
-            con.execute(_REBUILD.format(where="WHERE ts >= ?::TIMESTAMP"), [since])
-        if transaction:
+        try:
+            _rebuild(con, since)
             con.commit()
-    except BaseException:
-        if transaction:
+        except BaseException:
             con.rollback()
-        raise
+            raise
+
+
+def _rebuild(con: duckdb.DuckDBPyConnection, since: date | None) -> None:
+    # Fold first: a row not yet folded from before ``since`` would otherwise be marked
+    # folded without ever reaching the rollup.
+    fold(con)
+    if since is None:
+        con.execute("DELETE FROM usage_daily")
+        con.execute(_REBUILD.format(where=""))
+    else:
+        con.execute("DELETE FROM usage_daily WHERE day >= ?", [since])
+        # A plain range on ts lets DuckDB skip the older row groups by their zone maps.
+        con.execute(_REBUILD.format(where="WHERE ts >= ?::TIMESTAMP"), [since])
