@@ -18,8 +18,8 @@ from waystone_cli.commands.users import JSON_OPT, entity_app, seen_entity
 from waystone_cli.configstore import update_config
 from waystone_cli.context import app_context
 from waystone_cli.core.errors import NotFoundError
-from waystone_cli.entity_edits import link_users, unlink_users
 from waystone_cli.entity_rows import member_rows
+from waystone_cli.sections.entities import link_users, unlink_users
 
 GROUP_ARG = typer.Argument(..., metavar="GROUP", show_default=False)
 USERS_ARG = typer.Argument(..., metavar="USER...", show_default=False)

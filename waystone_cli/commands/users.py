@@ -3,7 +3,7 @@
 Users and groups live in two places: the ones the admin declares are in the TOML, the
 ones traffic named are in the ledger.  ``list`` and ``show`` merge both
 (``entity_rows``).  ``add``, ``set``, ``unset`` and ``rm`` edit only the TOML
-(``entity_edits``), so they act on declared entities; ``add`` also declares an entity
+(``sections.entities``), so they act on declared entities; ``add`` also declares an entity
 first seen in traffic.
 
 The ledger is asked only when a ledger file or the daemon's socket exists, so listing
@@ -23,7 +23,8 @@ from waystone_cli.configstore import update_config
 from waystone_cli.context import app_context
 from waystone_cli.core.entities import Kind
 from waystone_cli.core.errors import NotFoundError, UsageError
-from waystone_cli.entity_edits import (
+from waystone_cli.entity_rows import entity_rows
+from waystone_cli.sections.entities import (
     add_entity,
     budget,
     new_entry,
@@ -32,7 +33,6 @@ from waystone_cli.entity_edits import (
     set_fields,
     unset_fields,
 )
-from waystone_cli.entity_rows import entity_rows
 
 if TYPE_CHECKING:
     from waystone_cli.core.config import Config
