@@ -13,7 +13,8 @@ from typing import Any
 
 from waystone_cli.configstore import Document, parse_assignment, timestamp
 from waystone_cli.core.entities import Kind
-from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
+from waystone_cli.core.errors import UsageError, WaystoneError
+from waystone_cli.sections import add_entry, find_entry
 
 SECTION: dict[str, str] = {"user": "users", "group": "groups"}
 META_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -61,21 +62,13 @@ def new_entry(
 
 
 def add_entity(doc: Document, kind: Kind, ident: str, entry: Mapping[str, Any]) -> None:
-    table = doc.setdefault(SECTION[kind], {})
-    if ident in table:
-        raise WaystoneError(
-            f'{kind} "{ident}" already exists (change it with `waystone {kind} set`)'
-        )
-    table[ident] = dict(entry)
+    hint = f" (change it with `waystone {kind} set`)"
+    add_entry(doc, SECTION[kind], kind, ident, entry, hint)
 
 
 def declared_entry(doc: Document, kind: Kind, ident: str) -> dict[str, Any]:
-    entry = doc.get(SECTION[kind], {}).get(ident)
-    if not isinstance(entry, dict):
-        raise NotFoundError(
-            f'no {kind} named "{ident}" in the config (add it with `waystone {kind} add`)'
-        )
-    return entry
+    hint = f" in the config (add it with `waystone {kind} add`)"
+    return find_entry(doc, SECTION[kind], kind, ident, hint)
 
 
 def set_fields(

@@ -13,6 +13,7 @@ from waystone_cli.configstore import Document
 from waystone_cli.core.config import parse_config
 from waystone_cli.core.errors import NotFoundError, WaystoneError
 from waystone_cli.core.models import unserved_targets
+from waystone_cli.sections import add_entry, find_entry
 
 if TYPE_CHECKING:
     from waystone_cli.core.config import Config, ProviderConfig
@@ -33,10 +34,7 @@ def provider_entry(
 
 
 def add_provider(doc: Document, name: str, entry: Mapping[str, Any]) -> None:
-    table = doc.setdefault("providers", {})
-    if name in table:
-        raise WaystoneError(f'provider "{name}" already exists')
-    table[name] = dict(entry)
+    add_entry(doc, "providers", "provider", name, entry)
 
 
 @dataclass(frozen=True)
@@ -95,10 +93,7 @@ def remove_provider(doc: Document, name: str) -> None:
 
 
 def _entry(doc: Document, name: str) -> dict[str, Any]:
-    entry = doc.get("providers", {}).get(name)
-    if not isinstance(entry, dict):
-        raise NotFoundError(f'no provider named "{name}"')
-    return entry
+    return find_entry(doc, "providers", "provider", name)
 
 
 def refuse_lost_targets(config: Config, providers: Mapping[str, ProviderConfig], what: str) -> None:
