@@ -1,7 +1,8 @@
 """The ``[providers]`` section as ``waystone provider`` adds, changes, removes and lists it.
 
 Removing a provider or one of its models is refused while a rule's target (``to``,
-``moderation``) would no longer resolve, naming every such rule."""
+``moderation``) would no longer resolve, naming every such rule.
+"""
 
 from __future__ import annotations
 

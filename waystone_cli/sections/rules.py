@@ -1,7 +1,8 @@
 """The ``[rules]`` section as ``waystone rule`` adds, changes, renames, removes and lists it.
 
 ``K=V`` pairs with dotted keys reach into trigger tables; a rule a ruleset names cannot be
-removed, and a rename follows it into the rulesets that name it."""
+removed, and a rename follows it into the rulesets that name it.
+"""
 
 from __future__ import annotations
 
