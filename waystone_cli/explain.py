@@ -17,7 +17,7 @@ was already used ("reached" does not depend on the next request's size); only wi
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waystone_cli.context import AppContext
 from waystone_cli.core.config import Config
@@ -25,12 +25,15 @@ from waystone_cli.core.counters import ANONYMOUS, Subject, UsageCounters
 from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
 from waystone_cli.core.ratelimit import RateState
 
+if TYPE_CHECKING:
+    from waystone_cli.core.policy import Decision
+
 
 def explain_request(
     app: AppContext, *, user: str | None, group: str | None, model: str, at: datetime
 ) -> dict[str, Any]:
-    """The decision for a request naming ``user``/``group`` and ``model`` at ``at``, as the
-    JSON-able report ``--json`` prints."""
+    """The decision for a request naming ``user``/``group`` and ``model`` at ``at``, as
+    ``report`` lays it out."""
     from waystone_cli.core.models import resolve_model
     from waystone_cli.core.policy import RequestFacts, decide, longest_window
     from waystone_cli.ledger.counters import counters_since
@@ -53,10 +56,17 @@ def explain_request(
         estimate_cost_usd=_nominal_cost(config, provider.name, bare),
     )
     decision = decide(config, facts, counters, explain=True)
+    return report(decision, user=user, group=group, model=qualified)
+
+
+def report(
+    decision: Decision, *, user: str | None, group: str | None, model: str
+) -> dict[str, Any]:
+    """The explained ``decision`` as the JSON-able report ``--json`` prints."""
     return {
         "user": user,
         "group": group,
-        "model": qualified,
+        "model": model,
         "allowed": decision.allowed,
         "status": decision.status,
         "message": decision.message,
