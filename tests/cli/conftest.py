@@ -79,6 +79,6 @@ def read_config(config_path: Path) -> Callable[[], dict[str, Any]]:
 @pytest.fixture(autouse=True)
 def frozen_time(monkeypatch: pytest.MonkeyPatch) -> datetime:
     """``added`` and ``created`` stamps are FROZEN, so whole outputs can be asserted."""
-    for module in ("users", "groups", "keys"):
-        monkeypatch.setattr(f"waystone_cli.commands.{module}.timestamp", lambda: FROZEN)
+    for module in ("sections.entities", "commands.keys"):
+        monkeypatch.setattr(f"waystone_cli.{module}.timestamp", lambda: FROZEN)
     return FROZEN

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Cli
-from tests.unit.test_reports import insert
+from tests.unit.ledger.test_reports import insert
 from waystone_cli.ledger.connection import open_readwrite
 from waystone_cli.ledger.rollup import rebuild_rollup
 

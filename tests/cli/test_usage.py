@@ -1,6 +1,6 @@
 """``waystone usage``: whole tables, charts and JSON from a small hand-made ledger.
 
-The ledger is the one of tests/unit/test_reports.py (7 requests over Nov 1-3 2026, one
+The ledger is the one of tests/unit/ledger/test_reports.py (7 requests over Nov 1-3 2026, one
 of them unpriced); "now" is frozen at 2026-11-03 12:00 UTC.
 """
 
@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from tests.cli.conftest import Cli
-from tests.unit.test_reports import ROWS, add_items, insert
+from tests.unit.ledger.test_reports import ROWS, add_items, insert
 from waystone_cli.ledger.connection import open_readwrite
 from waystone_cli.ledger.rollup import rebuild_rollup
 

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import Gateway
-from waystone_cli.commands.rules_explain import explain_request
 from waystone_cli.context import AppContext
+from waystone_cli.explain import explain_request
 
 FIVE_A_MINUTE = """
 [rules.five-a-minute]

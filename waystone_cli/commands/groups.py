@@ -9,21 +9,17 @@ ledger and are shown by ``members`` but cannot be removed here: traffic made the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import typer
 
 from waystone_cli import render
-from waystone_cli.commands.users import (
-    JSON_OPT,
-    declared_entry,
-    entity_app,
-    seen_entity,
-)
-from waystone_cli.configstore import Document, timestamp, update_config
+from waystone_cli.commands.users import JSON_OPT, entity_app, seen_entity
+from waystone_cli.configstore import update_config
 from waystone_cli.context import app_context
-from waystone_cli.core.errors import NotFoundError, WaystoneError
+from waystone_cli.core.errors import NotFoundError
+from waystone_cli.entity_rows import member_rows
+from waystone_cli.sections.entities import link_users, unlink_users
 
 GROUP_ARG = typer.Argument(..., metavar="GROUP", show_default=False)
 USERS_ARG = typer.Argument(..., metavar="USER...", show_default=False)
@@ -85,40 +81,3 @@ def refuse_unknown_users(ctx: typer.Context, users: Sequence[str]) -> None:
             f"no user {listed} in the config or seen in traffic "
             "(check the id, or pass --create to declare a new user)"
         )
-
-
-def link_users(doc: Document, group: str, users: Sequence[str]) -> list[str]:
-    """Add ``group`` to each user's groups; returns the users that had to be declared."""
-    declared_entry(doc, "group", group)
-    table = doc.setdefault("users", {})
-    created = []
-    for user in users:
-        if user not in table:
-            table[user] = {"added": timestamp()}
-            created.append(user)
-        groups = table[user].setdefault("groups", [])
-        if group not in groups:
-            groups.append(group)
-    return created
-
-
-def unlink_users(doc: Document, group: str, users: Sequence[str]) -> None:
-    for user in users:
-        entry = declared_entry(doc, "user", user)
-        groups = entry.get("groups", [])
-        if group not in groups:
-            raise WaystoneError(f'user "{user}" is not a member of "{group}" in the config')
-        groups.remove(group)
-        if not groups:
-            del entry["groups"]
-
-
-def member_rows(
-    group: str, declared_users: Mapping[str, Any], seen_members: Sequence[str]
-) -> list[dict[str, Any]]:
-    declared = {u for u, cfg in declared_users.items() if group in cfg.groups}
-    seen = set(seen_members)
-    return [
-        {"id": user, "declared": user in declared, "seen": user in seen}
-        for user in sorted(declared | seen)
-    ]

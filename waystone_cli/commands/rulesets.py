@@ -7,15 +7,20 @@ the file with ``enabled = false``; ``enable`` drops that key (enabled is the def
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 import typer
 
 from waystone_cli import render
-from waystone_cli.configstore import Document, load_document, update_config
+from waystone_cli.configstore import load_document, update_config
 from waystone_cli.context import app_context
-from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
+from waystone_cli.core.errors import NotFoundError, UsageError
+from waystone_cli.sections.rulesets import (
+    add_ruleset,
+    change_ruleset,
+    remove_ruleset,
+    ruleset_entry,
+    ruleset_rows,
+    set_enabled,
+)
 
 NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
@@ -112,72 +117,3 @@ def disable(ctx: typer.Context, name: str = NAME_ARG) -> None:
     path = app_context(ctx).config_path
     update_config(path, lambda doc: set_enabled(doc, name, False))
     render.print_line(f"Disabled ruleset {name}.")
-
-
-def ruleset_entry(when: str, rules: Sequence[str], priority: int | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"when": when, "rules": list(dict.fromkeys(rules))}
-    if priority is not None:
-        entry["priority"] = priority
-    return entry
-
-
-def add_ruleset(doc: Document, name: str, entry: Mapping[str, Any]) -> None:
-    table = doc.setdefault("rulesets", {})
-    if name in table:
-        raise WaystoneError(f'ruleset "{name}" already exists (remove it first to redefine it)')
-    table[name] = dict(entry)
-
-
-def _entry(doc: Document, name: str) -> dict[str, Any]:
-    entry = doc.get("rulesets", {}).get(name)
-    if not isinstance(entry, dict):
-        raise NotFoundError(f'no ruleset named "{name}"')
-    return entry
-
-
-def remove_ruleset(doc: Document, name: str) -> None:
-    _entry(doc, name)
-    del doc["rulesets"][name]
-
-
-def change_ruleset(
-    doc: Document,
-    name: str,
-    when: str | None,
-    priority: int | None,
-    add: Sequence[str],
-    remove: Sequence[str],
-) -> None:
-    entry = _entry(doc, name)
-    if when is not None:
-        entry["when"] = when
-    if priority is not None:
-        entry["priority"] = priority
-    rules = list(entry.get("rules", []))
-    for rule in remove:
-        if rule not in rules:
-            raise NotFoundError(f'ruleset "{name}" does not apply rule "{rule}"')
-        rules.remove(rule)
-    rules.extend(r for r in dict.fromkeys(add) if r not in rules)
-    entry["rules"] = rules
-
-
-def set_enabled(doc: Document, name: str, enabled: bool) -> None:
-    entry = _entry(doc, name)
-    if enabled:
-        entry.pop("enabled", None)
-    else:
-        entry["enabled"] = False
-
-
-def ruleset_rows(doc: Document) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": name,
-            "when": body.get("when"),
-            "rules": list(body.get("rules", [])),
-            "priority": body.get("priority", 0),
-            "enabled": body.get("enabled", True),
-        }
-        for name, body in doc.get("rulesets", {}).items()
-    ]

@@ -84,7 +84,8 @@ def _empty(ctx: typer.Context, nothing: str) -> None:
 def require_known(ctx: typer.Context, user: str | None = None, group: str | None = None) -> None:
     """Refuse a user or group id neither declared in the config nor seen in traffic: a
     typo must say so, not print "No requests" (as ``kubectl get`` says "not found")."""
-    from waystone_cli.commands.users import Kind, seen_entity
+    from waystone_cli.commands.users import seen_entity
+    from waystone_cli.core.entities import Kind
 
     if user is None and group is None:
         return

@@ -1,10 +1,10 @@
 """``waystone user …`` and the entity commands it shares with ``waystone group …``.
 
 Users and groups live in two places: the ones the admin declares are in the TOML, the
-ones traffic named are in the ledger.  ``list`` and ``show`` merge both (declared
-metadata wins key by key, as in the gateway) and mark each row ``declared`` and/or
-``seen``.  ``add``, ``set``, ``unset`` and ``rm`` edit only the TOML, so they act on
-declared entities; ``add`` also declares an entity first seen in traffic.
+ones traffic named are in the ledger.  ``list`` and ``show`` merge both
+(``entity_rows``).  ``add``, ``set``, ``unset`` and ``rm`` edit only the TOML
+(``sections.entities``), so they act on declared entities; ``add`` also declares an entity
+first seen in traffic.
 
 The ledger is asked only when a ledger file or the daemon's socket exists, so listing
 a plain config never imports DuckDB.
@@ -12,24 +12,30 @@ a plain config never imports DuckDB.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from waystone_cli import render
-from waystone_cli.configstore import Document, parse_assignment, timestamp, update_config
+from waystone_cli.configstore import update_config
 from waystone_cli.context import app_context
-from waystone_cli.core.errors import NotFoundError, UsageError, WaystoneError
+from waystone_cli.core.entities import Kind
+from waystone_cli.core.errors import NotFoundError, UsageError
+from waystone_cli.entity_rows import entity_rows
+from waystone_cli.sections.entities import (
+    add_entity,
+    budget,
+    new_entry,
+    parse_metadata,
+    remove_entity,
+    set_fields,
+    unset_fields,
+)
 
 if TYPE_CHECKING:
     from waystone_cli.core.config import Config
-    from waystone_cli.core.entities import Entity
-
-Kind = Literal["user", "group"]
-SECTION: dict[str, str] = {"user": "users", "group": "groups"}
-META_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 def register(root: typer.Typer) -> None:
@@ -90,9 +96,8 @@ def _list_command(app: typer.Typer, kind: Kind) -> None:
         as_json: bool = JSON_OPT,
     ) -> None:
         config = app_context(ctx).load_for_reading()
-        rows = entity_rows(kind, _declared(config, kind), seen_entities(ctx, config, kind))
-        if where is not None:
-            rows = filter_rows(kind, rows, where, datetime.now(UTC))
+        seen = seen_entities(ctx, config, kind)
+        rows = entity_rows(kind, _declared(config, kind), seen, where, datetime.now(UTC))
         if as_json:
             render.print_json(rows)
         else:
@@ -114,7 +119,7 @@ def _show_command(app: typer.Typer, kind: Kind) -> None:
         if as_json:
             render.print_json(rows[0])
         else:
-            render.print_detail(f"{kind} {ident}", detail_pairs(kind, rows[0]))
+            render.print_detail(f"{kind} {ident}", render.entity_pairs(kind, rows[0]))
 
     app.command("show", help=f"Show one {kind}: metadata, credits, where it comes from.")(show)
 
@@ -166,123 +171,7 @@ def _rm_command(app: typer.Typer, kind: Kind) -> None:
     app.command("rm", help=f"Remove a {kind} from the config (its ledger history stays).")(rm)
 
 
-# --- argument parsing -----------------------------------------------------------------
-
-
-def parse_metadata(assignments: Sequence[str]) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    for text in assignments:
-        key, value = parse_assignment(text)
-        check_meta_key(key)
-        meta[key] = value
-    return meta
-
-
-def check_meta_key(key: str) -> None:
-    if not key or not set(key) <= META_KEY_CHARS:
-        raise UsageError(f'invalid metadata key "{key}" (letters, digits, _ and -)')
-
-
-def budget(usd: float | None, window: str | None) -> dict[str, Any] | None:
-    if usd is None:
-        if window is not None:
-            raise UsageError("--credits-window needs --credits-usd")
-        return None
-    return {"usd": whole(usd), "window": window or "month"}
-
-
-def whole(number: float) -> float | int:
-    """``10.0`` → ``10``: the TOML then reads as the admin typed it."""
-    return int(number) if number.is_integer() else number
-
-
-def new_entry(
-    meta: Mapping[str, Any], groups: Sequence[str], budget: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
-    if meta:
-        entry["metadata"] = dict(meta)
-    if groups:
-        entry["groups"] = list(dict.fromkeys(groups))
-    if budget:
-        entry["credits"] = dict(budget)
-    entry["added"] = timestamp()
-    return entry
-
-
-# --- edits of the TOML document -------------------------------------------------------
-
-
-def add_entity(doc: Document, kind: Kind, ident: str, entry: Mapping[str, Any]) -> None:
-    table = doc.setdefault(SECTION[kind], {})
-    if ident in table:
-        raise WaystoneError(
-            f'{kind} "{ident}" already exists (change it with `waystone {kind} set`)'
-        )
-    table[ident] = dict(entry)
-
-
-def declared_entry(doc: Document, kind: Kind, ident: str) -> dict[str, Any]:
-    entry = doc.get(SECTION[kind], {}).get(ident)
-    if not isinstance(entry, dict):
-        raise NotFoundError(
-            f'no {kind} named "{ident}" in the config (add it with `waystone {kind} add`)'
-        )
-    return entry
-
-
-def set_fields(
-    doc: Document,
-    kind: Kind,
-    ident: str,
-    meta: Mapping[str, Any],
-    usd: float | None,
-    window: str | None,
-) -> None:
-    entry = declared_entry(doc, kind, ident)
-    if meta:
-        entry.setdefault("metadata", {}).update(meta)
-    if usd is not None:
-        entry["credits"] = {
-            "usd": whole(usd),
-            "window": window or entry.get("credits", {}).get("window", "month"),
-        }
-    elif window is not None:
-        if "credits" not in entry:
-            raise UsageError(f'{kind} "{ident}" has no credits: give --credits-usd too')
-        entry["credits"]["window"] = window
-
-
-def unset_fields(
-    doc: Document, kind: Kind, ident: str, keys: Sequence[str], drop_credits: bool
-) -> None:
-    entry = declared_entry(doc, kind, ident)
-    meta = entry.get("metadata", {})
-    for key in keys:
-        if key not in meta:
-            raise WaystoneError(f'{kind} "{ident}" has no metadata key "{key}"')
-        del meta[key]
-    if not meta:
-        entry.pop("metadata", None)
-    if drop_credits:
-        if "credits" not in entry:
-            raise WaystoneError(f'{kind} "{ident}" has no credits')
-        del entry["credits"]
-
-
-def remove_entity(doc: Document, kind: Kind, ident: str) -> None:
-    declared_entry(doc, kind, ident)
-    if kind == "group":
-        members = [u for u, e in doc.get("users", {}).items() if ident in e.get("groups", [])]
-        if members:
-            raise WaystoneError(
-                f'group "{ident}" still has members in the config: {", ".join(members)} '
-                f"(unlink them with `waystone group unlink {ident} USER...`)"
-            )
-    del doc[SECTION[kind]][ident]
-
-
-# --- rows: declared and seen, merged --------------------------------------------------
+# --- the ledger's side --------------------------------------------------
 
 
 def _declared(config: Config, kind: Kind) -> Mapping[str, Any]:
@@ -313,91 +202,3 @@ def _ledger_query(ctx: typer.Context, config: Config, name: str, **params: Any) 
     from waystone_cli.ledger.access import run_query
 
     return run_query(name, ledger_path=ledger, socket_path=socket, **params)
-
-
-def entity_rows(
-    kind: Kind, declared: Mapping[str, Any], seen: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """One JSON-able row per entity, declared or seen, sorted by id."""
-    seen_by_id = {s["id"]: s for s in seen}
-    rows = []
-    for ident in sorted(set(declared) | set(seen_by_id)):
-        rows.append(_row(kind, ident, declared.get(ident), seen_by_id.get(ident)))
-    return rows
-
-
-def _row(kind: Kind, ident: str, decl: Any, seen: Mapping[str, Any] | None) -> dict[str, Any]:
-    seen = seen or {}
-    metadata = dict(seen.get("metadata") or {})
-    metadata.update(decl.metadata if decl else {})
-    row: dict[str, Any] = {"id": ident, "metadata": metadata}
-    if kind == "user":
-        declared_groups = list(decl.groups) if decl else []
-        extra = [g for g in seen.get("groups") or [] if g not in declared_groups]
-        row["groups"] = declared_groups + sorted(extra)
-    budget = decl.credits if decl else None
-    row["credits"] = {"usd": budget.usd, "window": budget.window} if budget else None
-    row["declared"] = decl is not None
-    row["seen"] = bool(seen)
-    first = [
-        t for t in (_instant(decl.added if decl else None), _instant(seen.get("first_seen"))) if t
-    ]
-    row["first_seen"] = min(first).isoformat() if first else None
-    last = _instant(seen.get("last_seen"))
-    row["last_seen"] = last.isoformat() if last else None
-    return row
-
-
-def _instant(value: Any) -> datetime | None:
-    """A time from the TOML (date or date-time) or the ledger (naive UTC), as aware UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if not isinstance(value, datetime) and isinstance(value, date):
-        value = datetime(value.year, value.month, value.day)
-    if not isinstance(value, datetime):
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def filter_rows(
-    kind: Kind, rows: Sequence[dict[str, Any]], where: str, now: datetime
-) -> list[dict[str, Any]]:
-    """The rows whose entity the ruleset condition ``where`` selects."""
-    from waystone_cli.core.conditions import ConditionError, parse_condition
-
-    try:
-        condition = parse_condition(where)
-    except ConditionError as err:
-        raise UsageError(f"--where: {err}") from err
-    return [row for row in rows if condition.matches(_entity(kind, row), now)]
-
-
-def _entity(kind: Kind, row: Mapping[str, Any]) -> Entity:
-    from waystone_cli.core.entities import Entity
-
-    budget = row["credits"] or {}
-    return Entity(
-        kind=kind,
-        id=row["id"],
-        metadata=row["metadata"],
-        first_seen=_instant(row["first_seen"]),
-        declared=row["declared"],
-        credits_usd=budget.get("usd"),
-        credits_window=budget.get("window"),
-    )
-
-
-def detail_pairs(kind: Kind, row: Mapping[str, Any]) -> list[tuple[str, str]]:
-    pairs = [(f"metadata.{k}", render.scalar_text(v)) for k, v in row["metadata"].items()]
-    if kind == "user":
-        pairs.append(("groups", ", ".join(row["groups"])))
-    pairs.append(("credits", render.credits_text(row["credits"])))
-    pairs.append(("source", "+".join(s for s in ("declared", "seen") if row[s])))
-    pairs.append(("first seen", row["first_seen"] or ""))
-    pairs.append(("last seen", row["last_seen"] or ""))
-    return pairs

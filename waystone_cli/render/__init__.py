@@ -153,6 +153,18 @@ def credits_text(credits: Mapping[str, Any] | None) -> str:
     return f"${_money(credits['usd'])}/{credits.get('window', 'month')}"
 
 
+def entity_pairs(kind: str, row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The label/value lines of ``waystone user show`` (or ``group show``) for one row."""
+    pairs = [(f"metadata.{k}", scalar_text(v)) for k, v in row["metadata"].items()]
+    if kind == "user":
+        pairs.append(("groups", ", ".join(row["groups"])))
+    pairs.append(("credits", credits_text(row["credits"])))
+    pairs.append(("source", "+".join(s for s in ("declared", "seen") if row[s])))
+    pairs.append(("first seen", row["first_seen"] or ""))
+    pairs.append(("last seen", row["last_seen"] or ""))
+    return pairs
+
+
 def _money(value: Any) -> str:
     number = float(value)
     return f"{number:,.0f}" if number == int(number) else f"{number:,.2f}"
