@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from daemon.http_client import HttpClient
+from daemon.providers.http_client import HttpClient
 from waystone_cli.core.config import Config
 from waystone_cli.core.models import ModelIndex
 from waystone_cli.core.pricing import Pricer
 from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
-    from daemon.entities import EntityStore
-    from daemon.eviction import Evictions
-    from daemon.observe import Observer
+    from daemon.request.entities import EntityStore
+    from daemon.request.eviction import Evictions
+    from daemon.telemetry.observe import Observer
     from waystone_cli.core.counters import UsageCounters
     from waystone_cli.ledger.writer import LedgerWriter
 

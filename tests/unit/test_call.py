@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from daemon.call import Call
+from daemon.request.call import Call
 from daemon.state import CONFIG, COUNTERS, LEDGER, OBSERVER
 
 
@@ -29,7 +29,7 @@ def test_a_call_stamps_its_record_with_the_naive_utc_time_of_its_start() -> None
 
 
 def test_request_ids_are_unique_random_hex_across_reads_of_the_pool() -> None:
-    from daemon.call import IDS_PER_READ, new_request_id
+    from daemon.request.call import IDS_PER_READ, new_request_id
 
     ids = [new_request_id() for _ in range(3 * IDS_PER_READ + 7)]
     assert len(set(ids)) == len(ids)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from daemon.entities import EntityStore
+from daemon.request.entities import EntityStore
 from waystone_cli.core.config import Config, parse_config, parse_toml
 from waystone_cli.core.entities import Entity
 from waystone_cli.core.identity import EntityRef, Identity

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from daemon.eviction import rebuilds_exactly
+from daemon.request.eviction import rebuilds_exactly
 from waystone_cli.core.config import parse_config, parse_toml
 from waystone_cli.core.counters import KEEP
 

@@ -1,4 +1,4 @@
-"""daemon/http_client.py against real loopback servers, on asyncio's own loop and on uvloop.
+"""daemon/providers/http_client.py against real loopback servers, on asyncio's own loop and on uvloop.
 
 Each server is a few lines of ``asyncio.start_server``: it reads what the client sends,
 keeps it, and writes back exact bytes, so a test controls the framing byte for byte and
@@ -20,8 +20,8 @@ import pytest
 import trustme
 import uvloop
 
-from daemon.http_body import AnswerTooLarge
-from daemon.http_client import HIGH_WATER, HttpClient
+from daemon.providers.http_body import AnswerTooLarge
+from daemon.providers.http_client import HIGH_WATER, HttpClient
 
 # The replacement for overriding ``event_loop_policy``, the ``pytest_asyncio_loop_factories``
 # hook, is only found in a conftest.py; this file keeps its loops to itself.

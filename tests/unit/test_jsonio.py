@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from daemon.jsonio import decode_reply, encode
+from daemon.providers.jsonio import decode_reply, encode
 from waystone_cli.core import jsontext
 
 

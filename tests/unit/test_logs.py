@@ -6,7 +6,7 @@ import json
 import logging
 import time
 
-from daemon.logs import JsonFormatter, TextFormatter, write_direct
+from daemon.telemetry.logs import JsonFormatter, TextFormatter, write_direct
 
 
 def _record(message: str, **extra: object) -> logging.LogRecord:

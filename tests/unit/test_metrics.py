@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics import _Counter, _Histogram
+from daemon.telemetry.metrics import _Counter, _Histogram
 
 BOUNDS = (0.0001, 0.001, 0.5, 1, 10)
 VALUES = (0.0, 0.0001, 0.00010001, 0.0009, 0.001, 0.3, 0.5, 1, 1.5, 10, 11, 1e9)

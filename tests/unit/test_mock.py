@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from daemon.mock import FILLER, mock_error, mock_json, mock_stream
+from daemon.providers.mock import FILLER, mock_error, mock_json, mock_stream
 from waystone_cli.core.errors import UpstreamError
 from waystone_cli.core.sse import SSEParser, is_done
 from waystone_cli.core.usage import StreamTally, Usage, usage_from_body

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from daemon import observe
-from daemon.observe import BATCH_S, BATCH_SIZE, Observer
+from daemon.telemetry import observe
+from daemon.telemetry.observe import BATCH_S, BATCH_SIZE, Observer
 from waystone_cli.core.config import Config
 from waystone_cli.core.records import RequestRecord
 

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from daemon import otlp
-from daemon.otlp import SpanEncoder
-from daemon.span_export import SpanBatcher, send_with
+from daemon.telemetry import otlp
+from daemon.telemetry.otlp import SpanEncoder
+from daemon.telemetry.span_export import SpanBatcher, send_with
 
 RESOURCE = Resource.create({"service.name": "gw"})
 TRACE = 0x0AF7651916CD43DD8448EB211C80319C
@@ -153,7 +153,7 @@ def test_the_cache_starts_over_when_full(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_the_sdk_exporter_has_the_http_client_waystone_sends_with() -> None:
-    # An SDK that moves it turns tracing off with a warning (daemon/tracing.py).
+    # An SDK that moves it turns tracing off with a warning (daemon/telemetry/tracing.py).
     exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
     assert send_with(exporter) is not None
     assert send_with(object()) is None

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from daemon.refusals import RefusedRows
+from daemon.request.refusals import RefusedRows
 
 MINUTE = 1_800_000_000 // 60 * 60  # the start of a clock minute, in epoch seconds
 

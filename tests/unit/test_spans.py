@@ -15,9 +15,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 
-from daemon.otlp import SpanEncoder
-from daemon.span_export import SpanBatcher
-from daemon.spans import Tracing
+from daemon.telemetry.otlp import SpanEncoder
+from daemon.telemetry.span_export import SpanBatcher
+from daemon.telemetry.spans import Tracing
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.records import RequestRecord
 

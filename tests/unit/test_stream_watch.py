@@ -1,4 +1,4 @@
-"""Reading a relayed stream on the side (``daemon.stream.StreamWatch``): only events that
+"""Reading a relayed stream on the side (``daemon.request.stream.StreamWatch``): only events that
 may carry usage are decoded at once, and a wrong guess never loses usage."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from daemon import stream
-from daemon.stream import StreamWatch
+from daemon.request import stream
+from daemon.request.stream import StreamWatch
 from waystone_cli.core.usage import Usage
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}

@@ -1,10 +1,10 @@
-"""Recording spans: the request path's side of tracing (see ``daemon/tracing.py``).
+"""Recording spans: the request path's side of tracing (see ``daemon/telemetry/tracing.py``).
 
 This module imports OpenTelemetry at the top and is itself imported only when tracing
 is on.  The request path only notes what a span needs (ids, times, the finished
 request's record) and queues the finished ``RequestTrace``; the exporting thread
 encodes it, with its upstream CLIENT spans, straight to OTLP bytes
-(``daemon/otlp.py``) in batches of a thousand requests.  No SDK span object is built:
+(``daemon/telemetry/otlp.py``) in batches of a thousand requests.  No SDK span object is built:
 the SDK's ``ReadableSpan``, batch processor and encoder cost half again what issue 6
 allows (``bench/tracing_overhead.py``), and encoding in one tight loop per batch costs
 less than encoding each request between the others' work.  A queued trace holds the
@@ -29,13 +29,13 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from daemon.otlp import CLIENT, ERROR, SERVER, UNSET, SpanEncoder
-from daemon.span_export import SpanBatcher
+from daemon.telemetry.otlp import CLIENT, ERROR, SERVER, UNSET, SpanEncoder
+from daemon.telemetry.span_export import SpanBatcher
 from waystone_cli.core.secrets import strip_credentials
 
 if TYPE_CHECKING:
-    from daemon.call import Call
-    from daemon.upstream import UpstreamReply
+    from daemon.providers.upstream import UpstreamReply
+    from daemon.request.call import Call
     from waystone_cli.core.config import ProviderConfig
     from waystone_cli.core.records import RequestRecord
     from waystone_cli.core.secrets import Redactor

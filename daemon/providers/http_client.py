@@ -46,8 +46,8 @@ from typing import cast
 
 import httptools
 
-from daemon.http_body import BodyDecoder
-from daemon.http_framing import Target, request_head, target
+from daemon.providers.http_body import BodyDecoder
+from daemon.providers.http_framing import Target, request_head, target
 
 HIGH_WATER = 256 * 1024  # buffered answer bytes that pause reading the socket
 LOW_WATER = 64 * 1024  # ... and resume it

@@ -328,7 +328,7 @@ class _LedgerCollector(Collector):
 
 async def metrics_handler(request: web.Request) -> web.Response:
     # Imported here: daemon.state names the Observer, whose module imports this one.
-    from daemon.proxy import admit
+    from daemon.request.proxy import admit
     from daemon.state import CONFIG, OBSERVER
 
     if not request.app[CONFIG].current.config.server.metrics_public:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.call import Call
+from daemon.request.call import Call
 from daemon.state import COUNTERS
 from waystone_cli.core.decision import Decision
 from waystone_cli.core.errors import PolicyBlocked

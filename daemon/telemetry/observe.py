@@ -5,7 +5,7 @@ once when it finishes (by ``Call.finish``); ``provider_failed`` wherever an upst
 call fails.  The log line is one per request at info, text (``key=value``) or JSON,
 with the request id, route, user, group, model, status, outcome, tokens, cost and
 latency.  Never a provider key; never content (only traces of captured requests carry
-content, see ``daemon/tracing.py``).
+content, see ``daemon/telemetry/tracing.py``).
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from daemon.error_log import CauseLog
-from daemon.logs import direct_handler, write_direct
-from daemon.metrics import LedgerGauges, Metrics
-from daemon.refusals import RefusedRows
+from daemon.request.refusals import RefusedRows
+from daemon.telemetry.error_log import CauseLog
+from daemon.telemetry.logs import direct_handler, write_direct
+from daemon.telemetry.metrics import LedgerGauges, Metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from daemon.call import Call
-    from daemon.spans import RequestTrace, Tracing
+    from daemon.request.call import Call
+    from daemon.telemetry.spans import RequestTrace, Tracing
     from waystone_cli.core.config import Config
     from waystone_cli.core.records import RequestRecord
 

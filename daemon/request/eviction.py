@@ -39,7 +39,7 @@ from typing import Any
 import duckdb
 from aiohttp import web
 
-from daemon.entities import Evictable as EntityEvictable
+from daemon.request.entities import Evictable as EntityEvictable
 from daemon.state import CONFIG, COUNTERS, ENTITIES, EVICTIONS, LEDGER
 from waystone_cli.core.bloom import BloomFilter
 from waystone_cli.core.config import Config

@@ -8,7 +8,7 @@ declared in the TOML (declared metadata wins; credits come only from the TOML). 
 ``[server] request_metadata = "ignore"`` requests reach this store without metadata
 (``proxy.attach_identity``) and ``entity()`` leaves out what was merged before.
 
-The same holds for one entity: ``daemon.eviction`` drops the least recently seen past a
+The same holds for one entity: ``daemon.request.eviction`` drops the least recently seen past a
 bound, once the ledger holds their facts, and ``restore()`` puts one back from its
 ledger row when it comes back.  Each table is kept in the order entities were last
 seen, so the oldest come first.

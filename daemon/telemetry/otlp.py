@@ -1,9 +1,9 @@
-"""OTLP spans for waystone, encoded straight to protobuf bytes (sent by ``daemon/span_export.py``).
+"""OTLP spans for waystone, encoded straight to protobuf bytes (sent by ``daemon/telemetry/span_export.py``).
 
 Why not the SDK's span objects: with ``ReadableSpan``, the ``BatchSpanProcessor`` and
 the SDK's encoder, tracing cost about 15% of a one-core gateway's throughput
 (``bench/tracing_overhead.py``; issue 6's bar is 10%).  Here the request path queues
-finished traces (``daemon/spans.py``) and a thread encodes and sends them:
+finished traces (``daemon/telemetry/spans.py``) and a thread encodes and sends them:
 
 - ``SpanEncoder`` writes a span's protobuf by hand: ids, times and flags are packed,
   the name/kind/status head and every attribute whose value repeats (operation,
@@ -12,7 +12,7 @@ finished traces (``daemon/spans.py``) and a thread encodes and sends them:
   cache.  Appending a serialized field to a serialized message is how protobuf encodes
   a repeated field, so the result decodes to exactly what the SDK's encoder produces
   for the same span (``tests/unit/test_otlp.py`` compares the two).
-- ``daemon/span_export.py`` queues the finished traces and, from a thread, encodes and
+- ``daemon/telemetry/span_export.py`` queues the finished traces and, from a thread, encodes and
   posts them in batches.
 """
 

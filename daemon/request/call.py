@@ -25,7 +25,7 @@ from waystone_cli.core.records import RequestRecord
 from waystone_cli.core.usage import Usage
 
 if TYPE_CHECKING:
-    from daemon.tracing import RequestTrace
+    from daemon.telemetry.tracing import RequestTrace
     from waystone_cli.core.policy import Decision
 
 log = logging.getLogger("waystone.daemon")
@@ -108,7 +108,7 @@ class Call:
         self.rate_headers: Mapping[str, str] = _NO_HEADERS
         self._finished = False
         # Set once the request showed a valid gateway key (or none is needed): only the
-        # rows of requests refused before that may be dropped (``daemon/refusals.py``).
+        # rows of requests refused before that may be dropped (``daemon/request/refusals.py``).
         self.authenticated = False
         self.recorded = True
         # None unless tracing is on: the request path then skips every tracing step.

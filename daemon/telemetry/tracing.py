@@ -3,15 +3,15 @@
 Tracing is on only when ``[otel] endpoint`` is set and the OpenTelemetry SDK is
 installed (the ``waystone[otel]`` extra).  Otherwise ``Call.trace`` is ``None`` and the
 request path pays one attribute check.  This module sets tracing up and tears it down;
-the recording lives in ``daemon/spans.py``, the encoding in ``daemon/otlp.py`` and the
-sending in ``daemon/span_export.py``, all imported (with OpenTelemetry) only when an
+the recording lives in ``daemon/telemetry/spans.py``, the encoding in ``daemon/telemetry/otlp.py`` and the
+sending in ``daemon/telemetry/span_export.py``, all imported (with OpenTelemetry) only when an
 endpoint is configured.
 
 Design:
 
 - Each app has its own tracing (the global tracer provider is left alone): a finished
   request's trace is queued, and a thread encodes the queue to OTLP protobuf and sends
-  it in batches through the SDK's OTLP/HTTP exporter (``daemon/otlp.py`` says why not
+  it in batches through the SDK's OTLP/HTTP exporter (``daemon/telemetry/otlp.py`` says why not
   the SDK's span objects).  A full queue (4,096 requests) drops spans with a warning.
   ``tracing_ctx`` shuts it down on stop, in a thread, which sends what is queued (the
   exporter blocks while it posts, and the collector may be served by this very event
@@ -47,9 +47,9 @@ from aiohttp import web
 from daemon.state import CONFIG, OBSERVER
 
 if TYPE_CHECKING:
-    from daemon.spans import RequestTrace as RequestTrace
-    from daemon.spans import Tracing as Tracing
-    from daemon.spans import UpstreamSpan as UpstreamSpan
+    from daemon.telemetry.spans import RequestTrace as RequestTrace
+    from daemon.telemetry.spans import Tracing as Tracing
+    from daemon.telemetry.spans import UpstreamSpan as UpstreamSpan
     from waystone_cli.core.config import OtelConfig
 
 log = logging.getLogger("waystone.tracing")
@@ -72,9 +72,9 @@ def build_tracing(otel: OtelConfig) -> Tracing | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
 
-        from daemon.otlp import SpanEncoder
-        from daemon.span_export import SpanBatcher, send_with
-        from daemon.spans import Tracing
+        from daemon.telemetry.otlp import SpanEncoder
+        from daemon.telemetry.span_export import SpanBatcher, send_with
+        from daemon.telemetry.spans import Tracing
     except ImportError:
         log.warning(
             "[otel] endpoint is set but OpenTelemetry is not installed: tracing is off "

@@ -1,5 +1,5 @@
 """Sending spans: finished traces wait in a bounded queue; a thread encodes them
-(``daemon/otlp.py``) and posts them in batches.
+(``daemon/telemetry/otlp.py``) and posts them in batches.
 
 - ``SpanBatcher`` keeps the finished traces in a deque (the event loop only appends);
   its thread encodes and posts them every ``delay_s`` seconds, or as soon as a batch is
@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from daemon.otlp import SpanEncoder
+from daemon.telemetry.otlp import SpanEncoder
 
 log = logging.getLogger("waystone.tracing")
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from daemon.jsonio import decode_reply
+from daemon.providers.jsonio import decode_reply
 from waystone_cli.core.sse import SSEEvent, SSEParser, encode_event
 from waystone_cli.core.usage import StreamTally
 
 if TYPE_CHECKING:
-    from daemon.tracing import RequestTrace
+    from daemon.telemetry.tracing import RequestTrace
 
 # An event is decoded at once only if its data may carry usage: a "usage" key that is not
 # null (OpenAI sends "usage": null in every chunk of a stream that asked for usage), or

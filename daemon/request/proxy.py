@@ -16,12 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.body import decode_json, read_body, read_multipart
-from daemon.call import Call
 from daemon.errors import Handler, error_as_response
-from daemon.eviction import recall
-from daemon.forward import forward
-from daemon.policy_step import apply_policy
+from daemon.request.body import decode_json, read_body, read_multipart
+from daemon.request.call import Call
+from daemon.request.eviction import recall
+from daemon.request.forward import forward
+from daemon.request.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
 from waystone_cli.core import jsontext
 from waystone_cli.core.errors import AuthError, InvalidRequest, WaystoneError

@@ -12,9 +12,9 @@ import json
 import re
 from functools import lru_cache
 
-from daemon.call import Call
+from daemon.providers.upstream import call_http, call_mock, upstream_headers
+from daemon.request.call import Call
 from daemon.state import HTTP
-from daemon.upstream import call_http, call_mock, upstream_headers
 from waystone_cli.core.errors import PolicyBlocked, UpstreamError
 
 

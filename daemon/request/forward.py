@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from daemon.body import Form
-from daemon.call import Call
-from daemon.checks import check_output, held_back
-from daemon.jsonio import decode_reply, encode
+from daemon.providers.jsonio import decode_reply, encode
+from daemon.providers.upstream import UpstreamReply, call_http, call_mock, upstream_headers
+from daemon.request.body import Form
+from daemon.request.call import Call
+from daemon.request.checks import check_output, held_back
+from daemon.request.stream import StreamWatch
 from daemon.state import HTTP, OBSERVER
-from daemon.stream import StreamWatch
-from daemon.upstream import UpstreamReply, call_http, call_mock, upstream_headers
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
 from waystone_cli.core.usage import StreamTally, Usage, estimate_tokens, usage_from_body
 from waystone_cli.core.usage_bounds import TOKEN_ROUTES, settle_usage
 
 if TYPE_CHECKING:
-    from daemon.tracing import UpstreamSpan
+    from daemon.telemetry.tracing import UpstreamSpan
 
 RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
 

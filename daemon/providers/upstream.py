@@ -19,9 +19,9 @@ import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from daemon.http_body import AnswerTooLarge
-from daemon.http_client import HttpClient, Response
-from daemon.mock import mock_error, mock_json, mock_stream
+from daemon.providers.http_body import AnswerTooLarge
+from daemon.providers.http_client import HttpClient, Response
+from daemon.providers.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.config_warnings import key_variable
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
