@@ -23,25 +23,25 @@ Special model names, for tests: one containing "fail" answers 500 with OpenAI's 
 envelope (``mock_error`` says so before a stream starts); one containing "cut" streams
 half of its content deltas, then stops without finish, usage or ``[DONE]``.
 
-Embeddings are unit vectors of ``dimensions`` (default 8) floats derived from the
-SHA-256 of each input, base64-encoded (little-endian float32) when ``encoding_format``
-is "base64", as the openai SDK asks by default.  Moderations flag an input when it
-contains the word "forbidden" (any case), under the category "illicit".  Transcriptions
-take the form fields (``file`` as bytes) and bill ``max(1, len(file) // 1000)`` audio
-input tokens.
+Embeddings, moderations, transcriptions and the model list are answered by
+``daemon.providers.mock_routes``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import math
 import re
-import struct
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from daemon.providers.mock_routes import (
+    Json,
+    embeddings,
+    model_list,
+    moderations,
+    request_id,
+    transcription,
+)
 from waystone_cli.core.errors import UpstreamError
 from waystone_cli.core.request_fields import CAP_KEYS
 from waystone_cli.core.sse import encode_event
@@ -53,17 +53,8 @@ FILLER = (
 )
 PREFIX = "This is a mock answer to: "
 CREATED = 1_700_000_000
-EMBEDDING_DIMENSIONS = 8
 REASONING_TOKENS = 16
 WORDS_PER_DELTA = 3
-MODERATION_CATEGORIES = (
-    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
-    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
-    "sexual/minors", "violence", "violence/graphic",
-)  # fmt: skip
-_FORBIDDEN = re.compile(r"\bforbidden\b", re.IGNORECASE)
-
-Json = dict[str, Any]
 
 
 def mock_error(route: str, body: Mapping[str, Any], model: str) -> tuple[int, Json] | None:
@@ -169,13 +160,6 @@ def _responses_usage(body: Mapping[str, Any], model: str, text: str) -> Json:
     }
 
 
-def _request_id(prefix: str, body: Mapping[str, Any], model: str) -> str:
-    digest = hashlib.sha256(
-        json.dumps([model, body], sort_keys=True, default=str).encode()
-    ).hexdigest()
-    return f"{prefix}mock{digest[:20]}"
-
-
 def _envelope(message: str, kind: str, code: str | None, param: str | None = None) -> Json:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -199,7 +183,7 @@ _DONE = encode_event("[DONE]")
 def _chat(body: Mapping[str, Any], model: str) -> Json:
     text, cut = reply_text("chat/completions", body)
     return {
-        "id": _request_id("chatcmpl-", body, model),
+        "id": request_id("chatcmpl-", body, model),
         "object": "chat.completion",
         "created": CREATED,
         "model": model,
@@ -225,7 +209,7 @@ def _chat_stream(body: Mapping[str, Any], model: str) -> Iterator[bytes]:
     text, cut = reply_text("chat/completions", body)
     with_usage = _include_usage(body)
     head = {
-        "id": _request_id("chatcmpl-", body, model),
+        "id": request_id("chatcmpl-", body, model),
         "object": "chat.completion.chunk",
         "created": CREATED,
         "model": model,
@@ -255,7 +239,7 @@ def _completion(body: Mapping[str, Any], model: str) -> Json:
     text, cut = reply_text("completions", body)
     usage = _chat_usage("completions", body, model, text)
     return {
-        "id": _request_id("cmpl-", body, model),
+        "id": request_id("cmpl-", body, model),
         "object": "text_completion",
         "created": CREATED,
         "model": model,
@@ -298,7 +282,7 @@ def _response(body: Mapping[str, Any], model: str, status: str | None = None) ->
     """The Responses API object; ``status="in_progress"`` gives the one streams open with."""
     text, cut = reply_text("responses", body)
     final = "incomplete" if cut else "completed"
-    rid = _request_id("resp_", body, model)
+    rid = request_id("resp_", body, model)
     message = {
         "type": "message",
         "id": "msg_" + rid[5:],
@@ -356,89 +340,12 @@ def _responses_stream(body: Mapping[str, Any], model: str) -> Iterator[bytes]:
     yield event(f"response.{final['status']}", response=final)
 
 
-# --- embeddings, moderations, transcriptions, models --------------------------------------
-
-
-def _inputs(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v if isinstance(v, str) else json.dumps(v) for v in value]
-    return [json.dumps(value)]
-
-
-def _vector(text: str, dimensions: int) -> list[float]:
-    seed = hashlib.sha256(text.encode()).digest()
-    raw = [(seed[i % 32] + i) % 256 / 127.5 - 1.0 for i in range(dimensions)]
-    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
-    return [round(x / norm, 6) for x in raw]
-
-
-def _embeddings(body: Mapping[str, Any], model: str) -> Json:
-    dims = body.get("dimensions")
-    dimensions = dims if isinstance(dims, int) and 0 < dims <= 4096 else EMBEDDING_DIMENSIONS
-    as_base64 = body.get("encoding_format") == "base64"
-    data = []
-    for index, text in enumerate(_inputs(body.get("input"))):
-        vector = _vector(text, dimensions)
-        packed = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
-        data.append(
-            {"object": "embedding", "index": index, "embedding": packed if as_base64 else vector}
-        )
-    tokens = estimate_input_tokens("embeddings", body)
-    return {
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-
-
-def _moderations(body: Mapping[str, Any], model: str) -> Json:
-    results = []
-    for text in _inputs(body.get("input")):
-        flagged = bool(_FORBIDDEN.search(text))
-        results.append(
-            {
-                "flagged": flagged,
-                "categories": {c: flagged and c == "illicit" for c in MODERATION_CATEGORIES},
-                "category_scores": {
-                    c: 0.99 if flagged and c == "illicit" else 0.0001 for c in MODERATION_CATEGORIES
-                },
-            }
-        )
-    return {"id": _request_id("modr-", body, model), "model": model, "results": results}
-
-
-def _transcription(body: Mapping[str, Any], model: str) -> Json:
-    audio = body.get("file")
-    size = len(audio) if isinstance(audio, bytes | str) else 0
-    text = f"This is a mock transcription of {size} bytes of audio."
-    audio_tokens = max(1, size // 1000)
-    output_tokens = estimate_tokens(text)
-    return {
-        "text": text,
-        "usage": {
-            "type": "tokens",
-            "input_tokens": audio_tokens,
-            "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0},
-            "output_tokens": output_tokens,
-            "total_tokens": audio_tokens + output_tokens,
-        },
-    }
-
-
-def _models(body: Mapping[str, Any], model: str) -> Json:
-    data = [{"id": model, "object": "model", "created": 0, "owned_by": "mock"}] if model else []
-    return {"object": "list", "data": data}
-
-
 _JSON_ROUTES: dict[str, Callable[[Mapping[str, Any], str], Json]] = {
     "chat/completions": _chat,
     "completions": _completion,
-    "embeddings": _embeddings,
+    "embeddings": embeddings,
     "responses": _response,
-    "moderations": _moderations,
-    "audio/transcriptions": _transcription,
-    "models": _models,
+    "moderations": moderations,
+    "audio/transcriptions": transcription,
+    "models": model_list,
 }
