@@ -109,9 +109,8 @@ def tune_gc() -> None:
     ``gc.freeze()`` moves everything alive after start-up (modules, the config, price
     tables, the entity store, the counters: ~90,000 objects) out of the collector's
     reach, so no full collection walks them again; then the young-generation threshold
-    is raised (``GC_THRESHOLD``).  Measured with ``bench/proxy/run.py`` on one core:
-    garbage collection took ~8% of the CPU and paused up to 40 ms at a time before,
-    under 1% after (README, "Measured").
+    is raised (``GC_THRESHOLD``): garbage collection otherwise takes a visible share of
+    the CPU and pauses the loop for whole milliseconds (docs/performance.md).
     """
     gc.collect()
     gc.freeze()

@@ -1,9 +1,8 @@
 """A small HTTP/1.1 client for calling providers: keep-alive pools, parsing by httptools.
 
 Why not aiohttp's ``ClientSession``, which the daemon used before: a POST and the read of
-its answer cost about 215 µs of CPU in ``ClientSession`` and about 50 µs here, kernel time
-included (``bench/upstream_client.py``), and a gateway pinned to one core spent a quarter
-of each request in it.  The parsing, the part that must be exact, is ``httptools`` (the
+its answer cost several times more CPU in ``ClientSession`` than here, kernel time
+included, and a gateway pinned to one core spent a large share of each request in it.  The parsing, the part that must be exact, is ``httptools`` (the
 llhttp parser of Node.js, kept by the uvloop authors); this module only frames requests
 and keeps connections.
 

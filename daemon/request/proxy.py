@@ -100,7 +100,7 @@ async def _prepare_json(call: Call) -> dict[str, Any]:
     model = body.get("model")
     resolve(call, model, required=call.record.route != "moderations")
     call.record.stream = bool(body.get("stream")) and call.record.route in STREAMING_ROUTES
-    call.input_content = _input_of(call.record.route, body)
+    call.input_content = _input_of(body)
     body = apply_policy(call, body)
     return body
 
@@ -172,7 +172,7 @@ def resolve(call: Call, model: Any, *, required: bool) -> None:
     rec.requested_model = f"{provider.name}/{name}"
 
 
-def _input_of(route: str, body: dict[str, Any]) -> Any:
+def _input_of(body: dict[str, Any]) -> Any:
     for key in ("messages", "input", "prompt"):
         if key in body:
             return body[key]

@@ -129,10 +129,10 @@ def write_direct(
     own handler is the only place the records could go (``direct_handler``); True if it
     did.  False, with nothing written, otherwise: the caller then logs them as usual.
 
-    One line per request through ``logger.info`` took about 4% of the gateway's CPU
-    (record, handler lock and format, bench/proxy/run.py --profile); this path is a
+    One line per request through ``logger.info`` is a visible share of the gateway's CPU
+    (record, handler lock and format); this path is a
     fraction of that, takes the handler's lock once for all the lines, and each line is
-    byte for byte what ``logger.info`` prints (tests/unit/test_logs.py).
+    byte for byte what ``logger.info`` prints (tests/unit/daemon/telemetry/test_logs.py).
     """
     handler = direct_handler(logger, json_record=json_record)
     if handler is None:

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 OTHER_USERS = "_other"
 _BLOCK_OUTCOMES = frozenset({"blocked", "rate_limited"})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-# The gateway's own time is sub-millisecond when all is well: buckets start at 100 µs.
+# The gateway's own time is sub-millisecond when all is well: buckets start well below.
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 Labels = tuple[str, ...]

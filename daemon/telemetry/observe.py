@@ -97,8 +97,8 @@ class Observer:
 
         Both are done for a batch of requests at a time, up to ``BATCH_SIZE`` of them and
         at most ``BATCH_S`` after the first: one request's bookkeeping alone runs cold in
-        the CPU's caches (in the proxy benchmark, 45 µs of CPU per request for what a loop
-        does in under 10), a batch runs warm.  ``/metrics`` flushes the batch before it
+        the CPU's caches (several times the CPU of the same work done in a loop), a batch
+        runs warm.  ``/metrics`` flushes the batch before it
         renders, the app's last cleanup flushes what is left, and each log line keeps its
         request's own time.  While anything besides the daemon's own handler could see
         the log records (a test's ``caplog``, a host application's logging: checked as a

@@ -1,8 +1,8 @@
 """OTLP spans for waystone, encoded straight to protobuf bytes (sent by ``daemon/telemetry/span_export.py``).
 
 Why not the SDK's span objects: with ``ReadableSpan``, the ``BatchSpanProcessor`` and
-the SDK's encoder, tracing cost about 15% of a one-core gateway's throughput
-(``bench/tracing_overhead.py``; issue 6's bar is 10%).  Here the request path queues
+the SDK's encoder, tracing cost more of a one-core gateway's throughput than tracing
+should.  Here the request path queues
 finished traces (``daemon/telemetry/spans.py``) and a thread encodes and sends them:
 
 - ``SpanEncoder`` writes a span's protobuf by hand: ids, times and flags are packed,
@@ -108,7 +108,7 @@ def any_value(value: Any) -> AnyValue:
 
 def _scalar(value: Any) -> bytes | None:
     """An ``AnyValue`` holding a bool or an int64, encoded by hand; None for anything else
-    (protobuf's message classes cost ~10 µs per attribute).  Strings and floats are
+    (protobuf's message classes cost far more per attribute).  Strings and floats are
     ``SpanEncoder.fresh``'s."""
     cls = value.__class__
     if cls is bool:

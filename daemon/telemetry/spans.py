@@ -5,8 +5,8 @@ is on.  The request path only notes what a span needs (ids, times, the finished
 request's record) and queues the finished ``RequestTrace``; the exporting thread
 encodes it, with its upstream CLIENT spans, straight to OTLP bytes
 (``daemon/telemetry/otlp.py``) in batches of a thousand requests.  No SDK span object is built:
-the SDK's ``ReadableSpan``, batch processor and encoder cost half again what issue 6
-allows (``bench/tracing_overhead.py``), and encoding in one tight loop per batch costs
+the SDK's ``ReadableSpan``, batch processor and encoder cost too much of a request, and
+encoding in one tight loop per batch costs
 less than encoding each request between the others' work.  A queued trace holds the
 request's ``RequestRecord``, which nothing changes once the request has finished (the
 ledger writer reads it from its thread too).
