@@ -20,13 +20,12 @@ from daemon.maintenance import pruning
 from daemon.providers.http_client import HttpClient
 from daemon.reload import watch_config
 from daemon.request.entities import EntityStore
-from daemon.request.eviction import Evictions, evicting, trim_loaded
+from daemon.request.eviction import EVICTIONS, Evictions, evicting, trim_loaded
 from daemon.request.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
 from daemon.state import (
     CONFIG,
     COUNTERS,
     ENTITIES,
-    EVICTIONS,
     HTTP,
     LEDGER,
     LISTEN_HOST,
@@ -36,7 +35,6 @@ from daemon.state import (
     Settings,
     Snapshot,
 )
-from daemon.telemetry.metrics import metrics_handler
 from daemon.telemetry.observe import Observer
 from daemon.telemetry.tracing import tracing_ctx
 from waystone_cli.core.config import load_config
@@ -70,7 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/identify", openai_errors(identify.handler))
     app.router.add_get("/healthz", openai_errors(health.healthz))
     app.router.add_get("/readyz", openai_errors(health.readyz))
-    app.router.add_get("/metrics", openai_errors(metrics_handler))
+    app.router.add_get("/metrics", openai_errors(health.metrics_handler))
     app.router.add_route("*", UNMATCHED_PATH, unmatched)  # last: 404 and 405
     app.cleanup_ctx.extend(
         [

@@ -25,7 +25,6 @@ from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
     from daemon.request.entities import EntityStore
-    from daemon.request.eviction import Evictions
     from daemon.telemetry.observe import Observer
     from waystone_cli.core.counters import UsageCounters
     from waystone_cli.ledger.writer import LedgerWriter
@@ -124,4 +123,3 @@ LEDGER: web.AppKey[LedgerWriter] = web.AppKey("ledger")
 ENTITIES: web.AppKey[EntityStore] = web.AppKey("entities")
 COUNTERS: web.AppKey[UsageCounters] = web.AppKey("counters")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
-EVICTIONS: web.AppKey[Evictions] = web.AppKey("evictions")

@@ -112,7 +112,7 @@ class Call:
         self.authenticated = False
         self.recorded = True
         # None unless tracing is on: the request path then skips every tracing step.
-        self.trace: RequestTrace | None = app[OBSERVER].start_trace(self)
+        self.trace: RequestTrace | None = app[OBSERVER].start_trace(self.record, request.headers)
 
     # --- timings -------------------------------------------------------------------
 
@@ -209,9 +209,11 @@ class Call:
     def _report(self) -> None:
         observer = self.app[OBSERVER]
         if self.recorded:
-            observer.request_done(self)
+            observer.request_done(
+                self.record, self.snapshot.config, self.trace, self.usage is not None
+            )
         else:
-            observer.request_unrecorded(self)
+            observer.request_unrecorded(self.record, self.snapshot.config)
 
     def _settle(self) -> None:
         reservation, self.reservation = self.reservation, None

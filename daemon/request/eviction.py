@@ -40,7 +40,7 @@ import duckdb
 from aiohttp import web
 
 from daemon.request.entities import Evictable as EntityEvictable
-from daemon.state import CONFIG, COUNTERS, ENTITIES, EVICTIONS, LEDGER
+from daemon.state import CONFIG, COUNTERS, ENTITIES, LEDGER
 from waystone_cli.core.bloom import BloomFilter
 from waystone_cli.core.config import Config
 from waystone_cli.core.counters import Key, UsageCounters, member_key, series_keys
@@ -63,6 +63,10 @@ class Evictions:
 
     evicted: BloomFilter = field(default_factory=BloomFilter)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+# Kept beside its class, not in ``daemon.state``, which this module reads.
+EVICTIONS = web.AppKey("evictions", Evictions)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -324,17 +323,3 @@ class _LedgerCollector(Collector):
         yield GaugeMetricFamily("waystone_ledger_queue_depth", "")
         yield GaugeMetricFamily("waystone_ledger_last_flush_seconds", "")
         yield CounterMetricFamily("waystone_ledger_rows_rejected", "")
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    # Imported here: daemon.state names the Observer, whose module imports this one.
-    from daemon.request.proxy import admit
-    from daemon.state import CONFIG, OBSERVER
-
-    if not request.app[CONFIG].current.config.server.metrics_public:
-        # The counters name users, models and costs: they ask for the key the API does.
-        admit(request, "metrics")
-    observer = request.app[OBSERVER]
-    observer.flush()
-    body = observer.metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -24,9 +24,8 @@ from daemon.telemetry.logs import direct_handler, write_direct
 from daemon.telemetry.metrics import LedgerGauges, Metrics
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
-    from daemon.request.call import Call
     from daemon.telemetry.spans import RequestTrace, Tracing
     from waystone_cli.core.config import Config
     from waystone_cli.core.records import RequestRecord
@@ -73,9 +72,9 @@ class Observer:
         self._pending: list[_Done] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def start_trace(self, call: Call) -> RequestTrace | None:
+    def start_trace(self, record: RequestRecord, headers: Mapping[str, str]) -> RequestTrace | None:
         tracing = self.tracing
-        return None if tracing is None else tracing.start(call)
+        return None if tracing is None else tracing.start(record, headers)
 
     def provider_failed(self, provider: str, message: str) -> None:
         self.provider_errors[provider] = ProviderError(message, datetime.now(UTC))
@@ -87,12 +86,14 @@ class Observer:
     def count_dropped_row(self, cause: str) -> None:
         self.metrics.refused_rows_dropped.inc((cause,))
 
-    def request_unrecorded(self, call: Call) -> None:
+    def request_unrecorded(self, record: RequestRecord, config: Config) -> None:
         """Count a finished request whose row was dropped (``RefusedRows``): no log line
         and no trace, which the summary warning stands for."""
-        self.metrics.observe(call.record, call.snapshot.config)
+        self.metrics.observe(record, config)
 
-    def request_done(self, call: Call) -> None:
+    def request_done(
+        self, record: RequestRecord, config: Config, trace: RequestTrace | None, has_usage: bool
+    ) -> None:
         """Count a finished request in the metrics and write its log line.
 
         Both are done for a batch of requests at a time, up to ``BATCH_SIZE`` of them and
@@ -104,10 +105,10 @@ class Observer:
         the log records (a test's ``caplog``, a host application's logging: checked as a
         batch starts), each request is done at once.
         """
-        if call.trace is not None:
-            call.trace.end(call)
+        if trace is not None:
+            trace.end(record, config, has_usage)
         pending = self._pending
-        pending.append(_Done(call.record, call.snapshot.config, time.time()))
+        pending.append(_Done(record, config, time.time()))
         if len(pending) == 1:  # a new batch: may it wait?
             if self._can_wait():
                 self._timer = asyncio.get_running_loop().call_later(BATCH_S, self.flush)

@@ -35,8 +35,7 @@ from waystone_cli.core.secrets import strip_credentials
 
 if TYPE_CHECKING:
     from daemon.providers.upstream import UpstreamReply
-    from daemon.request.call import Call
-    from waystone_cli.core.config import ProviderConfig
+    from waystone_cli.core.config import Config, ProviderConfig
     from waystone_cli.core.records import RequestRecord
     from waystone_cli.core.secrets import Redactor
 
@@ -67,11 +66,9 @@ class Tracing:
         self.batcher.shutdown()
         self.exporter.shutdown()
 
-    def start(self, call: Call) -> RequestTrace | None:
-        rec = call.record
+    def start(self, rec: RequestRecord, headers: Mapping[str, str]) -> RequestTrace | None:
         if rec.route in _UNTRACED_ROUTES:
             return None
-        headers = call.request.headers
         trace = RequestTrace(self, OPERATIONS.get(rec.route, rec.route))
         if "traceparent" in headers:
             parent = get_current_span(self.propagator.extract(headers)).get_span_context()
@@ -148,16 +145,16 @@ class RequestTrace:
         self.attempts.append(attempt)
         return attempt
 
-    def end(self, call: Call) -> None:
+    def end(self, rec: RequestRecord, config: Config, has_usage: bool) -> None:
         """Note what encoding needs from the finished request, and queue the trace."""
         now = time.time_ns()
         if self.attempts:
             self.attempts[-1].end(now)  # a child never outlasts its parent
         self.end_ns = now
-        rec = self.record = call.record  # the captured content included (``Call.finish``)
-        provider = call.snapshot.config.providers.get(rec.provider or "")
+        self.record = rec  # the captured content included (``Call.finish``)
+        provider = config.providers.get(rec.provider or "")
         self.provider_kind = provider.kind if provider is not None else None
-        self.has_usage = call.usage is not None
+        self.has_usage = has_usage
         self.tracing.batcher.add(self)
 
     def encode(self, encoder: SpanEncoder) -> bytes:

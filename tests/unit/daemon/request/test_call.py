@@ -16,7 +16,7 @@ from daemon.state import CONFIG, COUNTERS, LEDGER, OBSERVER
 def test_a_call_stamps_its_record_with_the_naive_utc_time_of_its_start() -> None:
     app = web.Application()
     app[CONFIG] = SimpleNamespace(current=object())  # type: ignore[assignment]
-    app[OBSERVER] = SimpleNamespace(start_trace=lambda call: None)  # type: ignore[assignment]
+    app[OBSERVER] = SimpleNamespace(start_trace=lambda record, headers: None)  # type: ignore[assignment]
     request = make_mocked_request("POST", "/v1/chat/completions", app=app)
     first, second = Call(request, "chat/completions"), Call(request, "embeddings")
     for call in (first, second):
@@ -47,7 +47,7 @@ def test_finish_never_raises_and_queues_the_row_whatever_fails(
     app = web.Application()
     app[CONFIG] = SimpleNamespace(current=object())  # type: ignore[assignment]
     app[OBSERVER] = SimpleNamespace(  # type: ignore[assignment]
-        start_trace=lambda call: None,
+        start_trace=lambda record, headers: None,
         request_done=broken,
         refused_rows=SimpleNamespace(admit=broken),
     )

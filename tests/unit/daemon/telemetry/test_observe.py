@@ -8,7 +8,6 @@ import asyncio
 import io
 import logging
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ def finished(i: int) -> Any:
     rec = RequestRecord(id=f"req_{i}", ts=datetime(2026, 3, 15, 12), route="chat/completions")
     rec.status, rec.provider, rec.model = 200, "mock", "m"
     rec.input_tokens, rec.output_tokens, rec.latency_ms = 3, 4, 1.0
-    return SimpleNamespace(record=rec, snapshot=SimpleNamespace(config=Config()), trace=None)
+    return rec, Config(), None, False  # record, config, trace, has_usage
 
 
 def counted(observer: Observer) -> float:
@@ -45,8 +44,8 @@ def logged_ids(out: io.StringIO) -> list[str]:
 async def test_a_request_waits_at_most_batch_s(daemon_log: Any) -> None:
     _, out = daemon_log
     observer = Observer()
-    observer.request_done(finished(1))
-    observer.request_done(finished(2))
+    observer.request_done(*finished(1))
+    observer.request_done(*finished(2))
     assert (counted(observer), out.getvalue()) == (0, "")
     await asyncio.sleep(BATCH_S * 3)
     assert counted(observer) == 2
@@ -57,9 +56,9 @@ async def test_a_full_batch_is_done_at_once(daemon_log: Any) -> None:
     _, out = daemon_log
     observer = Observer()
     for i in range(BATCH_SIZE - 1):
-        observer.request_done(finished(i))
+        observer.request_done(*finished(i))
     assert counted(observer) == 0
-    observer.request_done(finished(BATCH_SIZE))
+    observer.request_done(*finished(BATCH_SIZE))
     assert counted(observer) == BATCH_SIZE
     assert len(logged_ids(out)) == BATCH_SIZE
 
@@ -67,7 +66,7 @@ async def test_a_full_batch_is_done_at_once(daemon_log: Any) -> None:
 async def test_a_flush_leaves_nothing_waiting_and_counts_once(daemon_log: Any) -> None:
     _, out = daemon_log
     observer = Observer()
-    observer.request_done(finished(1))
+    observer.request_done(*finished(1))
     observer.flush()
     assert (counted(observer), logged_ids(out)) == (1, ["request_id=req_1"])
     await asyncio.sleep(BATCH_S * 3)  # the timer was cancelled: nothing is done twice
@@ -81,7 +80,7 @@ async def test_under_other_logging_each_request_is_done_at_once(daemon_log: Any)
     other.emit = seen.append  # type: ignore[method-assign]
     logger.addHandler(other)  # e.g. pytest's caplog
     observer = Observer()
-    observer.request_done(finished(1))
+    observer.request_done(*finished(1))
     assert counted(observer) == 1
     assert [r.getMessage().split()[0] for r in seen] == ["request_id=req_1"]
     assert logged_ids(out) == ["request_id=req_1"]  # the daemon's handler got it too
@@ -91,7 +90,7 @@ async def test_with_request_lines_off_metrics_still_batch(daemon_log: Any) -> No
     logger, out = daemon_log
     logger.setLevel(logging.WARNING)
     observer = Observer()
-    observer.request_done(finished(1))
+    observer.request_done(*finished(1))
     assert counted(observer) == 0
     observer.flush()
     assert (counted(observer), out.getvalue()) == (1, "")

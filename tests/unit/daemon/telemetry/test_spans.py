@@ -69,13 +69,13 @@ def test_a_sent_trace_and_its_captured_content_are_freed_without_a_collection(
         snapshot=SimpleNamespace(config=SimpleNamespace(providers={"up": provider})),
         usage=None,
     )
-    trace = tracing.start(call)  # type: ignore[arg-type]
+    trace = tracing.start(record, call.request.headers)
     assert trace is not None
     for _ in range(2):  # a retry: two upstream attempts
         trace.upstream(provider, "gpt-test", "chat/completions").replied(
             SimpleNamespace(status=200)  # type: ignore[arg-type]
         )
-    trace.end(call)  # type: ignore[arg-type]
+    trace.end(record, call.snapshot.config, call.usage is not None)  # type: ignore[arg-type]
     del trace, call, record, prompt
     assert freed() is not None  # queued: the trace holds the record
 
