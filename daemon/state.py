@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from daemon.providers.http_client import HttpClient
+from daemon.providers.kinds import Provider, providers_of
 from waystone_cli.core.config import Config
 from waystone_cli.core.models import ModelIndex
 from waystone_cli.core.pricing import Pricer
@@ -53,6 +55,8 @@ class Snapshot:
     rates: bool = True
     # What provider text is cleaned with before it leaves the gateway (core/secrets.py).
     redactor: Redactor = field(default=Redactor())
+    # The provider objects, by name: the one place a provider's kind is looked at.
+    providers: Mapping[str, Provider] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: Config) -> Snapshot:
@@ -72,6 +76,7 @@ class Snapshot:
             key_hashes=hashes,
             rates=any(rule.rate is not None for rule in config.rules.values()),
             redactor=Redactor.of(config_secrets(config, os.environ)),
+            providers=providers_of(config),
         )
 
     def key_allowed(self, presented: str) -> bool:

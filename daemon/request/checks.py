@@ -12,7 +12,6 @@ import json
 import re
 from functools import lru_cache
 
-from daemon.providers.upstream import call_http, call_mock, upstream_headers
 from daemon.request.call import Call
 from daemon.state import HTTP
 from waystone_cli.core.errors import PolicyBlocked, UpstreamError
@@ -56,18 +55,8 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 async def _flagged(call: Call, target: str, text: str) -> bool:
     provider, model = call.snapshot.models.resolve(target)
     body = {"model": model, "input": text}
-    if provider.kind == "mock":
-        reply = await call_mock("moderations", body, model, stream=False)
-    else:
-        headers = upstream_headers(provider, {}, "application/json")
-        reply = await call_http(
-            call.app[HTTP],
-            provider,
-            "moderations",
-            json.dumps(body).encode(),
-            headers,
-            max_bytes=call.snapshot.config.server.max_response_bytes,
-        )
+    send = call.snapshot.providers[provider.name].send
+    reply = await send(call.app[HTTP], "moderations", body, model, False, {}, None)
     try:
         data = await reply.read()
     finally:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from daemon.providers.jsonio import decode_reply, encode
-from daemon.providers.upstream import UpstreamReply, call_http, call_mock, upstream_headers
+from daemon.providers.jsonio import decode_reply
+from daemon.providers.upstream import UpstreamReply
 from daemon.request.body import Form
 from daemon.request.call import Call
 from daemon.request.checks import check_output, held_back
@@ -96,22 +96,11 @@ async def _dispatch(
 ) -> UpstreamReply:
     if isinstance(payload, Form):
         payload = payload.with_field("model", model)
-        if provider.kind == "mock":
-            return await call_mock(call.record.route, payload.fields(), model, stream=False)
-        data, content_type = payload.encode()
-    else:
-        body = payload
-        if payload.get("model") != model and ("model" in payload or call.record.model):
-            body = dict(payload, model=model)  # the provider's name for it (or a rule's)
-        if provider.kind == "mock":
-            return await call_mock(call.record.route, body, model, stream=call.record.stream)
-        data, content_type = encode(body), "application/json"
-    headers = upstream_headers(provider, call.request.headers, content_type)
-    if upstream is not None:
-        upstream.inject(headers)
-    max_bytes = call.snapshot.config.server.max_response_bytes
-    return await call_http(
-        call.app[HTTP], provider, call.record.route, data, headers, max_bytes=max_bytes
+    elif payload.get("model") != model and ("model" in payload or call.record.model):
+        payload = dict(payload, model=model)  # the provider's name for it (or a rule's)
+    rec = call.record
+    return await call.snapshot.providers[provider.name].send(
+        call.app[HTTP], rec.route, payload, model, rec.stream, call.request.headers, upstream
     )
 
 
