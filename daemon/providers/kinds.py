@@ -2,8 +2,7 @@
 
 A provider sends one call and returns an ``UpstreamReply``, whatever it speaks.  The
 snapshot builds one per configured provider (``providers_of``), so the request path
-never asks which kind it holds.  A new kind is a class with ``send`` and a line in
-``KINDS``.
+never asks which kind it holds.
 """
 
 from __future__ import annotations
@@ -27,26 +26,13 @@ class Span(Protocol):
     def inject(self, headers: dict[str, str]) -> None: ...
 
 
-class Provider(Protocol):
-    def send(
-        self,
-        client: HttpClient,
-        route: str,
-        payload: Any,
-        model: str,
-        stream: bool,
-        incoming: Mapping[str, str],
-        span: Span | None,
-    ) -> Awaitable[UpstreamReply]:
-        """Send ``payload`` (a JSON body or a ``Form``), already edited for upstream.
-
-        ``incoming`` are the client's headers (some go upstream); ``span``, when tracing,
-        is told the call and injects its context."""
-        ...
-
-
 class HttpOpenAI:
-    """A provider that speaks OpenAI's HTTP API at its ``base_url``."""
+    """A provider that speaks OpenAI's HTTP API at its ``base_url``.
+
+    ``send`` takes the payload (a JSON body or a ``Form``) already edited for upstream,
+    the client's headers (some go upstream) and, when tracing, the attempt's span, which
+    puts its context in the headers.
+    """
 
     def __init__(self, config: ProviderConfig, max_bytes: int) -> None:
         self.config = config
@@ -79,21 +65,16 @@ class Mock:
     def __init__(self, config: ProviderConfig, max_bytes: int) -> None:
         self.config = config
 
-    def send(
-        self,
-        client: HttpClient,
-        route: str,
-        payload: Any,
-        model: str,
-        stream: bool,
-        incoming: Mapping[str, str],
-        span: Span | None,
+    def send(  # the client's headers and the span mean nothing offline
+        self, client: HttpClient, route: str, payload: Any, model: str, stream: bool, *_: object
     ) -> Awaitable[UpstreamReply]:
         if isinstance(payload, Form):  # a form's answer is never streamed
             return call_mock(route, payload.fields(), model, stream=False)
         return call_mock(route, payload, model, stream=stream)
 
 
+# A new kind is a class with the same ``send`` and a line here.
+Provider = HttpOpenAI | Mock
 KINDS: dict[str, Callable[[ProviderConfig, int], Provider]] = {
     "openai": HttpOpenAI,
     "mock": Mock,
