@@ -11,7 +11,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from daemon.providers.jsonio import encode
-from daemon.providers.upstream import UpstreamReply, call_http, call_mock, upstream_headers
+from daemon.providers.upstream import (
+    UpstreamReply,
+    call_http,
+    call_mock,
+    own_headers,
+    upstream_headers,
+)
 from daemon.request.body import Form
 from waystone_cli.core.config import Config, ProviderConfig
 
@@ -37,6 +43,9 @@ class HttpOpenAI:
     def __init__(self, config: ProviderConfig, max_bytes: int) -> None:
         self.config = config
         self.max_bytes = max_bytes
+        # Built at the first call, once per snapshot (a reload picks up a changed key):
+        # a key variable that is not set fails that call, not the reload.
+        self.own_headers: dict[str, str] | None = None
 
     def send(
         self,
@@ -53,7 +62,10 @@ class HttpOpenAI:
             data, content_type = payload.encode()
         else:
             data, content_type = encode(payload), "application/json"
-        headers = upstream_headers(self.config, incoming, content_type)
+        own = self.own_headers
+        if own is None:
+            own = self.own_headers = own_headers(self.config)
+        headers = upstream_headers(own, incoming, content_type)
         if span is not None:
             span.inject(headers)
         return call_http(client, self.config, route, data, headers, max_bytes=self.max_bytes)

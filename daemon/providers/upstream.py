@@ -118,33 +118,23 @@ def provider_key(provider: ProviderConfig) -> str | None:
 
 
 def upstream_headers(
-    provider: ProviderConfig, incoming: Mapping[str, str], content_type: str | None
+    own: Mapping[str, str], incoming: Mapping[str, str], content_type: str | None
 ) -> dict[str, str]:
+    """The headers of a call: some of the client's, then the provider's own (``own_headers``)."""
     headers = {k: v for k in _FORWARDED if (v := incoming.get(k)) is not None}
-    headers.update(_own_headers(provider))
+    headers.update(own)
     if content_type:
         headers["Content-Type"] = content_type
     return headers
 
 
-def _own_headers(provider: ProviderConfig) -> dict[str, str]:
-    """The provider's configured headers and its key, built once per provider config
-    (a reload builds new ``ProviderConfig`` objects, so a changed key is picked up)."""
-    cached = _OWN_HEADERS.get(id(provider))
-    if cached is not None and cached[0] is provider:
-        return cached[1]
+def own_headers(provider: ProviderConfig) -> dict[str, str]:
+    """The provider's configured headers and its key."""
     headers = dict(provider.headers)
     key = provider_key(provider)
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    if len(_OWN_HEADERS) >= 256:
-        _OWN_HEADERS.clear()
-    _OWN_HEADERS[id(provider)] = (provider, headers)
     return headers
-
-
-# id(provider) -> (provider, headers); the provider is kept so its id is not reused.
-_OWN_HEADERS: dict[int, tuple[ProviderConfig, dict[str, str]]] = {}
 
 
 async def call_http(
