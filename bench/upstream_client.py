@@ -1,4 +1,4 @@
-"""CPU per upstream call: aiohttp's ``ClientSession`` against ``daemon/http_client.py``.
+"""CPU per upstream call: aiohttp's ``ClientSession`` against ``daemon/providers/http_client.py``.
 
     python bench/upstream_client.py                     # ~1 minute
     python bench/upstream_client.py --seconds 3 --rounds 2
@@ -45,7 +45,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.proxy.processes import free_port, start, stop, wait_http  # noqa: E402
-from daemon.http_client import HttpClient  # noqa: E402
+from daemon.providers.http_client import HttpClient  # noqa: E402
 
 CLIENT_CORE, PROVIDER_CORE = 0, 1
 PROVIDER = Path(__file__).resolve().parent / "proxy" / "provider.py"

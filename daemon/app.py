@@ -15,20 +15,17 @@ from aiohttp import web
 
 from daemon import health, identify
 from daemon.admin import admin_socket
-from daemon.entities import EntityStore
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
-from daemon.eviction import Evictions, evicting, trim_loaded
-from daemon.http_client import HttpClient
 from daemon.maintenance import pruning
-from daemon.metrics import metrics_handler
-from daemon.observe import Observer
-from daemon.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
+from daemon.providers.http_client import HttpClient
 from daemon.reload import watch_config
+from daemon.request.entities import EntityStore
+from daemon.request.eviction import EVICTIONS, Evictions, evicting, trim_loaded
+from daemon.request.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
 from daemon.state import (
     CONFIG,
     COUNTERS,
     ENTITIES,
-    EVICTIONS,
     HTTP,
     LEDGER,
     LISTEN_HOST,
@@ -38,7 +35,8 @@ from daemon.state import (
     Settings,
     Snapshot,
 )
-from daemon.tracing import tracing_ctx
+from daemon.telemetry.observe import Observer
+from daemon.telemetry.tracing import tracing_ctx
 from waystone_cli.core.config import load_config
 from waystone_cli.core.counters import UsageCounters
 from waystone_cli.core.policy import longest_window
@@ -70,7 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/identify", openai_errors(identify.handler))
     app.router.add_get("/healthz", openai_errors(health.healthz))
     app.router.add_get("/readyz", openai_errors(health.readyz))
-    app.router.add_get("/metrics", openai_errors(metrics_handler))
+    app.router.add_get("/metrics", openai_errors(health.metrics_handler))
     app.router.add_route("*", UNMATCHED_PATH, unmatched)  # last: 404 and 405
     app.cleanup_ctx.extend(
         [

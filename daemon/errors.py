@@ -2,7 +2,7 @@
 
 There is no error middleware: aiohttp wraps every request of an app that has one in two
 more coroutine layers (the middleware and its ``_fix_request_current_app``), which cost
-the reference pass-through 8% of its throughput (bench/proxy, one core).  Instead the
+a measurable share of a gateway's throughput.  Instead the
 proxy routes catch errors where they already do (``proxy.json_route``), the other routes
 are wrapped by ``openai_errors``, and paths or methods no route serves reach
 ``unmatched``, the last route, which answers 404 or 405 in the same envelope.

@@ -1,6 +1,7 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (config loaded, ledger writable,
-queue below its high-water mark, each provider's last error, and the config's run-time
-warnings, such as a provider key variable that is not set).
+"""``/healthz`` (the process answers), ``/metrics`` (the counters, for Prometheus) and
+``/readyz`` (config loaded, ledger writable, queue below its high-water mark, each
+provider's last error, and the config's run-time warnings, such as a provider key
+variable that is not set).
 
 A provider's last error is reported but does not make the gateway unready: other
 providers, fallbacks and the ledger still work, and a load balancer pulling every
@@ -14,7 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from daemon.request.proxy import admit
 from daemon.state import CONFIG, LEDGER, OBSERVER
 from waystone_cli.core.config_warnings import config_warnings
 
@@ -67,3 +70,13 @@ def _provider_errors(app: web.Application, providers: Iterable[str]) -> dict[str
             "last_error_at": error.at.isoformat() if error else None,
         }
     return report
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    if not request.app[CONFIG].current.config.server.metrics_public:
+        # The counters name users, models and costs: they ask for the key the API does.
+        admit(request, "metrics")
+    observer = request.app[OBSERVER]
+    observer.flush()
+    body = observer.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

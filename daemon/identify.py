@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from daemon.body import decode_json, read_body
-from daemon.call import Call
-from daemon.eviction import recall
-from daemon.proxy import authorize, body_limit
+from daemon.request.body import decode_json, read_body
+from daemon.request.call import Call
+from daemon.request.eviction import recall
+from daemon.request.proxy import authorize, body_limit
 from daemon.state import CONFIG, ENTITIES, LEDGER
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import parse_identity, without_metadata

@@ -19,8 +19,8 @@ from aiohttp import web
 
 from daemon.app import create_app
 from daemon.instance import serving
-from daemon.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from daemon.state import CONFIG, LISTEN_HOST, OBSERVER, Settings
+from daemon.telemetry.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from waystone_cli.core.errors import UsageError
 from waystone_cli.core.exposure import open_without_keys
 
@@ -88,7 +88,7 @@ def runner_options(app: web.Application) -> dict[str, Any]:
     cannot parse as a request) and idle keep-alive alike.  A request being handled, a
     long stream included, is never cut by it.  Read at start: a reload does not change
     the listening socket's options.  Its logger writes a malformed request's traceback
-    once per cause and counts the rest (``daemon/error_log.py``).
+    once per cause and counts the rest (``daemon/telemetry/error_log.py``).
     """
     return {
         "keepalive_timeout": app[CONFIG].current.config.server.client_timeout_s,
@@ -109,9 +109,8 @@ def tune_gc() -> None:
     ``gc.freeze()`` moves everything alive after start-up (modules, the config, price
     tables, the entity store, the counters: ~90,000 objects) out of the collector's
     reach, so no full collection walks them again; then the young-generation threshold
-    is raised (``GC_THRESHOLD``).  Measured with ``bench/proxy/run.py`` on one core:
-    garbage collection took ~8% of the CPU and paused up to 40 ms at a time before,
-    under 1% after (README, "Measured").
+    is raised (``GC_THRESHOLD``): garbage collection otherwise takes a visible share of
+    the CPU and pauses the loop for whole milliseconds (docs/performance.md).
     """
     gc.collect()
     gc.freeze()

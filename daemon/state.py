@@ -11,22 +11,23 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from daemon.http_client import HttpClient
+from daemon.providers.http_client import HttpClient
+from daemon.providers.kinds import Provider, providers_of
 from waystone_cli.core.config import Config
 from waystone_cli.core.models import ModelIndex
 from waystone_cli.core.pricing import Pricer
 from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
-    from daemon.entities import EntityStore
-    from daemon.eviction import Evictions
-    from daemon.observe import Observer
+    from daemon.request.entities import EntityStore
+    from daemon.telemetry.observe import Observer
     from waystone_cli.core.counters import UsageCounters
     from waystone_cli.ledger.writer import LedgerWriter
 
@@ -54,6 +55,8 @@ class Snapshot:
     rates: bool = True
     # What provider text is cleaned with before it leaves the gateway (core/secrets.py).
     redactor: Redactor = field(default=Redactor())
+    # The provider objects, by name: the one place a provider's kind is looked at.
+    providers: Mapping[str, Provider] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: Config) -> Snapshot:
@@ -73,6 +76,7 @@ class Snapshot:
             key_hashes=hashes,
             rates=any(rule.rate is not None for rule in config.rules.values()),
             redactor=Redactor.of(config_secrets(config, os.environ)),
+            providers=providers_of(config),
         )
 
     def key_allowed(self, presented: str) -> bool:
@@ -124,4 +128,3 @@ LEDGER: web.AppKey[LedgerWriter] = web.AppKey("ledger")
 ENTITIES: web.AppKey[EntityStore] = web.AppKey("entities")
 COUNTERS: web.AppKey[UsageCounters] = web.AppKey("counters")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
-EVICTIONS: web.AppKey[Evictions] = web.AppKey("evictions")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.logs import BufferedStderrHandler, TextFormatter
+from daemon.telemetry.logs import BufferedStderrHandler, TextFormatter
 
 
 @pytest.fixture(autouse=True)

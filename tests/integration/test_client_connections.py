@@ -21,7 +21,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.refusals import ROWS_PER_MINUTE
+from daemon.request.refusals import ROWS_PER_MINUTE
 from daemon.server import serve
 from daemon.state import OBSERVER, Settings
 from tests.integration.conftest import Gateway
@@ -195,7 +195,7 @@ async def test_a_repeated_unexpected_error_logs_one_traceback_and_counts_each(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("daemon.proxy.resolve", broken)
+    monkeypatch.setattr("daemon.request.proxy.resolve", broken)
     async with aiohttp.ClientSession() as http:
         for _ in range(5):
             async with http.post(gateway.url + "v1/chat/completions", json=CHAT) as resp:

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from daemon import eviction
-from daemon.eviction import evict_idle
+from daemon.request import eviction
+from daemon.request.eviction import evict_idle
 from daemon.state import CONFIG, COUNTERS, ENTITIES, LEDGER
 from tests.integration.conftest import Gateway
 from waystone_cli.core.counters import Subject

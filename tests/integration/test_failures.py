@@ -105,7 +105,7 @@ async def test_an_unexpected_error_is_a_500_envelope_a_logged_traceback_and_a_ro
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("daemon.proxy.resolve", broken)
+    monkeypatch.setattr("daemon.request.proxy.resolve", broken)
     status, body = await _post(gateway, CHAT)
     assert (status, body["error"]) == (
         500,

@@ -32,13 +32,13 @@ def _usage(prompt_tokens: int) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def _reported_counts_taken_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    import daemon.forward
+    import daemon.request.forward
     from waystone_cli.core.usage_bounds import SettledUsage
 
     def as_given(reported: Any, **_: Any) -> SettledUsage:
         return SettledUsage(usage=reported, estimated=False, note=None)
 
-    monkeypatch.setattr(daemon.forward, "settle_usage", as_given)
+    monkeypatch.setattr(daemon.request.forward, "settle_usage", as_given)
 
 
 def _spy_on_submit(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[Any]:

@@ -29,9 +29,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon import observe
 from daemon.state import LEDGER, OBSERVER
-from daemon.tracing import flush
+from daemon.telemetry import observe
+from daemon.telemetry.tracing import flush
 from tests.integration.conftest import Gateway
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from daemon.state import OBSERVER
-from daemon.tracing import flush
+from daemon.telemetry.tracing import flush
 from tests.integration.conftest import PROVIDER_KEY, Gateway
 from tests.integration.fake_provider import FakeProvider
 from tests.integration.test_observability import CLIENT, Receiver

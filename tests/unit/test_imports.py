@@ -3,7 +3,9 @@
 - ``waystone_cli.core`` imports no typer, rich, aiohttp or duckdb, anywhere;
 - ``daemon`` never imports the CLI (``waystone_cli.commands``, ``waystone_cli.main``);
 - the commands reach ``daemon`` only from ``serve.py``, and only inside functions;
-- building the CLI imports none of the heavy libraries (start-up time).
+- building the CLI imports none of the heavy libraries (start-up time);
+- no two modules of ``daemon`` import each other, even through others or only for the
+  type checker (a circle makes a wing impossible to read, or move, on its own).
 """
 
 from __future__ import annotations
@@ -104,6 +106,38 @@ def test_commands_reach_the_daemon_only_from_serve_and_lazily() -> None:
         if _is(i.module, "daemon") and (path.name != "serve.py" or i.top_level)
     ]
     assert _where(found) == []
+
+
+def _daemon_graph() -> dict[str, set[str]]:
+    modules = {_module_name(path): path for path in _sources("daemon")}
+    return {
+        name: {i.module for i in imports_of(path) if i.module in modules and i.module != name}
+        for name, path in modules.items()
+    }
+
+
+def _circle_from(graph: dict[str, set[str]], start: str) -> list[str]:
+    """The modules of one import circle through ``start``, or [] if there is none."""
+    trail: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        for imported in sorted(graph[module]):
+            if imported == start:
+                circle = [module]
+                while circle[-1] != start:
+                    circle.append(trail[circle[-1]])
+                return circle[::-1]
+            if imported not in trail:
+                trail[imported] = module
+                todo.append(imported)
+    return []
+
+
+def test_daemon_has_no_import_circle() -> None:
+    graph = _daemon_graph()
+    circles = {" -> ".join(c) for m in graph if (c := _circle_from(graph, m))}
+    assert sorted(circles) == []
 
 
 HEAVY = ("duckdb", "aiohttp", "genai_prices", "pyarrow", "plotext", "opentelemetry", "daemon")

@@ -39,7 +39,7 @@ Eviction
 --------
 A quiet series (nothing reserved, no rate entry) may leave memory (``evictable``,
 ``evict``) and come back from ledger rows summed per minute (``restore``): the same
-buckets, so every window reads the same.  ``daemon.eviction`` decides when.
+buckets, so every window reads the same.  ``daemon.request.eviction`` decides when.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ class UsageCounters:
                     series = self._series[key] = Series()
                 series.add(int(minute), _row_values(values))
 
-    # --- eviction (see ``daemon.eviction``) -------------------------------------------
+    # --- eviction (see ``daemon.request.eviction``) -------------------------------------------
 
     @property
     def keep(self) -> timedelta:

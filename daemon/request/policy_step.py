@@ -1,0 +1,136 @@
+"""Where the policy decision slots into the request path.
+
+The engine (``core.policy.decide``) is pure; this step gathers its facts, enforces the
+decision (refuse, change the model, cap tokens) and reserves the request's estimated
+usage in the counters in the same event-loop step as the decision, so concurrent
+requests cannot all pass a check that only one of them should.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.request.call import Call
+from daemon.state import COUNTERS
+from waystone_cli.core.decision import Decision
+from waystone_cli.core.errors import PolicyBlocked
+from waystone_cli.core.policy import RequestFacts, decide
+from waystone_cli.core.request_fields import CAP_KEYS, check_estimate_fields, choices
+from waystone_cli.core.usage import estimate_input_tokens
+
+# Output budget assumed for a request that sets no cap, when reserving its estimate.
+DEFAULT_OUTPUT_ESTIMATE = 1024
+_STREAM_USAGE_ROUTES = ("chat/completions", "completions")
+
+
+def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    rec = call.record
+    call.input_body = body
+    check_estimate_fields(rec.route, body)  # before anything is estimated or reserved
+    input_tokens = estimate_input_tokens(rec.route, body)
+    n = choices(rec.route, body)
+    output_tokens = _output_estimate(_body_cap(body), n)
+    priced_as = (rec.provider, rec.model, output_tokens)
+    cost = _estimate_cost(call, rec.provider, rec.model, input_tokens, output_tokens)
+    counters = call.app[COUNTERS]
+    facts = _facts(call, input_tokens + output_tokens, cost)
+    decision = decide(call.snapshot.config, facts, counters)
+    call.decision = decision
+    rec.rulesets = list(decision.rulesets)
+    rec.rules = list(decision.rules)
+    if not decision.allowed:
+        raise _refusal(decision)
+    if decision.model != rec.requested_model and rec.model is not None:
+        provider, model = call.snapshot.models.resolve(decision.model)
+        rec.provider, rec.model = provider.name, model
+    body = _edit_body(call, body, decision.max_tokens)
+    rec.datasets = list(decision.datasets)
+    rec.retain_days = decision.retain_days
+    rec.capture = decision.capture or bool(decision.datasets)
+    output_tokens = _output_estimate(_body_cap(body), n)
+    if (rec.provider, rec.model, output_tokens) != priced_as:  # a rule changed the model or cap
+        cost = _estimate_cost(call, rec.provider, rec.model, input_tokens, output_tokens)
+    # Reserved in the same event-loop step as the decision: the overshoot bound needs it.
+    call.reservation = counters.reserve(
+        decision.subjects,
+        user_id=rec.user_id,
+        group_id=rec.group_id,
+        tokens=input_tokens + output_tokens,
+        cost_usd=cost or 0.0,
+        now=call.now,
+        rate=call.snapshot.rates,
+    )
+    call.rate_headers = decision.headers  # each Decision has a dict of its own
+    return body
+
+
+def _refusal(decision: Decision) -> PolicyBlocked:
+    return PolicyBlocked(
+        decision.message or "blocked by policy",
+        status=decision.status,
+        code=decision.code or "blocked",
+        retry_after=decision.retry_after,
+        headers=dict(decision.headers),
+    )
+
+
+def _facts(call: Call, tokens: int, cost: float | None) -> RequestFacts:
+    rec = call.record
+    user, group = call.entities
+    return RequestFacts(  # positionally: by keyword a NamedTuple costs a microsecond more
+        user,
+        group,
+        rec.requested_model or f"{rec.provider}/",
+        rec.route,
+        call.now,
+        tokens,
+        cost,
+        rec.stream,
+    )
+
+
+def _edit_body(call: Call, body: dict[str, Any], cap: int | None) -> dict[str, Any]:
+    streams_usage = call.record.stream and call.record.route in _STREAM_USAGE_ROUTES
+    if cap is None and not streams_usage:
+        return body  # nothing to edit: no copy
+    body = dict(body)
+    if cap is not None:
+        keys = [k for k in CAP_KEYS if k in body] or [_default_cap_key(call.record.route)]
+        for key in keys:
+            current = body.get(key)
+            body[key] = cap if not isinstance(current, int) or current > cap else current
+    if streams_usage:
+        options = body.get("stream_options")
+        asked = isinstance(options, dict) and options.get("include_usage") is True
+        call.drop_usage_chunk = not asked
+        body["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    return body
+
+
+def _default_cap_key(route: str) -> str:
+    return "max_output_tokens" if route == "responses" else "max_tokens"
+
+
+def _body_cap(body: dict[str, Any]) -> int | None:
+    cap = None
+    for key in CAP_KEYS:
+        value = body.get(key)
+        if type(value) is int and (cap is None or value < cap):  # a bool is no cap
+            cap = value
+    return cap
+
+
+def _output_estimate(cap: int | None, choices: int) -> int:
+    """The output tokens reserved: the cap (checked positive) or a default, per choice."""
+    return (cap or DEFAULT_OUTPUT_ESTIMATE) * choices
+
+
+def _estimate_cost(
+    call: Call, provider: str | None, model: str | None, input_tokens: int, output_tokens: int
+) -> float | None:
+    if not provider or not model:
+        return None
+    return call.snapshot.pricer.estimate(provider, model, input_tokens, output_tokens)

@@ -1,0 +1,199 @@
+"""The request path of every proxied route, step by step.
+
+read the body → authorize → identity → entities → model → policy → reserve → forward
+(with retries and fallbacks) → relay (JSON or SSE) → settle and record.
+
+The only edits made to a client's body are the documented ones: ``metadata.waystone``
+is removed, the model is replaced by the provider's name for it (or the model a rule
+chose), a token cap may be lowered, and streamed chat/completions ask for usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from daemon.errors import Handler, error_as_response
+from daemon.request.body import decode_json, read_body, read_multipart
+from daemon.request.call import Call
+from daemon.request.eviction import recall
+from daemon.request.forward import forward
+from daemon.request.policy_step import apply_policy
+from daemon.state import CONFIG, ENTITIES
+from waystone_cli.core import jsontext
+from waystone_cli.core.errors import AuthError, InvalidRequest, WaystoneError
+from waystone_cli.core.identity import (
+    Identity,
+    combine,
+    identity_from_headers,
+    pop_identity,
+    without_metadata,
+)
+
+JSON_ROUTES = ("chat/completions", "completions", "embeddings", "responses", "moderations")
+STREAMING_ROUTES = ("chat/completions", "completions", "responses")
+
+
+def json_route(route: str) -> Handler:
+    return _route(route, _prepare_json)
+
+
+def multipart_route(route: str) -> Handler:
+    return _route(route, _prepare_multipart)
+
+
+def _route(route: str, prepare: Callable[[Call], Awaitable[Any]]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            call = Call(request, route)
+        except Exception as err:  # a bug, but still answered in the envelope
+            return error_as_response(request, err)
+        return await run_call(call, prepare)
+
+    return handler
+
+
+async def run_call(call: Call, prepare: Callable[[Call], Awaitable[Any]]) -> web.StreamResponse:
+    """Run one call; record its outcome whatever happens, and answer an error in the
+    OpenAI envelope (``daemon.errors``; a hang-up's cancellation propagates)."""
+    try:
+        authorize(call)
+        payload = await prepare(call)
+        return await forward(call, payload)
+    except asyncio.CancelledError:
+        call.record.status = 499
+        call.record.outcome = "client_closed"
+        raise
+    except Exception as err:
+        call.fail(err)
+        return error_as_response(call.request, err)
+    except BaseException as err:
+        call.fail(err)
+        raise
+    finally:
+        call.finish()
+
+
+def authorize(call: Call) -> None:
+    snapshot = call.snapshot
+    if snapshot.key_hashes:
+        header = call.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or not snapshot.key_allowed(token.strip()):
+            raise AuthError("invalid or missing gateway key (Authorization: Bearer <key>)")
+    call.authenticated = True
+
+
+def body_limit(call: Call) -> float:
+    return call.snapshot.config.server.max_body_mb
+
+
+async def _prepare_json(call: Call) -> dict[str, Any]:
+    body = decode_json(await read_body(call.request, body_limit(call)))
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    identity, body = pop_identity(body)
+    await attach_identity(call, identity)
+    model = body.get("model")
+    resolve(call, model, required=call.record.route != "moderations")
+    call.record.stream = bool(body.get("stream")) and call.record.route in STREAMING_ROUTES
+    call.input_content = _input_of(body)
+    body = apply_policy(call, body)
+    return body
+
+
+async def _prepare_multipart(call: Call) -> Any:
+    form = await read_multipart(call.request, body_limit(call))
+    meta = form.pop_field("metadata")
+    await attach_identity(call, _multipart_identity(meta) if meta is not None else Identity())
+    resolve(call, form.field("model"), required=True)
+    apply_policy(call, {"model": form.field("model")})
+    return form
+
+
+def _multipart_identity(meta: str) -> Identity:
+    """The multipart ``metadata`` field carries ``{"waystone": ...}`` or the identity itself."""
+    try:
+        decoded = jsontext.loads_client(meta)
+    except jsontext.ClientJSONError:
+        decoded = None
+    if isinstance(decoded, dict) and "waystone" in decoded:
+        identity, _ = pop_identity({"metadata": decoded})
+        return identity
+    identity, _ = pop_identity({"metadata": {"waystone": meta}})
+    return identity
+
+
+async def attach_identity(call: Call, body_identity: Identity) -> None:
+    headers = call.request.headers
+    user, group = headers.get("X-Waystone-User"), headers.get("X-Waystone-Group")
+    identity = (
+        body_identity
+        if user is None and group is None
+        else combine(body_identity, identity_from_headers(user, group))
+    )
+    config = call.snapshot.config
+    if not config.server.merges_request_metadata:
+        identity = without_metadata(identity)
+    if config.server.require_identity and identity.user is None and identity.group is None:
+        raise InvalidRequest(
+            "this gateway requires an identity: set metadata.waystone with a user or group"
+        )
+    await recall(call.app, identity)  # an evicted user or group comes back first
+    call.entities = call.app[ENTITIES].observe(identity, config, call.now)
+    rec = call.record
+    rec.user_id = identity.user.id if identity.user else None
+    rec.group_id = identity.group.id if identity.group else None
+    rec.user_metadata = (
+        dict(identity.user.metadata) if identity.user and identity.user.metadata else None
+    )
+    rec.group_metadata = (
+        dict(identity.group.metadata) if identity.group and identity.group.metadata else None
+    )
+
+
+def resolve(call: Call, model: Any, *, required: bool) -> None:
+    rec = call.record
+    if model is None and not required:
+        providers = list(call.snapshot.config.providers.values())
+        if len(providers) != 1:
+            raise InvalidRequest(
+                "model is required when more than one provider is configured", param="model"
+            )
+        rec.provider = providers[0].name
+        return
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model must be a non-empty string", param="model")
+    provider, name = call.snapshot.models.resolve(model)
+    rec.provider, rec.model = provider.name, name
+    rec.requested_model = f"{provider.name}/{name}"
+
+
+def _input_of(body: dict[str, Any]) -> Any:
+    for key in ("messages", "input", "prompt"):
+        if key in body:
+            return body[key]
+    return None
+
+
+async def models_handler(request: web.Request) -> web.Response:
+    from waystone_cli.core.models import list_models
+
+    admit(request, "models")
+    return web.json_response(list_models(request.app[CONFIG].current.config))
+
+
+def admit(request: web.Request, route: str) -> None:
+    """Authorize a request that calls no model; a refused one still gets its ledger row."""
+    if not request.app[CONFIG].current.key_hashes:
+        return
+    call = Call(request, route)
+    try:
+        authorize(call)
+    except WaystoneError as err:
+        call.fail(err)
+        call.finish()
+        raise
