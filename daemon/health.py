@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.state import CONFIG, LEDGER, OBSERVER
-from waystone_cli.core.config_warnings import config_warnings
+from waystone_cli.core.config.warnings import config_warnings
 
 # Ready only while the ledger queue is below this share of its capacity.
 HIGH_WATER = 0.8
