@@ -96,7 +96,7 @@ class Call:
         # The naive UTC time stamp: combine() costs a sixth of ``now.replace(tzinfo=None)``
         # (whose keyword parsing takes over 2 µs on Python 3.11).
         ts = _combine(now.date(), now.time())
-        self.record = RequestRecord(new_request_id(), ts, route)  # id, ts, route
+        self.record = RequestRecord(id=new_request_id(), ts=ts, route=route)
         self.decision: Decision | None = None
         self.reservation: Any = None
         self.usage: Usage | None = None

@@ -20,6 +20,7 @@ from aiohttp import web
 from daemon.http_client import HttpClient
 from waystone_cli.core.config import Config
 from waystone_cli.core.models import ModelIndex
+from waystone_cli.core.policy import PolicyPlan, compile_plan
 from waystone_cli.core.pricing import Pricer
 from waystone_cli.core.secrets import Redactor, config_secrets
 
@@ -54,6 +55,8 @@ class Snapshot:
     rates: bool = True
     # What provider text is cleaned with before it leaves the gateway (core/secrets.py).
     redactor: Redactor = field(default=Redactor())
+    # The config's rulesets compiled for decide(); None compiles them on each call.
+    policy: PolicyPlan | None = None
 
     @classmethod
     def build(cls, config: Config) -> Snapshot:
@@ -73,6 +76,7 @@ class Snapshot:
             key_hashes=hashes,
             rates=any(rule.rate is not None for rule in config.rules.values()),
             redactor=Redactor.of(config_secrets(config, os.environ)),
+            policy=compile_plan(config),
         )
 
     def key_allowed(self, presented: str) -> bool:
