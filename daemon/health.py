@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from daemon.request.proxy import admit
 from daemon.state import CONFIG, LEDGER, OBSERVER
-from waystone_cli.core.config_warnings import config_warnings
+from waystone_cli.core.config.warnings import config_warnings
 
 # Ready only while the ledger queue is below this share of its capacity.
 HIGH_WATER = 0.8

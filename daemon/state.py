@@ -22,6 +22,7 @@ from daemon.providers.http_client import HttpClient
 from daemon.providers.kinds import Provider, providers_of
 from waystone_cli.core.config import Config
 from waystone_cli.core.models import ModelIndex
+from waystone_cli.core.policy import PolicyPlan, compile_plan
 from waystone_cli.core.pricing import Pricer
 from waystone_cli.core.secrets import Redactor, config_secrets
 
@@ -57,6 +58,8 @@ class Snapshot:
     redactor: Redactor = field(default=Redactor())
     # The provider objects, by name: the one place a provider's kind is looked at.
     providers: Mapping[str, Provider] = field(default_factory=dict)
+    # The config's rulesets compiled for decide(); None compiles them on each call.
+    policy: PolicyPlan | None = None
 
     @classmethod
     def build(cls, config: Config) -> Snapshot:
@@ -77,6 +80,7 @@ class Snapshot:
             rates=any(rule.rate is not None for rule in config.rules.values()),
             redactor=Redactor.of(config_secrets(config, os.environ)),
             providers=providers_of(config),
+            policy=compile_plan(config),
         )
 
     def key_allowed(self, presented: str) -> bool:

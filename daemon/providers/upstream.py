@@ -23,7 +23,7 @@ from daemon.providers.http_body import AnswerTooLarge
 from daemon.providers.http_client import HttpClient, Response
 from daemon.providers.mock import mock_error, mock_json, mock_stream
 from waystone_cli.core.config import ProviderConfig
-from waystone_cli.core.config_warnings import key_variable
+from waystone_cli.core.config.warnings import key_variable
 from waystone_cli.core.errors import UpstreamError, UpstreamTimeout
 
 # Request headers worth passing to a provider; everything else (hop-by-hop headers,

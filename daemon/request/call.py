@@ -96,7 +96,7 @@ class Call:
         # The naive UTC time stamp: combine() skips the keyword parsing of
         # ``now.replace(tzinfo=None)``, which costs several times more.
         ts = _combine(now.date(), now.time())
-        self.record = RequestRecord(new_request_id(), ts, route)  # id, ts, route
+        self.record = RequestRecord(id=new_request_id(), ts=ts, route=route)
         self.decision: Decision | None = None
         self.reservation: Any = None
         self.usage: Usage | None = None

@@ -34,7 +34,7 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     cost = _estimate_cost(call, rec.provider, rec.model, input_tokens, output_tokens)
     counters = call.app[COUNTERS]
     facts = _facts(call, input_tokens + output_tokens, cost)
-    decision = decide(call.snapshot.config, facts, counters)
+    decision = decide(call.snapshot.config, facts, counters, plan=call.snapshot.policy)
     call.decision = decision
     rec.rulesets = list(decision.rulesets)
     rec.rules = list(decision.rules)
@@ -77,15 +77,15 @@ def _refusal(decision: Decision) -> PolicyBlocked:
 def _facts(call: Call, tokens: int, cost: float | None) -> RequestFacts:
     rec = call.record
     user, group = call.entities
-    return RequestFacts(  # positionally: by keyword a NamedTuple costs a microsecond more
-        user,
-        group,
-        rec.requested_model or f"{rec.provider}/",
-        rec.route,
-        call.now,
-        tokens,
-        cost,
-        rec.stream,
+    return RequestFacts(
+        user=user,
+        group=group,
+        model=rec.requested_model or f"{rec.provider}/",
+        route=rec.route,
+        now=call.now,
+        estimate_tokens=tokens,
+        estimate_cost_usd=cost,
+        stream=rec.stream,
     )
 
 

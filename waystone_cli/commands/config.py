@@ -11,7 +11,7 @@ from waystone_cli import render
 from waystone_cli.configstore import load_document, lock_path
 from waystone_cli.context import app_context
 from waystone_cli.core.config import Config
-from waystone_cli.core.config_warnings import config_warnings
+from waystone_cli.core.config.warnings import config_warnings
 from waystone_cli.core.errors import ConfigError
 
 

@@ -83,7 +83,7 @@ def serve(
 
 def _announce(facts: StartupFacts) -> None:
     from waystone_cli import render
-    from waystone_cli.core.config_warnings import config_warnings
+    from waystone_cli.core.config.warnings import config_warnings
     from waystone_cli.render.startup import startup_lines, startup_warnings
 
     config = facts.config

@@ -1,18 +1,16 @@
 """One ``decide()`` call's working state: credits, rule triggers, actions, the decision.
 
-``policy.decide()`` drives it two ways.  On the request path it runs the plan's program
-(``policy_plan``): rules that read no counters arrive decided (``fire``), the others are
-tested here once per subject (``held``, then ``fire_tested``), and only what the
-client or the ledger sees is spelled out.  For ``rules explain`` it walks every ruleset
-(``apply_ruleset``) and records why each did or did not match, every limit's usage and
-the rules that did not fire.  Both paths share the trigger tests and the actions, so
-they reach the same verdict.
+``policy.decide()`` hands it each ruleset that applies (``apply_ruleset``); its rules are
+tested for each subject, cheapest trigger first, and act when they fire.  Explaining is
+the same walk over every ruleset: it also records why each did or did not match, every
+limit's usage and the rules that did not fire, where the request path stops at the first
+trigger that does not hold.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -29,7 +27,7 @@ from waystone_cli.core.decision import (
     model_matches,
 )
 from waystone_cli.core.effects import Block, Effects, Firing, combine, effect_text
-from waystone_cli.core.policy_plan import Fire, PolicyPlan, Program
+from waystone_cli.core.policy_plan import RulesetPlan
 
 UNPRICED = "the request is unpriced and [server] unpriced_blocks is on"
 CALENDAR_SPAN = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
@@ -46,7 +44,6 @@ class _Test(NamedTuple):
     retry_after: float | None = None
 
 
-_ALLOWED = (True, 200, None, None, None)  # Decision's allowed, status, code, message, retry_after
 _QUOTA_NOT_REACHED = _Test(False, "quota", "")
 _RATE_NOT_REACHED = _Test(False, "rate", "")
 
@@ -60,27 +57,22 @@ class Evaluation:
         facts: RequestFacts,
         counters: UsageView,
         explain: bool,
-        prepared: PolicyPlan | None = None,
-        program: Program | None = None,
-        applied: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.facts = facts
         self.counters = counters
         self.explain = explain
-        self.plan = prepared
-        self.program = program
-        self.dynamic = False  # whether a rule that reads the counters has fired (not a block)
         self.unpriced = config.server.unpriced_blocks and facts.estimate_cost_usd is None
         self.reasons: list[Reason] = []
         self.limits: list[Limit] = []
         self.matches: list[Match] = []
-        self.applied: list[str] = list(applied)
+        self.applied: list[str] = []
         self.fired: dict[str, None] = {}
+        self.tested: dict[tuple[str, str], list[_Test] | None] = {}
         self.firings: list[Firing] = []
         self.blocks: list[Block] = []
         self.rate_headers: dict[str, tuple[int, int, float]] = {}
-        # Built once: creating frozen dataclasses costs about a microsecond each.
+        # The subjects, built once per request.
         self.by_kind = {"request": ANONYMOUS}
         named = []
         for entity in (facts.user, facts.group):
@@ -119,83 +111,57 @@ class Evaluation:
 
     # --- rulesets -----------------------------------------------------------------------
 
-    def apply_ruleset(self, order: int, rs: RulesetConfig) -> None:
-        if not rs.enabled:
-            if self.explain:
-                self.matches.append(Match(rs.name, False, (), ("disabled",), enabled=False))
-                self.reasons.append(Reason(f'ruleset "{rs.name}" is disabled', rs.name))
-            return
-        condition_facts = Facts(user=self.facts.user, group=self.facts.group, now=self.facts.now)
-        kinds = rs.condition.subjects(condition_facts)
-        subjects = self._subjects(kinds)
+    def apply_ruleset(self, rp: RulesetPlan, kinds: Sequence[str]) -> None:
+        """Run ``rp``'s rules for each subject it applies to (``kinds``, maybe none)."""
+        rs = rp.ruleset
+        subjects = tuple(self.by_kind[k] for k in kinds)
         if self.explain:
-            why = tuple(rs.condition.explain(condition_facts))
-            self.matches.append(Match(rs.name, bool(subjects), subjects, why))
-            if not subjects:
-                because = f": {'; '.join(why)}" if why else ""
-                self.reasons.append(Reason(f'ruleset "{rs.name}" does not match{because}', rs.name))
+            self._explain_match(rs, subjects)
         if not subjects:
             return
         self.applied.append(rs.name)
-        if self.explain:
+        for subject in subjects:
+            for index, rule in enumerate(rp.rules):
+                self._rule(rs, rp.order, index, rule, subject)
+
+    def _explain_match(self, rs: RulesetConfig, subjects: tuple[Subject, ...]) -> None:
+        if not rs.enabled:
+            self.matches.append(Match(rs.name, False, (), ("disabled",), enabled=False))
+            self.reasons.append(Reason(f'ruleset "{rs.name}" is disabled', rs.name))
+            return
+        condition_facts = Facts(user=self.facts.user, group=self.facts.group, now=self.facts.now)
+        why = tuple(rs.condition.explain(condition_facts))
+        self.matches.append(Match(rs.name, bool(subjects), subjects, why))
+        if subjects:
             names = ", ".join(str(s) for s in subjects)
             self.reasons.append(Reason(f'ruleset "{rs.name}" applies to {names}', rs.name))
-        for subject in subjects:
-            for index, name in enumerate(rs.rules):
-                self._rule(rs, order, index, self.config.rules[name], subject)
-
-    def _subjects(self, kinds: frozenset[str]) -> tuple[Subject, ...]:
-        by_kind = self.by_kind
-        return tuple(
-            by_kind[k] for k in ("user", "group", "request") if k in kinds and k in by_kind
-        )
-
-    def fire(self, step: Fire, subject: Subject) -> None:
-        """A rule the plan decided already (it reads no counters) fires for ``subject``."""
-        self.fired[step.key] = None
-        if step.block is None:
-            self.firings.append(step.firing)
         else:
-            self.blocks.append(step.block)
-        f = step.firing
-        self.reasons.append(Reason(f"{step.head}{subject}{step.tail}", f.ruleset.name, f.rule.name))
-
-    def held(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> list[_Test] | None:
-        """The rule's tests if they all hold, else None: ``_tests`` without the
-        generator, stopping at the first that fails (the request path)."""
-        tests = []
-        if rule.model is not None:
-            assert self.plan is not None
-            if not self.plan.model_matches(rule.model, self.facts.model):
-                return None
-            tests.append(
-                _Test(True, "policy", f'model "{self.facts.model}" matches "{rule.model}"')
-            )
-        if rule.usage is not None:
-            tests.append(self._usage_test(rs, rule, subject))
-            if not tests[-1].held:
-                return None
-        if rule.share is not None:
-            tests.append(self._share_test(rs, rule, subject))
-            if not tests[-1].held:
-                return None
-        if rule.rate is not None:
-            tests.append(self._rate_test(rs, rule, subject))
-            if not tests[-1].held:
-                return None
-        return tests
+            because = f": {'; '.join(why)}" if why else ""
+            self.reasons.append(Reason(f'ruleset "{rs.name}" does not match{because}', rs.name))
 
     def _rule(
         self, rs: RulesetConfig, order: int, index: int, rule: RuleConfig, subject: Subject
     ) -> None:
+        # A rule that several applying rulesets list is tested once per subject (tests
+        # read the counters and nothing else); explaining tests each listing, so that
+        # every limit it reports names its ruleset.
+        key = (rule.name, subject.kind)
+        if self.explain or key not in self.tested:
+            self.tested[key] = self._held(rs, rule, subject)
+        tests = self.tested[key]
+        if tests is not None:
+            self._fire(rs, order, index, rule, subject, tests)
+
+    def _held(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> list[_Test] | None:
+        """The rule's tests; None when one does not hold and none is explained."""
         tests = []
         for test in self._tests(rs, rule, subject):
             if not test.held and not self.explain:
-                return  # the other triggers cannot make it fire
+                return None  # the other triggers cannot make it fire
             tests.append(test)
-        self.fire_tested(rs, order, index, rule, subject, tests)
+        return tests
 
-    def fire_tested(
+    def _fire(
         self,
         rs: RulesetConfig,
         order: int,
@@ -225,10 +191,7 @@ class Evaluation:
         """The rule's trigger tests, cheapest first; details only where they are shown."""
         if rule.model is not None:
             model = self.facts.model
-            if self.plan is not None:
-                held = self.plan.model_matches(rule.model, model)
-            else:
-                held = model_matches(rule.model, model)
+            held = model_matches(rule.model, model)
             verb = "matches" if held else "does not match"
             yield _Test(held, "policy", f'model "{model}" {verb} "{rule.model}"')
         if rule.usage is not None:
@@ -355,9 +318,6 @@ class Evaluation:
             self._block(status, code, message, f.retry_after)
             return "blocks the request"
         self.firings.append(f)
-        self.dynamic = True
-        if self.plan is not None:
-            return self.plan.effects[rule.name]
         return effect_text(rule)
 
     def _block(self, status: int, code: str, message: str, retry: float | None) -> None:
@@ -370,36 +330,34 @@ class Evaluation:
     def decision(self) -> Decision:
         fx = self._effects()
         block = self._winning_block()
-        if block is None:
-            verdict: tuple[bool, int, str | None, str | None, float | None] = _ALLOWED
-        else:
+        if block is not None:
             self.reasons.append(Reason(f"verdict: {block.message}"))
-            verdict = (False, block.status, block.code, block.message, block.retry_after)
-        return Decision(  # positionally: by keyword a NamedTuple costs a microsecond more
-            *verdict,
-            self._headers() if self.rate_headers else {},
-            fx.model,
-            fx.max_tokens,
-            fx.fallbacks,
-            fx.output_checks,
-            fx.datasets,
-            fx.capture,
-            fx.retain_days,
-            tuple(self.applied),
-            tuple(self.fired),
-            self.charged,
-            tuple(self.reasons),
-            tuple(self.limits),
-            tuple(self.matches),
+        return Decision(
+            allowed=block is None,
+            status=200 if block is None else block.status,
+            code=None if block is None else block.code,
+            message=None if block is None else block.message,
+            retry_after=None if block is None else block.retry_after,
+            headers=self._headers() if self.rate_headers else {},
+            model=fx.model,
+            max_tokens=fx.max_tokens,
+            fallbacks=fx.fallbacks,
+            output_checks=fx.output_checks,
+            datasets=fx.datasets,
+            capture=fx.capture,
+            retain_days=fx.retain_days,
+            rulesets=tuple(self.applied),
+            rules=tuple(self.fired),
+            subjects=self.charged,
+            reasons=tuple(self.reasons),
+            limits=tuple(self.limits),
+            matches=tuple(self.matches),
         )
 
     def _effects(self) -> Effects:
         if not self.firings:
             return Effects(self.facts.model)
-        if self.program is not None and not self.dynamic:
-            fx, reasons = self.program.effects, self.program.reasons
-        else:
-            fx, reasons = combine(self.config, self.firings, self.facts.model)
+        fx, reasons = combine(self.config, self.firings, self.facts.model)
         self.reasons += reasons
         return fx
 

@@ -29,11 +29,10 @@ Evaluation (SPEC §6):
    same order as change_model), output checks, datasets and capture accumulate, each rule
    once even when it fired for two subjects.
 
-The request path (``explain=False``) does the same evaluation on what ``policy_plan``
-prepared per config snapshot: the rulesets that apply to this user and group (found by
-the truth of their conditions' terms), and per requested model the rules to run, those
-that read no counters already decided.  ``explain=True`` walks every ruleset afresh.
-``core/evaluation.py`` holds the working state both share, ``core/effects.py`` step 5.
+One evaluation serves the request path and ``rules explain``: ``explain=True`` only adds
+the rulesets that did not match, the rules that did not fire and every limit's usage.
+``core/policy_plan.py`` compiles the rulesets once per config and finds which apply to
+whom, ``core/evaluation.py`` runs their rules, ``core/effects.py`` does step 5.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ from waystone_cli.core.decision import (
     RequestFacts,
 )
 from waystone_cli.core.evaluation import CALENDAR_SPAN, Evaluation, window_phrase
-from waystone_cli.core.policy_plan import Fire, plan
+from waystone_cli.core.policy_plan import PolicyPlan, compile_plan
 from waystone_cli.core.windows import parse_window
 
 __all__ = [
@@ -61,8 +60,10 @@ __all__ = [
     "Limit",
     "Match",
     "OutputCheck",
+    "PolicyPlan",
     "Reason",
     "RequestFacts",
+    "compile_plan",
     "decide",
     "longest_window",
     "window_phrase",
@@ -70,42 +71,26 @@ __all__ = [
 
 
 def decide(
-    config: Config, facts: RequestFacts, counters: UsageView, *, explain: bool = False
+    config: Config,
+    facts: RequestFacts,
+    counters: UsageView,
+    *,
+    explain: bool = False,
+    plan: PolicyPlan | None = None,
 ) -> Decision:
     """Apply ``config``'s credits and rulesets to one request.
 
-    ``explain=True`` also reports rulesets that did not match (with the condition's
-    reasons), rules that did not fire and every limit's current usage; the daemon leaves
-    it off to stay fast.
+    ``plan`` is ``compile_plan(config)``, which the daemon's snapshot holds; without it
+    one is compiled for this call.  ``explain=True`` also reports rulesets that did not
+    match (with the condition's reasons), rules that did not fire and every limit's
+    current usage; the daemon leaves it off to stay fast.
     """
-    if explain:
-        ev = Evaluation(config, facts, counters, True)
-        ev.check_credits()
-        for order, ruleset in enumerate(config.rulesets.values()):
-            ev.apply_ruleset(order, ruleset)
-        return ev.decision()
-    # The request path: the same evaluation over the rulesets the plan says apply.
-    prepared = plan(config)
-    outcome = prepared.match(facts.user, facts.group, facts.now)
-    program = prepared.program(outcome, facts.model)
-    ev = Evaluation(config, facts, counters, False, prepared, program, outcome.names)
+    compiled = plan if plan is not None else compile_plan(config)
+    ev = Evaluation(config, facts, counters, explain)
     ev.check_credits()
-    by_kind = ev.by_kind
-    # A rule listed by several rulesets that apply to the same subject is tested once;
-    # testing reads the counters and nothing else, so the order of the tests is free.
-    held = [ev.held(c.ruleset, c.rule, by_kind[c.kind]) for c in program.tests]
-    if all(tests is None for tests in held):  # no counter rule fires: the usual case
-        for fire in program.fires:
-            ev.fire(fire, by_kind[fire.kind])
-        return ev.decision()
-    for step in program.steps:
-        if isinstance(step, Fire):
-            ev.fire(step, by_kind[step.kind])
-            continue
-        tests = held[step.test]
-        if tests is not None:
-            subject = by_kind[step.kind]
-            ev.fire_tested(step.ruleset, step.order, step.position, step.rule, subject, tests)
+    applied = compiled.match(facts.user, facts.group, facts.now)
+    for rp in compiled.rulesets if explain else applied:
+        ev.apply_ruleset(rp, applied.get(rp, ()))
     return ev.decision()
 
 

@@ -12,7 +12,7 @@ Models that genai-prices prices only by units waystone does not count (audio hou
 images, pages) are unpriced too.
 
 The arithmetic is waystone's own, with the rates memoized per (provider, model): a
-genai-prices calculation costs about 250 µs, a memo hit and this formula a few µs.
+genai-prices calculation costs far more than a memo hit and this formula.
 Counts follow OpenAI's conventions (``input_tokens`` includes cached and audio tokens,
 ``output_tokens`` includes reasoning tokens), the same convention genai-prices uses,
 where the specific counts are carved out of the total they belong to:

@@ -30,11 +30,6 @@ class SSEEvent(NamedTuple):  # a tuple: one per streamed event, cheaper than a d
     id: str | None = None
 
 
-def is_done(event: SSEEvent) -> bool:
-    """True for OpenAI's end-of-stream sentinel, ``data: [DONE]``."""
-    return event.data.strip() == "[DONE]"
-
-
 def encode_event(data: str, event: str | None = None) -> bytes:
     """One SSE frame: an optional ``event:`` line, one ``data:`` line per line, a blank line."""
     head = f"event: {event}\n" if event is not None else ""

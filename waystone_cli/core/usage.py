@@ -25,7 +25,7 @@ REPLY_OVERHEAD = 3
 IMAGE_TOKENS = 85
 
 
-class Usage(NamedTuple):  # a tuple: one per request, cheaper than a frozen dataclass
+class Usage(NamedTuple):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -69,12 +69,12 @@ def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
         usage, "prompt_tokens_details", "input_tokens_details", "input_token_details"
     )
     output_details = _details(usage, "completion_tokens_details", "output_tokens_details")
-    return Usage(  # input, output, cached, reasoning, audio (positionally: cheaper)
-        input_tokens,
-        output_tokens,
-        _int(input_details, "cached_tokens"),
-        _int(output_details, "reasoning_tokens"),
-        _int(input_details, "audio_tokens"),
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=_int(input_details, "cached_tokens"),
+        reasoning_tokens=_int(output_details, "reasoning_tokens"),
+        audio_tokens=_int(input_details, "audio_tokens"),
     )
 
 

@@ -3,9 +3,8 @@
 DuckDB's ``executemany`` binds and runs one statement per row (about a thousand rows a
 second).  Here a batch is one statement per table.  The ``requests`` rows go through
 DuckDB's appender where the client has one (duckdb 2.0+), else as one list parameter
-per column turned back into rows by ``UNNEST``; ``bench/ledger_insert.py`` measures both
-and a multi-row ``VALUES``.  Every DML statement costs DuckDB about 2 ms of CPU however
-few its rows, so the writer skips what it can: with a ``KnownEntities`` a batch of known
+per column turned back into rows by ``UNNEST``, both cheaper than a multi-row
+``VALUES``.  Every DML statement costs DuckDB milliseconds of CPU however few its rows, so the writer skips what it can: with a ``KnownEntities`` a batch of known
 users and groups writes no entity statement at all (see ``entities``), which leaves the
 ``requests`` insert and the rollup upsert.
 """
@@ -23,8 +22,8 @@ from waystone_cli.core.records import REQUEST_COLUMNS, RequestRecord
 from waystone_cli.ledger.entities import KnownEntities, upsert_entities, write_plan
 from waystone_cli.ledger.rollup import Folding, add_to_rollup, fold, quantize_cost
 
-# Rows handed to DuckDB's appender at a time (see ``_insert_requests``).  Measured with
-# bench/proxy/run.py, json c16: p99 41 -> 31 ms against one append of the whole batch.
+# Rows handed to DuckDB's appender at a time (see ``_insert_requests``): small chunks
+# keep the writer from holding the GIL through one long append of the whole batch.
 APPEND_CHUNK = 50
 
 # The SQL type of each column of ``requests`` (a unit test checks it against the table).
@@ -62,7 +61,7 @@ REQUEST_TYPES: dict[str, str] = {
 # Columns whose value most rows share, with that value, which is the column's DEFAULT
 # (``m001_requests``, ``m005_empty_list_defaults``; a unit test checks them against the
 # table): a batch in which no row differs leaves the column out of the insert.  DuckDB's
-# appender converts every value it is given, about 1 µs each and 5 µs per list.
+# appender converts every value it is given, and a list costs more than a scalar.
 DEFAULTS: dict[str, Any] = {
     "stream": False,
     "cached_tokens": 0,
@@ -92,7 +91,7 @@ def insert_sql(*, seq: bool = False) -> str:
     """``INSERT INTO requests`` from one list parameter per column (and ``seq`` last).
 
     ``list_zip`` then one ``UNNEST`` is faster than one ``UNNEST`` per column, which
-    DuckDB has to line up row by row (bench/ledger_insert.py).
+    DuckDB has to line up row by row.
     """
     names = (*REQUEST_COLUMNS, "seq") if seq else REQUEST_COLUMNS
     types = {**REQUEST_TYPES, "seq": "BIGINT"}  # seq: the writer's numbering, not a field

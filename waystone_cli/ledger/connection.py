@@ -16,8 +16,8 @@ from waystone_cli.core.config import LedgerConfig
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.ledger.migrations import check_known, migrate
 
-# The ledger writer thread's nice value (``lower_priority``): measured with
-# bench/proxy/run.py.
+# The ledger writer thread's nice value (``lower_priority``): request handling wins
+# the CPU over batch writes.
 WRITER_NICE = 3
 
 # How much of the write-ahead log is kept before a checkpoint moves it into the file.
@@ -105,8 +105,7 @@ def _fit_threads(con: duckdb.DuckDBPyConnection) -> None:
 
     DuckDB counts the machine's cores; a daemon pinned to one (``taskset -c 0``, as the
     proxy benchmark runs it) then pays for threads that only take turns on that core:
-    about 1 ms of CPU per ledger batch (``bench/ledger_insert.py --per-batch --set
-    threads=2``).  Unpinned, this is DuckDB's own default.
+    CPU on every ledger batch.  Unpinned, this is DuckDB's own default.
     """
     if hasattr(os, "sched_getaffinity"):
         con.execute(f"SET threads = {max(1, len(os.sched_getaffinity(0)))}")

@@ -17,8 +17,8 @@ UPDATE per table at most once every ``refresh_s`` seconds (60), inside a batch o
 no batch comes, by the writer on its own (``LedgerWriter``), and exactly at ``close()``.
 So ``last_seen`` in the ledger lags an entity's latest request by at most about a minute
 (after a SIGKILL it stays where the last refresh put it; the requests rows are exact).
-A known link needs nothing.  Each MERGE costs a few milliseconds of CPU whatever its size
-(``bench/ledger_insert.py --per-batch``), which is what this saves.
+A known link needs nothing.  Each MERGE costs milliseconds of CPU whatever its size,
+which is what this saves.
 
 The memory is bounded: past ``limit`` entries per table the oldest clean ones are
 forgotten (they are MERGEd again when they come back), so 50,000 users cost about 15 MB.
@@ -113,7 +113,7 @@ def _merge_links(con: duckdb.DuckDBPyConnection, links: dict[tuple[str, str], da
     )
 
 
-# MERGE rather than INSERT ... ON CONFLICT: about a third faster in DuckDB (bench/ledger_insert.py).
+# MERGE rather than INSERT ... ON CONFLICT: faster in DuckDB.
 # Metadata merges top-level keys in SQL: MAP(VARCHAR, JSON) keeps each value's JSON intact
 # and map_concat lets the later map win.
 _UPSERT_ENTITY = """

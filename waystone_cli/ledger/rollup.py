@@ -98,8 +98,7 @@ def summarize(records: Iterable[RequestRecord]) -> dict[RollupKey, _Sums]:
 
 # An UPDATE of the keys already there, then an INSERT of the others only when the UPDATE
 # missed some (a new user, model or day): most batches need the UPDATE alone, about 1 ms
-# of CPU cheaper than a MERGE; ``INSERT ... ON CONFLICT`` costs more than either
-# (bench/ledger_insert.py --per-batch, DuckDB 2.0).
+# of CPU cheaper than a MERGE; ``INSERT ... ON CONFLICT`` costs more than either.
 _BATCH = """(SELECT UNNEST(?::DATE[]) AS day, UNNEST(?::VARCHAR[]) AS user_id,
               UNNEST(?::VARCHAR[]) AS group_id, UNNEST(?::VARCHAR[]) AS provider,
               UNNEST(?::VARCHAR[]) AS model, UNNEST(?::BIGINT[]) AS requests,

@@ -9,8 +9,8 @@ loop never waits on the database.  Each batch is one transaction: the ``requests
 rows, the entity and link upserts, captured content and dataset items; every five
 seconds one batch also folds the rows since the last fold into the daily rollup
 (``ledger.rollup``), and when traffic stops the task folds on its own.  Rows go in
-through DuckDB's appender (or one list parameter per column), about a hundred times
-faster than ``executemany`` (see ``bench/ledger_insert.py``).
+through DuckDB's appender (or one list parameter per column), far faster than
+``executemany``.
 
 The writer remembers the users, groups and links it knows are in the ledger
 (``KnownEntities``, loaded at ``start()``), so a batch of known ones writes no entity

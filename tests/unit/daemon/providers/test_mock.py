@@ -9,7 +9,7 @@ import pytest
 
 from daemon.providers.mock import FILLER, mock_error, mock_json, mock_stream
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.sse import SSEParser, is_done
+from waystone_cli.core.sse import SSEParser
 from waystone_cli.core.usage import StreamTally, Usage, usage_from_body
 
 QUESTION = "What is the capital of France and why is it Paris today?"
@@ -30,7 +30,11 @@ def parse(frames: list[bytes]) -> list[Any]:
     out: list[Any] = []
     for frame in frames:
         for event in parser.feed(frame):
-            out.append(event.data if is_done(event) else (event.event, json.loads(event.data)))
+            out.append(
+                event.data
+                if event.data.strip() == "[DONE]"
+                else (event.event, json.loads(event.data))
+            )
     assert parser.flush() == []
     return out
 

@@ -16,7 +16,7 @@ from waystone_cli.core.config import (
 )
 from waystone_cli.core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 ERRORS = [
     ("unknown top-level key", "srever = {}", 'srever: unknown key (did you mean "server"?)'),

@@ -1,15 +1,23 @@
-"""Reading the TOML dict into a ``Config``: typed getters that name TOML paths, one
-builder per section, and the cross-checks between sections.  Unknown keys are errors.
-Rules and rulesets are read by ``config_rules``.
+"""Reading the config file into a ``Config``: the loaders, typed getters that name TOML
+paths, one builder per section, and the cross-checks between sections.
+
+``parse_config(data)`` takes the dict ``tomllib`` produced and returns a ``Config`` or
+raises ``ConfigError`` whose message names the TOML path of the first problem, e.g.
+``rulesets.free-tier.rules[1]: no rule named "cap-10"``.  Unknown keys are errors.
+Rules and rulesets are read by ``rules``.
 """
 
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from waystone_cli.core.config import (
+from waystone_cli.core.config.lines import line_of
+from waystone_cli.core.config.rules import rule_config, ruleset_config
+from waystone_cli.core.config.snapshot import (
     ID_RE,
     NAME_RE,
     PROVIDER_KINDS,
@@ -26,8 +34,7 @@ from waystone_cli.core.config import (
     UserConfig,
     is_listen_host,
 )
-from waystone_cli.core.config_rules import rule_config, ruleset_config
-from waystone_cli.core.config_table import Table, check_window
+from waystone_cli.core.config.table import Table, check_window
 from waystone_cli.core.errors import ConfigError
 
 # The smallest buffer pool ``ledger.memory_limit_mb`` accepts: much below it DuckDB
@@ -36,7 +43,7 @@ MIN_MEMORY_LIMIT_MB = 16
 
 
 def build_config(data: Mapping[str, Any]) -> Config:
-    """Validate the TOML dict whole into a Config (see ``config.parse_config``)."""
+    """Validate the TOML dict whole into a Config (see ``parse_config``)."""
     root = Table(dict(data), "")
     server = _server(root.table("server"))
     ledger = _ledger(root.table("ledger"))
@@ -297,3 +304,75 @@ def _date_types() -> tuple[type, ...]:
 
 
 _DATES = _date_types()
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the TOML file at ``path`` (a missing file is an empty config)."""
+    text = read_config_text(path)
+    return Config() if text is None else parse_config_text(text, str(path))[1]
+
+
+def read_config_text(path: Path) -> str | None:
+    """The config file's text, or None if there is no file; a file that cannot be read
+    or is not UTF-8 is a ConfigError (TOML is UTF-8 by definition)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})"
+        ) from err
+
+
+# Sections that validate without the others, each taken alone by ``salvage_config``.
+_STANDALONE = (("server",), ("ledger",), ("providers",), ("prices",), ("users", "groups"))
+
+
+def salvage_config(path: Path) -> Config:
+    """What an invalid config file still says on its own: each of ``_STANDALONE`` that
+    validates alone, defaults for the rest.  Commands that only read the ledger use it,
+    so a typo in a rule does not hide the usage reports (or the ledger's path)."""
+    try:
+        data = parse_toml(read_config_text(path) or "", str(path))
+    except ConfigError:
+        return Config()
+    parts: dict[str, Any] = {}
+    for sections in _STANDALONE:
+        try:
+            config = parse_config({s: data[s] for s in sections if s in data})
+        except ConfigError:
+            continue
+        parts.update({s: getattr(config, s) for s in sections})
+    return Config(**parts)
+
+
+def parse_config_text(text: str, where: str) -> tuple[dict[str, Any], Config]:
+    """The TOML dict and its snapshot; a validation error also names the file's line."""
+    data = parse_toml(text, where)
+    try:
+        return data, parse_config(data)
+    except ConfigError as err:
+        line = line_of(text, str(err).split(": ", 1)[0])
+        if line is None:
+            raise
+        raise ConfigError(f"{err} (line {line})") from err
+
+
+def parse_toml(text: str, where: str = "config") -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: invalid TOML: {err}") from err
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
+
+
+def parse_config(data: Mapping[str, Any]) -> Config:
+    """Validate the TOML dict whole; a ConfigError names the TOML path of the first problem."""
+    return build_config(data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from waystone_cli.core.config import Config, ProviderConfig
+from waystone_cli.core.config.snapshot import Config, ProviderConfig
 
 
 def key_variable(provider: ProviderConfig) -> str | None:

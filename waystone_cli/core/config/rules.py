@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from waystone_cli.core.conditions import ConditionError, parse_condition
-from waystone_cli.core.config import (
+from waystone_cli.core.config.snapshot import (
     ACTIONS,
     NAME_RE,
     USAGE_METRICS,
@@ -16,7 +16,7 @@ from waystone_cli.core.config import (
     ShareTrigger,
     UsageTrigger,
 )
-from waystone_cli.core.config_table import Table, check_window
+from waystone_cli.core.config.table import Table, check_window
 from waystone_cli.core.errors import ConfigError
 
 _RULE_FIELDS: dict[str, tuple[str, ...]] = {

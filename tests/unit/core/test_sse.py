@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from waystone_cli.core.sse import SSEEvent, SSEParser, encode_event, is_done
+from waystone_cli.core.sse import SSEEvent, SSEParser, encode_event
 
 
 def feed_all(chunks: list[bytes]) -> list[SSEEvent]:
@@ -71,11 +71,6 @@ def test_a_block_without_data_is_not_dispatched_and_unknown_fields_are_ignored()
 
 def test_a_leading_byte_order_mark_is_ignored() -> None:
     assert feed_all([b"\xef\xbb\xbfdata: x\n\n"]) == [SSEEvent(data="x")]
-
-
-def test_is_done_recognizes_the_sentinel() -> None:
-    assert is_done(SSEEvent(data="[DONE]"))
-    assert not is_done(SSEEvent(data='{"done": true}'))
 
 
 def test_encode_event_round_trips_through_the_parser() -> None:
