@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from waystone_cli.core.config import Config, parse_config, parse_toml  # noqa: E402
 from waystone_cli.core.counters import UsageCounters  # noqa: E402
 from waystone_cli.core.entities import Entity  # noqa: E402
-from waystone_cli.core.policy import RequestFacts, decide  # noqa: E402
+from waystone_cli.core.policy import RequestFacts, compile_plan, decide  # noqa: E402
 
 RULES = """
 [providers.openai]
@@ -115,14 +115,23 @@ def run(
     now: datetime,
 ) -> float:
     """Microseconds per request; with ``counters=None`` only the loop and the facts."""
+    plan = compile_plan(config)  # as the daemon's config snapshot holds it
     started = time.perf_counter()
     for i in range(requests):
         user, group = people[i % len(people)]
         when = now + timedelta(seconds=i)
-        facts = RequestFacts(user, group, "openai/o3", "chat/completions", when, 1500, 0.002)
+        facts = RequestFacts(
+            user=user,
+            group=group,
+            model="openai/o3",
+            route="chat/completions",
+            now=when,
+            estimate_tokens=1500,
+            estimate_cost_usd=0.002,
+        )
         if counters is None:
             continue
-        decision = decide(config, facts, counters)
+        decision = decide(config, facts, counters, plan=plan)
         if decision.allowed:
             r = counters.reserve(
                 decision.subjects,
