@@ -5,7 +5,9 @@ read the body → authorize → identity → entities → model → policy → r
 
 The only edits made to a client's body are the documented ones: ``metadata.waystone``
 is removed, the model is replaced by the provider's name for it (or the model a rule
-chose), a token cap may be lowered, and streamed chat/completions ask for usage.
+chose), a token cap may be lowered, and streamed chat/completions ask for usage. The
+identity is removed when it is read (``core.identity.pop_identity``); the other edits
+are made in one function, ``daemon.request.upstream_body.upstream_body``.
 """
 
 from __future__ import annotations
