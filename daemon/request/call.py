@@ -74,10 +74,8 @@ class Call:
         "reservation",
         "usage",
         "input_content",
-        "input_body",
         "output_text",
         "entities",
-        "drop_usage_chunk",
         "rate_headers",
         "_finished",
         "trace",
@@ -101,10 +99,8 @@ class Call:
         self.reservation: Any = None
         self.usage: Usage | None = None
         self.input_content: Any = None
-        self.input_body: dict[str, Any] | None = None
         self.output_text: str | None = None
         self.entities: tuple[Entity | None, Entity | None] = (None, None)
-        self.drop_usage_chunk = False
         self.rate_headers: Mapping[str, str] = _NO_HEADERS
         self._finished = False
         # Set once the request showed a valid gateway key (or none is needed): only the

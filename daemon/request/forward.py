@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
 
@@ -23,6 +23,7 @@ from daemon.request.body import Form
 from daemon.request.call import Call
 from daemon.request.checks import check_output, held_back
 from daemon.request.stream import StreamWatch
+from daemon.request.upstream_body import drops_usage_chunk, upstream_body
 from daemon.state import HTTP, OBSERVER
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
@@ -35,13 +36,25 @@ if TYPE_CHECKING:
 RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-async def forward(call: Call, payload: Any) -> web.StreamResponse:
+class Prepared(NamedTuple):
+    """A request ready to forward: what is sent (before the edits of each attempt), the
+    JSON the policy saw (usage is settled against it) and the policy's token cap."""
+
+    payload: dict[str, Any] | Form
+    body: dict[str, Any]
+    cap: int | None
+
+
+async def forward(call: Call, prepared: Prepared) -> web.StreamResponse:
     attempts = plan_attempts(call)
+    sent: tuple[str, Any] | None = None  # the last model's edited payload: a retry reuses it
     for i, (provider, model) in enumerate(attempts):
         last = i == len(attempts) - 1
         call.record.provider, call.record.model = provider.name, model
+        if sent is None or sent[0] != model:
+            sent = (model, _payload(call, prepared, model))
         try:
-            reply = await _send(call, provider, model, payload)
+            reply = await _send(call, provider, model, sent[1])
         except UpstreamError:
             if last:
                 raise
@@ -50,8 +63,8 @@ async def forward(call: Call, payload: Any) -> web.StreamResponse:
             reply.release()
             continue
         if reply.status == 200 and call.record.stream:
-            return await relay_stream(call, reply)
-        return await relay_json(call, reply)
+            return await relay_stream(call, reply, prepared.body)
+        return await relay_json(call, reply, prepared.body)
     raise AssertionError("plan_attempts returns at least one attempt")
 
 
@@ -68,6 +81,14 @@ def plan_attempts(call: Call) -> list[tuple[ProviderConfig, str]]:
     for fallback in decision.fallbacks:
         plan.append(call.snapshot.models.resolve(fallback.to))
     return plan
+
+
+def _payload(call: Call, prepared: Prepared, model: str) -> dict[str, Any] | Form:
+    payload = prepared.payload
+    if isinstance(payload, Form):
+        return payload.with_field("model", model)
+    rec = call.record
+    return upstream_body(payload, model=model, route=rec.route, cap=prepared.cap, stream=rec.stream)
 
 
 async def _send(call: Call, provider: ProviderConfig, model: str, payload: Any) -> UpstreamReply:
@@ -94,17 +115,13 @@ async def _send(call: Call, provider: ProviderConfig, model: str, payload: Any) 
 async def _dispatch(
     call: Call, provider: ProviderConfig, model: str, payload: Any, upstream: UpstreamSpan | None
 ) -> UpstreamReply:
-    if isinstance(payload, Form):
-        payload = payload.with_field("model", model)
-    elif payload.get("model") != model and ("model" in payload or call.record.model):
-        payload = dict(payload, model=model)  # the provider's name for it (or a rule's)
     rec = call.record
     return await call.snapshot.providers[provider.name].send(
         call.app[HTTP], rec.route, payload, model, rec.stream, call.request.headers, upstream
     )
 
 
-async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
+async def relay_json(call: Call, reply: UpstreamReply, body_in: dict[str, Any]) -> web.Response:
     started = time.perf_counter()
     try:
         data = await reply.read()
@@ -125,7 +142,7 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     body = decode_reply(data)
     if call.trace is not None and isinstance(body, dict):
         call.trace.note(body)
-    _settle_json_usage(call, body, data)
+    _settle_json_usage(call, body_in, body, data)
     decision = call.decision
     if isinstance(body, dict) and (
         rec.capture or (decision is not None and decision.output_checks)
@@ -139,7 +156,9 @@ async def relay_json(call: Call, reply: UpstreamReply) -> web.Response:
     return web.Response(body=data, status=200, headers=headers)
 
 
-async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
+async def relay_stream(
+    call: Call, reply: UpstreamReply, body_in: dict[str, Any]
+) -> web.StreamResponse:
     rec = call.record
     rec.status = 200
     headers = call.response_headers("text/event-stream")
@@ -152,7 +171,8 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
         or rec.capture
         or bool(decision is not None and decision.output_checks)
     )
-    watch = StreamWatch(rec.route, drop_usage=call.drop_usage_chunk, full=full, trace=call.trace)
+    drop_usage = drops_usage_chunk(body_in, rec.route, rec.stream)
+    watch = StreamWatch(rec.route, drop_usage=drop_usage, full=full, trace=call.trace)
     pending: list[bytes] = []
     try:
         async for chunk in _timed_upstream(call, reply.chunks):
@@ -186,7 +206,7 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
         rec.outcome, rec.error = "client_closed", "the client closed the connection"
     finally:
         reply.release()
-        _settle_stream_usage(call, watch.finish())
+        _settle_stream_usage(call, body_in, watch.finish())
     return response
 
 
@@ -204,27 +224,27 @@ async def _timed_upstream(call: Call, chunks: AsyncIterator[bytes]) -> AsyncIter
         yield chunk
 
 
-def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
+def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: StreamTally) -> None:
     if call.record.capture:  # joined only for the row: the text may be as long as the limit
         call.output_text = tally.text
-    _settle_usage(call, tally.usage, tally.estimate_output_tokens())
+    _settle_usage(call, body_in, tally.usage, tally.estimate_output_tokens())
 
 
-def _settle_json_usage(call: Call, body: Any, data: bytes) -> None:
+def _settle_json_usage(call: Call, body_in: dict[str, Any], body: Any, data: bytes) -> None:
     route = call.record.route
     reported = usage_from_body(route, body) if isinstance(body, dict) else None
     if reported is None and route not in TOKEN_ROUTES:
         return  # moderations, audio, images: answers that count no tokens
     text = _output_text(body) if isinstance(body, dict) else data.decode("utf-8", "replace")
-    _settle_usage(call, reported, estimate_tokens(text))
+    _settle_usage(call, body_in, reported, estimate_tokens(text))
 
 
-def _settle_usage(call: Call, reported: Usage | None, output_estimate: int) -> None:
-    """What the provider reported, if plausible for the request; capped or estimated if not."""
+def _settle_usage(
+    call: Call, body_in: dict[str, Any], reported: Usage | None, output_estimate: int
+) -> None:
+    """What the provider reported, if plausible for ``body_in``; capped or estimated if not."""
     rec = call.record
-    settled = settle_usage(
-        reported, route=rec.route, body=call.input_body or {}, output_estimate=output_estimate
-    )
+    settled = settle_usage(reported, route=rec.route, body=body_in, output_estimate=output_estimate)
     call.set_usage(settled.usage, estimated=settled.estimated)
     if settled.note is not None and rec.error is None:
         rec.error = settled.note

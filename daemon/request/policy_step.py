@@ -1,9 +1,10 @@
 """Where the policy decision slots into the request path.
 
 The engine (``core.policy.decide``) is pure; this step gathers its facts, enforces the
-decision (refuse, change the model, cap tokens) and reserves the request's estimated
+decision (refuse, change the model) and reserves the request's estimated
 usage in the counters in the same event-loop step as the decision, so concurrent
-requests cannot all pass a check that only one of them should.
+requests cannot all pass a check that only one of them should. It returns the token
+cap the decision sets; ``upstream_body`` makes the edit when the body is forwarded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.request.call import Call
+from daemon.request.upstream_body import cap_edits
 from daemon.state import COUNTERS
 from waystone_cli.core.decision import Decision
 from waystone_cli.core.errors import PolicyBlocked
@@ -20,12 +22,11 @@ from waystone_cli.core.usage import estimate_input_tokens
 
 # Output budget assumed for a request that sets no cap, when reserving its estimate.
 DEFAULT_OUTPUT_ESTIMATE = 1024
-_STREAM_USAGE_ROUTES = ("chat/completions", "completions")
 
 
-def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+def apply_policy(call: Call, body: dict[str, Any]) -> int | None:
+    """Decide, enforce and reserve; the token cap to put on the body (``None``: no cap)."""
     rec = call.record
-    call.input_body = body
     check_estimate_fields(rec.route, body)  # before anything is estimated or reserved
     input_tokens = estimate_input_tokens(rec.route, body)
     n = choices(rec.route, body)
@@ -43,11 +44,12 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if decision.model != rec.requested_model and rec.model is not None:
         provider, model = call.snapshot.models.resolve(decision.model)
         rec.provider, rec.model = provider.name, model
-    body = _edit_body(call, body, decision.max_tokens)
+    cap = decision.max_tokens
     rec.datasets = list(decision.datasets)
     rec.retain_days = decision.retain_days
     rec.capture = decision.capture or bool(decision.datasets)
-    output_tokens = _output_estimate(_body_cap(body), n)
+    capped = body if cap is None else cap_edits(body, rec.route, cap)
+    output_tokens = _output_estimate(_body_cap(capped), n)
     if (rec.provider, rec.model, output_tokens) != priced_as:  # a rule changed the model or cap
         cost = _estimate_cost(call, rec.provider, rec.model, input_tokens, output_tokens)
     # Reserved in the same event-loop step as the decision: the overshoot bound needs it.
@@ -61,7 +63,7 @@ def apply_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         rate=call.snapshot.rates,
     )
     call.rate_headers = decision.headers  # each Decision has a dict of its own
-    return body
+    return cap
 
 
 def _refusal(decision: Decision) -> PolicyBlocked:
@@ -87,31 +89,6 @@ def _facts(call: Call, tokens: int, cost: float | None) -> RequestFacts:
         estimate_cost_usd=cost,
         stream=rec.stream,
     )
-
-
-def _edit_body(call: Call, body: dict[str, Any], cap: int | None) -> dict[str, Any]:
-    streams_usage = call.record.stream and call.record.route in _STREAM_USAGE_ROUTES
-    if cap is None and not streams_usage:
-        return body  # nothing to edit: no copy
-    body = dict(body)
-    if cap is not None:
-        keys = [k for k in CAP_KEYS if k in body] or [_default_cap_key(call.record.route)]
-        for key in keys:
-            current = body.get(key)
-            body[key] = cap if not isinstance(current, int) or current > cap else current
-    if streams_usage:
-        options = body.get("stream_options")
-        asked = isinstance(options, dict) and options.get("include_usage") is True
-        call.drop_usage_chunk = not asked
-        body["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
-    return body
-
-
-def _default_cap_key(route: str) -> str:
-    return "max_output_tokens" if route == "responses" else "max_tokens"
 
 
 def _body_cap(body: dict[str, Any]) -> int | None:

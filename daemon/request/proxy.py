@@ -5,7 +5,9 @@ read the body → authorize → identity → entities → model → policy → r
 
 The only edits made to a client's body are the documented ones: ``metadata.waystone``
 is removed, the model is replaced by the provider's name for it (or the model a rule
-chose), a token cap may be lowered, and streamed chat/completions ask for usage.
+chose), a token cap may be lowered, and streamed chat/completions ask for usage. The
+identity is removed when it is read (``core.identity.pop_identity``); the other edits
+are made in one function, ``daemon.request.upstream_body.upstream_body``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from daemon.errors import Handler, error_as_response
 from daemon.request.body import decode_json, read_body, read_multipart
 from daemon.request.call import Call
 from daemon.request.eviction import recall
-from daemon.request.forward import forward
+from daemon.request.forward import Prepared, forward
 from daemon.request.policy_step import apply_policy
 from daemon.state import CONFIG, ENTITIES
 from waystone_cli.core import jsontext
@@ -45,7 +47,7 @@ def multipart_route(route: str) -> Handler:
     return _route(route, _prepare_multipart)
 
 
-def _route(route: str, prepare: Callable[[Call], Awaitable[Any]]) -> Handler:
+def _route(route: str, prepare: Callable[[Call], Awaitable[Prepared]]) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
             call = Call(request, route)
@@ -56,13 +58,14 @@ def _route(route: str, prepare: Callable[[Call], Awaitable[Any]]) -> Handler:
     return handler
 
 
-async def run_call(call: Call, prepare: Callable[[Call], Awaitable[Any]]) -> web.StreamResponse:
+async def run_call(
+    call: Call, prepare: Callable[[Call], Awaitable[Prepared]]
+) -> web.StreamResponse:
     """Run one call; record its outcome whatever happens, and answer an error in the
     OpenAI envelope (``daemon.errors``; a hang-up's cancellation propagates)."""
     try:
         authorize(call)
-        payload = await prepare(call)
-        return await forward(call, payload)
+        return await forward(call, await prepare(call))
     except asyncio.CancelledError:
         call.record.status = 499
         call.record.outcome = "client_closed"
@@ -91,7 +94,7 @@ def body_limit(call: Call) -> float:
     return call.snapshot.config.server.max_body_mb
 
 
-async def _prepare_json(call: Call) -> dict[str, Any]:
+async def _prepare_json(call: Call) -> Prepared:
     body = decode_json(await read_body(call.request, body_limit(call)))
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
@@ -101,17 +104,18 @@ async def _prepare_json(call: Call) -> dict[str, Any]:
     resolve(call, model, required=call.record.route != "moderations")
     call.record.stream = bool(body.get("stream")) and call.record.route in STREAMING_ROUTES
     call.input_content = _input_of(body)
-    body = apply_policy(call, body)
-    return body
+    cap = apply_policy(call, body)
+    return Prepared(payload=body, body=body, cap=cap)
 
 
-async def _prepare_multipart(call: Call) -> Any:
+async def _prepare_multipart(call: Call) -> Prepared:
     form = await read_multipart(call.request, body_limit(call))
     meta = form.pop_field("metadata")
     await attach_identity(call, _multipart_identity(meta) if meta is not None else Identity())
     resolve(call, form.field("model"), required=True)
-    apply_policy(call, {"model": form.field("model")})
-    return form
+    body = {"model": form.field("model")}
+    apply_policy(call, body)  # a form's token cap is not edited
+    return Prepared(payload=form, body=body, cap=None)
 
 
 def _multipart_identity(meta: str) -> Identity:
