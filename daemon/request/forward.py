@@ -11,7 +11,6 @@ waystone asked for is removed when the client did not ask for it itself.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +154,19 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
     watch = StreamWatch(rec.route, drop_usage=call.drop_usage_chunk, full=full, trace=call.trace)
     pending: list[bytes] = []
     try:
-        async for chunk in _timed_upstream(call, reply.chunks):
+        chunks = reply.chunks
+        while True:
+            # The wait for each chunk is upstream time, not the gateway's overhead (a
+            # slow model pauses seconds between chunks).  Timed here, in the loop, not
+            # by a wrapping async generator: that would add a generator to every stream
+            # and a resumption of it to every chunk.
+            started = time.perf_counter()
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            finally:
+                call.upstream_s += time.perf_counter() - started
             out = watch.feed(chunk)
             if not out:
                 continue
@@ -188,20 +199,6 @@ async def relay_stream(call: Call, reply: UpstreamReply) -> web.StreamResponse:
         reply.release()
         _settle_stream_usage(call, watch.finish())
     return response
-
-
-async def _timed_upstream(call: Call, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The provider's chunks; the wait for each is upstream time, not the gateway's
-    overhead (a slow model pauses seconds between chunks)."""
-    while True:
-        started = time.perf_counter()
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return
-        finally:
-            call.upstream_s += time.perf_counter() - started
-        yield chunk
 
 
 def _settle_stream_usage(call: Call, tally: StreamTally) -> None:
