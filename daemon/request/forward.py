@@ -11,7 +11,6 @@ waystone asked for is removed when the client did not ask for it itself.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -175,7 +174,19 @@ async def relay_stream(
     watch = StreamWatch(rec.route, drop_usage=drop_usage, full=full, trace=call.trace)
     pending: list[bytes] = []
     try:
-        async for chunk in _timed_upstream(call, reply.chunks):
+        chunks = reply.chunks
+        while True:
+            # The wait for each chunk is upstream time, not the gateway's overhead (a
+            # slow model pauses seconds between chunks).  Timed here, in the loop, not
+            # by a wrapping async generator: that would add a generator to every stream
+            # and a resumption of it to every chunk.
+            started = time.perf_counter()
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            finally:
+                call.upstream_s += time.perf_counter() - started
             out = watch.feed(chunk)
             if not out:
                 continue
@@ -208,20 +219,6 @@ async def relay_stream(
         reply.release()
         _settle_stream_usage(call, body_in, watch.finish())
     return response
-
-
-async def _timed_upstream(call: Call, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The provider's chunks; the wait for each is upstream time, not the gateway's
-    overhead (a slow model pauses seconds between chunks)."""
-    while True:
-        started = time.perf_counter()
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return
-        finally:
-            call.upstream_s += time.perf_counter() - started
-        yield chunk
 
 
 def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: StreamTally) -> None:
