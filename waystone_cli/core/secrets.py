@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from waystone_cli.core.config import Config
+from waystone_cli.core.config.warnings import key_variable
 
 REDACTED = "[redacted]"
 MIN_SECRET_LEN = 8
@@ -52,15 +53,6 @@ class Redactor:
         return data
 
 
-def resolve_key(ref: str | None, environ: Mapping[str, str]) -> str | None:
-    """A provider's key: an ``env:NAME`` reference read from ``environ``, else the literal."""
-    if ref is None:
-        return None
-    if ref.startswith("env:"):
-        return environ.get(ref[4:])
-    return ref
-
-
 def strip_credentials(url: str) -> str:
     """``url`` without the ``user:password@`` part of its authority."""
     parts = urlsplit(url)
@@ -72,7 +64,8 @@ def strip_credentials(url: str) -> str:
 def config_secrets(config: Config, environ: Mapping[str, str]) -> Iterator[str]:
     """Every secret ``config`` holds or points at (see the module's docstring)."""
     for provider in config.providers.values():
-        key = resolve_key(provider.api_key, environ)
+        var = key_variable(provider)
+        key = provider.api_key if var is None else environ.get(var)
         if key:
             yield key
         yield from provider.headers.values()
