@@ -197,18 +197,7 @@ async def relay_stream(
                 await response.prepare(call.request)
             call.mark_first_byte()
             await response.write(out)
-        if hold:
-            # A blocking output check holds the stream back: nothing reached the
-            # client yet, so a failed check can still answer with a clean error.
-            await check_output(call, watch.tally.text)
-            await response.prepare(call.request)
-            call.mark_first_byte()
-            await response.write(b"".join(pending))
-        elif full:
-            await check_output(call, watch.tally.text)  # flag-only checks, after the fact
-        if not response.prepared:
-            await response.prepare(call.request)
-        await response.write_eof()
+        await _end_stream(call, response, watch, pending if hold else None, checked=full)
     except UpstreamError as err:
         if not response.prepared:
             raise
@@ -219,6 +208,30 @@ async def relay_stream(
         reply.release()
         _settle_stream_usage(call, body_in, watch.finish())
     return response
+
+
+async def _end_stream(
+    call: Call,
+    response: web.StreamResponse,
+    watch: StreamWatch,
+    held: list[bytes] | None,
+    *,
+    checked: bool,
+) -> None:
+    """Run the output checks on the whole text and close the stream; ``held`` is what a
+    blocking check kept back (None when the stream went out as it came)."""
+    if held is not None:
+        # A blocking output check holds the stream back: nothing reached the
+        # client yet, so a failed check can still answer with a clean error.
+        await check_output(call, watch.tally.text)
+        await response.prepare(call.request)
+        call.mark_first_byte()
+        await response.write(b"".join(held))
+    elif checked:
+        await check_output(call, watch.tally.text)  # flag-only checks, after the fact
+    if not response.prepared:
+        await response.prepare(call.request)
+    await response.write_eof()
 
 
 def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: StreamTally) -> None:
