@@ -97,7 +97,9 @@ class Decision(NamedTuple):
     rules: tuple[str, ...]  # fired, as "ruleset/rule"
     subjects: tuple[Subject, ...]  # charged: the user and/or group named, else "request"
     reasons: tuple[Reason, ...]
-    limits: tuple[Limit, ...] = ()  # usage against every limit (when explaining)
+    # Every usage, credits and share limit tested, with the usage before this request
+    # (alerts and the budget headers read them); rate limits only when explaining.
+    limits: tuple[Limit, ...] = ()
     matches: tuple[Match, ...] = ()  # every ruleset (when explaining)
 
 

@@ -91,10 +91,9 @@ class Evaluation:
             window = entity.credits_window or "month"
             limit = entity.credits_usd
             used = self.counters.usage(subject, "cost_usd", window, self.facts.now)
-            if self.explain:
-                self.limits.append(
-                    Limit(None, "credits", str(subject), "cost_usd", window, used, limit)
-                )
+            self.limits.append(
+                Limit(None, "credits", str(subject), "cost_usd", window, used, limit)
+            )
             if used < limit and not self.unpriced and not self.explain:
                 continue
             state = f"{amount('cost_usd', used)} of {amount('cost_usd', limit)}"
@@ -205,10 +204,9 @@ class Evaluation:
         u = rule.usage
         assert u is not None
         used = self.counters.usage(subject, u.metric, u.window, self.facts.now)
-        if self.explain:
-            self.limits.append(
-                Limit(rs.name, rule.name, str(subject), u.metric, u.window, used, u.over)
-            )
+        self.limits.append(
+            Limit(rs.name, rule.name, str(subject), u.metric, u.window, used, u.over)
+        )
         if u.metric == "cost_usd" and self.unpriced:
             return _Test(True, "unpriced", UNPRICED)
         held = used >= u.over
@@ -233,11 +231,10 @@ class Evaluation:
         window = group.credits_window or "month"
         limit = round(share.max * group.credits_usd, 10)
         used = self.counters.member_usage(user.id, group.id, "cost_usd", window, self.facts.now)
+        who = f"user:{user.id} in group:{group.id}"
+        self.limits.append(Limit(rs.name, rule.name, who, "cost_usd", window, used, limit))
         if used < limit and not self.unpriced and not self.explain:
             return _QUOTA_NOT_REACHED
-        who = f"user:{user.id} in group:{group.id}"
-        if self.explain:
-            self.limits.append(Limit(rs.name, rule.name, who, "cost_usd", window, used, limit))
         if self.unpriced:
             return _Test(True, "unpriced", UNPRICED)
         held = used >= limit

@@ -406,6 +406,7 @@ def test_sample_config_documents_every_key() -> None:
         schema.RulesetConfig,
         schema.KeyConfig,
         schema.OtelConfig,
+        schema.ClusterConfig,
     ]
     fields = {f.name for c in classes for f in dataclasses.fields(c)} - internal
     assert fields - written == set()

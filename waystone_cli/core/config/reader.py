@@ -20,8 +20,10 @@ from waystone_cli.core.config.rules import rule_config, ruleset_config
 from waystone_cli.core.config.snapshot import (
     ID_RE,
     NAME_RE,
+    ON_REDIS_ERROR,
     PROVIDER_KINDS,
     REQUEST_METADATA,
+    ClusterConfig,
     Config,
     Credits,
     GroupConfig,
@@ -55,8 +57,21 @@ def build_config(data: Mapping[str, Any]) -> Config:
     rulesets = _each(root.table("rulesets"), ruleset_config)
     keys = _each(root.table("keys"), _key)
     otel = _otel(root.table("otel"))
+    cluster = _cluster(root.table("cluster"))
     root.done()
-    config = Config(server, ledger, providers, prices, users, groups, rules, rulesets, keys, otel)
+    config = Config(
+        server=server,
+        ledger=ledger,
+        providers=providers,
+        prices=prices,
+        users=users,
+        groups=groups,
+        rules=rules,
+        rulesets=rulesets,
+        keys=keys,
+        otel=otel,
+        cluster=cluster,
+    )
     _cross_check(config)
     return config
 
@@ -122,8 +137,11 @@ def _ledger(t: Table) -> LedgerConfig:
         batch_size=t.get("batch_size", int, d.batch_size),
         flush_interval_ms=t.get("flush_interval_ms", int, d.flush_interval_ms),
         memory_limit_mb=t.get("memory_limit_mb", int, d.memory_limit_mb),
+        url=t.get("url", str, None),
     )
     t.done()
+    if c.url is not None and not c.url.startswith(("postgresql://", "postgres://", "env:")):
+        raise ConfigError(f'{t.at("url")}: must be "postgresql://…" or "env:NAME"')
     for key in ("queue_size", "batch_size", "flush_interval_ms"):
         if getattr(c, key) <= 0:
             raise ConfigError(f"{t.at(key)}: must be positive")
@@ -264,6 +282,25 @@ def _key(name: str, t: Table) -> KeyConfig:
     return k
 
 
+def _cluster(t: Table) -> ClusterConfig:
+    d = ClusterConfig()
+    c = ClusterConfig(
+        redis_url=t.get("redis_url", str, None),
+        on_redis_error=t.get("on_redis_error", str, d.on_redis_error),
+        instance=t.get("instance", str, None),
+    )
+    t.done()
+    if c.redis_url is not None and not c.redis_url.startswith(
+        ("redis://", "rediss://", "unix://", "env:")
+    ):
+        raise ConfigError(f'{t.at("redis_url")}: must be "redis://…" or "env:NAME"')
+    if c.on_redis_error not in ON_REDIS_ERROR:
+        raise ConfigError(f"{t.at('on_redis_error')}: must be one of {', '.join(ON_REDIS_ERROR)}")
+    if c.instance is not None:
+        _check_id(c.instance, t.at("instance"))
+    return c
+
+
 def _otel(t: Table) -> OtelConfig:
     o = OtelConfig(
         endpoint=t.get("endpoint", str, None),
@@ -330,7 +367,14 @@ def read_config_text(path: Path) -> str | None:
 
 
 # Sections that validate without the others, each taken alone by ``salvage_config``.
-_STANDALONE = (("server",), ("ledger",), ("providers",), ("prices",), ("users", "groups"))
+_STANDALONE = (
+    ("server",),
+    ("ledger",),
+    ("cluster",),
+    ("providers",),
+    ("prices",),
+    ("users", "groups"),
+)
 
 
 def salvage_config(path: Path) -> Config:

@@ -88,6 +88,25 @@ class LedgerConfig:
     batch_size: int = 1_000
     flush_interval_ms: int = 500
     memory_limit_mb: int = 32  # DuckDB's buffer pool (ledger.connection.bound_memory)
+    # A Postgres ledger shared by several instances ("postgresql://…" or "env:NAME");
+    # None: the DuckDB file at ``path``.
+    url: str | None = None
+
+
+ON_REDIS_ERROR = ("block", "local")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How instances share counters (SPEC §12); the defaults are one instance alone."""
+
+    # "redis://HOST:PORT/DB" or "env:NAME"; None: counters in memory.
+    redis_url: str | None = None
+    # "block": 503 cluster_unavailable for requests a counter rule applies to, while
+    # Redis is unreachable; "local": in-memory counters until it is back.
+    on_redis_error: str = "block"
+    # This instance's name; None: $WAYSTONE_INSTANCE, else host-pid (``instance_name``).
+    instance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,3 +230,4 @@ class Config:
     rulesets: Mapping[str, RulesetConfig] = field(default_factory=dict)
     keys: Mapping[str, KeyConfig] = field(default_factory=dict)
     otel: OtelConfig = field(default_factory=OtelConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
