@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 
 from daemon.telemetry.logs import BufferedStderrHandler, TextFormatter
+from tests.servers import (  # noqa: F401 (fixtures: real Redis and Postgres servers)
+    postgres_cluster,
+    postgres_server,
+    redis_binary,
+    redis_server,
+)
 
 
 @pytest.fixture(autouse=True)
