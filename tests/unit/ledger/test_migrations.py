@@ -71,7 +71,8 @@ def test_requests_table_has_the_record_columns(tmp_path: Path) -> None:
         ).fetchall()
     ]
     con.close()
-    assert columns[: len(REQUEST_COLUMNS)] == list(REQUEST_COLUMNS)
+    # Inserts name their columns: a column added later sits after ``seq`` in the table.
+    assert sorted(columns) == sorted([*REQUEST_COLUMNS, "seq"])
 
 
 def test_readonly_open_of_a_missing_ledger_reads_as_empty(tmp_path: Path) -> None:
@@ -171,3 +172,30 @@ def test_a_ledger_with_a_newer_schema_is_refused_read_only(tmp_path: Path) -> No
     _from_a_newer_waystone(path)
     with pytest.raises(WaystoneError, match="written by a newer waystone"), open_readonly(path):
         pass
+
+
+def test_a_ledger_from_before_cache_writes_migrates_with_zero_writes(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "ledger.duckdb"))
+    con.execute(
+        "CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    before = NAMES.index("m008_cache_write_tokens")
+    for migration in MIGRATIONS[:before]:
+        migration(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [migration.__name__])
+    con.execute(
+        "INSERT INTO requests (id, ts, route, status, outcome, input_tokens, cached_tokens) "
+        "VALUES ('old', '2026-03-01 12:00:00', 'chat/completions', 200, 'ok', 100, 40)"
+    )
+    con.execute(
+        "INSERT INTO usage_daily VALUES ('2026-03-01', '', '', 'openai', 'gpt-4o', 1, 100, 0, "
+        "40, 0, 0, 0)"
+    )
+    assert migrate(con) == NAMES[before:]
+    assert con.execute("SELECT cached_tokens, cache_write_tokens FROM requests").fetchall() == [
+        (40, 0)
+    ]
+    assert con.execute("SELECT cached_tokens, cache_write_tokens FROM usage_daily").fetchall() == [
+        (40, 0)
+    ]
+    con.close()
