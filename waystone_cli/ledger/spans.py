@@ -53,7 +53,9 @@ MEASURES_SQL = """
     sum(output_tokens)::BIGINT AS output_tokens,
     (sum(input_tokens) + sum(output_tokens))::BIGINT AS total_tokens,
     sum(cost_usd) AS cost_usd,
-    sum(unpriced)::BIGINT AS unpriced_requests
+    sum(unpriced)::BIGINT AS unpriced_requests,
+    sum(cached_tokens)::BIGINT AS cached_tokens,
+    sum(cache_write_tokens)::BIGINT AS cache_write_tokens
 """
 
 
@@ -121,7 +123,8 @@ def source_sql(
 
     Columns: ``bucket`` (the hour or day start, when asked), ``user_id``, ``group_id``,
     ``provider``, ``model`` (NULL for none) and ``requests``, ``input_tokens``,
-    ``output_tokens``, ``cost_usd`` (0 for unpriced), ``unpriced``.  Hour buckets need
+    ``output_tokens``, ``cost_usd`` (0 for unpriced), ``unpriced``, ``cached_tokens``,
+    ``cache_write_tokens``.  Hour buckets need
     the raw rows, so they skip the rollup.  ``folded`` is the ledger's fold mark
     (``folded_seq``): the rows the writer appended after it are not in the rollup yet,
     so they are read raw for the whole days too.  It is passed as a value, not a
@@ -163,7 +166,7 @@ def _rollup_part(span: Span, filters: Filters, bucket: str | None) -> tuple[str,
     SELECT {select_bucket}NULLIF(user_id, '') AS user_id, NULLIF(group_id, '') AS group_id,
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
            requests, input_tokens, output_tokens, cost_usd::DECIMAL(38, 10) AS cost_usd,
-           unpriced
+           unpriced, cached_tokens, cache_write_tokens
     FROM usage_daily {_where(where)}"""
     return sql, params
 
@@ -191,7 +194,7 @@ def _raw_part(
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
            1 AS requests, input_tokens, output_tokens,
            COALESCE(cost_usd, 0)::DECIMAL(38, 10) AS cost_usd,
-           {UNPRICED}::BIGINT AS unpriced
+           {UNPRICED}::BIGINT AS unpriced, cached_tokens, cache_write_tokens
     FROM requests {_where(where)}"""
     return sql, params
 
