@@ -35,6 +35,7 @@ from waystone_cli.ledger.spans import (
     Filters,
     Span,
     fold_mark,
+    has_cache_writes,
     source_sql,
 )
 
@@ -105,7 +106,9 @@ def top(
     _check(metric, METRICS, "metric")
     span = Span.from_params(since, until)
     filters = Filters(user=user, group=group, model=model)
-    src, params = source_sql(span, filters, folded=fold_mark(con))
+    src, params = source_sql(
+        span, filters, folded=fold_mark(con), cache_writes=has_cache_writes(con)
+    )
     totals = ", ".join(f"sum({m}) OVER ()" for m in MEASURES)
     sql = f"""
         WITH agg AS (
@@ -140,7 +143,9 @@ def show(
     other = "group" if kind == "user" else "user"
     span = Span.from_params(since, until)
     filters = Filters(user=id) if kind == "user" else Filters(group=id)
-    src, params = source_sql(span, filters, bucket="day", folded=fold_mark(con))
+    src, params = source_sql(
+        span, filters, bucket="day", folded=fold_mark(con), cache_writes=has_cache_writes(con)
+    )
     sql = f"""
         SELECT GROUPING(bucket, model_key, other_key) AS level, bucket, model_key, other_key,
                {MEASURES_SQL}
@@ -216,6 +221,7 @@ def timeline(
         Filters(user=user, group=group, model=model),
         bucket=every,
         folded=fold_mark(con),
+        cache_writes=has_cache_writes(con),
     )
     lo = _trunc(span.since, every) if span.since is not None else None
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until is not None else None

@@ -174,28 +174,40 @@ def test_a_ledger_with_a_newer_schema_is_refused_read_only(tmp_path: Path) -> No
         pass
 
 
-def test_a_ledger_from_before_cache_writes_migrates_with_zero_writes(tmp_path: Path) -> None:
-    con = duckdb.connect(str(tmp_path / "ledger.duckdb"))
+def test_a_ledger_from_before_cache_writes_reads_and_migrates_with_zero_writes(
+    tmp_path: Path,
+) -> None:
+    """A file written before m008: read-only reports answer with no cache writes; the
+    upgrade adds the column, 0 on every older row, in ``requests`` and the rollup."""
+    from waystone_cli.ledger import reports, spikes
+
+    path = tmp_path / "ledger.duckdb"
+    con = _ledger_with_the_first(NAMES.index("m008_cache_write_tokens"), path)
     con.execute(
-        "CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
-    )
-    before = NAMES.index("m008_cache_write_tokens")
-    for migration in MIGRATIONS[:before]:
-        migration(con)
-        con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [migration.__name__])
-    con.execute(
-        "INSERT INTO requests (id, ts, route, status, outcome, input_tokens, cached_tokens) "
-        "VALUES ('old', '2026-03-01 12:00:00', 'chat/completions', 200, 'ok', 100, 40)"
+        "INSERT INTO requests (id, ts, user_id, route, status, outcome, input_tokens, "
+        "cached_tokens) VALUES ('old', '2026-11-01 12:00:00', 'alice', 'chat/completions', "
+        "200, 'ok', 100, 40)"
     )
     con.execute(
-        "INSERT INTO usage_daily VALUES ('2026-03-01', '', '', 'openai', 'gpt-4o', 1, 100, 0, "
-        "40, 0, 0, 0)"
+        "INSERT INTO usage_daily VALUES ('2026-11-01', 'alice', '', '', '', 1, 100, 0, 40, 0, 0, 0)"
     )
-    assert migrate(con) == NAMES[before:]
-    assert con.execute("SELECT cached_tokens, cache_write_tokens FROM requests").fetchall() == [
-        (40, 0)
-    ]
-    assert con.execute("SELECT cached_tokens, cache_write_tokens FROM usage_daily").fetchall() == [
-        (40, 0)
-    ]
     con.close()
+    with open_readonly(path) as old:
+        [top] = reports.top(old, by="user")["rows"]
+        assert (top["cached_tokens"], top["cache_write_tokens"]) == (40, 0)
+        shown = reports.show(old, "user", "alice", since="2026-11-01T06:00:00")
+        assert (shown["cached_tokens"], shown["cache_write_tokens"]) == (40, 0)
+        hours = reports.timeline(
+            old, every="hour", since="2026-11-01T12:00:00", until="2026-11-01T13:00:00"
+        )
+        assert [h["cache_write_tokens"] for h in hours] == [0]
+        assert spikes.spikes(old, since="2026-11-01T00:00:00", until="2026-11-02T00:00:00") == []
+    upgraded = open_readwrite(path)
+    assert applied_migrations(upgraded) == NAMES
+    assert upgraded.execute(
+        "SELECT cached_tokens, cache_write_tokens FROM requests"
+    ).fetchall() == [(40, 0)]
+    assert upgraded.execute(
+        "SELECT cached_tokens, cache_write_tokens FROM usage_daily"
+    ).fetchall() == [(40, 0)]
+    upgraded.close()
