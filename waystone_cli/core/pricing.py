@@ -95,15 +95,16 @@ class PriceInfo:
         if units is not None:
             # The same sum in integers of 1e-10 USD: exact, so it equals the Decimal
             # formula below quantized, at a fraction of its cost.
+            u_in, u_cached, u_write, u_write_1h, u_audio, u_out, u_reasoning, u_request = units
             total = (
-                (input_tokens - cached - writes - audio) * units.input
-                + cached * units.cached_input
-                + (writes - write_1h) * units.cache_write
-                + write_1h * units.cache_write_1h
-                + audio * units.audio_input
-                + (output_tokens - reasoning) * units.output
-                + reasoning * units.reasoning
-                + units.per_request
+                (input_tokens - cached - writes - audio) * u_in
+                + cached * u_cached
+                + (writes - write_1h) * u_write
+                + write_1h * u_write_1h
+                + audio * u_audio
+                + (output_tokens - reasoning) * u_out
+                + reasoning * u_reasoning
+                + u_request
             )
             return Decimal(total) * QUANTUM
         cache_write = _or(r.cache_write, r.input)
