@@ -24,7 +24,13 @@ MODEL = "claude-sonnet-4-20250514"
 # 5,000 x 3 + 3,000 x 0.3 + 1,500 x 3.75 + 500 x 6 + 500 x 15
 # = 15,000 + 900 + 5,625 + 3,000 + 7,500 = 32,025 per million
 COST = "0.032025"
-USAGE = Usage(input_tokens=10_000, output_tokens=500, cached_tokens=3_000, cache_write_tokens=2_000)
+USAGE = Usage(
+    input_tokens=10_000,
+    output_tokens=500,
+    cached_tokens=3_000,
+    cache_write_tokens=2_000,
+    cache_write_1h_tokens=500,
+)
 
 
 def _show_json(*args: str) -> dict[str, object]:
@@ -39,7 +45,7 @@ def _show_json(*args: str) -> dict[str, object]:
 async def test_all_four_token_classes_reach_the_report_with_the_exact_cost(
     waystone_home: Path,
 ) -> None:
-    cost = Pricer({}).cost("anthropic", MODEL, USAGE, cache_write_1h_tokens=500)
+    cost = Pricer({}).cost("anthropic", MODEL, USAGE)
     assert cost is not None and format(cost.normalize(), "f") == COST
     record = RequestRecord(
         id="req_cache",

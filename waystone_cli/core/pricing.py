@@ -17,7 +17,7 @@ Counts follow OpenAI's conventions (``input_tokens`` includes cached and audio t
 ``output_tokens`` includes reasoning tokens), the same convention genai-prices uses,
 where the specific counts are carved out of the total they belong to.  Cache writes
 (Anthropic's ``cache_creation_input_tokens``) are carved out of the input the same way,
-and the writes kept for an hour (``write_1h``, passed apart) out of the writes:
+and the writes kept for an hour (``cache_write_1h_tokens``) out of the writes:
 
     cost = (input - cached - writes - audio) x input + cached x (cached_input or input)
          + (writes - write_1h) x (cache_write or input)
@@ -70,9 +70,7 @@ class PriceInfo:
                 return rates
         return self
 
-    def cost(self, usage: Usage, *, cache_write_1h_tokens: int = 0) -> Decimal:
-        """What ``usage`` cost; ``cache_write_1h_tokens`` of its cache writes were kept
-        for an hour (the others for five minutes)."""
+    def cost(self, usage: Usage) -> Decimal:
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         r = self.rates_for(input_tokens) if self.tiers else self
         # Each count is capped by the total it is part of (``min``, spelled out: this
@@ -81,7 +79,7 @@ class PriceInfo:
         writes = write_1h = 0
         if usage.cache_write_tokens:
             writes = min(usage.cache_write_tokens, input_tokens - cached)
-            write_1h = min(cache_write_1h_tokens, writes)
+            write_1h = min(usage.cache_write_1h_tokens, writes)
         audio = 0
         if r.audio_input is not None:
             audio = min(usage.audio_tokens, input_tokens - cached - writes)
@@ -209,13 +207,9 @@ class Pricer:
         for provider, model in models:
             self.price(provider, model)
 
-    def cost(
-        self, provider: str, model: str, usage: Usage, *, cache_write_1h_tokens: int = 0
-    ) -> Decimal | None:
+    def cost(self, provider: str, model: str, usage: Usage) -> Decimal | None:
         info = self.price(provider, model)
-        if info is None:
-            return None
-        return info.cost(usage, cache_write_1h_tokens=cache_write_1h_tokens)
+        return None if info is None else info.cost(usage)
 
     def estimate(
         self, provider: str, model: str, input_tokens: int, output_tokens: int

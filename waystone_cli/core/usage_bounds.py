@@ -11,8 +11,7 @@ sent.  The rule (see docs/design.md):
 - output tokens at most the request's cap (``max_tokens``, ``max_completion_tokens``,
   ``max_output_tokens``: the smallest) times its choices (``n``, ``best_of``), or
   ``TOKEN_CEILING`` when it sets no cap;
-- cached and audio tokens at most the input, cache writes at most the input that was
-  not read from the cache, reasoning tokens at most the output.
+- cached and audio tokens at most the input, reasoning tokens at most the output.
 
 A count past its bound is capped to it and the result is marked estimated, with a note
 saying which count was implausible.  Usage that is missing (or junk, which
@@ -93,8 +92,7 @@ def _capped(usage: Usage, route: str, body: Mapping[str, Any]) -> tuple[Usage, l
     capped = Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cached_tokens=(cached := min(usage.cached_tokens, input_tokens)),
-        cache_write_tokens=min(usage.cache_write_tokens, input_tokens - cached),
+        cached_tokens=min(usage.cached_tokens, input_tokens),
         reasoning_tokens=min(usage.reasoning_tokens, output_tokens),
         audio_tokens=min(usage.audio_tokens, input_tokens),
     )

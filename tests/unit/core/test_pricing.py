@@ -300,7 +300,8 @@ def test_anthropic_cache_reads_and_writes_are_priced_at_their_own_rates(
     model: str, usage: Usage, write_1h: int, cost: Decimal
 ) -> None:
     pricer = Pricer({})
-    assert pricer.cost("anthropic", model, usage, cache_write_1h_tokens=write_1h) == cost
+    usage = usage._replace(cache_write_1h_tokens=write_1h)
+    assert pricer.cost("anthropic", model, usage) == cost
 
 
 @pytest.mark.parametrize(
@@ -348,7 +349,7 @@ def test_anthropic_costs_agree_with_genai_prices_own_calculation(
         model_ref=model,
         provider_id="anthropic",
     ).total_price
-    ours = Pricer({}).cost("anthropic", model, usage, cache_write_1h_tokens=write_1h)
+    ours = Pricer({}).cost("anthropic", model, usage._replace(cache_write_1h_tokens=write_1h))
     assert ours == theirs.quantize(Decimal("1e-10"))
 
 
@@ -378,12 +379,13 @@ def test_an_override_prices_cache_writes_at_its_cache_write_rate() -> None:
     # 5,000 x 3 + 900 + 2,000 x 3.75 + 7,500 = 30,900; an hour's writes at the same
     # cache_write rate when no cache_write_1h is given
     assert pricer.cost("x", "claude-x", usage) == Decimal("0.0309000000")
-    assert pricer.cost("x", "claude-x", usage, cache_write_1h_tokens=500) == Decimal("0.0309")
+    hour = usage._replace(cache_write_1h_tokens=500)
+    assert pricer.cost("x", "claude-x", hour) == Decimal("0.0309")
     # reads at the input rate: 5,000 x 3 + 3,000 x 3 + 1,500 x 3.75 + 500 x 6 + 7,500
     # = 15,000 + 9,000 + 5,625 + 3,000 + 7,500 = 40,125
-    assert pricer.cost("y", "claude-y", usage, cache_write_1h_tokens=500) == Decimal("0.040125")
+    assert pricer.cost("y", "claude-y", hour) == Decimal("0.040125")
     # no cache rates at all: every input token at the input rate, 10,000 x 3 + 7,500
-    assert pricer.cost("z", "claude-z", usage, cache_write_1h_tokens=500) == Decimal("0.0375")
+    assert pricer.cost("z", "claude-z", hour) == Decimal("0.0375")
 
 
 def test_cache_counts_beyond_their_totals_are_capped() -> None:
@@ -394,15 +396,15 @@ def test_cache_counts_beyond_their_totals_are_capped() -> None:
     # and an hour's writes are at most the writes
     usage = Usage(100, 0, cached_tokens=80, cache_write_tokens=50)
     assert info.cost(usage) == Decimal("0.0002000000")
-    assert info.cost(usage, cache_write_1h_tokens=999) == Decimal("0.0002000000")
+    assert info.cost(usage._replace(cache_write_1h_tokens=999)) == Decimal("0.0002000000")
 
 
-def _formula_with_cache_writes(r: PriceInfo, usage: Usage, write_1h: int) -> Decimal:
+def _formula_with_cache_writes(r: PriceInfo, usage: Usage) -> Decimal:
     """The module docstring's formula with cache writes, in Decimals."""
     r = r.rates_for(usage.input_tokens)
     cached = min(usage.cached_tokens, usage.input_tokens)
     writes = min(usage.cache_write_tokens, usage.input_tokens - cached)
-    write_1h = min(write_1h, writes)
+    write_1h = min(usage.cache_write_1h_tokens, writes)
     cache_write = r.cache_write if r.cache_write is not None else r.input
     per_million = (
         (usage.input_tokens - cached - writes) * r.input
@@ -448,7 +450,9 @@ def test_cost_with_cache_writes_equals_the_decimal_formula(rates: PriceInfo) -> 
             cached_tokens=cached,
             cache_write_tokens=rng.choice([0, rng.randrange(input_tokens + 2)]),
         )
-        write_1h = rng.choice([0, rng.randrange(usage.cache_write_tokens + 2)])
-        got = rates.cost(usage, cache_write_1h_tokens=write_1h)
-        expected = _formula_with_cache_writes(rates, usage, write_1h)
-        assert got == expected and got.as_tuple().exponent == -10, (usage, write_1h, got)
+        usage = usage._replace(
+            cache_write_1h_tokens=rng.choice([0, rng.randrange(usage.cache_write_tokens + 2)])
+        )
+        got = rates.cost(usage)
+        expected = _formula_with_cache_writes(rates, usage)
+        assert got == expected and got.as_tuple().exponent == -10, (usage, got)

@@ -97,22 +97,3 @@ def test_null_counts_and_junk_details_count_zero() -> None:
         "prompt_tokens_details": {"cached_tokens": "x"},
     }
     assert usage_from_mapping(usage) == Usage(input_tokens=8)
-
-
-def test_cache_writes_are_kept_and_capped_by_the_input_not_read_from_the_cache() -> None:
-    body = {**HI, "messages": [{"role": "user", "content": "x" * 40_000}]}
-    usage = Usage(
-        input_tokens=10_000, output_tokens=5, cached_tokens=6_000, cache_write_tokens=4_000
-    )
-    assert settle_usage(usage, route="chat/completions", body=body, output_estimate=0) == (
-        SettledUsage(usage=usage, estimated=False, note=None)
-    )
-    over = usage._replace(cache_write_tokens=4_001)
-    assert settle_usage(over, route="chat/completions", body=body, output_estimate=0) == (
-        SettledUsage(
-            usage=usage,
-            estimated=True,
-            note="provider usage implausible (token details above their totals): "
-            "capped to what the request could use",
-        )
-    )
