@@ -122,7 +122,7 @@ def source_sql(
     bucket: str | None = None,
     *,
     folded: int | None = None,
-    cache_writes: bool = True,
+    cache_writes: bool = False,
 ) -> tuple[str, list[Any]]:
     """A subquery with one row per usage fragment inside the span, and its parameters.
 
@@ -133,9 +133,10 @@ def source_sql(
     the raw rows, so they skip the rollup.  ``folded`` is the ledger's fold mark
     (``folded_seq``): the rows the writer appended after it are not in the rollup yet,
     so they are read raw for the whole days too.  It is passed as a value, not a
-    subquery, so DuckDB skips the older row groups by their zone maps.  ``cache_writes``
-    is false for a ledger from before ``cache_write_tokens`` (``has_cache_writes``),
-    whose rows then read 0 there.
+    subquery, so DuckDB skips the older row groups by their zone maps.
+    ``cache_write_tokens`` is read only when ``cache_writes`` says the ledger has it
+    (``has_cache_writes``), else 0: a ledger from before it, opened read-only, is not
+    migrated, and a query that never reads the column need not ask.
     """
     parts: list[str] = []
     params: list[Any] = []
@@ -208,9 +209,9 @@ def _raw_part(
     sql = f"""
     SELECT {select_bucket}NULLIF(user_id, '') AS user_id, NULLIF(group_id, '') AS group_id,
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
-           1 AS requests, input_tokens, output_tokens,
+           1 AS requests, input_tokens, output_tokens, cached_tokens, {writes},
            COALESCE(cost_usd, 0)::DECIMAL(38, 10) AS cost_usd,
-           {UNPRICED}::BIGINT AS unpriced, cached_tokens, {writes}
+           {UNPRICED}::BIGINT AS unpriced
     FROM requests {_where(where)}"""
     return sql, params
 

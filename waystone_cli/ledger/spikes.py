@@ -21,14 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from waystone_cli.core.errors import UsageError
-from waystone_cli.ledger.spans import (
-    DIMENSION_SQL,
-    Filters,
-    Span,
-    fold_mark,
-    has_cache_writes,
-    source_sql,
-)
+from waystone_cli.ledger.spans import DIMENSION_SQL, Filters, Span, fold_mark, source_sql
 
 if TYPE_CHECKING:
     import duckdb  # only the query path loads it, so `waystone usage --help` stays fast
@@ -100,13 +93,7 @@ def spikes(
     step = timedelta(hours=1) if every == "hour" else timedelta(days=1)
     first = _trunc(span.since, every)
     lookback = Span(first - WINDOW[every] * step, span.until)
-    src, params = source_sql(
-        lookback,
-        Filters(),
-        bucket=every,
-        folded=fold_mark(con),
-        cache_writes=has_cache_writes(con),
-    )
+    src, params = source_sql(lookback, Filters(), bucket=every, folded=fold_mark(con))
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until else None
     sql = _SQL.format(
         source=src,
