@@ -128,8 +128,8 @@ def source_sql(
 
     Columns: ``bucket`` (the hour or day start, when asked), ``user_id``, ``group_id``,
     ``provider``, ``model`` (NULL for none) and ``requests``, ``input_tokens``,
-    ``output_tokens``, ``cost_usd`` (0 for unpriced), ``unpriced``, ``cached_tokens``,
-    ``cache_write_tokens``.  Hour buckets need
+    ``output_tokens``, ``cached_tokens``, ``cache_write_tokens``, ``cost_usd`` (0 for
+    unpriced), ``unpriced``, in that order in every part (they are joined by UNION ALL).  Hour buckets need
     the raw rows, so they skip the rollup.  ``folded`` is the ledger's fold mark
     (``folded_seq``): the rows the writer appended after it are not in the rollup yet,
     so they are read raw for the whole days too.  It is passed as a value, not a
@@ -180,8 +180,8 @@ def _rollup_part(
     sql = f"""
     SELECT {select_bucket}NULLIF(user_id, '') AS user_id, NULLIF(group_id, '') AS group_id,
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
-           requests, input_tokens, output_tokens, cost_usd::DECIMAL(38, 10) AS cost_usd,
-           unpriced, cached_tokens, {writes}
+           requests, input_tokens, output_tokens, cached_tokens, {writes},
+           cost_usd::DECIMAL(38, 10) AS cost_usd, unpriced
     FROM usage_daily {_where(where)}"""
     return sql, params
 
