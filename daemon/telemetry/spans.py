@@ -339,6 +339,18 @@ def _request_attributes(
     if trace.has_usage:
         parts.append(encoder.attribute("gen_ai.usage.input_tokens", rec.input_tokens))
         parts.append(encoder.attribute("gen_ai.usage.output_tokens", rec.output_tokens))
+        # The GenAI conventions' cache counts, parts of the input tokens; left out when
+        # none, as most requests read and write no cache.
+        if rec.cached_tokens:
+            parts.append(
+                encoder.attribute("gen_ai.usage.cache_read.input_tokens", rec.cached_tokens)
+            )
+        if rec.cache_write_tokens:
+            parts.append(
+                encoder.attribute(
+                    "gen_ai.usage.cache_creation.input_tokens", rec.cache_write_tokens
+                )
+            )
     return b"".join(parts)
 
 

@@ -75,12 +75,14 @@ def test_top_json_is_an_array_keyed_by_the_dimension(cli: Cli, ledger: Path) -> 
     assert run.exit_code == 0
     assert json.loads(run.stdout) == [
         {"model": "openai/gpt-4o", "requests": 4, "input_tokens": 5500, "output_tokens": 1300,
-         "total_tokens": 6800, "cost_usd": 0.02675, "unpriced_requests": 0},
+         "total_tokens": 6800, "cost_usd": 0.02675, "cached_tokens": 0,
+         "cache_write_tokens": 0, "unpriced_requests": 0},
         {"model": "openai/gpt-4o-mini", "requests": 2, "input_tokens": 2100,
          "output_tokens": 1100, "total_tokens": 3200, "cost_usd": 0.000975,
-         "unpriced_requests": 0},
+         "cached_tokens": 0, "cache_write_tokens": 0, "unpriced_requests": 0},
         {"model": "local/llama", "requests": 1, "input_tokens": 300, "output_tokens": 50,
-         "total_tokens": 350, "cost_usd": None, "unpriced_requests": 1},
+         "total_tokens": 350, "cost_usd": None, "cached_tokens": 0, "cache_write_tokens": 0,
+         "unpriced_requests": 1},
     ]  # fmt: skip
 
 
@@ -133,7 +135,7 @@ def test_show_group_prints_totals_models_members_and_a_daily_chart(cli: Cli, led
 def test_show_user_json_is_one_object(cli: Cli, ledger: Path) -> None:
     run = cli("usage", "show", "user", "carol", "--since", "2026-11-02", "--json")
     usage = {"requests": 1, "input_tokens": 4000, "output_tokens": 1000, "total_tokens": 5000,
-             "cost_usd": 0.02, "unpriced_requests": 0}  # fmt: skip
+             "cost_usd": 0.02, "cached_tokens": 0, "cache_write_tokens": 0, "unpriced_requests": 0}  # fmt: skip
     assert json.loads(run.stdout) == {
         "user": "carol",
         **usage,
@@ -141,7 +143,7 @@ def test_show_user_json_is_one_object(cli: Cli, ledger: Path) -> None:
         "groups": [{"group": "beta", **usage}],
         "daily": [
             {"day": "2026-11-02", "requests": 0, "input_tokens": 0, "output_tokens": 0,
-             "total_tokens": 0, "cost_usd": 0.0, "unpriced_requests": 0},
+             "total_tokens": 0, "cost_usd": 0.0, "cached_tokens": 0, "cache_write_tokens": 0, "unpriced_requests": 0},
             {"day": "2026-11-03", **usage},
         ],
     }  # fmt: skip
@@ -234,9 +236,9 @@ def test_timeline_json_for_one_user(cli: Cli, ledger: Path) -> None:
     run = cli("usage", "timeline", "--user", "bob", "--since", "2026-11-02", "--json")
     assert json.loads(run.stdout) == [
         {"bucket": "2026-11-02T00:00:00", "requests": 2, "input_tokens": 800, "output_tokens": 150,
-         "total_tokens": 950, "cost_usd": 0.00225, "unpriced_requests": 1},
+         "total_tokens": 950, "cost_usd": 0.00225, "cached_tokens": 0, "cache_write_tokens": 0, "unpriced_requests": 1},
         {"bucket": "2026-11-03T00:00:00", "requests": 0, "input_tokens": 0, "output_tokens": 0,
-         "total_tokens": 0, "cost_usd": 0.0, "unpriced_requests": 0},
+         "total_tokens": 0, "cost_usd": 0.0, "cached_tokens": 0, "cache_write_tokens": 0, "unpriced_requests": 0},
     ]  # fmt: skip
 
 

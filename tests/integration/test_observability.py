@@ -181,6 +181,7 @@ async def test_a_chat_is_a_server_span_with_genai_attributes_and_an_upstream_cli
         "gen_ai.response.finish_reasons": ["stop"],
         "gen_ai.usage.input_tokens": 12,
         "gen_ai.usage.output_tokens": 5,
+        "gen_ai.usage.cache_read.input_tokens": 2,
         "http.response.status_code": 200,
         "waystone.provider": "up",
         "waystone.user.id": "alice",

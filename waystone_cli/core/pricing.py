@@ -15,9 +15,13 @@ The arithmetic is waystone's own, with the rates memoized per (provider, model):
 genai-prices calculation costs far more than a memo hit and this formula.
 Counts follow OpenAI's conventions (``input_tokens`` includes cached and audio tokens,
 ``output_tokens`` includes reasoning tokens), the same convention genai-prices uses,
-where the specific counts are carved out of the total they belong to:
+where the specific counts are carved out of the total they belong to.  Cache writes
+(Anthropic's ``cache_creation_input_tokens``) are carved out of the input the same way,
+and the writes kept for an hour (``cache_write_1h_tokens``) out of the writes:
 
-    cost = (input - cached - audio) x input + cached x (cached_input or input)
+    cost = (input - cached - writes - audio) x input + cached x (cached_input or input)
+         + (writes - write_1h) x (cache_write or input)
+         + write_1h x (cache_write_1h or cache_write or input)
          + audio x (audio_input or input)
          + (output - reasoning) x output + reasoning x (reasoning or output)
          + per_request                                     (rates per million tokens)
@@ -33,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from waystone_cli.core.config import Price
 from waystone_cli.core.usage import Usage
@@ -54,6 +58,8 @@ class PriceInfo:
     reasoning: Decimal | None = None
     audio_input: Decimal | None = None
     per_request: Decimal = _ZERO
+    cache_write: Decimal | None = None  # a cache write kept five minutes (Anthropic's default)
+    cache_write_1h: Decimal | None = None  # kept an hour; None = as ``cache_write``
     source: str = "config"  # "config" or "genai-prices"
     ref: str = ""  # the [prices] key, or genai-prices' "provider/model-id"
     tiers: tuple[tuple[int, PriceInfo], ...] = ()  # (start, rates) for input tokens > start
@@ -70,9 +76,13 @@ class PriceInfo:
         # Each count is capped by the total it is part of (``min``, spelled out: this
         # runs on every request).
         cached = usage.cached_tokens if usage.cached_tokens < input_tokens else input_tokens
+        writes = write_1h = 0
+        if usage.cache_write_tokens:
+            writes = min(usage.cache_write_tokens, input_tokens - cached)
+            write_1h = min(usage.cache_write_1h_tokens, writes)
         audio = 0
         if r.audio_input is not None:
-            audio = min(usage.audio_tokens, input_tokens - cached)
+            audio = min(usage.audio_tokens, input_tokens - cached - writes)
         reasoning = usage.reasoning_tokens
         if reasoning > output_tokens:
             reasoning = output_tokens
@@ -83,19 +93,24 @@ class PriceInfo:
         if units is not None:
             # The same sum in integers of 1e-10 USD: exact, so it equals the Decimal
             # formula below quantized, at a fraction of its cost.
-            u_in, u_cached, u_audio, u_out, u_reasoning, u_request = units
+            u_in, u_cached, u_write, u_write_1h, u_audio, u_out, u_reasoning, u_request = units
             total = (
-                (input_tokens - cached - audio) * u_in
+                (input_tokens - cached - writes - audio) * u_in
                 + cached * u_cached
+                + (writes - write_1h) * u_write
+                + write_1h * u_write_1h
                 + audio * u_audio
                 + (output_tokens - reasoning) * u_out
                 + reasoning * u_reasoning
                 + u_request
             )
             return Decimal(total) * QUANTUM
+        cache_write = _or(r.cache_write, r.input)
         per_million = (
-            (input_tokens - cached - audio) * r.input
+            (input_tokens - cached - writes - audio) * r.input
             + cached * _or(r.cached_input, r.input)
+            + (writes - write_1h) * cache_write
+            + write_1h * _or(r.cache_write_1h, cache_write)
             + audio * _or(r.audio_input, r.input)
             + (output_tokens - reasoning) * r.output
             + reasoning * _or(r.reasoning, r.output)
@@ -122,21 +137,37 @@ _UNSET = object()
 _UNITS_PER_TOKEN = Decimal(10) ** 10 / MILLION
 
 
-def _unit_rates(r: PriceInfo) -> tuple[int, int, int, int, int, int] | None:
+class _Units(NamedTuple):
+    """A ``PriceInfo``'s rates in whole units of 1e-10 USD per token (per request)."""
+
+    input: int
+    cached_input: int
+    cache_write: int
+    cache_write_1h: int
+    audio_input: int
+    output: int
+    reasoning: int
+    per_request: int
+
+
+def _unit_rates(r: PriceInfo) -> _Units | None:
     """``r``'s rates as whole units of 1e-10 USD per token (the request price per
     request), or None when one is not a whole number of units (then ``cost`` uses
     Decimals)."""
-    rates = (
-        r.input * _UNITS_PER_TOKEN,
-        _or(r.cached_input, r.input) * _UNITS_PER_TOKEN,
-        _or(r.audio_input, r.input) * _UNITS_PER_TOKEN,
-        r.output * _UNITS_PER_TOKEN,
-        _or(r.reasoning, r.output) * _UNITS_PER_TOKEN,
-        r.per_request / QUANTUM,
-    )
-    if any(rate != rate.to_integral_value() for rate in rates):
+    cache_write = _or(r.cache_write, r.input)
+    rates = {
+        "input": r.input * _UNITS_PER_TOKEN,
+        "cached_input": _or(r.cached_input, r.input) * _UNITS_PER_TOKEN,
+        "cache_write": cache_write * _UNITS_PER_TOKEN,
+        "cache_write_1h": _or(r.cache_write_1h, cache_write) * _UNITS_PER_TOKEN,
+        "audio_input": _or(r.audio_input, r.input) * _UNITS_PER_TOKEN,
+        "output": r.output * _UNITS_PER_TOKEN,
+        "reasoning": _or(r.reasoning, r.output) * _UNITS_PER_TOKEN,
+        "per_request": r.per_request / QUANTUM,
+    }
+    if any(rate != rate.to_integral_value() for rate in rates.values()):
         return None
-    return tuple(int(rate) for rate in rates)  # type: ignore[return-value]
+    return _Units(**{name: int(rate) for name, rate in rates.items()})
 
 
 class Pricer:
@@ -194,6 +225,8 @@ def _from_override(key: str, price: Price) -> PriceInfo:
         output=_dec(price.output),
         cached_input=None if price.cached_input is None else _dec(price.cached_input),
         reasoning=None if price.reasoning is None else _dec(price.reasoning),
+        cache_write=None if price.cache_write is None else _dec(price.cache_write),
+        cache_write_1h=None if price.cache_write_1h is None else _dec(price.cache_write_1h),
         ref=key,
     )
 
@@ -253,6 +286,8 @@ def _rates_at(prices: Mapping[str, Any], above: int, ref: str) -> PriceInfo:
         reasoning=rate("output_reasoning_mtok"),
         audio_input=rate("input_audio_mtok"),
         per_request=_ZERO if per_thousand is None else per_thousand / 1000,
+        cache_write=rate("cache_write_mtok"),
+        cache_write_1h=rate("cache_write_1h_mtok"),
         source="genai-prices",
         ref=ref,
     )

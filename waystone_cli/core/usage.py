@@ -29,8 +29,12 @@ class Usage(NamedTuple):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     audio_tokens: int = 0
+    # Of ``cache_write_tokens``, those written for an hour (Anthropic's 1-hour cache,
+    # priced above the 5-minute one); the rest were written for five minutes.
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -42,6 +42,7 @@ REQUEST_TYPES: dict[str, str] = {
     "input_tokens": "BIGINT",
     "output_tokens": "BIGINT",
     "cached_tokens": "BIGINT",
+    "cache_write_tokens": "BIGINT",
     "reasoning_tokens": "BIGINT",
     "audio_tokens": "BIGINT",
     "cost_usd": "DECIMAL(18, 10)",
@@ -59,12 +60,14 @@ REQUEST_TYPES: dict[str, str] = {
 
 
 # Columns whose value most rows share, with that value, which is the column's DEFAULT
-# (``m001_requests``, ``m005_empty_list_defaults``; a unit test checks them against the
-# table): a batch in which no row differs leaves the column out of the insert.  DuckDB's
-# appender converts every value it is given, and a list costs more than a scalar.
+# (``m001_requests``, ``m005_empty_list_defaults``, ``m008_cache_write_tokens``; a unit
+# test checks them against the table): a batch in which no row differs leaves the column
+# out of the insert.  DuckDB's appender converts every value it is given, and a list
+# costs more than a scalar.
 DEFAULTS: dict[str, Any] = {
     "stream": False,
     "cached_tokens": 0,
+    "cache_write_tokens": 0,
     "reasoning_tokens": 0,
     "audio_tokens": 0,
     "priced": True,

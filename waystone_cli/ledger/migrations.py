@@ -183,6 +183,14 @@ def m007_unpriced_needs_tokens(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m008_cache_write_tokens(con: duckdb.DuckDBPyConnection) -> None:
+    """The tokens a request wrote to the provider's prompt cache (Anthropic's
+    ``cache_creation_input_tokens``), a part of ``input_tokens`` as ``cached_tokens`` (the
+    cache reads) is, priced at their own rate.  Older rows wrote none: 0."""
+    con.execute("ALTER TABLE requests ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0")
+    con.execute("ALTER TABLE usage_daily ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     m001_requests,
     m002_entities,
@@ -191,6 +199,7 @@ MIGRATIONS: list[Migration] = [
     m005_empty_list_defaults,
     m006_rollup_fold,
     m007_unpriced_needs_tokens,
+    m008_cache_write_tokens,
 ]
 
 

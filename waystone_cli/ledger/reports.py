@@ -7,7 +7,8 @@ read through ``spans.source_sql`` (the daily rollup for whole days, raw rows for
 partial edges).
 
 A usage row is ``{<dimension>: key, requests, input_tokens, output_tokens,
-total_tokens, cost_usd, unpriced_requests}``.  ``cost_usd`` sums the priced requests
+cached_tokens, cache_write_tokens, total_tokens, cost_usd, unpriced_requests}``, where
+``cached_tokens`` (cache reads) and ``cache_write_tokens`` are parts of ``input_tokens``.  ``cost_usd`` sums the priced requests
 only; the cost of the ``unpriced_requests`` is unknown, so it is never counted as 0:
 when every request of a row is unpriced, ``cost_usd`` is null.  Unpriced means tokens
 used at an unknown price (``spans.UNPRICED``): refused and failed requests used none.
@@ -34,22 +35,45 @@ from waystone_cli.ledger.spans import (
     Filters,
     Span,
     fold_mark,
+    has_cache_writes,
     source_sql,
 )
 
 Row = dict[str, Any]
-MEASURES = ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "unpriced")
+# The columns of ``spans.MEASURES_SQL``, in its order.
+MEASURES = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "unpriced_requests",
+    "cached_tokens",
+    "cache_write_tokens",
+)
+_NONE = [0] * len(MEASURES)
 
 
 def usage_row(key_name: str, key: Any, values: tuple[Any, ...] | list[Any]) -> Row:
-    """One usage object from ``key`` and the six measures in ``MEASURES`` order."""
-    requests, input_tokens, output_tokens, total_tokens, cost, unpriced = values
+    """One usage object from ``key`` and the measures in ``MEASURES`` order."""
+    (
+        requests,
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        cost,
+        unpriced,
+        cached_tokens,
+        cache_write_tokens,
+    ) = values
     requests, unpriced = int(requests or 0), int(unpriced or 0)
     return {
         key_name: key,
         "requests": requests,
         "input_tokens": int(input_tokens or 0),
         "output_tokens": int(output_tokens or 0),
+        "cached_tokens": int(cached_tokens or 0),
+        "cache_write_tokens": int(cache_write_tokens or 0),
         "total_tokens": int(total_tokens or 0),
         "cost_usd": None if requests and unpriced == requests else _money(cost),
         "unpriced_requests": unpriced,
@@ -82,23 +106,23 @@ def top(
     _check(metric, METRICS, "metric")
     span = Span.from_params(since, until)
     filters = Filters(user=user, group=group, model=model)
-    src, params = source_sql(span, filters, folded=fold_mark(con))
-    totals = (
-        ", ".join(f"sum({m}) OVER ()" for m in MEASURES[:-1]) + ", sum(unpriced_requests) OVER ()"
+    src, params = source_sql(
+        span, filters, folded=fold_mark(con), cache_writes=has_cache_writes(con)
     )
+    totals = ", ".join(f"sum({m}) OVER ()" for m in MEASURES)
     sql = f"""
         WITH agg AS (
             SELECT {DIMENSION_SQL[by]} AS key, {MEASURES_SQL} FROM ({src}) GROUP BY ALL
         )
-        SELECT key, requests, input_tokens, output_tokens, total_tokens, cost_usd,
-               unpriced_requests, count(*) OVER (), {totals}
+        SELECT key, {", ".join(MEASURES)}, count(*) OVER (), {totals}
         FROM agg ORDER BY {METRIC_SQL[metric]}, key NULLS LAST LIMIT ?
     """
     result = con.execute(sql, [*params, max(limit, 0)]).fetchall()
-    rows = [usage_row(by, r[0], r[1:7]) for r in result]
+    n = len(MEASURES)
+    rows = [usage_row(by, r[0], r[1 : 1 + n]) for r in result]
     if not result:
-        return {"rows": [], "entities": 0, "total": _total([0] * 6)}
-    return {"rows": rows, "entities": result[0][7], "total": _total(result[0][8:])}
+        return {"rows": [], "entities": 0, "total": _total(_NONE)}
+    return {"rows": rows, "entities": result[0][1 + n], "total": _total(result[0][2 + n :])}
 
 
 def _total(values: tuple[Any, ...] | list[Any]) -> Row:
@@ -119,7 +143,9 @@ def show(
     other = "group" if kind == "user" else "user"
     span = Span.from_params(since, until)
     filters = Filters(user=id) if kind == "user" else Filters(group=id)
-    src, params = source_sql(span, filters, bucket="day", folded=fold_mark(con))
+    src, params = source_sql(
+        span, filters, bucket="day", folded=fold_mark(con), cache_writes=has_cache_writes(con)
+    )
     sql = f"""
         SELECT GROUPING(bucket, model_key, other_key) AS level, bucket, model_key, other_key,
                {MEASURES_SQL}
@@ -131,12 +157,12 @@ def show(
     names = {7: "total", 5: "model", 6: "other", 3: "day"}  # GROUPING() bit masks
     for r in con.execute(sql, params).fetchall():
         levels[names[r[0]]].append(r)
-    total = levels["total"][0][4:] if levels["total"] else [0] * 6
+    total = levels["total"][0][4:] if levels["total"] else _NONE
     result = usage_row(kind, id, total)
     result["models"] = _ranked([usage_row("model", r[2], r[4:]) for r in levels["model"]], "model")
     members = {r[3]: usage_row(other, r[3], r[4:]) for r in levels["other"]}
     for linked in _linked(con, kind, id):
-        members.setdefault(linked, usage_row(other, linked, [0] * 6))
+        members.setdefault(linked, usage_row(other, linked, _NONE))
     result["groups" if kind == "user" else "members"] = _ranked(list(members.values()), other)
     result["daily"] = _daily(levels["day"], span)
     return result
@@ -175,7 +201,7 @@ def _daily(rows: list[tuple[Any, ...]], span: Span) -> list[Row]:
     else:
         last = max([*by_day, first])
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    return [usage_row("day", d.isoformat(), by_day.get(d, [0] * 6)) for d in days]
+    return [usage_row("day", d.isoformat(), by_day.get(d, _NONE)) for d in days]
 
 
 def timeline(
@@ -195,6 +221,7 @@ def timeline(
         Filters(user=user, group=group, model=model),
         bucket=every,
         folded=fold_mark(con),
+        cache_writes=has_cache_writes(con),
     )
     lo = _trunc(span.since, every) if span.since is not None else None
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until is not None else None
@@ -207,8 +234,7 @@ def timeline(
         series AS (
             SELECT unnest(generate_series(lo, hi, INTERVAL 1 {every})) AS bucket FROM bounds
         )
-        SELECT series.bucket, requests, input_tokens, output_tokens, total_tokens, cost_usd,
-               unpriced_requests
+        SELECT series.bucket, {", ".join(MEASURES)}
         FROM series LEFT JOIN agg USING (bucket) ORDER BY series.bucket
     """
     result = con.execute(sql, [*params, lo, hi]).fetchall()

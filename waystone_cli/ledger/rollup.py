@@ -62,6 +62,7 @@ class _Sums:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     unpriced: int = 0
@@ -88,6 +89,7 @@ def summarize(records: Iterable[RequestRecord]) -> dict[RollupKey, _Sums]:
         s.input_tokens += r.input_tokens
         s.output_tokens += r.output_tokens
         s.cached_tokens += r.cached_tokens
+        s.cache_write_tokens += r.cache_write_tokens
         s.reasoning_tokens += r.reasoning_tokens
         cost = quantize_cost(r.cost_usd)
         if cost is not None:
@@ -103,7 +105,8 @@ _BATCH = """(SELECT UNNEST(?::DATE[]) AS day, UNNEST(?::VARCHAR[]) AS user_id,
               UNNEST(?::VARCHAR[]) AS group_id, UNNEST(?::VARCHAR[]) AS provider,
               UNNEST(?::VARCHAR[]) AS model, UNNEST(?::BIGINT[]) AS requests,
               UNNEST(?::BIGINT[]) AS input_tokens, UNNEST(?::BIGINT[]) AS output_tokens,
-              UNNEST(?::BIGINT[]) AS cached_tokens, UNNEST(?::BIGINT[]) AS reasoning_tokens,
+              UNNEST(?::BIGINT[]) AS cached_tokens, UNNEST(?::BIGINT[]) AS cache_write_tokens,
+              UNNEST(?::BIGINT[]) AS reasoning_tokens,
               UNNEST(?::DECIMAL(38, 10)[]) AS cost_usd, UNNEST(?::BIGINT[]) AS unpriced) AS b"""
 _SAME_KEY = """d.day = b.day AND d.user_id = b.user_id AND d.group_id = b.group_id
    AND d.provider = b.provider AND d.model = b.model"""
@@ -113,6 +116,7 @@ _ADD_SUMS = """
     input_tokens = d.input_tokens + b.input_tokens,
     output_tokens = d.output_tokens + b.output_tokens,
     cached_tokens = d.cached_tokens + b.cached_tokens,
+    cache_write_tokens = d.cache_write_tokens + b.cache_write_tokens,
     reasoning_tokens = d.reasoning_tokens + b.reasoning_tokens,
     cost_usd = d.cost_usd + b.cost_usd,
     unpriced = d.unpriced + b.unpriced"""
@@ -145,6 +149,7 @@ def add_to_rollup(con: duckdb.DuckDBPyConnection, records: Iterable[RequestRecor
         [v.input_tokens for v in values],
         [v.output_tokens for v in values],
         [v.cached_tokens for v in values],
+        [v.cache_write_tokens for v in values],
         [v.reasoning_tokens for v in values],
         [format(v.cost_usd, "f") for v in values],
         [v.unpriced for v in values],
@@ -165,6 +170,7 @@ SELECT CAST(ts AS DATE) AS day,
        CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
        CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
        CAST(sum(cached_tokens) AS BIGINT) AS cached_tokens,
+       CAST(sum(cache_write_tokens) AS BIGINT) AS cache_write_tokens,
        CAST(sum(reasoning_tokens) AS BIGINT) AS reasoning_tokens,
        COALESCE(sum(cost_usd), 0) AS cost_usd,
        count(*) FILTER (WHERE {UNPRICED}) AS unpriced

@@ -30,7 +30,14 @@ INTEGER = (-(2**31), 2**31 - 1)
 MAX_COST = Decimal(10) ** 8
 
 _TEXT, _NUMBER, _NULL = (str,), (int, float), (type(None),)
-_COUNTS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens")
+_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "audio_tokens",
+)
 # The Python types each field of a row may hold (``bool`` is not an ``int`` here).
 _TYPES: dict[str, tuple[type, ...]] = {
     "id": _TEXT,

@@ -53,7 +53,9 @@ MEASURES_SQL = """
     sum(output_tokens)::BIGINT AS output_tokens,
     (sum(input_tokens) + sum(output_tokens))::BIGINT AS total_tokens,
     sum(cost_usd) AS cost_usd,
-    sum(unpriced)::BIGINT AS unpriced_requests
+    sum(unpriced)::BIGINT AS unpriced_requests,
+    sum(cached_tokens)::BIGINT AS cached_tokens,
+    sum(cache_write_tokens)::BIGINT AS cache_write_tokens
 """
 
 
@@ -115,41 +117,57 @@ class Filters:
 
 
 def source_sql(
-    span: Span, filters: Filters, bucket: str | None = None, *, folded: int | None = None
+    span: Span,
+    filters: Filters,
+    bucket: str | None = None,
+    *,
+    folded: int | None = None,
+    cache_writes: bool = False,
 ) -> tuple[str, list[Any]]:
     """A subquery with one row per usage fragment inside the span, and its parameters.
 
     Columns: ``bucket`` (the hour or day start, when asked), ``user_id``, ``group_id``,
     ``provider``, ``model`` (NULL for none) and ``requests``, ``input_tokens``,
-    ``output_tokens``, ``cost_usd`` (0 for unpriced), ``unpriced``.  Hour buckets need
+    ``output_tokens``, ``cached_tokens``, ``cache_write_tokens``, ``cost_usd`` (0 for
+    unpriced), ``unpriced``, in that order in every part (they are joined by UNION ALL).  Hour buckets need
     the raw rows, so they skip the rollup.  ``folded`` is the ledger's fold mark
     (``folded_seq``): the rows the writer appended after it are not in the rollup yet,
     so they are read raw for the whole days too.  It is passed as a value, not a
     subquery, so DuckDB skips the older row groups by their zone maps.
+    ``cache_write_tokens`` is read only when ``cache_writes`` says the ledger has it
+    (``has_cache_writes``), else 0: a ledger from before it, opened read-only, is not
+    migrated, and a query that never reads the column need not ask.
     """
     parts: list[str] = []
     params: list[Any] = []
+    writes = _CACHE_WRITES if cache_writes else _NO_CACHE_WRITES
     if bucket == "hour":
-        return _raw_part(span.since, span.until, filters, bucket)
+        return _raw_part(span.since, span.until, filters, bucket, writes=writes)
     if span.has_full_days():
-        sql, p = _rollup_part(span, filters, bucket)
+        sql, p = _rollup_part(span, filters, bucket, writes)
         parts.append(sql)
         params += p
     if span.has_full_days() and folded is not None:
         first, end = span.full_days()
         lo = None if first is None else _midnight(first)
         hi = None if end is None else _midnight(end)
-        sql, p = _raw_part(lo, hi, filters, bucket, after_seq=folded)
+        sql, p = _raw_part(lo, hi, filters, bucket, after_seq=folded, writes=writes)
         parts.append(sql)
         params += p
     for lo, hi in span.edges():
-        sql, p = _raw_part(lo, hi, filters, bucket)
+        sql, p = _raw_part(lo, hi, filters, bucket, writes=writes)
         parts.append(sql)
         params += p
     return "\n    UNION ALL\n".join(parts), params
 
 
-def _rollup_part(span: Span, filters: Filters, bucket: str | None) -> tuple[str, list[Any]]:
+_CACHE_WRITES = "cache_write_tokens"
+_NO_CACHE_WRITES = "0::BIGINT AS cache_write_tokens"
+
+
+def _rollup_part(
+    span: Span, filters: Filters, bucket: str | None, writes: str
+) -> tuple[str, list[Any]]:
     first, end = span.full_days()
     where, params = _filter_sql(filters, "NULLIF(provider, '')")
     if first is not None:
@@ -162,8 +180,8 @@ def _rollup_part(span: Span, filters: Filters, bucket: str | None) -> tuple[str,
     sql = f"""
     SELECT {select_bucket}NULLIF(user_id, '') AS user_id, NULLIF(group_id, '') AS group_id,
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
-           requests, input_tokens, output_tokens, cost_usd::DECIMAL(38, 10) AS cost_usd,
-           unpriced
+           requests, input_tokens, output_tokens, cached_tokens, {writes},
+           cost_usd::DECIMAL(38, 10) AS cost_usd, unpriced
     FROM usage_daily {_where(where)}"""
     return sql, params
 
@@ -174,6 +192,8 @@ def _raw_part(
     filters: Filters,
     bucket: str | None,
     after_seq: int | None = None,
+    *,
+    writes: str,
 ) -> tuple[str, list[Any]]:
     where, params = _filter_sql(filters, "NULLIF(provider, '')")
     if after_seq is not None:
@@ -189,7 +209,7 @@ def _raw_part(
     sql = f"""
     SELECT {select_bucket}NULLIF(user_id, '') AS user_id, NULLIF(group_id, '') AS group_id,
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
-           1 AS requests, input_tokens, output_tokens,
+           1 AS requests, input_tokens, output_tokens, cached_tokens, {writes},
            COALESCE(cost_usd, 0)::DECIMAL(38, 10) AS cost_usd,
            {UNPRICED}::BIGINT AS unpriced
     FROM requests {_where(where)}"""
@@ -242,3 +262,13 @@ def fold_mark(con: duckdb.DuckDBPyConnection) -> int | None:
     except duckdb.CatalogException:
         return None
     return None if row is None or row[0] is None else int(row[0])
+
+
+def has_cache_writes(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the ledger has ``cache_write_tokens`` (``m008_cache_write_tokens``), for
+    ``source_sql``: a ledger from before it, opened read-only, is not migrated."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'requests' "
+        "AND column_name = 'cache_write_tokens' AND table_catalog = current_database()"
+    ).fetchone()
+    return bool(row and row[0])

@@ -9,6 +9,7 @@ import pytest
 from waystone_cli.core.config import (
     Config,
     Credits,
+    Price,
     UsageTrigger,
     load_config,
     parse_config,
@@ -100,6 +101,11 @@ ERRORS = [
         'prices."p/m": needs input and/or output (USD per million tokens)',
     ),
     ("negative price", "[prices.m]\ninput = -1", "prices.m.input: must not be negative"),
+    (
+        "negative cache write price",
+        "[prices.m]\ninput = 1\ncache_write_1h = -6",
+        "prices.m.cache_write_1h: must not be negative",
+    ),
     (
         "metadata value not a scalar",
         '[users.alice]\nmetadata = { tags = ["a"] }',
@@ -388,8 +394,8 @@ def test_sample_config_documents_every_key() -> None:
     from waystone_cli.core import config as schema
 
     text = (ROOT / "sample-config.toml").read_text()
-    written = set(re.findall(r"^#? ?([a-z_]+) =", text, re.M))
-    written |= set(re.findall(r"[{,] ([a-z_]+) =", text))
+    written = set(re.findall(r"^#? ?([a-z][a-z0-9_]*) =", text, re.M))
+    written |= set(re.findall(r"[{,] ([a-z][a-z0-9_]*) =", text))
     internal = {"name", "id", "condition", "dataset"}  # table keys or derived, not written
     classes = [
         schema.ServerConfig,
@@ -434,3 +440,10 @@ def test_client_timeout_must_be_a_positive_finite_number_of_seconds(value: str) 
 def test_client_timeout_defaults_to_30_seconds() -> None:
     assert parse_config(parse_toml("")).server.client_timeout_s == 30.0
     assert parse_config(parse_toml("[server]\nclient_timeout_s = 5\n")).server.client_timeout_s == 5
+
+
+def test_a_price_reads_its_cache_write_rates() -> None:
+    config = parse_config({"prices": {"claude-x": {"input": 3, "output": 15, "cache_write": 3.75}}})
+    assert config.prices["claude-x"] == Price(
+        input=3.0, output=15.0, cache_write=3.75, cache_write_1h=None
+    )

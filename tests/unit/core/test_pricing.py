@@ -247,3 +247,212 @@ def test_a_new_snapshot_has_looked_up_every_configured_model_before_it_serves(
     assert sorted(looked_up) == [("local", "mock-small"), ("openai", "gpt-4o-mini")]
     snapshot.pricer.price("openai", "gpt-4o-mini")
     assert len(looked_up) == 2
+
+
+# --- cache writes (Anthropic) ------------------------------------------------------
+#
+# Anthropic reports uncached input, cache reads and cache writes apart; waystone's
+# input_tokens is their sum, cached_tokens the reads, cache_write_tokens the writes (of
+# which cache_write_1h_tokens were written for an hour), as genai-prices counts them.
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "write_1h", "cost"),
+    [
+        # claude-sonnet-4: $3 input, $0.30 cache read, $3.75 cache write (5 minutes),
+        # $6 cache write (1 hour), $15 output per million.
+        # (10,000 - 3,000 - 2,000) x 3 + 3,000 x 0.3 + 2,000 x 3.75 + 500 x 15
+        # = 15,000 + 900 + 7,500 + 7,500 = 30,900 per million
+        (
+            "claude-sonnet-4-20250514",
+            Usage(10_000, 500, cached_tokens=3_000, cache_write_tokens=2_000),
+            0,
+            Decimal("0.0309000000"),
+        ),
+        # the same with 500 of the writes for an hour:
+        # 15,000 + 900 + 1,500 x 3.75 + 500 x 6 + 7,500 = 15,000 + 900 + 5,625 + 3,000 + 7,500
+        # = 32,025 per million
+        (
+            "claude-sonnet-4-20250514",
+            Usage(10_000, 500, cached_tokens=3_000, cache_write_tokens=2_000),
+            500,
+            Decimal("0.0320250000"),
+        ),
+        # claude-3-5-haiku: $0.80 input, $0.08 cache read, $1 cache write, $1.60 for an
+        # hour, $4 output.  (20,000 - 12,000 - 4,000) x 0.8 + 12,000 x 0.08 + 3,000 x 1
+        # + 1,000 x 1.6 + 1,000 x 4 = 3,200 + 960 + 3,000 + 1,600 + 4,000 = 12,760 per million
+        (
+            "claude-3-5-haiku-latest",
+            Usage(20_000, 1_000, cached_tokens=12_000, cache_write_tokens=4_000),
+            1_000,
+            Decimal("0.0127600000"),
+        ),
+        # only writes, no reads: 1,000 x 0.8 + 9,000 x 1 = 9,800 per million
+        (
+            "claude-3-5-haiku-latest",
+            Usage(10_000, 0, cache_write_tokens=9_000),
+            0,
+            Decimal("0.0098000000"),
+        ),
+    ],
+)
+def test_anthropic_cache_reads_and_writes_are_priced_at_their_own_rates(
+    model: str, usage: Usage, write_1h: int, cost: Decimal
+) -> None:
+    pricer = Pricer({})
+    usage = usage._replace(cache_write_1h_tokens=write_1h)
+    assert pricer.cost("anthropic", model, usage) == cost
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "write_1h"),
+    [
+        (
+            "claude-sonnet-4-20250514",
+            Usage(12_345, 678, cached_tokens=5_000, cache_write_tokens=3_210),
+            0,
+        ),  # fmt: skip
+        (
+            "claude-sonnet-4-20250514",
+            Usage(12_345, 678, cached_tokens=5_000, cache_write_tokens=3_210),
+            1_234,
+        ),  # fmt: skip
+        ("claude-3-5-haiku-latest", Usage(999, 1, cache_write_tokens=998), 998),
+        ("claude-opus-4-1", Usage(50_000, 4_000, cached_tokens=49_000), 0),
+        # tiered: above 200,000 input tokens (reads and writes included) every rate rises
+        (
+            "claude-sonnet-4-5",
+            Usage(150_000, 100, cached_tokens=60_000, cache_write_tokens=30_000),
+            10_000,
+        ),  # fmt: skip
+        (
+            "claude-sonnet-4-5",
+            Usage(300_000, 100, cached_tokens=100_000, cache_write_tokens=50_000),
+            10_000,
+        ),  # fmt: skip
+    ],
+)
+def test_anthropic_costs_agree_with_genai_prices_own_calculation(
+    model: str, usage: Usage, write_1h: int
+) -> None:
+    from genai_prices import Usage as GenaiUsage
+    from genai_prices import calc_price
+
+    theirs = calc_price(
+        GenaiUsage(
+            input_tokens=usage.input_tokens,
+            cache_read_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=write_1h,
+            output_tokens=usage.output_tokens,
+        ),
+        model_ref=model,
+        provider_id="anthropic",
+    ).total_price
+    ours = Pricer({}).cost("anthropic", model, usage._replace(cache_write_1h_tokens=write_1h))
+    assert ours == theirs.quantize(Decimal("1e-10"))
+
+
+def test_the_bundled_anthropic_rates_are_read_with_their_cache_write_prices() -> None:
+    # A provider named otherwise is found by its base URL.
+    info = Pricer({}, base_urls={"claude": "https://api.anthropic.com"}).price(
+        "claude", "claude-3-5-haiku-latest"
+    )
+    assert info is not None
+    assert (info.ref, info.input, info.cached_input, info.cache_write, info.cache_write_1h) == (
+        "anthropic/claude-3-5-haiku-latest",
+        Decimal("0.8"),
+        Decimal("0.08"),
+        Decimal("1"),
+        Decimal("1.6"),
+    )
+
+
+def test_an_override_prices_cache_writes_at_its_cache_write_rate() -> None:
+    prices = {
+        "claude-x": Price(input=3, output=15, cached_input=0.3, cache_write=3.75),
+        "claude-y": Price(input=3, output=15, cache_write=3.75, cache_write_1h=6),
+        "claude-z": Price(input=3, output=15),
+    }
+    usage = Usage(10_000, 500, cached_tokens=3_000, cache_write_tokens=2_000)
+    pricer = Pricer(prices)
+    # 5,000 x 3 + 900 + 2,000 x 3.75 + 7,500 = 30,900; an hour's writes at the same
+    # cache_write rate when no cache_write_1h is given
+    assert pricer.cost("x", "claude-x", usage) == Decimal("0.0309000000")
+    hour = usage._replace(cache_write_1h_tokens=500)
+    assert pricer.cost("x", "claude-x", hour) == Decimal("0.0309")
+    # reads at the input rate: 5,000 x 3 + 3,000 x 3 + 1,500 x 3.75 + 500 x 6 + 7,500
+    # = 15,000 + 9,000 + 5,625 + 3,000 + 7,500 = 40,125
+    assert pricer.cost("y", "claude-y", hour) == Decimal("0.040125")
+    # no cache rates at all: every input token at the input rate, 10,000 x 3 + 7,500
+    assert pricer.cost("z", "claude-z", hour) == Decimal("0.0375")
+
+
+def test_cache_counts_beyond_their_totals_are_capped() -> None:
+    info = PriceInfo(
+        input=Decimal(1), output=Decimal(0), cached_input=Decimal(0), cache_write=Decimal(10)
+    )
+    # reads take 80 of the 100 input tokens, so at most 20 were written (at 10 each),
+    # and an hour's writes are at most the writes
+    usage = Usage(100, 0, cached_tokens=80, cache_write_tokens=50)
+    assert info.cost(usage) == Decimal("0.0002000000")
+    assert info.cost(usage._replace(cache_write_1h_tokens=999)) == Decimal("0.0002000000")
+
+
+def _formula_with_cache_writes(r: PriceInfo, usage: Usage) -> Decimal:
+    """The module docstring's formula with cache writes, in Decimals."""
+    r = r.rates_for(usage.input_tokens)
+    cached = min(usage.cached_tokens, usage.input_tokens)
+    writes = min(usage.cache_write_tokens, usage.input_tokens - cached)
+    write_1h = min(usage.cache_write_1h_tokens, writes)
+    cache_write = r.cache_write if r.cache_write is not None else r.input
+    per_million = (
+        (usage.input_tokens - cached - writes) * r.input
+        + cached * (r.cached_input if r.cached_input is not None else r.input)
+        + (writes - write_1h) * cache_write
+        + write_1h * (r.cache_write_1h if r.cache_write_1h is not None else cache_write)
+        + usage.output_tokens * r.output
+    )
+    return (per_million / Decimal(1_000_000) + r.per_request).quantize(Decimal("1e-10"))
+
+
+@pytest.mark.parametrize(
+    "rates",
+    [
+        PriceInfo(
+            input=Decimal("3"),
+            output=Decimal("15"),
+            cached_input=Decimal("0.3"),
+            cache_write=Decimal("3.75"),
+            cache_write_1h=Decimal("6"),
+        ),
+        PriceInfo(input=Decimal("0.8"), output=Decimal("4"), cache_write=Decimal("1")),
+        PriceInfo(
+            input=Decimal("3"),
+            output=Decimal("15"),
+            cache_write=Decimal("3.75"),
+            tiers=((200_000, PriceInfo(input=Decimal("6"), output=Decimal("22.5"))),),
+        ),
+        # fractions of a unit per token: the Decimal path
+        PriceInfo(input=Decimal("1"), output=Decimal("1"), cache_write=Decimal("0.00001")),
+    ],
+)
+def test_cost_with_cache_writes_equals_the_decimal_formula(rates: PriceInfo) -> None:
+    import random
+
+    rng = random.Random(5)
+    for _ in range(2000):
+        input_tokens = rng.choice([0, 1, 7, 200_000, 200_001, rng.randrange(10**7)])
+        cached = rng.choice([0, rng.randrange(input_tokens + 2)])
+        usage = Usage(
+            input_tokens=input_tokens,
+            output_tokens=rng.randrange(10**5),
+            cached_tokens=cached,
+            cache_write_tokens=rng.choice([0, rng.randrange(input_tokens + 2)]),
+        )
+        usage = usage._replace(
+            cache_write_1h_tokens=rng.choice([0, rng.randrange(usage.cache_write_tokens + 2)])
+        )
+        got = rates.cost(usage)
+        expected = _formula_with_cache_writes(rates, usage)
+        assert got == expected and got.as_tuple().exponent == -10, (usage, got)

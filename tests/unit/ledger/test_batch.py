@@ -43,6 +43,7 @@ def test_the_defaults_left_out_are_the_tables(con: duckdb.DuckDBPyConnection) ->
 UNUSUAL: dict[str, Any] = {
     "stream": True,
     "cached_tokens": 3,
+    "cache_write_tokens": 6,
     "reasoning_tokens": 4,
     "audio_tokens": 5,
     "priced": False,

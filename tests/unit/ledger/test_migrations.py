@@ -71,7 +71,8 @@ def test_requests_table_has_the_record_columns(tmp_path: Path) -> None:
         ).fetchall()
     ]
     con.close()
-    assert columns[: len(REQUEST_COLUMNS)] == list(REQUEST_COLUMNS)
+    # Inserts name their columns: a column added later sits after ``seq`` in the table.
+    assert sorted(columns) == sorted([*REQUEST_COLUMNS, "seq"])
 
 
 def test_readonly_open_of_a_missing_ledger_reads_as_empty(tmp_path: Path) -> None:
@@ -171,3 +172,42 @@ def test_a_ledger_with_a_newer_schema_is_refused_read_only(tmp_path: Path) -> No
     _from_a_newer_waystone(path)
     with pytest.raises(WaystoneError, match="written by a newer waystone"), open_readonly(path):
         pass
+
+
+def test_a_ledger_from_before_cache_writes_reads_and_migrates_with_zero_writes(
+    tmp_path: Path,
+) -> None:
+    """A file written before m008: read-only reports answer with no cache writes; the
+    upgrade adds the column, 0 on every older row, in ``requests`` and the rollup."""
+    from waystone_cli.ledger import reports, spikes
+
+    path = tmp_path / "ledger.duckdb"
+    con = _ledger_with_the_first(NAMES.index("m008_cache_write_tokens"), path)
+    con.execute(
+        "INSERT INTO requests (id, ts, user_id, route, status, outcome, input_tokens, "
+        "cached_tokens) VALUES ('old', '2026-11-01 12:00:00', 'alice', 'chat/completions', "
+        "200, 'ok', 100, 40)"
+    )
+    con.execute(
+        "INSERT INTO usage_daily VALUES ('2026-11-01', 'alice', '', '', '', 1, 100, 0, 40, 0, 0, 0)"
+    )
+    con.close()
+    with open_readonly(path) as old:
+        [top] = reports.top(old, by="user")["rows"]
+        assert (top["cached_tokens"], top["cache_write_tokens"]) == (40, 0)
+        shown = reports.show(old, "user", "alice", since="2026-11-01T06:00:00")
+        assert (shown["cached_tokens"], shown["cache_write_tokens"]) == (40, 0)
+        hours = reports.timeline(
+            old, every="hour", since="2026-11-01T12:00:00", until="2026-11-01T13:00:00"
+        )
+        assert [h["cache_write_tokens"] for h in hours] == [0]
+        assert spikes.spikes(old, since="2026-11-01T00:00:00", until="2026-11-02T00:00:00") == []
+    upgraded = open_readwrite(path)
+    assert applied_migrations(upgraded) == NAMES
+    assert upgraded.execute(
+        "SELECT cached_tokens, cache_write_tokens FROM requests"
+    ).fetchall() == [(40, 0)]
+    assert upgraded.execute(
+        "SELECT cached_tokens, cache_write_tokens FROM usage_daily"
+    ).fetchall() == [(40, 0)]
+    upgraded.close()

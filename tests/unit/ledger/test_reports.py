@@ -3,6 +3,7 @@ GROUP BY, spikes planted and found, datasets, exports and pruning."""
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from collections.abc import Iterator
@@ -78,10 +79,20 @@ def ledger(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 
 def row(
-    key: str, value: Any, req: int, tin: int, tout: int, cost: float | None, unpriced: int = 0
+    key: str,
+    value: Any,
+    req: int,
+    tin: int,
+    tout: int,
+    cost: float | None,
+    unpriced: int = 0,
+    *,
+    cached: int = 0,
+    writes: int = 0,
 ) -> dict[str, Any]:
     return {
         key: value, "requests": req, "input_tokens": tin, "output_tokens": tout,
+        "cached_tokens": cached, "cache_write_tokens": writes,
         "total_tokens": tin + tout, "cost_usd": cost, "unpriced_requests": unpriced,
     }  # fmt: skip
 
@@ -261,7 +272,8 @@ def raw_top(
     result = con.execute(
         f"""SELECT {key}, count(*), sum(input_tokens), sum(output_tokens),
                    sum(input_tokens) + sum(output_tokens), sum(cost_usd),
-                   count(*) FILTER (WHERE cost_usd IS NULL)
+                   count(*) FILTER (WHERE cost_usd IS NULL),
+                   sum(cached_tokens), sum(cache_write_tokens)
             FROM requests WHERE (?::TIMESTAMP IS NULL OR ts >= ?) AND (?::TIMESTAMP IS NULL OR ts < ?)
             GROUP BY 1 ORDER BY 6 DESC NULLS LAST, 1 NULLS LAST""",
         [since, since, until, until],
@@ -283,6 +295,11 @@ def random_spans(rnd: random.Random, count: int) -> list[tuple[str | None, str |
 
 def test_rollup_answers_equal_a_raw_group_by(con: duckdb.DuckDBPyConnection) -> None:
     insert(con, random_rows(3000, seed=7))
+    # Cache reads and writes, parts of the input, differing from row to row.
+    con.execute(
+        "UPDATE requests SET cached_tokens = input_tokens // 3, "
+        "cache_write_tokens = (input_tokens * 7) % 101"
+    )
     rebuild_rollup(con)
     for since, until in random_spans(random.Random(11), 40):
         for by in ("user", "group", "model", "provider"):
@@ -475,3 +492,69 @@ def test_reports_count_the_rows_the_writer_has_not_folded_yet(
     assert {d["day"]: d["requests"] for d in shown["daily"] if d["requests"]} == {
         day.isoformat(): n for day, n in by_day
     }
+
+
+# --- cache reads and writes -----------------------------------------------------------
+
+CLAUDE = "claude-sonnet-4-20250514"
+# $3 input, $0.30 cache read, $3.75 cache write, $15 output per million:
+# c1: 5,000 x 3 + 3,000 x 0.3 + 2,000 x 3.75 + 500 x 15 = 30,900 -> 0.0309
+# c2: 1,000 x 3 + 4,000 x 0.3 + 100 x 15 = 5,700 -> 0.0057
+CACHED_ROWS = [
+    ("c1", "2026-11-05 10:00:00", "alice", None, "anthropic", CLAUDE, 10_000, 500, "0.0309", "ok"),
+    ("c2", "2026-11-06 10:00:00", "alice", None, "anthropic", CLAUDE, 5_000, 100, "0.0057", "ok"),
+]
+
+
+@pytest.fixture
+def cached_ledger(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    insert(con, CACHED_ROWS)
+    con.execute(
+        "UPDATE requests SET cached_tokens = 3000, cache_write_tokens = 2000 WHERE id = 'c1'"
+    )
+    con.execute("UPDATE requests SET cached_tokens = 4000 WHERE id = 'c2'")
+    rebuild_rollup(con)
+    return con
+
+
+def test_reports_carry_cache_reads_and_writes_from_the_rollup_and_the_raw_rows(
+    cached_ledger: duckdb.DuckDBPyConnection,
+) -> None:
+    # Nov 5 is a whole day (the rollup), Nov 6 until noon a partial one (raw rows).
+    span = {"since": "2026-11-05T00:00:00", "until": "2026-11-06T12:00:00"}
+    model = f"anthropic/{CLAUDE}"
+    both = {"cached": 7000, "writes": 2000}
+    shown = reports.show(cached_ledger, "user", "alice", **span)
+    assert {k: v for k, v in shown.items() if k not in ("models", "groups", "daily")} == row(
+        "user", "alice", 2, 15_000, 600, 0.0366, **both
+    )
+    assert shown["models"] == [row("model", model, 2, 15_000, 600, 0.0366, **both)]
+    assert shown["daily"] == [
+        row("day", "2026-11-05", 1, 10_000, 500, 0.0309, cached=3000, writes=2000),
+        row("day", "2026-11-06", 1, 5_000, 100, 0.0057, cached=4000),
+    ]
+    top = reports.top(cached_ledger, by="model", **span)
+    assert top["rows"] == [row("model", model, 2, 15_000, 600, 0.0366, **both)]
+    assert [
+        (b["bucket"], b["cache_write_tokens"])
+        for b in reports.timeline(cached_ledger, every="hour", **span)
+        if b["requests"]
+    ] == [("2026-11-05T10:00:00", 2000), ("2026-11-06T10:00:00", 0)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_exports_carry_cache_reads_and_writes(
+    cached_ledger: duckdb.DuckDBPyConnection, tmp_path: Path, fmt: str
+) -> None:
+    out = tmp_path / f"out.{fmt}"
+    export.export(cached_ledger, fmt, str(out))
+    if fmt == "csv":
+        with out.open() as f:
+            lines = list(csv.DictReader(f))
+    else:
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+    got = [
+        (r["id"], int(r["input_tokens"]), int(r["cached_tokens"]), int(r["cache_write_tokens"]))
+        for r in lines
+    ]
+    assert got == [("c1", 10_000, 3000, 2000), ("c2", 5_000, 4000, 0)]

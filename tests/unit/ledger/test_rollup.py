@@ -16,7 +16,11 @@ from waystone_cli.ledger.batch import REQUEST_TYPES, insert_batch
 from waystone_cli.ledger.rollup import Folding, quantize_cost, rebuild_rollup
 from waystone_cli.ledger.writer import LedgerWriter
 
-ROLLUP = "SELECT * FROM usage_daily ORDER BY day, user_id, group_id, provider, model"
+# The columns of ``m004_daily_rollup``; ``cache_write_tokens`` is read apart.
+ROLLUP = (
+    "SELECT * EXCLUDE (cache_write_tokens) FROM usage_daily "
+    "ORDER BY day, user_id, group_id, provider, model"
+)
 
 
 def rows(con: duckdb.DuckDBPyConnection) -> list[Any]:
@@ -39,6 +43,7 @@ def test_a_batch_adds_exact_sums_with_unpriced_counted_apart(
                 input_tokens=50,
                 output_tokens=5,
                 cached_tokens=40,
+                cache_write_tokens=6,
                 reasoning_tokens=3,
                 cost_usd=Decimal("0.00000000005"),
             ),
@@ -56,6 +61,9 @@ def test_a_batch_adds_exact_sums_with_unpriced_counted_apart(
          Decimal("1.0015000001"), 1),
         (date(2026, 3, 2), "", "acme", "", "", 1, 10, 2, 0, 0, Decimal("0E-10"), 1),
     ]  # fmt: skip
+    assert con.execute(
+        "SELECT day, cache_write_tokens FROM usage_daily ORDER BY day"
+    ).fetchall() == [(date(2026, 3, 1), 6), (date(2026, 3, 2), 0)]
 
 
 def test_a_second_batch_adds_to_the_same_day(con: duckdb.DuckDBPyConnection) -> None:
@@ -154,10 +162,13 @@ def test_a_failed_rebuild_leaves_the_rollup_as_it_was(con: duckdb.DuckDBPyConnec
 
 def test_the_insert_types_match_the_requests_table(con: duckdb.DuckDBPyConnection) -> None:
     described = con.execute("DESCRIBE requests").fetchall()
-    # ... then ``seq``, which the writer numbers rows with (not a field of the record).
-    assert [(r[0], r[1]) for r in described] == [
-        (c, REQUEST_TYPES[c].replace(", ", ",")) for c in REQUEST_COLUMNS
-    ] + [("seq", "BIGINT")]
+    # ... and ``seq``, which the writer numbers rows with (not a field of the record).
+    # Inserts name their columns, so the table's order (later columns after ``seq``)
+    # need not be the record's.
+    assert {r[0]: r[1] for r in described} == {
+        **{c: REQUEST_TYPES[c].replace(", ", ",") for c in REQUEST_COLUMNS},
+        "seq": "BIGINT",
+    }
 
 
 # --- folding: the writer's rows reach the rollup every few seconds ------------------

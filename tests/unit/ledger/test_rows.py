@@ -162,3 +162,17 @@ def test_row_problem_passes_a_full_valid_row() -> None:
         rules=["a/b"],
     )
     assert row_problem(full) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (2**63, "cache_write_tokens = 9223372036854775808 is beyond the column's range"),
+        (-(2**63) - 1, "cache_write_tokens = -9223372036854775809 is beyond the column's range"),
+        (True, "cache_write_tokens has the wrong type: True"),
+        ("12", "cache_write_tokens has the wrong type: '12'"),
+    ],
+)
+def test_cache_write_tokens_are_checked_like_the_other_counts(value: object, problem: str) -> None:
+    assert row_problem(record(1, cache_write_tokens=value)) == problem
+    assert row_problem(record(1, cache_write_tokens=2**63 - 1)) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -66,6 +67,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
         input_tokens=1200,
         output_tokens=345,
         cached_tokens=200,
+        cache_write_tokens=300,
         reasoning_tokens=64,
         audio_tokens=7,
         cost_usd=Decimal("0.00123456789"),
@@ -115,6 +117,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
             30,
             "cut short",
             1,  # seq: the writer numbers the rows it appends, from 1 in a new ledger
+            300,  # cache_write_tokens: added after seq (m008_cache_write_tokens)
         )
     ]
 
@@ -154,6 +157,7 @@ async def test_a_bare_row_keeps_nulls_and_empty_lists(con: duckdb.DuckDBPyConnec
             None,
             None,
             1,
+            0,
         )
     ]
 
@@ -280,6 +284,25 @@ async def test_a_spill_left_by_a_crash_is_loaded_at_start(
     assert spill_path.read_text() == ""
     await writer.close()
     assert spill_files(ledger_path) == []
+
+
+async def test_spilled_cache_writes_replay_and_older_lines_without_them_read_zero(
+    con: duckdb.DuckDBPyConnection, ledger_path: Path
+) -> None:
+    spill_path = ledger_path.parent / "ledger.duckdb.spill.jsonl"
+    written = spill.encode(record(1, cached_tokens=40, cache_write_tokens=25))
+    assert json.loads(written)["cache_write_tokens"] == 25
+    # A line spilled by a waystone from before the column: no such key.
+    older = json.loads(spill.encode(record(2, cached_tokens=40)))
+    del older["cache_write_tokens"]
+    spill_path.write_text(written + "\n" + json.dumps(older) + "\n")
+
+    writer = LedgerWriter(con)
+    await writer.start()
+    assert con.execute(
+        "SELECT id, cached_tokens, cache_write_tokens FROM requests ORDER BY id"
+    ).fetchall() == [("req-000001", 40, 25), ("req-000002", 40, 0)]
+    await writer.close()
 
 
 async def test_an_unreadable_spill_line_is_set_aside(

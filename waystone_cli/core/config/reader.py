@@ -195,11 +195,13 @@ def _price(name: str, t: Table) -> Price:
         output=float(t.get("output", (int, float), 0.0)),
         cached_input=_opt_float(t.get("cached_input", (int, float), None)),
         reasoning=_opt_float(t.get("reasoning", (int, float), None)),
+        cache_write=_opt_float(t.get("cache_write", (int, float), None)),
+        cache_write_1h=_opt_float(t.get("cache_write_1h", (int, float), None)),
     )
     if "input" not in t.data and "output" not in t.data:
         raise ConfigError(f"{t.path}: needs input and/or output (USD per million tokens)")
     t.done()
-    for key in ("input", "output", "cached_input", "reasoning"):
+    for key in ("input", "output", "cached_input", "reasoning", "cache_write", "cache_write_1h"):
         value = getattr(p, key)
         if value is not None and value < 0:
             raise ConfigError(f"{t.at(key)}: must not be negative")

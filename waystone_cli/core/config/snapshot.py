@@ -130,6 +130,8 @@ class Price:
     output: float
     cached_input: float | None = None
     reasoning: float | None = None
+    cache_write: float | None = None  # a cache write kept five minutes (default: input)
+    cache_write_1h: float | None = None  # kept an hour (default: cache_write)
 
 
 @dataclass(frozen=True)

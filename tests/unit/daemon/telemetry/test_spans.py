@@ -89,3 +89,47 @@ def test_a_sent_trace_and_its_captured_content_are_freed_without_a_collection(
     ]
     assert freed() is None
     batcher.shutdown()
+
+
+def _server_span_attributes(record: RequestRecord) -> dict[str, Any]:
+    """The attributes of the SERVER span the request path sends for ``record``."""
+    posts: list[bytes] = []
+    encoder = SpanEncoder(Resource.create({"service.name": "gw"}), "waystone")
+    batcher = SpanBatcher(encoder, lambda data: posts.append(data) or True, delay_s=3600)
+    tracing = Tracing(batcher, SimpleNamespace(shutdown=lambda: None))  # type: ignore[arg-type]
+    provider = ProviderConfig(name="up", base_url="http://127.0.0.1:9/v1")
+    config = SimpleNamespace(providers={"up": provider})
+    trace = tracing.start(record, {})
+    assert trace is not None
+    trace.end(record, config, True)  # type: ignore[arg-type]
+    batcher.flush()
+    batcher.shutdown()
+    [post] = posts
+    [span] = ExportTraceServiceRequest.FromString(post).resource_spans[0].scope_spans[0].spans
+    return {a.key: a.value.int_value for a in span.attributes if "usage" in a.key}
+
+
+def test_the_span_carries_cache_reads_and_writes_by_their_genai_names() -> None:
+    record = RequestRecord(
+        id="req_1",
+        ts=datetime(2026, 3, 1),
+        route="messages",
+        status=200,
+        provider="up",
+        model="claude-sonnet-4",
+        input_tokens=10_000,
+        output_tokens=500,
+        cached_tokens=3_000,
+        cache_write_tokens=2_000,
+    )
+    assert _server_span_attributes(record) == {
+        "gen_ai.usage.input_tokens": 10_000,
+        "gen_ai.usage.output_tokens": 500,
+        "gen_ai.usage.cache_read.input_tokens": 3_000,
+        "gen_ai.usage.cache_creation.input_tokens": 2_000,
+    }
+    record.cached_tokens = record.cache_write_tokens = 0
+    assert _server_span_attributes(record) == {
+        "gen_ai.usage.input_tokens": 10_000,
+        "gen_ai.usage.output_tokens": 500,
+    }
