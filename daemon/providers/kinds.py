@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from daemon.providers.anthropic import HttpAnthropic
 from daemon.providers.jsonio import encode
 from daemon.providers.upstream import (
     UpstreamReply,
@@ -86,10 +87,11 @@ class Mock:
 
 
 # A new kind is a class with the same ``send`` and a line here.
-Provider = HttpOpenAI | Mock
+Provider = HttpOpenAI | Mock | HttpAnthropic
 KINDS: dict[str, Callable[[ProviderConfig, int], Provider]] = {
     "openai": HttpOpenAI,
     "mock": Mock,
+    "anthropic": HttpAnthropic,
 }
 
 

@@ -26,7 +26,9 @@ from daemon.request.upstream_body import drops_usage_chunk, upstream_body
 from daemon.state import HTTP, OBSERVER
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.usage import StreamTally, Usage, estimate_tokens, usage_from_body
+from waystone_cli.core.messages import Tally, output_text
+from waystone_cli.core.models import route_api, speaks
+from waystone_cli.core.usage import Usage, estimate_tokens, usage_from_body
 from waystone_cli.core.usage_bounds import TOKEN_ROUTES, settle_usage
 
 if TYPE_CHECKING:
@@ -77,8 +79,11 @@ def plan_attempts(call: Call) -> list[tuple[ProviderConfig, str]]:
         return [first]
     retries = max(f.retries for f in decision.fallbacks)
     plan = [first] * (1 + retries)
+    api = route_api(rec.route)
     for fallback in decision.fallbacks:
-        plan.append(call.snapshot.models.resolve(fallback.to))
+        target = call.snapshot.models.resolve(fallback.to)
+        if speaks(target[0], api):  # never to a provider that does not speak the route's API
+            plan.append(target)
     return plan
 
 
@@ -234,7 +239,7 @@ async def _end_stream(
     await response.write_eof()
 
 
-def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: StreamTally) -> None:
+def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: Tally) -> None:
     if call.record.capture:  # joined only for the row: the text may be as long as the limit
         call.output_text = tally.text
     _settle_usage(call, body_in, tally.usage, tally.estimate_output_tokens())
@@ -261,7 +266,9 @@ def _settle_usage(
 
 
 def _output_text(body: dict[str, Any]) -> str:
-    """The generated text of a chat, completions or responses answer (for checks and datasets)."""
+    """The generated text of an answer (for checks and datasets)."""
+    if "content" in body and body.get("type") == "message":
+        return output_text(body)
     parts: list[str] = []
     for choice in body.get("choices") or []:
         if isinstance(choice, dict):

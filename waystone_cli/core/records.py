@@ -40,6 +40,7 @@ class RequestRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     audio_tokens: int = 0
     cost_usd: Decimal | None = None
