@@ -83,13 +83,22 @@ async def unmatched(request: web.Request) -> web.Response:
         and route.resource.canonical == request.path
         and route.method != "*"
     }
+    anthropic = request.path.endswith(_ANTHROPIC_PATHS)
     if allowed:
-        response = envelope(
-            405, "Method Not Allowed", "invalid_request_error", "method_not_allowed"
+        response = (
+            anthropic_envelope(405, "Method Not Allowed")
+            if anthropic
+            else envelope(405, "Method Not Allowed", "invalid_request_error", "method_not_allowed")
         )
         response.headers["Allow"] = ",".join(sorted(allowed))
         return response
+    if anthropic:
+        return anthropic_envelope(404, "Not Found")
     return envelope(404, "Not Found", "invalid_request_error", "not_found")
+
+
+# The Messages API's paths, whose 404 and 405 are in Anthropic's envelope.
+_ANTHROPIC_PATHS = ("/messages", "/messages/count_tokens")
 
 
 def error_response(err: WaystoneError) -> web.Response:

@@ -242,7 +242,14 @@ async def _end_stream(
 def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: Tally) -> None:
     if call.record.capture:  # joined only for the row: the text may be as long as the limit
         call.output_text = tally.text
-    _settle_usage(call, body_in, tally.usage, tally.estimate_output_tokens())
+    output_estimate = tally.estimate_output_tokens()
+    reported = tally.usage
+    if reported is None:  # cut short: what it did report, the output estimated
+        cut = tally.cut_usage(output_estimate)
+        if cut is not None:
+            _settle_usage(call, body_in, cut, output_estimate, estimated=True)
+            return
+    _settle_usage(call, body_in, reported, output_estimate)
 
 
 def _settle_json_usage(call: Call, body_in: dict[str, Any], body: Any, data: bytes) -> None:
@@ -255,12 +262,18 @@ def _settle_json_usage(call: Call, body_in: dict[str, Any], body: Any, data: byt
 
 
 def _settle_usage(
-    call: Call, body_in: dict[str, Any], reported: Usage | None, output_estimate: int
+    call: Call,
+    body_in: dict[str, Any],
+    reported: Usage | None,
+    output_estimate: int,
+    *,
+    estimated: bool = False,
 ) -> None:
-    """What the provider reported, if plausible for ``body_in``; capped or estimated if not."""
+    """What the provider reported, if plausible for ``body_in``; capped or estimated if not
+    (``estimated``: partly estimated already)."""
     rec = call.record
     settled = settle_usage(reported, route=rec.route, body=body_in, output_estimate=output_estimate)
-    call.set_usage(settled.usage, estimated=settled.estimated)
+    call.set_usage(settled.usage, estimated=settled.estimated or estimated)
     if settled.note is not None and rec.error is None:
         rec.error = settled.note
 

@@ -11,7 +11,8 @@ added up.  The tally may be fed the events out of order (the lazy reader of
 ``daemon.request.stream`` reads a finished stream from its end): since the counts are
 cumulative, the last one is the largest, and the largest is what is kept.
 
-A stream with no ``message_delta`` (cut short) has no usage: it is estimated.
+A stream with no ``message_delta`` (cut short) has no usage: its ``cut_usage`` is the
+input side ``message_start`` reported and the output estimated from the text streamed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class MessagesTally:
 
     def estimate_output_tokens(self) -> int:
         return -(-(self._text_chars + self._other_chars) // 4)
+
+    def cut_usage(self, output_estimate: int) -> Usage | None:
+        """A stream cut before its ``message_delta``: the input side that
+        ``message_start`` reported, with ``output_estimate`` output tokens."""
+        if self._input is None:
+            return None
+        return self._input._replace(output_tokens=output_estimate)
 
     def feed(self, data: Mapping[str, Any]) -> None:
         kind = data.get("type")

@@ -203,6 +203,11 @@ class StreamTally:
         """Output tokens by the heuristic: the text plus tool-call arguments and refusals."""
         return -(-(self._text_chars + self._other_chars) // 4)
 
+    def cut_usage(self, output_estimate: int) -> Usage | None:
+        """The usage of a stream that ended without it, as far as it is known: nothing,
+        since these streams report all of it at their end."""
+        return None
+
     def _feed_choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, Mapping):
