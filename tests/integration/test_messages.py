@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -487,4 +488,55 @@ async def test_oversized_bodies_bad_json_and_wrong_methods_are_in_the_envelope(
         (413, "error", "invalid_request_error"),
         (400, "error", "invalid_request_error"),
         (405, "error", "invalid_request_error"),
+    ]
+
+
+# --- the mock, and requests that cross API families --------------------------------------
+
+
+async def test_the_mock_provider_answers_messages_with_cache_tokens(start: Any) -> None:
+    gateway = await start()
+    async with client(gateway) as c:
+        answer = await c.messages.create(model="local/mock-small", max_tokens=100, messages=PROMPT)
+        async with c.messages.stream(
+            model="local/mock-small", max_tokens=100, messages=PROMPT
+        ) as stream:
+            streamed = await stream.get_final_message()
+    assert answer.content[0].text.startswith("This is a mock answer to: Say hello.")  # type: ignore[union-attr]
+    assert streamed.content[0].text == answer.content[0].text  # type: ignore[union-attr]
+    rows = await gateway.rows()
+    # 3 + (3 + ceil(9 / 4)) = 9 input tokens, none cached: the model's name has no "cache".
+    assert [tokens(r) for r in rows] == [(9, 0, answer.usage.output_tokens)] * 2
+
+
+async def test_a_model_of_an_anthropic_provider_on_chat_is_a_400_that_says_so(
+    start: Any,
+) -> None:
+    gateway = await start()
+    async with gateway.client() as c:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await c.chat.completions.create(model="anth/claude-test", messages=PROMPT)  # type: ignore[arg-type]
+    assert refused.value.body["message"] == (  # type: ignore[index]
+        'model "anth/claude-test" is served by provider "anth" of kind "anthropic", which does'
+        " not answer OpenAI's API: call it through /v1/messages"
+    )
+
+
+async def test_a_rule_without_a_model_trigger_never_moves_a_request_across_apis(
+    start: Any, fake_anthropic: Any
+) -> None:
+    gateway = await start("""
+[rules.to-gpt]
+action = "change_model"
+to = "up/gpt-test"
+[rulesets.all]
+when = "always"
+rules = ["to-gpt"]
+""")
+    async with client(gateway) as c:
+        answer = await c.messages.create(model="claude-test", max_tokens=10, messages=PROMPT)
+    assert answer.model == "claude-test"
+    rows = await gateway.rows()
+    assert [(r["provider"], r["model"], r["status"]) for r in rows] == [
+        ("anth", "claude-test", 200)
     ]
