@@ -3,7 +3,8 @@
 
 The reply is the mock's usual one (``daemon.providers.mock.reply_text``).  Usage, as
 Anthropic counts it (``input_tokens`` excludes the cache): of the estimated input
-(``estimate_input_tokens("messages", body)``), a model whose name contains "cache"
+(``estimate_input_tokens("messages", body)``), a request that marks a block with
+``cache_control`` (Anthropic's prompt caching), or names a model containing "cache",
 reads half from the cache (``cache_read_input_tokens``) and writes a quarter
 (``cache_creation_input_tokens``, split half and half between the 5-minute and the
 1-hour cache, the 1-hour half rounded down); the rest is ``input_tokens``.  Output
@@ -25,7 +26,7 @@ from waystone_cli.core.usage import estimate_input_tokens, estimate_tokens
 
 def messages_usage(body: Mapping[str, Any], model: str, text: str) -> Json:
     total = estimate_input_tokens("messages", body)
-    reads, writes = (total // 2, total // 4) if "cache" in model else (0, 0)
+    reads, writes = (total // 2, total // 4) if _caches(body, model) else (0, 0)
     return {
         "input_tokens": total - reads - writes,
         "cache_creation_input_tokens": writes,
@@ -37,6 +38,17 @@ def messages_usage(body: Mapping[str, Any], model: str, text: str) -> Json:
         "output_tokens": estimate_tokens(text),
         "service_tier": "standard",
     }
+
+
+def _caches(body: Mapping[str, Any], model: str) -> bool:
+    if "cache" in model:
+        return True
+    system = body.get("system")
+    blocks = list(system) if isinstance(system, list) else []
+    for item in body.get("messages") or ():
+        content = item.get("content") if isinstance(item, Mapping) else None
+        blocks.extend(content if isinstance(content, list) else ())
+    return any(isinstance(b, Mapping) and "cache_control" in b for b in blocks)
 
 
 def message(body: Mapping[str, Any], model: str, text: str, cut: bool) -> Json:
