@@ -16,7 +16,7 @@ function init(args)
   }
   for u = 0, users - 1 do
     local body = string.format(
-      '{"model": "anth/bench-model", "system": "You are a helpful assistant.", '
+      '{"model": "anth/bench-claude", "system": "You are a helpful assistant.", '
         .. '"messages": [{"role": "user", "content": "Say hello to user %d in one short sentence."}], '
         .. '"max_tokens": 64, "temperature": 0.2, "stream": true, '
         .. '"metadata": {"waystone": "{\\"user\\": \\"u%d\\", \\"group\\": \\"g%d\\"}"}}',

@@ -42,9 +42,9 @@ def anthropic_provider(provider_port: int) -> str:
 kind = "anthropic"
 base_url = "http://127.0.0.1:{provider_port}"
 api_key = "env:BENCH_PROVIDER_KEY"
-models = ["bench-model"]
+models = ["bench-claude"]
 
-[prices."anth/bench-model"]
+[prices."anth/bench-claude"]
 input = 3.0
 output = 15.0
 cached_input = 0.3
