@@ -1,7 +1,8 @@
 """A provider of ``kind = "anthropic"``: Anthropic's Messages API at its ``base_url``.
 
 Its ``base_url`` is the API's root (``https://api.anthropic.com``), as the Anthropic SDK
-takes it: the route goes under ``/v1``.  The provider key goes as ``x-api-key``; the
+takes it: the route goes under ``/v1`` (a ``base_url`` that already ends in ``/v1``, as
+OpenAI-style ones do, is taken as meaning the same).  The provider key goes as ``x-api-key``; the
 client's ``anthropic-version`` goes along (``2023-06-01`` when it sent none), and so does
 its ``anthropic-beta``; nothing else of the client's auth does.
 """
@@ -30,6 +31,8 @@ class HttpAnthropic:
         self.config = config
         self.max_bytes = max_bytes
         self.own_headers: dict[str, str] | None = None  # built at the first call
+        root = (config.base_url or "").rstrip("/")
+        self.prefix = "" if root.endswith("/v1") else "v1/"
 
     def send(
         self,
@@ -51,7 +54,12 @@ class HttpAnthropic:
         if span is not None:
             span.inject(headers)
         return call_http(
-            client, self.config, f"v1/{route}", encode(payload), headers, max_bytes=self.max_bytes
+            client,
+            self.config,
+            self.prefix + route,
+            encode(payload),
+            headers,
+            max_bytes=self.max_bytes,
         )
 
 

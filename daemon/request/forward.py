@@ -10,6 +10,7 @@ waystone asked for is removed when the client did not ask for it itself.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -26,8 +27,9 @@ from daemon.request.upstream_body import drops_usage_chunk, upstream_body
 from daemon.state import HTTP, OBSERVER
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.messages import Tally, output_text
+from waystone_cli.core.messages import Tally, cut_notice, output_text
 from waystone_cli.core.models import route_api, speaks
+from waystone_cli.core.sse import encode_event
 from waystone_cli.core.usage import Usage, estimate_tokens, usage_from_body
 from waystone_cli.core.usage_bounds import TOKEN_ROUTES, settle_usage
 
@@ -207,12 +209,22 @@ async def relay_stream(
         if not response.prepared:
             raise
         rec.outcome, rec.error = "upstream_cut", err.message
+        await _tell_cut(response, rec.route, err.message)
     except ConnectionResetError:
         rec.outcome, rec.error = "client_closed", "the client closed the connection"
     finally:
         reply.release()
         _settle_stream_usage(call, body_in, watch.finish())
     return response
+
+
+async def _tell_cut(response: web.StreamResponse, route: str, message: str) -> None:
+    """End a cut stream with the route's error event, if its API has one."""
+    notice = cut_notice(route, message)
+    if notice is None:
+        return
+    with contextlib.suppress(ConnectionResetError):  # the client left too: nothing to tell
+        await response.write(encode_event(notice, "error"))
 
 
 async def _end_stream(

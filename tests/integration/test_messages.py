@@ -218,8 +218,13 @@ async def test_a_cut_stream_is_estimated_and_marked(start: Any) -> None:
         stream = await c.messages.create(
             model="claude-cut", max_tokens=100, messages=PROMPT, stream=True
         )
-        kinds = [event.type async for event in stream]
+        kinds: list[str] = []
+        with pytest.raises(anthropic.APIStatusError) as cut:
+            async for event in stream:
+                kinds.append(event.type)
     assert kinds[-1] == "content_block_delta"  # no message_delta, no message_stop
+    assert cut.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert "cut the response" in cut.value.body["error"]["message"]  # type: ignore[index]
     rows = await gateway.rows()
     row = rows[0]
     assert (row["outcome"], row["usage_estimated"]) == ("upstream_cut", True)

@@ -17,6 +17,7 @@ input side ``message_start`` reported and the output estimated from the text str
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,6 +116,15 @@ class MessagesTally:
 
 
 Tally = StreamTally | MessagesTally
+
+
+def cut_notice(route: str, message: str) -> str | None:
+    """The JSON of the ``error`` event that ends a Messages stream the provider cut, as
+    Anthropic ends a stream that fails midway (its SDK then raises); None on routes whose
+    streams have no such event."""
+    if route not in MESSAGES_ROUTES:
+        return None
+    return json.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
 
 
 def new_tally(route: str, text_limit: int | None = None) -> Tally:

@@ -6,7 +6,9 @@ Chat and completions name them ``prompt_tokens`` / ``completion_tokens`` with
 ``prompt_tokens_details`` / ``completion_tokens_details``; the Responses API (and
 gpt-4o transcriptions) name them ``input_tokens`` / ``output_tokens`` with
 ``input_tokens_details`` / ``output_tokens_details``.  Both spellings are accepted on
-every route, since OpenAI-compatible providers mix them.
+every route, since OpenAI-compatible providers mix them.  Anthropic's Messages API counts
+its cache apart from its ``input_tokens``: ``usage_from_messages`` adds it back, so that
+``input_tokens`` is all of the input there too (``cache_write_tokens`` are the writes).
 
 Estimates (for a stream cut short, for reservations and for the mock provider) use one
 documented heuristic: ``ceil(characters / 4)`` tokens for a non-empty text, 0 for an empty

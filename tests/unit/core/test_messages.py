@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from waystone_cli.core.messages import MessagesTally, new_tally, output_text
+from waystone_cli.core.messages import MessagesTally, cut_notice, new_tally, output_text
 from waystone_cli.core.usage import StreamTally, Usage
 
 START = {
@@ -103,3 +104,13 @@ def test_the_output_text_joins_the_text_blocks_only() -> None:
     }
     assert output_text(body) == "Hi there"
     assert output_text({"content": None}) == ""
+
+
+def test_a_cut_messages_stream_ends_with_an_error_event_and_chat_with_none() -> None:
+    notice = cut_notice("messages", 'provider "anth" cut the response')
+    assert notice is not None
+    assert json.loads(notice) == {
+        "type": "error",
+        "error": {"type": "api_error", "message": 'provider "anth" cut the response'},
+    }
+    assert cut_notice("chat/completions", "cut") is None

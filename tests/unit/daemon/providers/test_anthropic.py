@@ -72,3 +72,9 @@ async def test_a_key_variable_that_is_not_set_fails_the_call(
     with pytest.raises(UpstreamError, match="ANTH_MISSING is not set"):
         await send(url, {}, api_key="env:ANTH_MISSING")
     assert seen == []
+
+
+async def test_a_base_url_ending_in_v1_is_the_same_root(upstream: Any) -> None:
+    url, seen = upstream
+    assert await send(url + "v1/", {}, api_key="k") == 200
+    assert [r.path for r in seen] == ["/v1/messages"]
