@@ -13,12 +13,11 @@ from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from daemon.providers.jsonio import encode
-from daemon.providers.upstream import UpstreamReply, call_http, provider_key
+from daemon.providers.upstream import Span, UpstreamReply, call_http, provider_key
 from waystone_cli.core.config import ProviderConfig
 
 if TYPE_CHECKING:
     from daemon.providers.http_client import HttpClient
-    from daemon.providers.kinds import Span
 
 DEFAULT_VERSION = "2023-06-01"
 _FORWARDED = ("accept", "anthropic-beta", "traceparent", "tracestate")

@@ -8,11 +8,12 @@ never asks which kind it holds.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from daemon.providers.anthropic import HttpAnthropic
 from daemon.providers.jsonio import encode
 from daemon.providers.upstream import (
+    Span,
     UpstreamReply,
     call_http,
     call_mock,
@@ -24,13 +25,6 @@ from waystone_cli.core.config import Config, ProviderConfig
 
 if TYPE_CHECKING:
     from daemon.providers.http_client import HttpClient
-
-
-class Span(Protocol):
-    """What a provider needs of a traced attempt (``UpstreamSpan``), named here so that
-    this wing does not import telemetry, which reads the snapshot that holds providers."""
-
-    def inject(self, headers: dict[str, str]) -> None: ...
 
 
 class HttpOpenAI:
