@@ -154,8 +154,14 @@ class StreamWatch:
 
 def _event_data(data: bytes) -> list[str]:
     """The data of every event in ``data``, which starts where an event starts."""
-    if data.startswith(b"data: ") and data.endswith(b"\n\n") and data.count(b"\n") == 2:
-        return [data[6:-2].decode("utf-8", "replace")]  # one event of one data line
+    if data.endswith(b"\n\n"):
+        lines = data.count(b"\n")
+        if lines == 2 and data.startswith(b"data: "):
+            return [data[6:-2].decode("utf-8", "replace")]  # one event of one data line
+        if lines == 3 and data.startswith(b"event: "):  # a named one, as Anthropic's are
+            at = data.find(b"\ndata: ")
+            if at > 0:
+                return [data[at + 7 : -2].decode("utf-8", "replace")]
     parser = SSEParser()
     return [event.data for event in parser.feed(data) + parser.flush()]
 
