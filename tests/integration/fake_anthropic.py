@@ -16,11 +16,12 @@ tokens by hand:
 Models with special behaviour: ``claude-deltas`` streams three ``message_delta`` events
 with cumulative counts 3, 5 and 7 (a sum would say 15); ``claude-cut`` streams
 ``message_start`` and two deltas, then drops the connection; ``claude-error`` answers 500
-and ``claude-overloaded`` 529, in Anthropic's envelope.
+and ``claude-overloaded`` 529, in Anthropic's envelope; ``claude-slow`` answers after 2 s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,8 @@ class FakeAnthropic:
             return body, error(500, "api_error", "Internal server error")
         if model == "claude-overloaded":
             return body, error(529, "overloaded_error", "Overloaded")
+        if model == "claude-slow":
+            await asyncio.sleep(2)
         return body, None
 
     async def count_tokens(self, request: web.Request) -> web.Response:

@@ -59,7 +59,7 @@ def start(start_gateway: Any, fake_anthropic: Any) -> Callable[..., Any]:
     url = str(server.make_url("/")).rstrip("/")
 
     async def go(extra: str = "") -> Gateway:
-        gateway: Gateway = await start_gateway(ANTHROPIC.replace("{anth_url}", url) + extra)
+        gateway: Gateway = await start_gateway((ANTHROPIC + extra).replace("{anth_url}", url))
         from daemon.state import LEDGER
 
         writer = gateway.app[LEDGER]
@@ -438,6 +438,12 @@ rules = ["no-large"]
 kind = "anthropic"
 base_url = "http://127.0.0.1:9"
 models = ["claude-gone"]
+[providers.impatient]
+kind = "anthropic"
+base_url = "{anth_url}"
+api_key = "env:FAKE_ANTHROPIC_KEY"
+models = ["claude-slow"]
+timeout_s = 0.2
 """)
     async with client(gateway) as c:
         cases: list[tuple[type[anthropic.APIStatusError], dict[str, Any]]] = [
@@ -447,6 +453,7 @@ models = ["claude-gone"]
             (anthropic.NotFoundError, {"model": "claude-unknown"}),
             (anthropic.PermissionDeniedError, {"model": "claude-overloaded"}),
             (anthropic.InternalServerError, {"model": "claude-gone"}),
+            (anthropic.InternalServerError, {"model": "claude-slow"}),
         ]
         seen = []
         for expected, fields in cases:
@@ -461,9 +468,10 @@ models = ["claude-gone"]
         (404, "not_found_error"),
         (403, "permission_error"),
         (502, "api_error"),
+        (504, "api_error"),
     ]
     rows = await gateway.rows()
-    assert [r["status"] for r in rows] == [400, 400, 400, 404, 403, 502]
+    assert [r["status"] for r in rows] == [400, 400, 400, 404, 403, 502, 504]
 
 
 async def test_an_openai_kind_model_on_messages_is_a_400_that_says_so(start: Any) -> None:
