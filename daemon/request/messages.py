@@ -25,8 +25,9 @@ from daemon.request.policy_step import apply_policy
 from daemon.request.proxy import attach_identity, body_limit, proxied_route, resolve
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import Identity, pop_identity, with_fallback_user
+from waystone_cli.core.usage import MESSAGES_ROUTES
 
-MESSAGES_ROUTES = ("messages", "messages/count_tokens")
+__all__ = ["MESSAGES_ROUTES", "messages_route"]
 
 
 def messages_route(route: str) -> Handler:

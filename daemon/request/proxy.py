@@ -7,7 +7,9 @@ The only edits made to a client's body are the documented ones: ``metadata.wayst
 is removed, the model is replaced by the provider's name for it (or the model a rule
 chose), a token cap may be lowered, and streamed chat/completions ask for usage. The
 identity is removed when it is read (``core.identity.pop_identity``); the other edits
-are made in one function, ``daemon.request.upstream_body.upstream_body``.
+are made in one function, ``daemon.request.upstream_body.upstream_body``.  Anthropic's
+Messages API runs this same path with its own body reading and error envelope
+(``daemon.request.messages``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import Any
 from waystone_cli.core.config import Config, ProviderConfig, RuleConfig
 from waystone_cli.core.decision import model_matches
 from waystone_cli.core.errors import InvalidRequest, ModelNotFound
+from waystone_cli.core.usage import MESSAGES_ROUTES
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ KIND_APIS: Mapping[str, frozenset[str]] = {
 
 def route_api(route: str) -> str:
     """The client API a route belongs to."""
-    return "anthropic" if route in ("messages", "messages/count_tokens") else "openai"
+    return "anthropic" if route in MESSAGES_ROUTES else "openai"
 
 
 def speaks(provider: ProviderConfig, api: str) -> bool:
