@@ -189,10 +189,10 @@ def resolve(call: Call, model: Any, *, required: bool) -> None:
         return
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model must be a non-empty string", param="model")
-    provider, name = call.snapshot.models.resolve(model)
+    api = route_api(rec.route)
+    provider, name = call.snapshot.models.resolve(model, api)
     rec.provider, rec.model = provider.name, name
     rec.requested_model = f"{provider.name}/{name}"
-    api = route_api(rec.route)
     if not speaks(provider, api):
         raise InvalidRequest(
             f'model "{model}" is served by provider "{provider.name}" of kind'

@@ -51,8 +51,12 @@ class ModelIndex:
             catch_all=tuple(n for n, p in providers.items() if not p.models),
         )
 
-    def resolve(self, name: str) -> tuple[ProviderConfig, str]:
-        """The provider and the provider's own model name; 400 if ambiguous, 404 if unknown."""
+    def resolve(self, name: str, api: str | None = None) -> tuple[ProviderConfig, str]:
+        """The provider and the provider's own model name; 400 if ambiguous, 404 if unknown.
+
+        With ``api`` (the client API the request came in), a bare name goes to the
+        providers that speak it first: those listing it, then the catch-alls, and only
+        then the others (the caller refuses a provider that does not speak the API)."""
         if not name:
             raise InvalidRequest("model: must not be empty", param="model")
         prefix, slash, rest = name.partition("/")
@@ -61,6 +65,10 @@ class ModelIndex:
             return provider, rest
         listed = self.by_model.get(name, ())
         candidates = listed or self.catch_all
+        if api is not None:
+            candidates = (
+                self._speaking(listed, api) or self._speaking(self.catch_all, api) or candidates
+            )
         if len(candidates) == 1:
             return self.providers[candidates[0]], name
         if len(candidates) > 1:
@@ -76,6 +84,9 @@ class ModelIndex:
                 param="model",
             )
         raise ModelNotFound(f'model "{name}" is not served by any provider', param="model")
+
+    def _speaking(self, names: tuple[str, ...], api: str) -> tuple[str, ...]:
+        return tuple(n for n in names if speaks(self.providers[n], api))
 
     def listing(self) -> dict[str, Any]:
         """``GET /v1/models`` in OpenAI's list shape, every model qualified as ``provider/model``."""

@@ -181,3 +181,32 @@ def test_each_kind_speaks_its_api_and_the_mock_both() -> None:
         "anthropic",
         "openai",
     ]
+
+
+def test_a_bare_name_goes_to_the_providers_that_speak_the_requests_api() -> None:
+    index = ModelIndex.from_config(
+        parse_config(
+            parse_toml("""
+[providers.oai]
+base_url = "https://api.openai.com/v1"
+models = []
+[providers.anth]
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+models = []
+[providers.both]
+base_url = "https://proxy.example/v1"
+models = ["shared"]
+[providers.claude-too]
+kind = "anthropic"
+base_url = "https://eu.anthropic.example"
+models = ["shared"]
+""")
+        )
+    )
+    assert index.resolve("claude-x", "anthropic")[0].name == "anth"
+    assert index.resolve("gpt-x", "openai")[0].name == "oai"
+    assert index.resolve("shared", "anthropic")[0].name == "claude-too"
+    assert index.resolve("shared", "openai")[0].name == "both"
+    with pytest.raises(InvalidRequest, match="served by several providers"):
+        index.resolve("claude-x")  # no API named: the two catch-alls are ambiguous
