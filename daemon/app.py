@@ -21,6 +21,7 @@ from daemon.providers.http_client import HttpClient
 from daemon.reload import watch_config
 from daemon.request.entities import EntityStore
 from daemon.request.eviction import EVICTIONS, Evictions, evicting, trim_loaded
+from daemon.request.messages import MESSAGES_ROUTES, messages_route
 from daemon.request.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
 from daemon.state import (
     CONFIG,
@@ -65,6 +66,8 @@ def create_app(settings: Settings) -> web.Application:
             f"{prefix}/audio/transcriptions", multipart_route("audio/transcriptions")
         )
         app.router.add_get(f"{prefix}/models", openai_errors(models_handler))
+        for route in MESSAGES_ROUTES:
+            app.router.add_post(f"{prefix}/{route}", messages_route(route))
     app.router.add_post("/api/identify", openai_errors(identify.handler))
     app.router.add_get("/healthz", openai_errors(health.healthz))
     app.router.add_get("/readyz", openai_errors(health.readyz))

@@ -3,7 +3,7 @@
 Writes a config with the built-in ``mock`` provider, a few users and groups and two
 rulesets, starts ``waystone serve`` as a real process on a free loopback port, then shows:
 a few streamed requests one by one (one downgraded and one blocked by a ruleset, with
-the reasons the gateway gave), a burst of sample traffic, ``rules explain`` for one
+the reasons the gateway gave), one call in Anthropic's Messages API, a burst of sample traffic, ``rules explain`` for one
 user, the ``usage top`` tables (run in this process, through the daemon's admin
 socket), and the commands to try next.  SIGTERM stops the daemon (it flushes the ledger).
 """
@@ -88,6 +88,10 @@ SHOWCASE = [
     ("bob", None, "mock-large"),
     ("erin", None, "mock-large"),
 ]
+DEMO_SYSTEM = (
+    "You are the assistant of a team that runs its language models through waystone. "
+    "Answer briefly, name the model you are, and never invent usage figures."
+)
 PROMPTS = ["Summarise our Q3 numbers", "Write a haiku about gateways", "Explain DuckDB in one line"]
 
 
@@ -115,6 +119,8 @@ def run_demo(*, requests: int, keep: bool, echo: Callable[[str], None]) -> None:
         echo("Streamed requests, as the gateway answered them:")
         for user, group, model in SHOWCASE:
             echo("  " + _showcase(port, user, group, model))
+        echo("An Anthropic-style call (POST /v1/messages, as the anthropic SDK sends it):")
+        echo("  " + _anthropic_call(port, "bob", "mock-small"))
         sent = _send_traffic(port, requests)
         echo(
             f"\nThen, sent {sent} requests for {len(USERS)} users and 2 groups (streamed and not).\n"
@@ -214,6 +220,35 @@ def _showcase(port: int, user: str, group: str | None, model: str) -> str:
     return f"{who} asks for {model}: 200 from {used} ({why}), {len(chunks)} chunks streamed"
 
 
+def _anthropic_call(port: int, user: str, model: str) -> str:
+    """One call in Anthropic's Messages API, told as a line: its answer and its usage."""
+    # A long system prompt marked for Anthropic's prompt cache: the mock reads part of
+    # the input from its cache and writes part, as a real provider would.
+    system = {"type": "text", "text": DEMO_SYSTEM, "cache_control": {"type": "ephemeral"}}
+    body = {
+        "model": model,
+        "max_tokens": 256,
+        "system": [system],
+        "messages": [{"role": "user", "content": PROMPTS[1]}],
+        "metadata": {"user_id": user},  # Anthropic's field: the user when nothing else names one
+    }
+    status, headers, text = _request(
+        port, "/v1/messages", body, {"anthropic-version": "2023-06-01", "x-api-key": "demo"}
+    )
+    answer = json.loads(text)
+    if status != 200:
+        return f"{user} asks for {model}: {status}, {answer['error']['message']}"
+    usage = answer["usage"]
+    reads, writes = usage["cache_read_input_tokens"], usage["cache_creation_input_tokens"]
+    words = " ".join(answer["content"][0]["text"].split()[:7])
+    return (
+        f"{user} asks for {model}: 200 from {headers.get('x-waystone-model', '')}, "
+        f'"{words} …", {usage["input_tokens"] + reads + writes} input tokens '
+        f"({usage['input_tokens']} uncached, {reads} read from the cache, {writes} written"
+        f" to it), {usage['output_tokens']} output tokens"
+    )
+
+
 def _post(
     port: int, user: str, group: str | None, model: str, prompt: str, *, stream: bool
 ) -> tuple[int, dict[str, str], str]:
@@ -224,10 +259,16 @@ def _post(
         "metadata": {"waystone": json.dumps(identity)},
         "stream": stream,
     }
+    return _request(port, "/v1/chat/completions", body, {})
+
+
+def _request(
+    port: int, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, dict[str, str], str]:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/chat/completions",
+        f"http://127.0.0.1:{port}{path}",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **headers},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:

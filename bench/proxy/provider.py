@@ -10,6 +10,8 @@ headers, the Content-Length and whether the body asks to stream.
 - SSE (``"stream": true`` in the body): four content chunks, a finish chunk, a
   usage-only chunk when ``"include_usage": true`` is in the body, then ``[DONE]``, each
   event written as its own HTTP chunk (Transfer-Encoding: chunked), as OpenAI does.
+- ``POST /v1/messages`` (``bench/messages_sse.py``): the same text as an Anthropic
+  Messages stream, ``message_start`` to ``message_stop``, each event its own chunk.
 
     python bench/proxy/provider.py --port 9001
 """
@@ -95,12 +97,45 @@ def sse_events(with_usage: bool) -> list[bytes]:
     return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
-def sse_answer(with_usage: bool) -> bytes:
+def messages_events() -> list[bytes]:
+    """An Anthropic Messages stream of the same text: its usage in ``message_start``
+    (input side, with cache reads and writes) and ``message_delta`` (output)."""
+    usage = {
+        "input_tokens": 4,
+        "cache_read_input_tokens": 6,
+        "cache_creation_input_tokens": 2,
+        "output_tokens": 1,
+    }
+    message = {"id": "msg_bench", "type": "message", "role": "assistant", "model": MODEL,
+               "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    for piece in ["Hello", " from", " the", " bench"]:
+        delta = {"type": "text_delta", "text": piece}
+        events.append({"type": "content_block_delta", "index": 0, "delta": delta})
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 5},
+        },
+        {"type": "message_stop"},
+    ]
+    return [
+        b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode()) for e in events
+    ]
+
+
+def sse_answer(with_usage: bool, events: list[bytes] | None = None) -> bytes:
     head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
     )
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in sse_events(with_usage))
+    frames = sse_events(with_usage) if events is None else events
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in frames)
     return head + chunks + b"0\r\n\r\n"
 
 
@@ -111,9 +146,12 @@ class Answers:
         self.json = json_answer()
         self.sse = sse_answer(with_usage=False)
         self.sse_usage = sse_answer(with_usage=True)
+        self.messages_sse = sse_answer(with_usage=True, events=messages_events())
         self.not_found = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
     def pick(self, head: bytes, body: bytes) -> bytes:
+        if head.startswith(b"POST /v1/messages "):  # the messages benchmark streams only
+            return self.messages_sse
         if not head.startswith(b"POST /v1/chat/completions "):
             return self.not_found
         if b'"stream": true' in body or b'"stream":true' in body:

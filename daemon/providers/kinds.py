@@ -8,10 +8,12 @@ never asks which kind it holds.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from daemon.providers.anthropic import HttpAnthropic
 from daemon.providers.jsonio import encode
 from daemon.providers.upstream import (
+    Span,
     UpstreamReply,
     call_http,
     call_mock,
@@ -23,13 +25,6 @@ from waystone_cli.core.config import Config, ProviderConfig
 
 if TYPE_CHECKING:
     from daemon.providers.http_client import HttpClient
-
-
-class Span(Protocol):
-    """What a provider needs of a traced attempt (``UpstreamSpan``), named here so that
-    this wing does not import telemetry, which reads the snapshot that holds providers."""
-
-    def inject(self, headers: dict[str, str]) -> None: ...
 
 
 class HttpOpenAI:
@@ -86,10 +81,11 @@ class Mock:
 
 
 # A new kind is a class with the same ``send`` and a line here.
-Provider = HttpOpenAI | Mock
+Provider = HttpOpenAI | Mock | HttpAnthropic
 KINDS: dict[str, Callable[[ProviderConfig, int], Provider]] = {
     "openai": HttpOpenAI,
     "mock": Mock,
+    "anthropic": HttpAnthropic,
 }
 
 

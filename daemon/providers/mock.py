@@ -24,7 +24,8 @@ envelope (``mock_error`` says so before a stream starts); one containing "cut" s
 half of its content deltas, then stops without finish, usage or ``[DONE]``.
 
 Embeddings, moderations, transcriptions and the model list are answered by
-``daemon.providers.mock_routes``.
+``daemon.providers.mock_routes``; Anthropic's Messages API by
+``daemon.providers.mock_messages``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from daemon.providers.mock_messages import count_tokens, error_body, message, messages_stream
 from daemon.providers.mock_routes import (
     Json,
     embeddings,
@@ -45,7 +47,12 @@ from daemon.providers.mock_routes import (
 from waystone_cli.core.errors import UpstreamError
 from waystone_cli.core.request_fields import CAP_KEYS
 from waystone_cli.core.sse import encode_event
-from waystone_cli.core.usage import estimate_input_tokens, estimate_tokens, last_user_text
+from waystone_cli.core.usage import (
+    MESSAGES_ROUTES,
+    estimate_input_tokens,
+    estimate_tokens,
+    last_user_text,
+)
 
 FILLER = (
     "This reply comes from the built-in mock provider: the same request always gets "
@@ -58,7 +65,9 @@ WORDS_PER_DELTA = 3
 
 
 def mock_error(route: str, body: Mapping[str, Any], model: str) -> tuple[int, Json] | None:
-    """The error this request gets (status, OpenAI envelope), or None if it succeeds."""
+    """The error this request gets (status, the route's envelope), or None if it succeeds."""
+    if route in MESSAGES_ROUTES:
+        return _messages_error(body, model)
     if "fail" in model:
         return 500, _envelope(
             f'mock provider: model "{model}" fails on purpose (its name contains "fail")',
@@ -81,6 +90,15 @@ def mock_error(route: str, body: Mapping[str, Any], model: str) -> tuple[int, Js
         return 404, _envelope(
             f"mock provider: unknown route {route!r}", "invalid_request_error", "not_found"
         )
+    return None
+
+
+def _messages_error(body: Mapping[str, Any], model: str) -> tuple[int, Json] | None:
+    if "fail" in model:
+        reason = f'mock provider: model "{model}" fails on purpose (its name contains "fail")'
+        return 500, error_body(reason, "api_error")
+    if body.get("messages") is None:
+        return 400, error_body("messages: Field required", "invalid_request_error")
     return None
 
 
@@ -107,6 +125,9 @@ def mock_stream(route: str, body: Mapping[str, Any], model: str) -> Iterator[byt
         return _completions_stream(body, model)
     if route == "responses":
         return _responses_stream(body, model)
+    if route == "messages":
+        text, cut = reply_text(route, body)
+        return messages_stream(body, model, text, cut, _deltas(text))
     raise ValueError(f"mock provider: route {route!r} does not stream")
 
 
@@ -275,6 +296,11 @@ def _completions_stream(body: Mapping[str, Any], model: str) -> Iterator[bytes]:
     yield _DONE
 
 
+def _message(body: Mapping[str, Any], model: str) -> Json:
+    text, cut = reply_text("messages", body)
+    return message(body, model, text, cut)
+
+
 # --- responses ------------------------------------------------------------------------
 
 
@@ -348,4 +374,6 @@ _JSON_ROUTES: dict[str, Callable[[Mapping[str, Any], str], Json]] = {
     "moderations": moderations,
     "audio/transcriptions": transcription,
     "models": model_list,
+    "messages": _message,
+    "messages/count_tokens": count_tokens,
 }

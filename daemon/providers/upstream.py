@@ -17,7 +17,7 @@ import functools
 import json
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from daemon.providers.http_body import AnswerTooLarge
 from daemon.providers.http_client import HttpClient, Response
@@ -40,6 +40,14 @@ _FORWARDED = (
 # Answer headers relayed with a provider's refusal: when to try again, which the OpenAI
 # SDKs read (``retry-after-ms`` first).  The rest describe the provider, not the gateway.
 _RELAYED_ON_ERROR = ("retry-after", "retry-after-ms")
+
+
+class Span(Protocol):
+    """What a provider needs of a traced attempt (``UpstreamSpan``), named here so that
+    the providers' wing does not import telemetry, which reads the snapshot that holds
+    providers."""
+
+    def inject(self, headers: dict[str, str]) -> None: ...
 
 
 class UpstreamReply:

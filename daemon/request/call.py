@@ -141,6 +141,7 @@ class Call:
         rec.input_tokens = usage.input_tokens
         rec.output_tokens = usage.output_tokens
         rec.cached_tokens = usage.cached_tokens
+        rec.cache_write_tokens = usage.cache_write_tokens
         rec.reasoning_tokens = usage.reasoning_tokens
         rec.audio_tokens = usage.audio_tokens
         rec.usage_estimated = estimated

@@ -10,6 +10,7 @@ waystone asked for is removed when the client did not ask for it itself.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -26,7 +27,10 @@ from daemon.request.upstream_body import drops_usage_chunk, upstream_body
 from daemon.state import HTTP, OBSERVER
 from waystone_cli.core.config import ProviderConfig
 from waystone_cli.core.errors import UpstreamError
-from waystone_cli.core.usage import StreamTally, Usage, estimate_tokens, usage_from_body
+from waystone_cli.core.messages import Tally, cut_notice, output_text
+from waystone_cli.core.models import route_api, speaks
+from waystone_cli.core.sse import encode_event
+from waystone_cli.core.usage import Usage, estimate_tokens, usage_from_body
 from waystone_cli.core.usage_bounds import TOKEN_ROUTES, settle_usage
 
 if TYPE_CHECKING:
@@ -77,8 +81,11 @@ def plan_attempts(call: Call) -> list[tuple[ProviderConfig, str]]:
         return [first]
     retries = max(f.retries for f in decision.fallbacks)
     plan = [first] * (1 + retries)
+    api = route_api(rec.route)
     for fallback in decision.fallbacks:
-        plan.append(call.snapshot.models.resolve(fallback.to))
+        target = call.snapshot.models.resolve(fallback.to)
+        if speaks(target[0], api):  # never to a provider that does not speak the route's API
+            plan.append(target)
     return plan
 
 
@@ -202,12 +209,22 @@ async def relay_stream(
         if not response.prepared:
             raise
         rec.outcome, rec.error = "upstream_cut", err.message
+        await _tell_cut(response, rec.route, err.message)
     except ConnectionResetError:
         rec.outcome, rec.error = "client_closed", "the client closed the connection"
     finally:
         reply.release()
         _settle_stream_usage(call, body_in, watch.finish())
     return response
+
+
+async def _tell_cut(response: web.StreamResponse, route: str, message: str) -> None:
+    """End a cut stream with the route's error event, if its API has one."""
+    notice = cut_notice(route, message)
+    if notice is None:
+        return
+    with contextlib.suppress(ConnectionResetError):  # the client left too: nothing to tell
+        await response.write(encode_event(notice, "error"))
 
 
 async def _end_stream(
@@ -234,10 +251,17 @@ async def _end_stream(
     await response.write_eof()
 
 
-def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: StreamTally) -> None:
+def _settle_stream_usage(call: Call, body_in: dict[str, Any], tally: Tally) -> None:
     if call.record.capture:  # joined only for the row: the text may be as long as the limit
         call.output_text = tally.text
-    _settle_usage(call, body_in, tally.usage, tally.estimate_output_tokens())
+    output_estimate = tally.estimate_output_tokens()
+    reported = tally.usage
+    if reported is None:  # cut short: what it did report, the output estimated
+        cut = tally.cut_usage(output_estimate)
+        if cut is not None:
+            _settle_usage(call, body_in, cut, output_estimate, estimated=True)
+            return
+    _settle_usage(call, body_in, reported, output_estimate)
 
 
 def _settle_json_usage(call: Call, body_in: dict[str, Any], body: Any, data: bytes) -> None:
@@ -250,18 +274,26 @@ def _settle_json_usage(call: Call, body_in: dict[str, Any], body: Any, data: byt
 
 
 def _settle_usage(
-    call: Call, body_in: dict[str, Any], reported: Usage | None, output_estimate: int
+    call: Call,
+    body_in: dict[str, Any],
+    reported: Usage | None,
+    output_estimate: int,
+    *,
+    estimated: bool = False,
 ) -> None:
-    """What the provider reported, if plausible for ``body_in``; capped or estimated if not."""
+    """What the provider reported, if plausible for ``body_in``; capped or estimated if not
+    (``estimated``: partly estimated already)."""
     rec = call.record
     settled = settle_usage(reported, route=rec.route, body=body_in, output_estimate=output_estimate)
-    call.set_usage(settled.usage, estimated=settled.estimated)
+    call.set_usage(settled.usage, estimated=settled.estimated or estimated)
     if settled.note is not None and rec.error is None:
         rec.error = settled.note
 
 
 def _output_text(body: dict[str, Any]) -> str:
-    """The generated text of a chat, completions or responses answer (for checks and datasets)."""
+    """The generated text of an answer (for checks and datasets)."""
+    if "content" in body and body.get("type") == "message":
+        return output_text(body)
     parts: list[str] = []
     for choice in body.get("choices") or []:
         if isinstance(choice, dict):

@@ -16,6 +16,7 @@ from daemon.request.upstream_body import cap_edits
 from daemon.state import COUNTERS
 from waystone_cli.core.decision import Decision
 from waystone_cli.core.errors import PolicyBlocked
+from waystone_cli.core.models import route_api, speaks
 from waystone_cli.core.policy import RequestFacts, decide
 from waystone_cli.core.request_fields import CAP_KEYS, check_estimate_fields, choices
 from waystone_cli.core.usage import estimate_input_tokens
@@ -43,7 +44,9 @@ def apply_policy(call: Call, body: dict[str, Any]) -> int | None:
         raise _refusal(decision)
     if decision.model != rec.requested_model and rec.model is not None:
         provider, model = call.snapshot.models.resolve(decision.model)
-        rec.provider, rec.model = provider.name, model
+        # A rule never moves a request to a provider that does not speak its API.
+        if speaks(provider, route_api(rec.route)):
+            rec.provider, rec.model = provider.name, model
     cap = decision.max_tokens
     rec.datasets = list(decision.datasets)
     rec.retain_days = decision.retain_days

@@ -7,7 +7,9 @@ The only edits made to a client's body are the documented ones: ``metadata.wayst
 is removed, the model is replaced by the provider's name for it (or the model a rule
 chose), a token cap may be lowered, and streamed chat/completions ask for usage. The
 identity is removed when it is read (``core.identity.pop_identity``); the other edits
-are made in one function, ``daemon.request.upstream_body.upstream_body``.
+are made in one function, ``daemon.request.upstream_body.upstream_body``.  Anthropic's
+Messages API runs this same path with its own body reading and error envelope
+(``daemon.request.messages``).
 """
 
 from __future__ import annotations
@@ -34,35 +36,41 @@ from waystone_cli.core.identity import (
     pop_identity,
     without_metadata,
 )
+from waystone_cli.core.models import route_api, speaks
 
 JSON_ROUTES = ("chat/completions", "completions", "embeddings", "responses", "moderations")
 STREAMING_ROUTES = ("chat/completions", "completions", "responses")
 
 
 def json_route(route: str) -> Handler:
-    return _route(route, _prepare_json)
+    return proxied_route(route, _prepare_json)
 
 
 def multipart_route(route: str) -> Handler:
-    return _route(route, _prepare_multipart)
+    return proxied_route(route, _prepare_multipart)
 
 
-def _route(route: str, prepare: Callable[[Call], Awaitable[Prepared]]) -> Handler:
+Render = Callable[[web.Request, Exception], web.Response]
+
+
+def proxied_route(
+    route: str, prepare: Callable[[Call], Awaitable[Prepared]], render: Render = error_as_response
+) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
             call = Call(request, route)
         except Exception as err:  # a bug, but still answered in the envelope
-            return error_as_response(request, err)
-        return await run_call(call, prepare)
+            return render(request, err)
+        return await run_call(call, prepare, render)
 
     return handler
 
 
 async def run_call(
-    call: Call, prepare: Callable[[Call], Awaitable[Prepared]]
+    call: Call, prepare: Callable[[Call], Awaitable[Prepared]], render: Render = error_as_response
 ) -> web.StreamResponse:
     """Run one call; record its outcome whatever happens, and answer an error in the
-    OpenAI envelope (``daemon.errors``; a hang-up's cancellation propagates)."""
+    route's envelope (``daemon.errors``; a hang-up's cancellation propagates)."""
     try:
         authorize(call)
         return await forward(call, await prepare(call))
@@ -72,7 +80,7 @@ async def run_call(
         raise
     except Exception as err:
         call.fail(err)
-        return error_as_response(call.request, err)
+        return render(call.request, err)
     except BaseException as err:
         call.fail(err)
         raise
@@ -83,8 +91,12 @@ async def run_call(
 def authorize(call: Call) -> None:
     snapshot = call.snapshot
     if snapshot.key_hashes:
-        header = call.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
+        headers = call.request.headers
+        header = headers.get("Authorization")
+        if header is None:  # Anthropic's SDKs may send the key as x-api-key
+            scheme, token = "bearer", headers.get("x-api-key", "")
+        else:
+            scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token or not snapshot.key_allowed(token.strip()):
             raise AuthError("invalid or missing gateway key (Authorization: Bearer <key>)")
     call.authenticated = True
@@ -131,7 +143,11 @@ def _multipart_identity(meta: str) -> Identity:
     return identity
 
 
-async def attach_identity(call: Call, body_identity: Identity) -> None:
+async def attach_identity(
+    call: Call, body_identity: Identity, fallback: Callable[[Identity], Identity] | None = None
+) -> None:
+    """Identify the call's user and group; ``fallback`` may name a user when neither the
+    body's identity nor the headers do."""
     headers = call.request.headers
     user, group = headers.get("X-Waystone-User"), headers.get("X-Waystone-Group")
     identity = (
@@ -139,6 +155,8 @@ async def attach_identity(call: Call, body_identity: Identity) -> None:
         if user is None and group is None
         else combine(body_identity, identity_from_headers(user, group))
     )
+    if fallback is not None:
+        identity = fallback(identity)
     config = call.snapshot.config
     if not config.server.merges_request_metadata:
         identity = without_metadata(identity)
@@ -171,9 +189,22 @@ def resolve(call: Call, model: Any, *, required: bool) -> None:
         return
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model must be a non-empty string", param="model")
-    provider, name = call.snapshot.models.resolve(model)
+    api = route_api(rec.route)
+    provider, name = call.snapshot.models.resolve(model, api)
     rec.provider, rec.model = provider.name, name
     rec.requested_model = f"{provider.name}/{name}"
+    if not speaks(provider, api):
+        raise InvalidRequest(
+            f'model "{model}" is served by provider "{provider.name}" of kind'
+            f' "{provider.kind}", which does not answer {_API_NAMES[api]}',
+            param="model",
+        )
+
+
+_API_NAMES = {
+    "anthropic": "Anthropic's Messages API (/v1/messages): name a model of an anthropic provider",
+    "openai": "OpenAI's API: call it through /v1/messages",
+}
 
 
 def _input_of(body: dict[str, Any]) -> Any:

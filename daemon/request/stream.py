@@ -27,6 +27,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from daemon.providers.jsonio import decode_reply
+from waystone_cli.core.messages import Tally, new_tally
 from waystone_cli.core.sse import SSEEvent, SSEParser, encode_event
 from waystone_cli.core.usage import StreamTally
 
@@ -56,7 +57,7 @@ class StreamWatch:
         self, route: str, *, drop_usage: bool, full: bool, trace: RequestTrace | None
     ) -> None:
         self._text_limit = None if full else SIDE_BYTES
-        self.tally = StreamTally(route, self._text_limit)
+        self.tally: Tally = new_tally(route, self._text_limit)
         self._parser = SSEParser()
         self._drop_usage = drop_usage
         self._full = full
@@ -84,7 +85,7 @@ class StreamWatch:
                 out += encode_event(event.data, event.event)
         return bytes(out)
 
-    def finish(self) -> StreamTally:
+    def finish(self) -> Tally:
         """The tally, with deferred events decoded if usage never arrived."""
         if self._raw is not None:
             self._finish_lazy(b"".join(self._raw))
@@ -121,7 +122,7 @@ class StreamWatch:
                     if self.tally.usage is not None:
                         return
                 end = start
-        self.tally = StreamTally(self.tally.route, self._text_limit)  # read it all afresh
+        self.tally = new_tally(self.tally.route, self._text_limit)  # read it all afresh
         self._tally(_event_data(data))
 
     def _tally(self, texts: list[str]) -> None:
@@ -153,8 +154,14 @@ class StreamWatch:
 
 def _event_data(data: bytes) -> list[str]:
     """The data of every event in ``data``, which starts where an event starts."""
-    if data.startswith(b"data: ") and data.endswith(b"\n\n") and data.count(b"\n") == 2:
-        return [data[6:-2].decode("utf-8", "replace")]  # one event of one data line
+    if data.endswith(b"\n\n"):
+        lines = data.count(b"\n")
+        if lines == 2 and data.startswith(b"data: "):
+            return [data[6:-2].decode("utf-8", "replace")]  # one event of one data line
+        if lines == 3 and data.startswith(b"event: "):  # a named one, as Anthropic's are
+            at = data.find(b"\ndata: ")
+            if at > 0:
+                return [data[at + 7 : -2].decode("utf-8", "replace")]
     parser = SSEParser()
     return [event.data for event in parser.feed(data) + parser.flush()]
 

@@ -69,7 +69,39 @@ def test_add_unknown_kind(cli: Cli) -> None:
     run = cli("provider", "add", "p", "--kind", "vllm")
     assert (run.exit_code, run.stderr) == (
         1,
-        "error: providers.p.kind: must be one of openai, mock\n",
+        "error: providers.p.kind: must be one of openai, mock, anthropic\n",
+    )
+
+
+def test_add_an_anthropic_provider(cli: Cli, read_config) -> None:
+    run = cli(
+        "provider",
+        "add",
+        "claude",
+        "--kind",
+        "anthropic",
+        "--base-url",
+        "https://api.anthropic.com",
+        "--api-key-env",
+        "ANTHROPIC_API_KEY",
+        "--model",
+        "claude-sonnet-4-5",
+    )
+    assert (run.exit_code, run.stdout) == (0, "Added provider claude.\n")
+    assert read_config() == {
+        "providers": {
+            "claude": {
+                "kind": "anthropic",
+                "base_url": "https://api.anthropic.com",
+                "api_key": "env:ANTHROPIC_API_KEY",
+                "models": ["claude-sonnet-4-5"],
+            }
+        }
+    }
+    refused = cli("provider", "add", "bare", "--kind", "anthropic")
+    assert (refused.exit_code, refused.stderr) == (
+        1,
+        "error: providers.bare: base_url is required\n",
     )
 
 

@@ -258,7 +258,12 @@ def test_demo_shows_a_downgrade_a_block_an_explanation_and_what_to_try_next(
     ) in out
     assert "$ waystone rules explain --user alice --model mock-large" in out
     assert "Verdict: allowed, model local/mock-small" in out
-    assert "all 6 users          9" in out  # 3 shown one by one, 6 more
+    assert (
+        "bob asks for mock-small: 200 from local/mock-small, "
+        '"This is a mock answer to: Write …", 54 input tokens (14 uncached, 27 read from '
+        "the cache, 13 written to it), 51 output tokens"
+    ) in out
+    assert "all 6 users         10" in out  # 3 shown one by one, 1 Anthropic-style, 6 more
     try_next = out[out.index("Try next:") :].splitlines()[1:]
     assert len(try_next) == 3
     home = try_next[0].split()[0].removeprefix("WAYSTONE_HOME=")

@@ -28,7 +28,9 @@ NAME_ARG = typer.Argument(..., metavar="NAME", show_default=False)
 
 def register(root: typer.Typer) -> None:
     app = typer.Typer(no_args_is_help=True)
-    app.command("add", help="Add an OpenAI-compatible provider (or the built-in mock).")(add)
+    app.command(
+        "add", help="Add an OpenAI-compatible or Anthropic provider (or the built-in mock)."
+    )(add)
     app.command("set", help="Change a provider's base URL, key variable or models.")(set_)
     app.command("list", help="List providers and their models.")(list_)
     app.command("rm", help="Remove a provider no rule's target depends on.")(rm)
@@ -45,7 +47,9 @@ def add(
         None, "--api-key-env", metavar="VAR", help="Environment variable holding the API key."
     ),
     model: list[str] = typer.Option([], "--model", metavar="M", help="A model it serves; repeat."),
-    kind: str = typer.Option("openai", "--kind", help="openai, or mock (offline, for demos)."),
+    kind: str = typer.Option(
+        "openai", "--kind", help="openai, anthropic, or mock (offline, for demos)."
+    ),
 ) -> None:
     entry = provider_entry(kind, base_url, api_key_env, model)
     path = app_context(ctx).config_path

@@ -105,6 +105,14 @@ def identity_from_headers(user: str | None, group: str | None) -> Identity:
     )
 
 
+def with_fallback_user(identity: Identity, user_id: Any, where: str) -> Identity:
+    """``identity``, with ``user_id`` (Anthropic's ``metadata.user_id``) as its user when
+    it names none; a ``user_id`` that is not a string is left alone."""
+    if identity.user is not None or not isinstance(user_id, str):
+        return identity
+    return identity._replace(user=EntityRef(_check_id(user_id.strip(), where)))
+
+
 def without_metadata(identity: Identity) -> Identity:
     """The same entities with none of the metadata the request sent."""
     return Identity(

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from waystone_cli.core.config import Config, ProviderConfig, RuleConfig
+from waystone_cli.core.decision import model_matches
 from waystone_cli.core.errors import InvalidRequest, ModelNotFound
+from waystone_cli.core.usage import MESSAGES_ROUTES
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,12 @@ class ModelIndex:
             catch_all=tuple(n for n, p in providers.items() if not p.models),
         )
 
-    def resolve(self, name: str) -> tuple[ProviderConfig, str]:
-        """The provider and the provider's own model name; 400 if ambiguous, 404 if unknown."""
+    def resolve(self, name: str, api: str | None = None) -> tuple[ProviderConfig, str]:
+        """The provider and the provider's own model name; 400 if ambiguous, 404 if unknown.
+
+        With ``api`` (the client API the request came in), a bare name goes to the
+        providers that speak it first: those listing it, then the catch-alls, and only
+        then the others (the caller refuses a provider that does not speak the API)."""
         if not name:
             raise InvalidRequest("model: must not be empty", param="model")
         prefix, slash, rest = name.partition("/")
@@ -59,6 +65,10 @@ class ModelIndex:
             return provider, rest
         listed = self.by_model.get(name, ())
         candidates = listed or self.catch_all
+        if api is not None:
+            candidates = (
+                self._speaking(listed, api) or self._speaking(self.catch_all, api) or candidates
+            )
         if len(candidates) == 1:
             return self.providers[candidates[0]], name
         if len(candidates) > 1:
@@ -74,6 +84,9 @@ class ModelIndex:
                 param="model",
             )
         raise ModelNotFound(f'model "{name}" is not served by any provider', param="model")
+
+    def _speaking(self, names: tuple[str, ...], api: str) -> tuple[str, ...]:
+        return tuple(n for n in names if speaks(self.providers[n], api))
 
     def listing(self) -> dict[str, Any]:
         """``GET /v1/models`` in OpenAI's list shape, every model qualified as ``provider/model``."""
@@ -126,6 +139,60 @@ def _unserved(index: ModelIndex, target: str) -> str | None:
     except InvalidRequest as err:
         return str(err)
     return None
+
+
+# The client APIs a provider of each kind answers: the mock answers both.
+KIND_APIS: Mapping[str, frozenset[str]] = {
+    "openai": frozenset({"openai"}),
+    "anthropic": frozenset({"anthropic"}),
+    "mock": frozenset({"openai", "anthropic"}),
+}
+
+
+def route_api(route: str) -> str:
+    """The client API a route belongs to."""
+    return "anthropic" if route in MESSAGES_ROUTES else "openai"
+
+
+def speaks(provider: ProviderConfig, api: str) -> bool:
+    """Whether ``provider`` answers requests of ``api`` ("openai" or "anthropic")."""
+    return api in KIND_APIS.get(provider.kind, frozenset({"openai"}))
+
+
+def crossing_targets(
+    rules: Mapping[str, RuleConfig], providers: Mapping[str, ProviderConfig]
+) -> list[UnservedTarget]:
+    """Every ``change_model`` / ``fallback`` rule whose ``model`` trigger matches models of
+    a provider speaking one API that its ``to`` does not speak: it would move requests
+    between API families (an Anthropic request to an OpenAI-kind provider, or back)."""
+    index = ModelIndex.of(providers)
+    crossing = []
+    for name, rule in rules.items():
+        if rule.action not in ("change_model", "fallback") or not rule.to or not rule.model:
+            continue
+        try:
+            target, _ = index.resolve(rule.to)
+        except (InvalidRequest, ModelNotFound):
+            continue  # unserved_targets says so
+        for pname, provider in providers.items():
+            # The mock answers both APIs: which one a request to it uses is not known here.
+            apis = KIND_APIS.get(provider.kind, frozenset())
+            lost = next(iter(apis), None) if len(apis) == 1 else None
+            if (
+                lost is not None
+                and not speaks(target, lost)
+                and any(model_matches(rule.model, f"{pname}/{m}") for m in provider.models)
+            ):
+                reason = (
+                    f'moves {lost} requests for models of provider "{pname}" (kind '
+                    f'"{provider.kind}") to "{rule.to}", of provider "{target.name}" '
+                    f'(kind "{target.kind}"), which does not answer them'
+                )
+                crossing.append(
+                    UnservedTarget(rule=name, field="to", target=rule.to, reason=reason)
+                )
+                break
+    return crossing
 
 
 def resolve_model(config: Config, name: str) -> tuple[ProviderConfig, str]:

@@ -6,7 +6,9 @@ Chat and completions name them ``prompt_tokens`` / ``completion_tokens`` with
 ``prompt_tokens_details`` / ``completion_tokens_details``; the Responses API (and
 gpt-4o transcriptions) name them ``input_tokens`` / ``output_tokens`` with
 ``input_tokens_details`` / ``output_tokens_details``.  Both spellings are accepted on
-every route, since OpenAI-compatible providers mix them.
+every route, since OpenAI-compatible providers mix them.  Anthropic's Messages API counts
+its cache apart from its ``input_tokens``: ``usage_from_messages`` adds it back, so that
+``input_tokens`` is all of the input there too (``cache_write_tokens`` are the writes).
 
 Estimates (for a stream cut short, for reservations and for the mock provider) use one
 documented heuristic: ``ceil(characters / 4)`` tokens for a non-empty text, 0 for an empty
@@ -23,6 +25,8 @@ from typing import Any, NamedTuple
 MESSAGE_OVERHEAD = 3
 REPLY_OVERHEAD = 3
 IMAGE_TOKENS = 85
+# Anthropic's Messages API and its token counting: the same body, so the same estimate.
+MESSAGES_ROUTES = ("messages", "messages/count_tokens")
 
 
 class Usage(NamedTuple):
@@ -51,7 +55,38 @@ def usage_from_body(route: str, body: Mapping[str, Any]) -> Usage | None:
     usage = body.get("usage")
     if type(usage) is not dict and not isinstance(usage, Mapping):  # dict: no ABC check
         return None
+    if route == "messages":
+        return usage_from_messages(usage)
     return usage_from_mapping(usage)
+
+
+def usage_from_messages(usage: Mapping[str, Any]) -> Usage | None:
+    """An Anthropic ``usage`` object in waystone's terms, None if it is junk or empty.
+
+    Anthropic's ``input_tokens`` are only the uncached ones: the input recorded is those
+    plus the cache reads (``cache_read_input_tokens``, the cached tokens) and the cache
+    writes (``cache_creation_input_tokens``, or the sum of its ``cache_creation`` split
+    by lifetime when only that is given).
+    """
+    if "input_tokens" not in usage and "output_tokens" not in usage:
+        return None
+    uncached = _count(usage, "input_tokens")
+    output_tokens = _count(usage, "output_tokens")
+    if uncached is None or output_tokens is None:
+        return None
+    reads = _int(usage, "cache_read_input_tokens")
+    split = _details(usage, "cache_creation")
+    writes_1h = _int(split, "ephemeral_1h_input_tokens")
+    writes = _int(usage, "cache_creation_input_tokens") or (
+        _int(split, "ephemeral_5m_input_tokens") + writes_1h
+    )
+    return Usage(
+        input_tokens=uncached + reads + writes,
+        output_tokens=output_tokens,
+        cached_tokens=reads,
+        cache_write_tokens=writes,
+        cache_write_1h_tokens=min(writes_1h, writes),
+    )
 
 
 def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
@@ -170,6 +205,11 @@ class StreamTally:
         """Output tokens by the heuristic: the text plus tool-call arguments and refusals."""
         return -(-(self._text_chars + self._other_chars) // 4)
 
+    def cut_usage(self, output_estimate: int) -> Usage | None:
+        """The usage of a stream that ended without it, as far as it is known: nothing,
+        since these streams report all of it at their end."""
+        return None
+
     def _feed_choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, Mapping):
@@ -258,11 +298,30 @@ def estimate_input_tokens(route: str, body: Mapping[str, Any]) -> int:
         return _inputs_tokens(body.get("prompt"))
     if route in ("embeddings", "moderations"):
         return _inputs_tokens(body.get("input"))
+    if route in MESSAGES_ROUTES:
+        return _messages_input_tokens(body)
     if route == "responses":
         instructions = body.get("instructions")
         extra = estimate_tokens(instructions) if isinstance(instructions, str) else 0
         return extra + _responses_input_tokens(body.get("input"))
     return 0
+
+
+def _messages_input_tokens(body: Mapping[str, Any]) -> int:
+    """Anthropic's Messages API: counted as chat is, with the ``system`` prompt (a string
+    or text blocks) as one more message and ``tools`` as their JSON."""
+    system = body.get("system")
+    total = REPLY_OVERHEAD
+    if system:
+        total += MESSAGE_OVERHEAD + _content_tokens(system)
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, Mapping) else None
+        total += MESSAGE_OVERHEAD + _content_tokens(content)
+    tools = body.get("tools")
+    if tools:
+        total += estimate_tokens(json.dumps(tools, separators=(",", ":")))
+    return total
 
 
 def _content_tokens(content: Any) -> int:
@@ -319,7 +378,7 @@ def last_user_text(route: str, body: Mapping[str, Any]) -> str:
         if isinstance(prompt, list):
             prompt = next((p for p in reversed(prompt) if isinstance(p, str)), "")
         return prompt if isinstance(prompt, str) else ""
-    key = "messages" if route == "chat/completions" else "input"
+    key = "input" if route == "responses" else "messages"
     items = body.get(key)
     if isinstance(items, str):
         return items

@@ -11,7 +11,8 @@ sent.  The rule (see docs/design.md):
 - output tokens at most the request's cap (``max_tokens``, ``max_completion_tokens``,
   ``max_output_tokens``: the smallest) times its choices (``n``, ``best_of``), or
   ``TOKEN_CEILING`` when it sets no cap;
-- cached and audio tokens at most the input, reasoning tokens at most the output.
+- cached, cache-write and audio tokens at most the input, reasoning tokens at most the
+  output.
 
 A count past its bound is capped to it and the result is marked estimated, with a note
 saying which count was implausible.  Usage that is missing (or junk, which
@@ -33,13 +34,13 @@ TOKEN_CEILING = 1_000_000  # beyond any model's output, and any single request's
 _CAP_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _CHOICE_KEYS = ("n", "best_of")
 _MEDIA_TYPES = frozenset(
-    {"image_url", "input_image", "image", "input_audio", "audio", "file", "input_file"}
+    {"image_url", "input_image", "image", "input_audio", "audio", "file", "input_file", "document"}
 )
 _STORED_CONTEXT_KEYS = ("previous_response_id", "conversation")
 
 
 # Routes whose answers are charged by tokens: an answer without usage is estimated.
-TOKEN_ROUTES = frozenset({"chat/completions", "completions", "responses", "embeddings"})
+TOKEN_ROUTES = frozenset({"chat/completions", "completions", "responses", "embeddings", "messages"})
 
 
 class SettledUsage(NamedTuple):
@@ -89,12 +90,15 @@ def _capped(usage: Usage, route: str, body: Mapping[str, Any]) -> tuple[Usage, l
     if output_tokens > (bound := output_bound(body)):
         over.append(f"output_tokens {output_tokens} > {bound}")
         output_tokens = bound
+    writes = min(usage.cache_write_tokens, input_tokens)
     capped = Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_tokens=min(usage.cached_tokens, input_tokens),
+        cache_write_tokens=writes,
         reasoning_tokens=min(usage.reasoning_tokens, output_tokens),
         audio_tokens=min(usage.audio_tokens, input_tokens),
+        cache_write_1h_tokens=min(usage.cache_write_1h_tokens, writes),
     )
     return capped, over
 

@@ -68,7 +68,7 @@ ERRORS = [
     (
         "unknown provider kind",
         '[providers.p]\nkind = "vllm"',
-        "providers.p.kind: must be one of openai, mock",
+        "providers.p.kind: must be one of openai, mock, anthropic",
     ),
     (
         "openai provider without base_url",

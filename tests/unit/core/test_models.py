@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from waystone_cli.core.config import Config, parse_config
-from waystone_cli.core.errors import InvalidRequest, ModelNotFound
-from waystone_cli.core.models import ModelIndex, list_models, resolve_model
+from waystone_cli.core.config import Config, parse_config, parse_toml
+from waystone_cli.core.errors import ConfigError, InvalidRequest, ModelNotFound
+from waystone_cli.core.models import ModelIndex, list_models, resolve_model, route_api, speaks
 
 CONFIG = parse_config(
     {
@@ -116,3 +116,97 @@ def test_list_models_qualifies_every_listed_model() -> None:
         ],
     }
     assert list_models(Config()) == {"object": "list", "data": []}
+
+
+# --- API families: a rule moves requests only between providers that answer them ------
+
+FAMILIES = """
+[providers.oai]
+base_url = "https://api.openai.com/v1"
+models = ["gpt-4o"]
+[providers.anth]
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+models = ["claude-sonnet-4-5", "claude-haiku-4-5"]
+[providers.local]
+kind = "mock"
+models = ["mock-small"]
+"""
+
+
+def _families(rule: str) -> Config:
+    return parse_config(parse_toml(FAMILIES + rule))
+
+
+@pytest.mark.parametrize("action", ["change_model", "fallback"])
+def test_a_rule_moving_anthropic_requests_to_an_openai_provider_is_a_config_error(
+    action: str,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _families(f'[rules.cheaper]\nmodel = "claude-*"\naction = "{action}"\nto = "oai/gpt-4o"\n')
+    assert str(caught.value) == (
+        'rules.cheaper.to: moves anthropic requests for models of provider "anth" (kind'
+        ' "anthropic") to "oai/gpt-4o", of provider "oai" (kind "openai"), which does not'
+        " answer them"
+    )
+
+
+def test_a_rule_moving_openai_requests_to_an_anthropic_provider_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^rules\.up\.to: moves openai requests"):
+        _families(
+            '[rules.up]\nmodel = "gpt-4o"\naction = "change_model"\nto = "claude-haiku-4-5"\n'
+        )
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        '[rules.r]\nmodel = "claude-sonnet-*"\naction = "change_model"\nto = "claude-haiku-4-5"\n',
+        # The mock answers both APIs, and a rule without a model trigger names no family:
+        '[rules.r]\nmodel = "mock-small"\naction = "change_model"\nto = "oai/gpt-4o"\n',
+        '[rules.r]\naction = "fallback"\nto = "oai/gpt-4o"\n',
+    ],
+)
+def test_rules_within_a_family_or_naming_none_load(rule: str) -> None:
+    assert list(_families(rule).rules) == ["r"]
+
+
+def test_each_kind_speaks_its_api_and_the_mock_both() -> None:
+    config = _families("")
+    assert [
+        (name, speaks(p, "openai"), speaks(p, "anthropic")) for name, p in config.providers.items()
+    ] == [("oai", True, False), ("anth", False, True), ("local", True, True)]
+    assert [route_api(r) for r in ("messages", "messages/count_tokens", "chat/completions")] == [
+        "anthropic",
+        "anthropic",
+        "openai",
+    ]
+
+
+def test_a_bare_name_goes_to_the_providers_that_speak_the_requests_api() -> None:
+    index = ModelIndex.from_config(
+        parse_config(
+            parse_toml("""
+[providers.oai]
+base_url = "https://api.openai.com/v1"
+models = []
+[providers.anth]
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+models = []
+[providers.both]
+base_url = "https://proxy.example/v1"
+models = ["shared"]
+[providers.claude-too]
+kind = "anthropic"
+base_url = "https://eu.anthropic.example"
+models = ["shared"]
+""")
+        )
+    )
+    assert index.resolve("claude-x", "anthropic")[0].name == "anth"
+    assert index.resolve("gpt-x", "openai")[0].name == "oai"
+    assert index.resolve("shared", "anthropic")[0].name == "claude-too"
+    assert index.resolve("shared", "openai")[0].name == "both"
+    with pytest.raises(InvalidRequest, match="served by several providers"):
+        index.resolve("claude-x")  # no API named: the two catch-alls are ambiguous

@@ -281,3 +281,63 @@ def test_estimate_tokens_is_a_quarter_of_the_characters_rounded_up(text: str, to
 )
 def test_estimate_input_tokens_by_route(route: str, body: dict[str, Any], tokens: int) -> None:
     assert estimate_input_tokens(route, body) == tokens
+
+
+# --- Anthropic's Messages API --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (
+            {
+                "input_tokens": 10,
+                "cache_read_input_tokens": 20,
+                "cache_creation_input_tokens": 30,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": 10,
+                    "ephemeral_1h_input_tokens": 20,
+                },
+                "output_tokens": 7,
+            },
+            Usage(60, 7, cached_tokens=20, cache_write_tokens=30, cache_write_1h_tokens=20),
+        ),
+        (  # only the split: its sum is the cache writes
+            {
+                "input_tokens": 5,
+                "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 6},
+                "output_tokens": 1,
+            },
+            Usage(15, 1, cache_write_tokens=10, cache_write_1h_tokens=6),
+        ),
+        (  # nulls, as some responses carry: no cache at all
+            {
+                "input_tokens": 5,
+                "cache_read_input_tokens": None,
+                "cache_creation_input_tokens": None,
+                "output_tokens": 2,
+            },
+            Usage(5, 2),
+        ),
+    ],
+)
+def test_messages_input_is_uncached_plus_cache_reads_plus_cache_writes(
+    usage: dict[str, Any], expected: Usage
+) -> None:
+    assert usage_from_body("messages", {"usage": usage}) == expected
+
+
+@pytest.mark.parametrize(
+    "usage", [{}, {"input_tokens": "10", "output_tokens": 1}, {"input_tokens": -1}]
+)
+def test_messages_usage_that_is_junk_or_empty_is_none(usage: dict[str, Any]) -> None:
+    assert usage_from_body("messages", {"usage": usage}) is None
+
+
+def test_a_messages_request_is_estimated_with_its_system_prompt() -> None:
+    body = {
+        "system": [{"type": "text", "text": "Be brief"}],  # 2 tokens
+        "messages": [{"role": "user", "content": "Say hello"}],  # 3 tokens
+    }
+    assert estimate_input_tokens("messages", body) == 3 + (3 + 2) + (3 + 3)
+    assert estimate_input_tokens("messages/count_tokens", body) == 14

@@ -177,7 +177,7 @@ def _provider(name: str, t: Table) -> ProviderConfig:
             raise ConfigError(f"{t.at(key)}: must be positive")
     if p.kind not in PROVIDER_KINDS:
         raise ConfigError(f"{t.at('kind')}: must be one of {', '.join(PROVIDER_KINDS)}")
-    if p.kind == "openai" and not p.base_url:
+    if p.kind in ("openai", "anthropic") and not p.base_url:
         raise ConfigError(f"{t.path}: base_url is required")
     if p.base_url and not p.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{t.at('base_url')}: must start with http:// or https://")
@@ -330,9 +330,12 @@ def _cross_check(config: Config) -> None:
 def _check_targets(config: Config) -> None:
     """Every model a rule sends traffic to resolves the way a request naming it would, so
     a typo or a removed provider fails here, not on live traffic."""
-    from waystone_cli.core.models import unserved_targets
+    from waystone_cli.core.models import crossing_targets, unserved_targets
 
-    for lost in unserved_targets(config.rules, config.providers):
+    for lost in [
+        *unserved_targets(config.rules, config.providers),
+        *crossing_targets(config.rules, config.providers),
+    ]:
         raise ConfigError(f"rules.{_key_path(lost.rule)}.{lost.field}: {lost.reason}")
 
 

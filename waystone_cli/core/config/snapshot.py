@@ -44,7 +44,7 @@ ACTIONS = (
     "capture",
 )
 USAGE_METRICS = ("cost_usd", "tokens", "input_tokens", "output_tokens", "requests")
-PROVIDER_KINDS = ("openai", "mock")
+PROVIDER_KINDS = ("openai", "mock", "anthropic")
 REQUEST_METADATA = ("merge", "ignore")
 
 Scalar = str | int | float | bool

@@ -177,3 +177,63 @@ def test_side_state_past_its_bound_finds_what_reading_every_event_finds(
     assert got.usage == expected.usage
     assert got.estimate_output_tokens() == expected.estimate_output_tokens()
     assert got.text == expected.text[:40]
+
+
+# --- Anthropic's Messages streams ------------------------------------------------------
+
+
+def anthropic_sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+MESSAGE_START = {
+    "type": "message_start",
+    "message": {
+        "usage": {
+            "input_tokens": 10,
+            "cache_read_input_tokens": 20,
+            "cache_creation_input_tokens": 30,
+            "output_tokens": 1,
+        }
+    },
+}
+
+
+def text_delta(text: str) -> dict[str, Any]:
+    return {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": text},
+    }
+
+
+def message_delta(output_tokens: int) -> dict[str, Any]:
+    return {"type": "message_delta", "delta": {}, "usage": {"output_tokens": output_tokens}}
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_messages_stream_read_lazily_or_whole_counts_the_last_delta_once(full: bool) -> None:
+    data = anthropic_sse(
+        MESSAGE_START,
+        text_delta("Hello"),
+        text_delta(" there"),
+        message_delta(3),
+        message_delta(5),
+        message_delta(7),
+        {"type": "message_stop"},
+    )
+    w = StreamWatch("messages", drop_usage=False, full=full, trace=None)
+    assert b"".join(w.feed(data[i : i + 17]) for i in range(0, len(data), 17)) == data
+    tally = w.finish()
+    assert tally.usage == Usage(60, 7, cached_tokens=20, cache_write_tokens=30)
+    assert tally.text == ("Hello there" if full else "")
+
+
+def test_a_messages_stream_cut_before_its_delta_keeps_the_text_for_the_estimate() -> None:
+    w = StreamWatch("messages", drop_usage=False, full=False, trace=None)
+    w.feed(anthropic_sse(MESSAGE_START, text_delta("Hello there")))
+    tally = w.finish()
+    assert tally.usage is None
+    assert tally.cut_usage(tally.estimate_output_tokens()) == Usage(
+        60, 3, cached_tokens=20, cache_write_tokens=30
+    )
