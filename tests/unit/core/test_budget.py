@@ -1,0 +1,94 @@
+"""The budget headers: the tightest USD limit of a decision, what remains, when it frees."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from waystone_cli.core.budget import budget_headers, remaining, resets_at, tightest
+from waystone_cli.core.counters import Subject, UsageCounters
+from waystone_cli.core.decision import Decision, Limit
+
+NOW = datetime(2026, 3, 15, 12, 0, 30, tzinfo=UTC)
+ALICE = Subject("user", "alice")
+ACME = Subject("group", "acme")
+
+
+def limit(metric: str, window: str, used: float, lim: float, subject: str = "user:alice") -> Limit:
+    return Limit(
+        ruleset="rs", rule=f"{metric}-{window}", subject=subject, metric=metric,
+        window=window, used=used, limit=lim,
+    )  # fmt: skip
+
+
+def decision(*limits: Limit, subjects: tuple[Subject, ...] = (ALICE,)) -> Decision:
+    return Decision(
+        allowed=True, status=200, code=None, message=None, retry_after=None, headers={},
+        model="up/gpt-test", max_tokens=None, fallbacks=(), output_checks=(), datasets=(),
+        capture=False, retain_days=None, rulesets=("rs",), rules=(), subjects=subjects,
+        reasons=(), limits=limits,
+    )  # fmt: skip
+
+
+def charge(c: UsageCounters, at: datetime, cost: float, group: str | None = None) -> None:
+    subjects = [ALICE] + ([ACME] if group else [])
+    r = c.reserve(subjects, user_id="alice", group_id=group, tokens=1, cost_usd=0, now=at)
+    c.settle(r, tokens_in=1, tokens_out=0, cost_usd=cost, now=at)
+
+
+def test_the_tightest_usd_limit_is_the_one_with_least_left_after_the_own_cost() -> None:
+    month = limit("cost_usd", "month", used=7.0, lim=10.0)  # 3 left
+    day = limit("cost_usd", "day", used=0.5, lim=2.0)  # 1.5 left
+    tokens = limit("tokens", "day", used=0, lim=1)  # not USD: never the budget
+    assert tightest([month, day, tokens], own_cost_usd=0.25) == day
+    assert remaining(day, 0.25) == 1.25
+    assert remaining(month, 5.0) == 0.0  # an overshoot shows 0, never a negative budget
+    assert tightest([tokens]) is None
+
+
+def test_a_calendar_window_resets_at_its_end_in_the_configured_zone() -> None:
+    c = UsageCounters()
+    month = limit("cost_usd", "month", used=1.0, lim=10.0)
+    assert resets_at(month, [ALICE], c, now=NOW, tz="UTC") == datetime(2026, 4, 1, tzinfo=UTC)
+    day = limit("cost_usd", "day", used=1.0, lim=10.0)
+    # Midnight in New York (UTC-4 in March after the switch) is 04:00 UTC.
+    assert resets_at(day, [ALICE], c, now=NOW, tz="America/New_York") == datetime(
+        2026, 3, 16, 4, tzinfo=UTC
+    )
+
+
+def test_a_rolling_window_frees_when_its_oldest_charged_minute_leaves() -> None:
+    c = UsageCounters()
+    charge(c, NOW - timedelta(minutes=50), 0.0)  # a charge with no cost frees nothing
+    charge(c, NOW - timedelta(minutes=40, seconds=10), 0.5)  # minute 11:20
+    charge(c, NOW - timedelta(minutes=5), 0.25)
+    hour = limit("cost_usd", "1h", used=0.75, lim=1.0)
+    # The 11:20 minute leaves the hour when 12:21:00 comes.
+    assert resets_at(hour, [ALICE], c, now=NOW, tz="UTC") == datetime(
+        2026, 3, 15, 12, 21, tzinfo=UTC
+    )
+
+
+def test_a_rolling_window_with_nothing_charged_frees_when_this_minute_leaves() -> None:
+    hour = limit("cost_usd", "1h", used=0.0, lim=1.0)
+    assert resets_at(hour, [ALICE], UsageCounters(), now=NOW, tz="UTC") == datetime(
+        2026, 3, 15, 13, 1, tzinfo=UTC
+    )
+
+
+def test_a_share_reads_the_members_own_series() -> None:
+    c = UsageCounters()
+    charge(c, NOW - timedelta(minutes=30), 0.5, group="acme")
+    share = limit("cost_usd", "1h", used=0.5, lim=2.0, subject="user:alice in group:acme")
+    assert resets_at(share, [ALICE, ACME], c, now=NOW, tz="UTC") == datetime(
+        2026, 3, 15, 13, 1, tzinfo=UTC
+    ) - timedelta(minutes=30)
+
+
+def test_headers_name_the_tightest_limit_and_none_without_a_usd_limit() -> None:
+    c = UsageCounters()
+    d = decision(limit("cost_usd", "month", used=2.5, lim=10.0), limit("requests", "day", 1, 5))
+    assert budget_headers(d, c, own_cost_usd=0.125, now=NOW, tz="UTC") == {
+        "x-waystone-budget-remaining-usd": "7.375",
+        "x-waystone-budget-reset": "2026-04-01T00:00:00Z",
+    }
+    assert budget_headers(decision(), c, own_cost_usd=0, now=NOW, tz="UTC") == {}

@@ -1,0 +1,116 @@
+"""What is left of a subject's USD budgets, and when each frees: self-service usage.
+
+Read from a decision that was already made (its ``limits`` list every usage, credits and
+share limit tested, with the usage *before* the request), never by a second evaluation:
+
+- ``remaining(limit, own_cost_usd)``: the limit minus what was used, minus this request's
+  own cost (never below 0).
+- ``resets_at(limit, ...)``: a calendar window frees at its end (``window_end``); a rolling
+  window when the oldest minute charged in it leaves the window (the counters' first
+  bucket with a cost), or, when nothing with a cost was charged yet, when the current
+  minute leaves it (this request's own charge).
+- ``tightest(limits, own_cost_usd)``: the ``cost_usd`` limit with the least remaining.
+
+The response headers and ``GET /v1/waystone/usage`` both lay these out; times are ISO
+8601 in UTC to the second (``2026-12-01T00:00:00Z``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from waystone_cli.core.counters import Subject, UsageView
+from waystone_cli.core.decision import Decision, Limit, number
+from waystone_cli.core.windows import parse_window, window_end
+
+USD = "cost_usd"
+REMAINING_HEADER = "x-waystone-budget-remaining-usd"
+RESET_HEADER = "x-waystone-budget-reset"
+
+
+def remaining(limit: Limit, own_cost_usd: float = 0.0) -> float:
+    """What is left of ``limit`` after this request (its own cost counted); at least 0."""
+    return max(round(limit.limit - limit.used - own_cost_usd, 10), 0.0)
+
+
+def tightest(limits: Iterable[Limit], own_cost_usd: float = 0.0) -> Limit | None:
+    """The USD limit with the least remaining (the first of equals); None when none."""
+    best: Limit | None = None
+    best_left = 0.0
+    for lim in limits:
+        if lim.metric != USD:
+            continue
+        left = remaining(lim, own_cost_usd)
+        if best is None or left < best_left:
+            best, best_left = lim, left
+    return best
+
+
+def resets_at(
+    limit: Limit,
+    subjects: Sequence[Subject],
+    counters: UsageView,
+    *,
+    now: datetime,
+    tz: str,
+) -> datetime:
+    """When ``limit``'s window frees some of its usage (see the module)."""
+    window = parse_window(limit.window)
+    end = window_end(window, now, tz)
+    if end is not None:
+        return end
+    assert window.duration is not None
+    # This request's own minute leaving the window: the latest any charge can free.
+    fallback = datetime.fromtimestamp((now.timestamp() // 60 + 1) * 60, UTC) + window.duration
+    found = _subject(limit.subject, subjects)
+    if found is None:
+        return fallback
+    subject, user_id = found
+    if user_id is None:
+        used = counters.usage(subject, limit.metric, limit.window, now)
+    else:
+        used = counters.member_usage(user_id, subject.id, limit.metric, limit.window, now)
+    if used <= 0:
+        return fallback
+    # Usage falls below what it is now exactly when the first bucket with a cost leaves.
+    wait = counters.relief(subject, limit.metric, limit.window, used, now, user_id)
+    return fallback if wait is None else now + timedelta(seconds=wait)
+
+
+def budget_headers(
+    decision: Decision,
+    counters: UsageView,
+    *,
+    own_cost_usd: float,
+    now: datetime,
+    tz: str,
+) -> dict[str, str]:
+    """``x-waystone-budget-*`` for the tightest USD limit of ``decision``; {} when none."""
+    limit = tightest(decision.limits, own_cost_usd)
+    if limit is None:
+        return {}
+    reset = resets_at(limit, decision.subjects, counters, now=now, tz=tz)
+    return {
+        REMAINING_HEADER: number(remaining(limit, own_cost_usd)),
+        RESET_HEADER: iso_utc(reset),
+    }
+
+
+def iso_utc(at: datetime) -> str:
+    return at.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _subject(text: str, subjects: Sequence[Subject]) -> tuple[Subject, str | None] | None:
+    """The counters' subject a limit names (``Limit.subject``), with the user's id for a
+    member's share of a group; read from the decision's subjects, never parsed."""
+    for s in subjects:
+        if str(s) == text:
+            return s, None
+    users = [s for s in subjects if s.kind == "user"]
+    groups = [s for s in subjects if s.kind == "group"]
+    for user in users:
+        for group in groups:
+            if f"{user} in {group}" == text:
+                return group, user.id
+    return None
