@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from daemon.state import CONFIG, COUNTERS, LEDGER, OBSERVER, Snapshot
+from waystone_cli.core.budget import budget_headers
+from waystone_cli.core.counters import COST_SCALE
 from waystone_cli.core.entities import Entity
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
 from waystone_cli.core.records import RequestRecord
@@ -129,7 +131,28 @@ class Call:
         headers["x-waystone-rulesets"] = ",".join(rec.rulesets)
         headers["x-waystone-overhead-ms"] = f"{self.overhead_ms():.2f}"
         headers.update(self.rate_headers)
+        if self.decision is not None and self.decision.limits:
+            headers.update(self.budget_headers())
         return headers
+
+    def budget_headers(self) -> dict[str, str]:
+        """``x-waystone-budget-*``: this request's own cost counted when it is known
+        (settled usage), else its reservation (a stream's headers go out first)."""
+        assert self.decision is not None
+        rec = self.record
+        if self.usage is not None:
+            own = float(rec.cost_usd) if rec.cost_usd is not None else 0.0
+        elif self.reservation is not None:
+            own = self.reservation.cost_units / COST_SCALE
+        else:
+            own = 0.0  # refused before anything was reserved
+        return budget_headers(
+            self.decision,
+            self.app[COUNTERS],
+            own_cost_usd=own,
+            now=self.now,
+            tz=self.snapshot.config.server.timezone,
+        )
 
     # --- outcome -------------------------------------------------------------------
 
