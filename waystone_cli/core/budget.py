@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from waystone_cli.core.counters import Subject, UsageView
+from waystone_cli.core.counters import METRICS, Subject, UsageView
 from waystone_cli.core.decision import Decision, Limit, number
 from waystone_cli.core.windows import parse_window, window_end
 
@@ -114,3 +115,56 @@ def _subject(text: str, subjects: Sequence[Subject]) -> tuple[Subject, str | Non
             if f"{user} in {group}" == text:
                 return group, user.id
     return None
+
+
+def usage_report(
+    decision: Decision,
+    counters: UsageView,
+    *,
+    user: str,
+    group: str | None,
+    now: datetime,
+    tz: str,
+) -> dict[str, Any]:
+    """``GET /v1/waystone/usage``'s answer from an explained decision (SPEC §14).
+
+    ``limits`` are the usage, credits and share limits that apply to the request's
+    subjects (rate limits are left out: they have no window to show); ``usage`` is the
+    user's (inside the group when one is named) in the window of the tightest USD limit,
+    else this calendar month, which ``usage.window`` names.
+    """
+    limits = [lim for lim in decision.limits if lim.metric in METRICS]
+    tight = tightest(limits)
+    window = tight.window if tight is not None else "month"
+    if group is None:
+        totals = {m: counters.usage(Subject("user", user), m, window, now) for m in _TOTALS}
+    else:
+        totals = {m: counters.member_usage(user, group, m, window, now) for m in _TOTALS}
+    return {
+        "user": user,
+        "group": group,
+        "limits": [
+            {
+                "ruleset": lim.ruleset,
+                "rule": lim.rule,
+                "subject": lim.subject,
+                "metric": lim.metric,
+                "window": lim.window,
+                "used": lim.used,
+                "limit": lim.limit,
+                "remaining": remaining(lim),
+                "resets_at": iso_utc(resets_at(lim, decision.subjects, counters, now=now, tz=tz)),
+            }
+            for lim in limits
+        ],
+        "usage": {
+            "window": window,
+            "requests": int(totals["requests"]),
+            "input_tokens": int(totals["input_tokens"]),
+            "output_tokens": int(totals["output_tokens"]),
+            "cost_usd": totals["cost_usd"],
+        },
+    }
+
+
+_TOTALS = ("requests", "input_tokens", "output_tokens", "cost_usd")
