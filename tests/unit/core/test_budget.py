@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from waystone_cli.core.budget import budget_headers, remaining, resets_at, tightest
+from waystone_cli.core.budget import (
+    budget_headers,
+    remaining,
+    resets_at,
+    tightest,
+    usage_report,
+)
 from waystone_cli.core.counters import Subject, UsageCounters
 from waystone_cli.core.decision import Decision, Limit
 
@@ -92,3 +98,49 @@ def test_headers_name_the_tightest_limit_and_none_without_a_usd_limit() -> None:
         "x-waystone-budget-reset": "2026-04-01T00:00:00Z",
     }
     assert budget_headers(decision(), c, own_cost_usd=0, now=NOW, tz="UTC") == {}
+
+
+def test_usage_report_lays_out_each_limit_and_the_tightest_windows_usage() -> None:
+    c = UsageCounters()
+    charge(c, NOW - timedelta(minutes=30), 0.5, group="acme")
+    d = decision(
+        limit("cost_usd", "month", used=0.5, lim=10.0),
+        limit("cost_usd", "1h", used=0.5, lim=2.0, subject="user:alice in group:acme"),
+        limit("rpm", "60s", used=1, lim=60),  # a rate limit: not shown
+        subjects=(ALICE, ACME),
+    )
+    assert usage_report(d, c, user="alice", group="acme", now=NOW, tz="UTC") == {
+        "user": "alice",
+        "group": "acme",
+        "limits": [
+            {
+                "ruleset": "rs",
+                "rule": "cost_usd-month",
+                "subject": "user:alice",
+                "metric": "cost_usd",
+                "window": "month",
+                "used": 0.5,
+                "limit": 10.0,
+                "remaining": 9.5,
+                "resets_at": "2026-04-01T00:00:00Z",
+            },
+            {
+                "ruleset": "rs",
+                "rule": "cost_usd-1h",
+                "subject": "user:alice in group:acme",
+                "metric": "cost_usd",
+                "window": "1h",
+                "used": 0.5,
+                "limit": 2.0,
+                "remaining": 1.5,
+                "resets_at": "2026-03-15T12:31:00Z",
+            },
+        ],  # fmt: skip
+        "usage": {
+            "window": "1h",
+            "requests": 1,
+            "input_tokens": 1,
+            "output_tokens": 0,
+            "cost_usd": 0.5,
+        },  # fmt: skip
+    }
