@@ -50,6 +50,5 @@ async def handler(request: web.Request) -> web.Response:
             user=user.id,
             group=group.id if group else None,
             now=call.now,
-            tz=config.server.timezone,
         )
     )

@@ -151,7 +151,6 @@ class Call:
             self.app[COUNTERS],
             own_cost_usd=own,
             now=self.now,
-            tz=self.snapshot.config.server.timezone,
         )
 
     # --- outcome -------------------------------------------------------------------

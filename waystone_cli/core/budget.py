@@ -5,7 +5,8 @@ share limit tested, with the usage *before* the request), never by a second eval
 
 - ``remaining(limit, own_cost_usd)``: the limit minus what was used, minus this request's
   own cost (never below 0).
-- ``resets_at(limit, ...)``: a calendar window frees at its end (``window_end``); a rolling
+- ``resets_at(limit, ...)``: a calendar window frees at its end (in the counters' time
+  zone, as they count it); a rolling
   window when the oldest minute charged in it leaves the window (the counters' first
   bucket with a cost), or, when nothing with a cost was charged yet, when the current
   minute leaves it (this request's own charge).
@@ -18,12 +19,12 @@ The response headers and ``GET /v1/waystone/usage`` both lay these out; times ar
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from waystone_cli.core.counters import METRICS, Subject, UsageView
+from waystone_cli.core.counters import ANONYMOUS, METRICS, Subject, UsageView
 from waystone_cli.core.decision import Decision, Limit, number
-from waystone_cli.core.windows import parse_window, window_end
+from waystone_cli.core.windows import CALENDAR, parse_duration
 
 USD = "cost_usd"
 REMAINING_HEADER = "x-waystone-budget-remaining-usd"
@@ -49,34 +50,35 @@ def tightest(limits: Iterable[Limit], own_cost_usd: float = 0.0) -> Limit | None
 
 
 def resets_at(
-    limit: Limit,
-    subjects: Sequence[Subject],
-    counters: UsageView,
-    *,
-    now: datetime,
-    tz: str,
+    limit: Limit, subjects: Sequence[Subject], counters: UsageView, *, now: datetime
 ) -> datetime:
-    """When ``limit``'s window frees some of its usage (see the module)."""
-    window = parse_window(limit.window)
-    end = window_end(window, now, tz)
-    if end is not None:
-        return end
-    assert window.duration is not None
-    # This request's own minute leaving the window: the latest any charge can free.
-    fallback = datetime.fromtimestamp((now.timestamp() // 60 + 1) * 60, UTC) + window.duration
+    """When ``limit``'s window frees some of its usage (see the module); calendar
+    windows are the counters' own, in their time zone."""
     found = _subject(limit.subject, subjects)
-    if found is None:
-        return fallback
-    subject, user_id = found
-    if user_id is None:
-        used = counters.usage(subject, limit.metric, limit.window, now)
-    else:
-        used = counters.member_usage(user_id, subject.id, limit.metric, limit.window, now)
-    if used <= 0:
-        return fallback
-    # Usage falls below what it is now exactly when the first bucket with a cost leaves.
-    wait = counters.relief(subject, limit.metric, limit.window, used, now, user_id)
-    return fallback if wait is None else now + timedelta(seconds=wait)
+    subject, user_id = found if found is not None else (ANONYMOUS, None)
+    if limit.window in CALENDAR:
+        wait = counters.relief(subject, limit.metric, limit.window, limit.limit, now)
+        assert wait is not None  # a calendar window always ends
+        return _at(now.timestamp() + wait)
+    if found is not None:
+        if user_id is None:
+            used = counters.usage(subject, limit.metric, limit.window, now)
+        else:
+            used = counters.member_usage(user_id, subject.id, limit.metric, limit.window, now)
+        if used > 0:
+            # Usage falls below what it is now exactly when the first bucket with a cost
+            # leaves; None: only reservations, nothing charged yet.
+            wait = counters.relief(subject, limit.metric, limit.window, used, now, user_id)
+            if wait is not None:
+                return _at(now.timestamp() + wait)
+    # This request's own minute leaving the window: the latest any charge can free.
+    duration = parse_duration(limit.window).total_seconds()
+    return _at((now.timestamp() // 60 + 1) * 60 + duration)
+
+
+def _at(epoch_s: float) -> datetime:
+    # Window edges are whole seconds: rounding drops the float noise of the sums.
+    return datetime.fromtimestamp(round(epoch_s), UTC)
 
 
 def budget_headers(
@@ -85,13 +87,12 @@ def budget_headers(
     *,
     own_cost_usd: float,
     now: datetime,
-    tz: str,
 ) -> dict[str, str]:
     """``x-waystone-budget-*`` for the tightest USD limit of ``decision``; {} when none."""
     limit = tightest(decision.limits, own_cost_usd)
     if limit is None:
         return {}
-    reset = resets_at(limit, decision.subjects, counters, now=now, tz=tz)
+    reset = resets_at(limit, decision.subjects, counters, now=now)
     return {
         REMAINING_HEADER: number(remaining(limit, own_cost_usd)),
         RESET_HEADER: iso_utc(reset),
@@ -99,7 +100,7 @@ def budget_headers(
 
 
 def iso_utc(at: datetime) -> str:
-    return at.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _subject(text: str, subjects: Sequence[Subject]) -> tuple[Subject, str | None] | None:
@@ -124,7 +125,6 @@ def usage_report(
     user: str,
     group: str | None,
     now: datetime,
-    tz: str,
 ) -> dict[str, Any]:
     """``GET /v1/waystone/usage``'s answer from an explained decision (SPEC §14).
 
@@ -153,7 +153,7 @@ def usage_report(
                 "used": lim.used,
                 "limit": lim.limit,
                 "remaining": remaining(lim),
-                "resets_at": iso_utc(resets_at(lim, decision.subjects, counters, now=now, tz=tz)),
+                "resets_at": iso_utc(resets_at(lim, decision.subjects, counters, now=now)),
             }
             for lim in limits
         ],
