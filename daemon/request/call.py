@@ -137,15 +137,16 @@ class Call:
 
     def budget_headers(self) -> dict[str, str]:
         """``x-waystone-budget-*``: this request's own cost counted when it is known
-        (settled usage), else its reservation (a stream's headers go out first)."""
+        (its usage was read), else its reservation (a stream's headers go out first);
+        nothing for a refusal or a provider error, which are charged nothing."""
         assert self.decision is not None
         rec = self.record
         if self.usage is not None:
             own = float(rec.cost_usd) if rec.cost_usd is not None else 0.0
-        elif self.reservation is not None:
+        elif self.reservation is not None and rec.status in (0, 200):
             own = self.reservation.cost_units / COST_SCALE
         else:
-            own = 0.0  # refused before anything was reserved
+            own = 0.0
         return budget_headers(
             self.decision,
             self.app[COUNTERS],
