@@ -145,7 +145,7 @@ def run(
                 now=when,
             )
             if budget and decision.limits:
-                budget_headers(decision, counters, own_cost_usd=0.002, now=when)
+                budget_headers(decision, counters, config, own_cost_usd=0.002, now=when)
             counters.settle(r, tokens_in=400, tokens_out=300, cost_usd=0.0011, now=when)
     return (time.perf_counter() - started) / requests * 1e6
 

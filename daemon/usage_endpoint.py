@@ -47,6 +47,7 @@ async def handler(request: web.Request) -> web.Response:
         usage_report(
             decision,
             counters,
+            config,
             user=user.id,
             group=group.id if group else None,
             now=call.now,

@@ -150,6 +150,7 @@ class Call:
         return budget_headers(
             self.decision,
             self.app[COUNTERS],
+            self.snapshot.config,
             own_cost_usd=own,
             now=self.now,
         )

@@ -140,6 +140,7 @@ async def test_usage_endpoint_lists_each_limit_left_and_when_it_frees(start_gate
                 "used": 42e-6,
                 "limit": 1e-4,
                 "remaining": 58e-6,
+                "action": "block",
                 "resets_at": _iso(window_end("month", ts) or ts),
             },
             {
@@ -151,6 +152,7 @@ async def test_usage_endpoint_lists_each_limit_left_and_when_it_frees(start_gate
                 "used": 42e-6,
                 "limit": 5e-5,
                 "remaining": 8e-6,
+                "action": "block",
                 "resets_at": hour_frees,
             },
             {
@@ -162,6 +164,7 @@ async def test_usage_endpoint_lists_each_limit_left_and_when_it_frees(start_gate
                 "used": 2,
                 "limit": 1000,
                 "remaining": 998,
+                "action": "block",
                 "resets_at": _iso(window_end("day", ts) or ts),
             },
         ],  # fmt: skip

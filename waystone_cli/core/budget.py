@@ -10,7 +10,8 @@ share limit tested, with the usage *before* the request), never by a second eval
   window when the oldest minute charged in it leaves the window (the counters' first
   bucket with a cost), or, when nothing with a cost was charged yet, when the current
   minute leaves it (this request's own charge).
-- ``tightest(limits, own_cost_usd)``: the ``cost_usd`` limit with the least remaining.
+- ``tightest(limits, config, own_cost_usd)``: the ``cost_usd`` budget (a limit that
+  blocks once reached) with the least remaining.
 
 The response headers and ``GET /v1/waystone/usage`` both lay these out; times are ISO
 8601 in UTC to the second (``2026-12-01T00:00:00Z``).
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from waystone_cli.core.config import Config
 from waystone_cli.core.counters import ANONYMOUS, METRICS, Subject, UsageView
 from waystone_cli.core.decision import Decision, Limit, number
 from waystone_cli.core.windows import CALENDAR, parse_duration
@@ -36,12 +38,23 @@ def remaining(limit: Limit, own_cost_usd: float = 0.0) -> float:
     return max(round(limit.limit - limit.used - own_cost_usd, 10), 0.0)
 
 
-def tightest(limits: Iterable[Limit], own_cost_usd: float = 0.0) -> Limit | None:
-    """The USD limit with the least remaining (the first of equals); None when none."""
+def action(config: Config, limit: Limit) -> str | None:
+    """What reaching ``limit`` does: entity credits block; a rule does its action."""
+    if limit.ruleset is None:
+        return "block"
+    rule = config.rules.get(limit.rule)
+    return rule.action if rule is not None else None
+
+
+def tightest(limits: Iterable[Limit], config: Config, own_cost_usd: float = 0.0) -> Limit | None:
+    """The USD budget with the least remaining (the first of equals); None when none.
+
+    A budget is a USD limit that blocks once reached: a rule that only changes the
+    model or flags the request at a cost does not end what the subject can spend."""
     best: Limit | None = None
     best_left = 0.0
     for lim in limits:
-        if lim.metric != USD:
+        if lim.metric != USD or action(config, lim) != "block":
             continue
         left = remaining(lim, own_cost_usd)
         if best is None or left < best_left:
@@ -84,12 +97,13 @@ def _at(epoch_s: float) -> datetime:
 def budget_headers(
     decision: Decision,
     counters: UsageView,
+    config: Config,
     *,
     own_cost_usd: float,
     now: datetime,
 ) -> dict[str, str]:
-    """``x-waystone-budget-*`` for the tightest USD limit of ``decision``; {} when none."""
-    limit = tightest(decision.limits, own_cost_usd)
+    """``x-waystone-budget-*`` for the tightest USD budget of ``decision``; {} when none."""
+    limit = tightest(decision.limits, config, own_cost_usd)
     if limit is None:
         return {}
     reset = resets_at(limit, decision.subjects, counters, now=now)
@@ -121,6 +135,7 @@ def _subject(text: str, subjects: Sequence[Subject]) -> tuple[Subject, str | Non
 def usage_report(
     decision: Decision,
     counters: UsageView,
+    config: Config,
     *,
     user: str,
     group: str | None,
@@ -129,12 +144,12 @@ def usage_report(
     """``GET /v1/waystone/usage``'s answer from an explained decision (SPEC §14).
 
     ``limits`` are the usage, credits and share limits that apply to the request's
-    subjects (rate limits are left out: they have no window to show); ``usage`` is the
-    user's (inside the group when one is named) in the window of the tightest USD limit,
-    else this calendar month, which ``usage.window`` names.
+    subjects, each with what reaching it does (rate limits are left out: they have no
+    window to show); ``usage`` is the user's (inside the group when one is named) in the
+    window of the tightest USD budget, else this calendar month (``usage.window``).
     """
     limits = [lim for lim in decision.limits if lim.metric in METRICS]
-    tight = tightest(limits)
+    tight = tightest(limits, config)
     window = tight.window if tight is not None else "month"
     if group is None:
         totals = {m: counters.usage(Subject("user", user), m, window, now) for m in _TOTALS}
@@ -153,6 +168,7 @@ def usage_report(
                 "used": lim.used,
                 "limit": lim.limit,
                 "remaining": remaining(lim),
+                "action": action(config, lim),
                 "resets_at": iso_utc(resets_at(lim, decision.subjects, counters, now=now)),
             }
             for lim in limits

@@ -11,6 +11,7 @@ from waystone_cli.core.budget import (
     tightest,
     usage_report,
 )
+from waystone_cli.core.config import parse_config, parse_toml
 from waystone_cli.core.counters import Subject, UsageCounters
 from waystone_cli.core.decision import Decision, Limit
 
@@ -19,9 +20,35 @@ ALICE = Subject("user", "alice")
 ACME = Subject("group", "acme")
 
 
-def limit(metric: str, window: str, used: float, lim: float, subject: str = "user:alice") -> Limit:
+def _rule(name: str, metric: str, window: str, action: str = 'action = "block"') -> str:
+    over = "10" if metric == "cost_usd" else "1000"
+    trigger = f'usage = {{ metric = "{metric}", window = "{window}", over = {over} }}'
+    return f'[rules."{name}"]\n{trigger}\n{action}\n'
+
+
+CONFIG = parse_config(
+    parse_toml(
+        '[providers.openai]\nbase_url = "https://api.openai.com/v1"\nmodels = ["o3", "o3-mini"]\n'
+        + _rule("cost_usd-month", "cost_usd", "month")
+        + _rule("cost_usd-day", "cost_usd", "day")
+        + _rule("cost_usd-1h", "cost_usd", "1h")
+        + _rule("tokens-day", "tokens", "day")
+        + _rule("requests-day", "requests", "day")
+        + _rule("downgrade", "cost_usd", "day", 'action = "change_model"\nto = "openai/o3-mini"')
+    )
+)
+
+
+def limit(
+    metric: str,
+    window: str,
+    used: float,
+    lim: float,
+    subject: str = "user:alice",
+    rule: str | None = None,
+) -> Limit:
     return Limit(
-        ruleset="rs", rule=f"{metric}-{window}", subject=subject, metric=metric,
+        ruleset="rs", rule=rule or f"{metric}-{window}", subject=subject, metric=metric,
         window=window, used=used, limit=lim,
     )  # fmt: skip
 
@@ -41,14 +68,21 @@ def charge(c: UsageCounters, at: datetime, cost: float, group: str | None = None
     c.settle(r, tokens_in=1, tokens_out=0, cost_usd=cost, now=at)
 
 
-def test_the_tightest_usd_limit_is_the_one_with_least_left_after_the_own_cost() -> None:
+def test_the_tightest_usd_budget_is_the_one_with_least_left_after_the_own_cost() -> None:
     month = limit("cost_usd", "month", used=7.0, lim=10.0)  # 3 left
     day = limit("cost_usd", "day", used=0.5, lim=2.0)  # 1.5 left
     tokens = limit("tokens", "day", used=0, lim=1)  # not USD: never the budget
-    assert tightest([month, day, tokens], own_cost_usd=0.25) == day
+    # A downgrade at a cost ends nothing: not a budget, however close.
+    downgrade = limit("cost_usd", "day", used=0.9, lim=1.0, rule="downgrade")
+    credits = Limit(
+        ruleset=None, rule="credits", subject="user:alice", metric="cost_usd", window="month",
+        used=1.0, limit=2.0,
+    )  # fmt: skip
+    assert tightest([month, day, tokens, downgrade], CONFIG, own_cost_usd=0.25) == day
+    assert tightest([month, day, credits], CONFIG, own_cost_usd=0.25) == credits  # 0.75 left
     assert remaining(day, 0.25) == 1.25
     assert remaining(month, 5.0) == 0.0  # an overshoot shows 0, never a negative budget
-    assert tightest([tokens]) is None
+    assert tightest([tokens, downgrade], CONFIG) is None
 
 
 def test_a_calendar_window_resets_at_its_end_in_the_configured_zone() -> None:
@@ -89,11 +123,11 @@ def test_a_share_reads_the_members_own_series() -> None:
 def test_headers_name_the_tightest_limit_and_none_without_a_usd_limit() -> None:
     c = UsageCounters()
     d = decision(limit("cost_usd", "month", used=2.5, lim=10.0), limit("requests", "day", 1, 5))
-    assert budget_headers(d, c, own_cost_usd=0.125, now=NOW) == {
+    assert budget_headers(d, c, CONFIG, own_cost_usd=0.125, now=NOW) == {
         "x-waystone-budget-remaining-usd": "7.375",
         "x-waystone-budget-reset": "2026-04-01T00:00:00Z",
     }
-    assert budget_headers(decision(), c, own_cost_usd=0, now=NOW) == {}
+    assert budget_headers(decision(), c, CONFIG, own_cost_usd=0, now=NOW) == {}
 
 
 def test_usage_report_lays_out_each_limit_and_the_tightest_windows_usage() -> None:
@@ -105,7 +139,7 @@ def test_usage_report_lays_out_each_limit_and_the_tightest_windows_usage() -> No
         limit("rpm", "60s", used=1, lim=60),  # a rate limit: not shown
         subjects=(ALICE, ACME),
     )
-    assert usage_report(d, c, user="alice", group="acme", now=NOW) == {
+    assert usage_report(d, c, CONFIG, user="alice", group="acme", now=NOW) == {
         "user": "alice",
         "group": "acme",
         "limits": [
@@ -118,6 +152,7 @@ def test_usage_report_lays_out_each_limit_and_the_tightest_windows_usage() -> No
                 "used": 0.5,
                 "limit": 10.0,
                 "remaining": 9.5,
+                "action": "block",
                 "resets_at": "2026-04-01T00:00:00Z",
             },
             {
@@ -129,6 +164,7 @@ def test_usage_report_lays_out_each_limit_and_the_tightest_windows_usage() -> No
                 "used": 0.5,
                 "limit": 2.0,
                 "remaining": 1.5,
+                "action": "block",
                 "resets_at": "2026-03-15T12:31:00Z",
             },
         ],  # fmt: skip
