@@ -164,3 +164,25 @@ async def test_cloudevents_carry_the_request_as_a_metering_event(
             "latency_ms": row["latency_ms"],
         },  # fmt: skip
     }
+
+
+async def test_a_cursor_export_to_stdout_of_one_user_moves_past_every_row_it_saw(
+    gateway: Gateway, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    cursor = str(tmp_path / "cursor.json")
+    await _traffic(gateway, 2, user="alice")
+    await _traffic(gateway, 1, user="bob")
+    alice = [
+        r["id"]
+        for r in await gateway.rows("SELECT id FROM requests WHERE user_id = 'alice' ORDER BY seq")
+    ]
+    capfd.readouterr()
+    assert await _export("--cursor", cursor, "--user", "alice") == 0
+    assert [json.loads(line)["id"] for line in capfd.readouterr().out.splitlines()] == alice
+    await _traffic(gateway, 1, user="bob")
+    await _traffic(gateway, 1, user="alice")
+    later = await gateway.rows("SELECT id FROM requests WHERE user_id = 'alice' ORDER BY seq")
+    assert await _export("--cursor", cursor, "--user", "alice") == 0
+    assert [json.loads(line)["id"] for line in capfd.readouterr().out.splitlines()] == [
+        later[-1]["id"]
+    ]
