@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import Gateway
+from tests.unit.ledger.test_reports import insert
 from waystone_cli.context import AppContext
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.export_cursor import Cursor
+from waystone_cli.ledger.connection import open_readwrite
 from waystone_cli.main import main
 
 
@@ -186,3 +190,35 @@ async def test_a_cursor_export_to_stdout_of_one_user_moves_past_every_row_it_saw
     assert [json.loads(line)["id"] for line in capfd.readouterr().out.splitlines()] == [
         later[-1]["id"]
     ]
+
+
+def test_an_export_killed_while_writing_then_rerun_writes_every_row_once(
+    waystone_home: Path,
+) -> None:
+    """A real process, SIGKILLed while stdout blocks on a full pipe (no daemon: the CLI
+    reads the ledger file); its partial output is dropped, as a failed run's must be."""
+    rows = [
+        (f"r{n:05d}", f"2026-11-01 {n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}", f"u{n % 7}",
+         None, "openai", "gpt-4o", 100, 20, "0.0001", "ok")
+        for n in range(3000)
+    ]  # fmt: skip
+    con = open_readwrite(waystone_home / "ledger.duckdb")
+    insert(con, rows)
+    con.execute("UPDATE requests SET seq = CAST(substr(id, 2) AS BIGINT) + 1")
+    con.close()
+    cursor = waystone_home / "cursor.json"
+    command = [sys.executable, "-m", "waystone_cli.main", "usage", "export", "--format", "json"]
+    command += ["--cursor", str(cursor)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    partial = proc.stdout.read(4096)  # the pipe holds 64 KiB: the rest waits on us
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    assert partial.startswith(b'{"id":"r00000"')
+    assert not cursor.exists()
+    rerun = subprocess.run(command, capture_output=True, check=True)
+    ids = [json.loads(line)["id"] for line in rerun.stdout.splitlines()]
+    assert ids == [r[0] for r in rows]
+    again = subprocess.run(command, capture_output=True, check=True)
+    assert again.stdout == b""
