@@ -85,28 +85,52 @@ def export(
     }
     state = app_context(ctx)
     mark = read_cursor(cursor) if cursor is not None else None
+    plan = _plan(state, selection, mark)
+    if format is Format.cloudevents:
+        selection["source"] = state.load_for_reading().cluster.instance or "waystone"
+    rows = _write(state, format.value, out, plan, selection, mark, overwrite=force)
+    if rows == 0 and state.query("usage_status")["requests"] == 0:
+        render.print_note("The ledger is empty: no request recorded yet.")
+    elif out is not None:
+        render.print_note(f"Exported {rows:,} rows to {out}.")
+
+
+def _plan(state: AppContext, selection: dict[str, Any], mark: Cursor | None) -> dict[str, Any]:
+    """The export's plan; with a cursor, of the rows after it (``selection`` then takes
+    their ``seq`` range), once the cursor is known to belong to this ledger."""
     after = mark.seq if mark is not None else None
-    plan = state.query("usage_export_plan", **selection, after_seq=after, cursor=mark is not None)
+    plan: dict[str, Any] = state.query(
+        "usage_export_plan", **selection, after_seq=after, cursor=mark is not None
+    )
     if mark is not None:
         mark.check_ledger(plan["ledger_id"])
         selection.update(after_seq=after, upto_seq=plan["upto_seq"])
-    if format is Format.cloudevents:
-        selection["source"] = state.load_for_reading().cluster.instance or "waystone"
+    return plan
+
+
+def _write(
+    state: AppContext,
+    format: str,
+    out: Path | None,
+    plan: dict[str, Any],
+    selection: dict[str, Any],
+    mark: Cursor | None,
+    *,
+    overwrite: bool,
+) -> int:
+    """Write the export to ``out`` (or stdout), then move the cursor on."""
     with _target(out) as path:
         if mark is not None and out is not None:
-            rows = _export_marked(state, format.value, path, plan, selection, mark, overwrite=force)
+            rows = _export_marked(state, format, path, plan, selection, mark, overwrite=overwrite)
         else:
-            rows = _export(state, format.value, path, plan, selection, overwrite=force)
+            rows = _export(state, format, path, plan, selection, overwrite=overwrite)
         if out is None:
             with path.open("rb") as f:
                 shutil.copyfileobj(f, sys.stdout.buffer)
             sys.stdout.flush()
     if mark is not None:
         mark.commit(ledger_id=plan["ledger_id"], seq=plan["upto_seq"])
-    if rows == 0 and state.query("usage_status")["requests"] == 0:
-        render.print_note("The ledger is empty: no request recorded yet.")
-    elif out is not None:
-        render.print_note(f"Exported {rows:,} rows to {out}.")
+    return rows
 
 
 def _export(
