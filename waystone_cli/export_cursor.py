@@ -16,6 +16,10 @@ its output is complete, so a periodic job exports every row exactly once:
   pending ``seq`` as exported; any other file (or none) means the output never landed,
   and the pending note is dropped.
 
+A run holds an exclusive lock on ``FILE.lock`` from reading the cursor to committing it:
+a second export on the same cursor (a periodic job that overlaps its previous run) is
+refused at once instead of exporting the same rows again.
+
 Output to stdout has no such note: it is complete only when the command exits with 0;
 a reader of a failed run's partial output must drop it (the rerun sends those rows
 again).  A cursor from another ledger is refused: its ``seq`` means nothing here.
@@ -23,10 +27,13 @@ again).  A cursor from another ledger is refused: its ``seq`` means nothing here
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +72,28 @@ class Cursor:
         if pending is not None:
             state["pending"] = pending
         return state
+
+
+@contextmanager
+def held_cursor(path: Path | None) -> Iterator[Cursor | None]:
+    """The cursor in ``path``, locked for this run (None without a cursor)."""
+    if path is None:
+        yield None
+        return
+    path = path.expanduser().resolve()
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise UsageError(f"cannot lock the cursor {path}: {err.strerror}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another export is using the cursor {path}") from None
+        yield read_cursor(path)
+    finally:
+        os.close(fd)
 
 
 def read_cursor(path: Path) -> Cursor:

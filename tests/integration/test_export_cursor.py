@@ -89,7 +89,8 @@ async def test_an_export_interrupted_halfway_then_rerun_writes_every_row_once(
     assert await _export("--cursor", str(cursor), "--out", str(out)) == 1
     # Half written: no output in place, no cursor moved.
     assert (out.exists(), cursor.exists()) == (False, False)
-    assert [p.name for p in folder.iterdir()] == []  # nor a half-written file
+    # Nor a half-written file: only the cursor's lock, which stays (as the config's).
+    assert [p.name for p in folder.iterdir()] == ["cursor.json.lock"]
     monkeypatch.setattr(AppContext, "query", real)
     assert await _export("--cursor", str(cursor), "--out", str(out)) == 0
     assert _exported(out) == ids

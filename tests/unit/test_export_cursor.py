@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from waystone_cli.core.errors import UsageError
-from waystone_cli.export_cursor import Cursor, read_cursor
+from waystone_cli.export_cursor import Cursor, held_cursor, read_cursor
 
 
 @pytest.fixture
@@ -56,3 +56,18 @@ def test_a_pending_run_counts_only_when_its_very_output_is_in_place(folder: Path
     assert read_cursor(path).seq == 3  # another file there: not this run's output
     written.rename(out)
     assert read_cursor(path) == Cursor(path, "ledger-a", 9)  # it landed: exported
+
+
+def test_a_cursor_in_use_by_another_export_is_refused(folder: Path) -> None:
+    path = folder / "c.json"
+    with held_cursor(path) as mine:
+        assert mine == Cursor(path, None, None)
+        with (
+            pytest.raises(UsageError, match="another export is using the cursor"),
+            held_cursor(path),
+        ):
+            pass
+    with held_cursor(path) as again:  # released when the run ends
+        assert again == Cursor(path, None, None)
+    with held_cursor(None) as none:
+        assert none is None

@@ -68,7 +68,7 @@ def export(
     """Export ledger rows (all, or one user's or group's) through DuckDB's own writers."""
     from waystone_cli import render
     from waystone_cli.commands.usage import _now, iso_time, require_known
-    from waystone_cli.export_cursor import read_cursor
+    from waystone_cli.export_cursor import held_cursor
     from waystone_cli.ledger.export import refuse_existing
 
     now = _now()
@@ -84,28 +84,32 @@ def export(
         "group": group,
     }
     state = app_context(ctx)
-    mark = read_cursor(cursor) if cursor is not None else None
-    plan = _plan(state, selection, mark)
-    if format is Format.cloudevents:
-        selection["source"] = state.load_for_reading().cluster.instance or "waystone"
-    rows = _write(state, format.value, out, plan, selection, mark, overwrite=force)
+    with held_cursor(cursor) as held:
+        plan, mark = _plan(state, selection, held)
+        if format is Format.cloudevents:
+            selection["source"] = state.load_for_reading().cluster.instance or "waystone"
+        rows = _write(state, format.value, out, plan, selection, mark, overwrite=force)
     if rows == 0 and state.query("usage_status")["requests"] == 0:
         render.print_note("The ledger is empty: no request recorded yet.")
     elif out is not None:
         render.print_note(f"Exported {rows:,} rows to {out}.")
 
 
-def _plan(state: AppContext, selection: dict[str, Any], mark: Cursor | None) -> dict[str, Any]:
+def _plan(
+    state: AppContext, selection: dict[str, Any], mark: Cursor | None
+) -> tuple[dict[str, Any], Cursor | None]:
     """The export's plan; with a cursor, of the rows after it (``selection`` then takes
-    their ``seq`` range), once the cursor is known to belong to this ledger."""
+    their ``seq`` range), once the cursor is known to belong to this ledger.  A ledger
+    not created yet has no rows and no id: its cursor is left as it is."""
     after = mark.seq if mark is not None else None
     plan: dict[str, Any] = state.query(
         "usage_export_plan", **selection, after_seq=after, cursor=mark is not None
     )
-    if mark is not None:
-        mark.check_ledger(plan["ledger_id"])
-        selection.update(after_seq=after, upto_seq=plan["upto_seq"])
-    return plan
+    if mark is None or plan["ledger_id"] is None:
+        return plan, None
+    mark.check_ledger(plan["ledger_id"])
+    selection.update(after_seq=after, upto_seq=plan["upto_seq"])
+    return plan, mark
 
 
 def _write(

@@ -89,10 +89,16 @@ def _selection(
     return where, [value for value in conditions.values() if value is not None]
 
 
-def ledger_id(con: duckdb.DuckDBPyConnection) -> str:
+def ledger_id(con: duckdb.DuckDBPyConnection) -> str | None:
     """This ledger's id, for a cursor to name: it changes with no row (a prune deletes
     rows), only with another ledger (another file or database).  It is drawn from the
-    moment the ledger's first migration was applied."""
+    moment the ledger's first migration was applied.  None for a ledger not created yet
+    (read as an empty database in memory)."""
+    on_disk = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    if not on_disk or not on_disk[0]:
+        return None
     row = con.execute("SELECT applied_at FROM _migrations WHERE name = 'm001_requests'").fetchone()
     created = str(row[0]) if row else ""
     return "ledger-" + hashlib.sha256(created.encode()).hexdigest()[:16]

@@ -49,7 +49,7 @@ def test_a_cursor_export_takes_the_rows_after_its_seq_up_to_the_plans(
 def test_the_ledger_id_differs_between_ledgers_and_stays_when_rows_go(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    from waystone_cli.ledger.connection import open_readwrite
+    from waystone_cli.ledger.connection import open_readonly, open_readwrite
 
     before = ledger_id(con)
     insert(con, ROWS)
@@ -60,6 +60,8 @@ def test_the_ledger_id_differs_between_ledgers_and_stays_when_rows_go(
         assert ledger_id(other) != before
     finally:
         other.close()
+    with open_readonly(tmp_path / "not-yet.duckdb") as missing:  # read as empty, in memory
+        assert ledger_id(missing) is None
 
 
 def test_cloudevents_source_is_the_rows_instance_when_the_ledger_has_one(
