@@ -42,7 +42,9 @@ async def handler(request: web.Request) -> web.Response:
     user = store.entity("user", identity.user.id, config)
     group = store.entity("group", identity.group.id, config) if identity.group else None
     counters = request.app[COUNTERS]
-    decision = explained(config, counters, user=user, group=group, model="", at=call.now)
+    decision = explained(
+        config, counters, user=user, group=group, model="", at=call.now, plan=call.snapshot.policy
+    )
     return web.json_response(
         usage_report(
             decision,

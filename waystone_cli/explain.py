@@ -26,7 +26,7 @@ from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
 from waystone_cli.core.ratelimit import RateState
 
 if TYPE_CHECKING:
-    from waystone_cli.core.policy import Decision
+    from waystone_cli.core.policy import Decision, PolicyPlan
 
 
 def explain_request(
@@ -67,10 +67,11 @@ def explained(
     model: str,
     at: datetime,
     estimate_cost_usd: float | None = 0.0,
+    plan: PolicyPlan | None = None,
 ) -> Decision:
     """``decide(explain=True)`` for a request of ``user``/``group`` on ``model`` at ``at``:
     what ``rules explain`` prints, and what the daemon's ``GET /v1/waystone/usage``
-    answers from its live counters."""
+    answers from its live counters (with its snapshot's compiled ``plan``)."""
     from waystone_cli.core.policy import RequestFacts, decide
 
     facts = RequestFacts(
@@ -82,7 +83,7 @@ def explained(
         estimate_tokens=0,
         estimate_cost_usd=estimate_cost_usd,
     )
-    return decide(config, facts, counters, explain=True)
+    return decide(config, facts, counters, explain=True, plan=plan)
 
 
 def report(
