@@ -1,6 +1,6 @@
 """Time the policy engine on the request path: decide() + reserve() + settle().
 
-    python bench/policy.py [--users 10000] [--rulesets 20] [--requests 200000]
+    python bench/policy.py [--users 10000] [--rulesets 20] [--requests 200000] [--budget]
 
 10,000 distinct users in 50 groups, each with a month of history (one settled request
 a day), and 20 rulesets mixing scoped and unscoped conditions, usage caps on calendar
@@ -8,7 +8,8 @@ and rolling windows, a member share, rpm limits, downgrades and token caps.  Req
 cycle through the users one second apart so windows keep moving; each user makes one
 untimed request first, so the figures are a running gateway's (window totals and the
 policy plan's per-entity entries already built).  Prints microseconds per request with
-the rulesets and with none, and the counters' memory.
+the rulesets and with none, and the counters' memory.  ``--budget`` also times the
+rulesets with the budget headers computed after each decision, as the daemon does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from waystone_cli.core.budget import budget_headers  # noqa: E402
 from waystone_cli.core.config import Config, parse_config, parse_toml  # noqa: E402
 from waystone_cli.core.counters import UsageCounters  # noqa: E402
 from waystone_cli.core.entities import Entity  # noqa: E402
@@ -113,6 +115,7 @@ def run(
     counters: UsageCounters | None,
     requests: int,
     now: datetime,
+    budget: bool = False,
 ) -> float:
     """Microseconds per request; with ``counters=None`` only the loop and the facts."""
     plan = compile_plan(config)  # as the daemon's config snapshot holds it
@@ -141,6 +144,8 @@ def run(
                 cost_usd=0.002,
                 now=when,
             )
+            if budget and decision.limits:
+                budget_headers(decision, counters, config, own_cost_usd=0.002, now=when)
             counters.settle(r, tokens_in=400, tokens_out=300, cost_usd=0.0011, now=when)
     return (time.perf_counter() - started) / requests * 1e6
 
@@ -150,13 +155,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--rulesets", type=int, default=20)
     parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--budget", action="store_true", help="also time the budget headers")
     args = parser.parse_args()
     now = datetime(2026, 3, 20, 12, tzinfo=UTC)
     people = entities(args.users, now)
     # The machine may be shared: the loop's own cost is the yardstick to read ratios by.
     loop = run(build_config(0), people, None, args.requests, now)
     print(f"loop and RequestFacts alone: {loop:.1f} us per request")
-    for rulesets in (args.rulesets, 0):
+    cases = [(args.rulesets, False), (0, False)] + ([(args.rulesets, True)] if args.budget else [])
+    for rulesets, budget in cases:
         counters = UsageCounters()
         tracemalloc.start()
         history(counters, args.users, now)
@@ -166,10 +173,13 @@ def main() -> None:
         # One untimed request per user first: a running gateway has met its active users
         # (the first request of each pays for caching its window totals and ruleset matches).
         run(config, people, counters, len(people), now - timedelta(seconds=len(people)))
-        us = run(config, people, counters, args.requests, now)
+        us = run(config, people, counters, args.requests, now, budget)
+        steps = (
+            "decide + reserve + budget headers + settle" if budget else "decide + reserve + settle"
+        )
         print(
             f"{rulesets:>2} rulesets, {args.users} users: {us - loop:7.1f} us per request "
-            f"(decide + reserve + settle); counters with 30 days of history: {memory:.0f} MB"
+            f"({steps}); counters with 30 days of history: {memory:.0f} MB"
         )
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from daemon import health, identify
+from daemon import health, identify, usage_endpoint
 from daemon.admin import admin_socket
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
 from daemon.maintenance import pruning
@@ -68,6 +68,8 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_get(f"{prefix}/models", openai_errors(models_handler))
         for route in MESSAGES_ROUTES:
             app.router.add_post(f"{prefix}/{route}", messages_route(route))
+
+        app.router.add_get(f"{prefix}/waystone/usage", openai_errors(usage_endpoint.handler))
     app.router.add_post("/api/identify", openai_errors(identify.handler))
     app.router.add_get("/healthz", openai_errors(health.healthz))
     app.router.add_get("/readyz", openai_errors(health.readyz))

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from waystone_cli.context import AppContext
 from waystone_cli.core.config import Config
-from waystone_cli.core.counters import ANONYMOUS, Subject, UsageCounters
+from waystone_cli.core.counters import ANONYMOUS, Subject, UsageCounters, UsageView
 from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
 from waystone_cli.core.ratelimit import RateState
 
 if TYPE_CHECKING:
-    from waystone_cli.core.policy import Decision
+    from waystone_cli.core.policy import Decision, PolicyPlan
 
 
 def explain_request(
@@ -35,7 +35,7 @@ def explain_request(
     """The decision for a request naming ``user``/``group`` and ``model`` at ``at``, as
     ``report`` lays it out."""
     from waystone_cli.core.models import resolve_model
-    from waystone_cli.core.policy import RequestFacts, decide, longest_window
+    from waystone_cli.core.policy import longest_window
     from waystone_cli.ledger.counters import counters_since
 
     config = app.load()
@@ -46,17 +46,44 @@ def explain_request(
     since = counters_since(at, keep).isoformat()
     counters.load(app.query("counter_rows", since=since, user_id=user, group_id=group))
     counters.read_live(app, user, group)
-    facts = RequestFacts(
+    decision = explained(
+        config,
+        counters,
         user=_entity(app, config, "user", user),
         group=_entity(app, config, "group", group),
         model=qualified,
+        at=at,
+        estimate_cost_usd=_nominal_cost(config, provider.name, bare),
+    )
+    return report(decision, user=user, group=group, model=qualified)
+
+
+def explained(
+    config: Config,
+    counters: UsageView,
+    *,
+    user: Entity | None,
+    group: Entity | None,
+    model: str,
+    at: datetime,
+    estimate_cost_usd: float | None = 0.0,
+    plan: PolicyPlan | None = None,
+) -> Decision:
+    """``decide(explain=True)`` for a request of ``user``/``group`` on ``model`` at ``at``:
+    what ``rules explain`` prints, and what the daemon's ``GET /v1/waystone/usage``
+    answers from its live counters (with its snapshot's compiled ``plan``)."""
+    from waystone_cli.core.policy import RequestFacts, decide
+
+    facts = RequestFacts(
+        user=user,
+        group=group,
+        model=model,
         route="chat/completions",
         now=at,
         estimate_tokens=0,
-        estimate_cost_usd=_nominal_cost(config, provider.name, bare),
+        estimate_cost_usd=estimate_cost_usd,
     )
-    decision = decide(config, facts, counters, explain=True)
-    return report(decision, user=user, group=group, model=qualified)
+    return decide(config, facts, counters, explain=True, plan=plan)
 
 
 def report(

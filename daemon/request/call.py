@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from daemon.state import CONFIG, COUNTERS, LEDGER, OBSERVER, Snapshot
+from waystone_cli.core.budget import budget_headers
+from waystone_cli.core.counters import COST_SCALE
 from waystone_cli.core.entities import Entity
 from waystone_cli.core.errors import PolicyBlocked, WaystoneError
 from waystone_cli.core.records import RequestRecord
@@ -129,7 +131,29 @@ class Call:
         headers["x-waystone-rulesets"] = ",".join(rec.rulesets)
         headers["x-waystone-overhead-ms"] = f"{self.overhead_ms():.2f}"
         headers.update(self.rate_headers)
+        if self.decision is not None and self.decision.limits:
+            headers.update(self.budget_headers())
         return headers
+
+    def budget_headers(self) -> dict[str, str]:
+        """``x-waystone-budget-*``: this request's own cost counted when it is known
+        (its usage was read), else its reservation (a stream's headers go out first);
+        nothing for a refusal or a provider error, which are charged nothing."""
+        assert self.decision is not None
+        rec = self.record
+        if self.usage is not None:
+            own = float(rec.cost_usd) if rec.cost_usd is not None else 0.0
+        elif self.reservation is not None and rec.status in (0, 200):
+            own = self.reservation.cost_units / COST_SCALE
+        else:
+            own = 0.0
+        return budget_headers(
+            self.decision,
+            self.app[COUNTERS],
+            self.snapshot.config,
+            own_cost_usd=own,
+            now=self.now,
+        )
 
     # --- outcome -------------------------------------------------------------------
 

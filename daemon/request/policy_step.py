@@ -41,7 +41,7 @@ def apply_policy(call: Call, body: dict[str, Any]) -> int | None:
     rec.rulesets = list(decision.rulesets)
     rec.rules = list(decision.rules)
     if not decision.allowed:
-        raise _refusal(decision)
+        raise _refusal(decision, call.budget_headers() if decision.limits else {})
     if decision.model != rec.requested_model and rec.model is not None:
         provider, model = call.snapshot.models.resolve(decision.model)
         # A rule never moves a request to a provider that does not speak its API.
@@ -69,13 +69,13 @@ def apply_policy(call: Call, body: dict[str, Any]) -> int | None:
     return cap
 
 
-def _refusal(decision: Decision) -> PolicyBlocked:
+def _refusal(decision: Decision, budget: dict[str, str]) -> PolicyBlocked:
     return PolicyBlocked(
         decision.message or "blocked by policy",
         status=decision.status,
         code=decision.code or "blocked",
         retry_after=decision.retry_after,
-        headers=dict(decision.headers),
+        headers={**decision.headers, **budget},
     )
 
 

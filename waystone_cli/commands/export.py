@@ -1,8 +1,11 @@
-"""``waystone usage export``: ledger rows to csv, parquet or json, with a progress bar.
+"""``waystone usage export``: ledger rows to csv, parquet, json or CloudEvents, with a
+progress bar.
 
 The rows are written by whichever process holds the ledger (``ledger.export``), in
 ``rowid`` ranges of ``PART_ROWS`` so the bar can count rows and show a percentage; the
 parts are then joined here (csv and json by appending, parquet through DuckDB).
+``--cursor FILE`` exports only the rows after the last one exported
+(``waystone_cli.export_cursor``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from waystone_cli.core.errors import UsageError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from waystone_cli.export_cursor import Cursor
+
 # Rows per part: big enough that a part's COPY dwarfs its round trip to the daemon.
 PART_ROWS = 100_000
 
@@ -34,12 +39,16 @@ class Format(StrEnum):
     csv = "csv"
     parquet = "parquet"
     json = "json"
+    cloudevents = "cloudevents"
 
 
 def export(
     ctx: typer.Context,
     format: Format = typer.Option(
-        ..., "--format", help="csv, parquet or json (one object per line)."
+        ...,
+        "--format",
+        help="csv, parquet, json (one object per line) or cloudevents (CloudEvents 1.0, one"
+        " event per line).",
     ),
     since: str | None = typer.Option(None, "--since", help=SINCE_HELP + " Default: every row."),
     until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
@@ -49,10 +58,17 @@ def export(
         None, "--out", help="Write here (default: stdout, csv and json only)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite the --out file if it exists."),
+    cursor: Path | None = typer.Option(
+        None,
+        "--cursor",
+        help="Export only the rows after the last one this cursor file saw, then move it on"
+        " (made on the first run).",
+    ),
 ) -> None:
     """Export ledger rows (all, or one user's or group's) through DuckDB's own writers."""
     from waystone_cli import render
     from waystone_cli.commands.usage import _now, iso_time, require_known
+    from waystone_cli.export_cursor import held_cursor
     from waystone_cli.ledger.export import refuse_existing
 
     now = _now()
@@ -61,24 +77,64 @@ def export(
     require_known(ctx, user=user, group=group)
     if out is not None:
         refuse_existing(out.expanduser().resolve(), overwrite=force)
-    selection = {
+    selection: dict[str, Any] = {
         "since": iso_time(since, now),
         "until": iso_time(until, now),
         "user": user,
         "group": group,
     }
     state = app_context(ctx)
-    plan = state.query("usage_export_plan", **selection)
-    with _target(out) as path:
-        rows = _export(state, format.value, path, plan, selection, overwrite=force)
-        if out is None:
-            with path.open("rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer)
-            sys.stdout.flush()
+    with held_cursor(cursor) as held:
+        plan, mark = _plan(state, selection, held)
+        if format is Format.cloudevents:
+            selection["source"] = state.load_for_reading().cluster.instance or "waystone"
+        rows = _write(state, format.value, out, plan, selection, mark, overwrite=force)
     if rows == 0 and state.query("usage_status")["requests"] == 0:
         render.print_note("The ledger is empty: no request recorded yet.")
     elif out is not None:
         render.print_note(f"Exported {rows:,} rows to {out}.")
+
+
+def _plan(
+    state: AppContext, selection: dict[str, Any], mark: Cursor | None
+) -> tuple[dict[str, Any], Cursor | None]:
+    """The export's plan; with a cursor, of the rows after it (``selection`` then takes
+    their ``seq`` range), once the cursor is known to belong to this ledger.  A ledger
+    not created yet has no rows and no id: its cursor is left as it is."""
+    after = mark.seq if mark is not None else None
+    plan: dict[str, Any] = state.query(
+        "usage_export_plan", **selection, after_seq=after, cursor=mark is not None
+    )
+    if mark is None or plan["ledger_id"] is None:
+        return plan, None
+    mark.check_ledger(plan["ledger_id"])
+    selection.update(after_seq=after, upto_seq=plan["upto_seq"])
+    return plan, mark
+
+
+def _write(
+    state: AppContext,
+    format: str,
+    out: Path | None,
+    plan: dict[str, Any],
+    selection: dict[str, Any],
+    mark: Cursor | None,
+    *,
+    overwrite: bool,
+) -> int:
+    """Write the export to ``out`` (or stdout), then move the cursor on."""
+    with _target(out) as path:
+        if mark is not None and out is not None:
+            rows = _export_marked(state, format, path, plan, selection, mark, overwrite=overwrite)
+        else:
+            rows = _export(state, format, path, plan, selection, overwrite=overwrite)
+        if out is None:
+            with path.open("rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.flush()
+    if mark is not None:
+        mark.commit(ledger_id=plan["ledger_id"], seq=plan["upto_seq"])
+    return rows
 
 
 def _export(
@@ -115,6 +171,28 @@ def _export(
         with staged(path, overwrite=overwrite) as joined:
             _join(format, parts, joined)
         return rows
+
+
+def _export_marked(
+    state: AppContext,
+    format: str,
+    target: Path,
+    plan: dict[str, Any],
+    selection: dict[str, Any],
+    mark: Cursor,
+    *,
+    overwrite: bool,
+) -> int:
+    """Export to a private file, note the run in the cursor, then move the file onto
+    ``target``: a run stopped at any point is resumed without a row lost or repeated."""
+    from waystone_cli.ledger.export import staged
+
+    with staged(target, overwrite=overwrite) as written:
+        rows = _export(state, format, written, plan, selection, overwrite=False)
+        mark.mark_pending(
+            ledger_id=plan["ledger_id"], seq=plan["upto_seq"], out=target, written=written
+        )
+    return rows
 
 
 def _ranges(first: int | None, last: int | None) -> list[tuple[int, int]]:

@@ -218,9 +218,10 @@ class UsageCounters:
     ) -> float | None:
         """Seconds until usage falls below ``limit`` if nothing new arrives; None if never."""
         w = self._window(window)
-        if w.calendar is not None:
-            end = window_end(w, now, self.tz)
-            return None if end is None else (end - now).total_seconds()
+        if w.calendar is not None:  # the window's end, as cached for its start
+            now_s = self._seconds(now)
+            self._start(w, window, now, now_s)
+            return self._calendar[window][1] - now_s
         key = member_key(user_id, subject.id) if user_id else (subject.kind, subject.id)
         series = self._series.get(key)
         if series is None:

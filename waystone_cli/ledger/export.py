@@ -10,6 +10,19 @@ One ``COPY`` reports no progress, so a big export is cut into ranges of ``rowid`
 order rows were appended in): ``export_plan`` counts the rows and gives the ``rowid``
 bounds, and the caller exports one range at a time and joins the parts.
 
+``cloudevents`` writes one CloudEvents 1.0 JSON object a line per request (SPEC §14):
+``id`` the request id, ``source`` the row's ``instance`` when the ledger has that column
+and it is set, else the ``source`` the caller gives (the config's ``[cluster] instance``,
+else ``waystone``), ``type`` ``waystone.request``, ``subject`` the user, else the group
+(null for an anonymous request), ``time`` RFC 3339 in UTC, and ``data`` the usage.
+
+A resumable export (``--cursor``) selects rows by ``seq``, the number the daemon's
+writer gives each row in the order it appends them: ``export_plan`` reports the highest
+``seq`` when the export starts (``upto_seq``) and the ledger's id (``ledger_id``), and
+the export takes the rows after the cursor's ``seq`` up to that one.  Rows written
+before the ledger numbered them have no ``seq``; they count as before every numbered
+row, so a cursor's first export (``after_seq`` None) includes them.
+
 An export holds captured usage (users, models, errors): it is written into a private
 folder beside ``out`` (``staged``), made readable by its owner only, and then moved into
 place in one step, so no other user ever sees it readable and a reader never sees half a
@@ -18,6 +31,7 @@ file.  An existing file is only replaced when the caller says so (``overwrite``)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -31,11 +45,35 @@ import duckdb
 from waystone_cli.core.errors import UsageError
 from waystone_cli.ledger.spans import Span
 
-FORMATS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet", "json": "FORMAT json"}
+FORMATS = {
+    "csv": "FORMAT csv, HEADER true",
+    "parquet": "FORMAT parquet",
+    "json": "FORMAT json",
+    "cloudevents": "FORMAT json",
+}
+
+# The CloudEvents envelope over a request row; ``{source}`` is the source's SQL.
+_CLOUDEVENT = """
+    '1.0' AS specversion, id, {source} AS source, 'waystone.request' AS type,
+    COALESCE(user_id, group_id) AS subject,
+    strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') AS time,
+    'application/json' AS datacontenttype,
+    {{'user': user_id, 'group': group_id, 'provider': provider, 'model': model,
+      'requested_model': requested_model, 'route': route, 'stream': stream,
+      'status': status, 'outcome': outcome, 'input_tokens': input_tokens,
+      'output_tokens': output_tokens, 'cached_tokens': cached_tokens,
+      'reasoning_tokens': reasoning_tokens, 'cost_usd': cost_usd, 'priced': priced,
+      'usage_estimated': usage_estimated, 'latency_ms': latency_ms}} AS data
+"""
 
 
 def _selection(
-    since: str | None, until: str | None, user: str | None, group: str | None
+    since: str | None,
+    until: str | None,
+    user: str | None,
+    group: str | None,
+    after_seq: int | None = None,
+    upto_seq: int | None = None,
 ) -> tuple[list[str], list[Any]]:
     span = Span.from_params(since, until)
     conditions = {
@@ -43,9 +81,37 @@ def _selection(
         "ts < ?": span.until,
         "user_id = ?": user,
         "group_id = ?": group,
+        "seq > ?": after_seq,
+        # Rows without a seq come before every numbered one (see the module).
+        "(seq IS NULL OR seq <= ?)" if after_seq is None else "seq <= ?": upto_seq,
     }
     where = [sql for sql, value in conditions.items() if value is not None]
     return where, [value for value in conditions.values() if value is not None]
+
+
+def ledger_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    """This ledger's id, for a cursor to name: it changes with no row (a prune deletes
+    rows), only with another ledger (another file or database).  It is drawn from the
+    moment the ledger's first migration was applied.  None for a ledger not created yet
+    (read as an empty database in memory)."""
+    on_disk = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    if not on_disk or not on_disk[0]:
+        return None
+    row = con.execute("SELECT applied_at FROM _migrations WHERE name = 'm001_requests'").fetchone()
+    created = str(row[0]) if row else ""
+    return "ledger-" + hashlib.sha256(created.encode()).hexdigest()[:16]
+
+
+def _source_sql(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, list[Any]]:
+    has_instance = con.execute(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'requests' AND column_name = 'instance'"
+    ).fetchone()
+    if has_instance and has_instance[0]:
+        return "COALESCE(instance, ?)", [source]
+    return "?", [source]
 
 
 def export_plan(
@@ -54,13 +120,23 @@ def export_plan(
     until: str | None = None,
     user: str | None = None,
     group: str | None = None,
+    after_seq: int | None = None,
+    cursor: bool = False,
 ) -> dict[str, Any]:
-    """How many rows an export selects, and the ``rowid`` range they lie in."""
-    where, params = _selection(since, until, user, group)
+    """How many rows an export selects, and the ``rowid`` range they lie in; with a
+    ``cursor``, the rows after ``after_seq`` up to the highest ``seq`` now
+    (``upto_seq``), and the ledger's id."""
+    plan: dict[str, Any] = {}
+    upto = None
+    if cursor:
+        top = con.execute("SELECT COALESCE(max(seq), 0) FROM requests").fetchone()
+        upto = max(int(top[0]) if top else 0, after_seq or 0)
+        plan = {"upto_seq": upto, "ledger_id": ledger_id(con)}
+    where, params = _selection(since, until, user, group, after_seq, upto)
     clause = "WHERE " + " AND ".join(where) if where else ""
     sql = f"SELECT count(*), min(rowid), max(rowid) FROM requests {clause}"
     rows, first, last = con.execute(sql, params).fetchone() or (0, None, None)
-    return {"rows": rows, "first_rowid": first, "last_rowid": last}
+    return {"rows": rows, "first_rowid": first, "last_rowid": last, **plan}
 
 
 def export(
@@ -74,21 +150,29 @@ def export(
     rowids: list[int] | None = None,
     header: bool = True,
     overwrite: bool = False,
+    after_seq: int | None = None,
+    upto_seq: int | None = None,
+    source: str = "waystone",
 ) -> dict[str, Any]:
     """Write the rows of ``[since, until)`` (of one user or group, of the ``rowids``
-    range ``[first, last)`` when given) to ``out``; returns the row count."""
+    range ``[first, last)`` when given, of the ``seq`` range ``(after_seq, upto_seq]``
+    for a cursor) to ``out``; returns the row count."""
     if format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     target = Path(out)
     if not target.is_absolute():
         raise UsageError(f"the export path must be absolute: {out}")
-    where, params = _selection(since, until, user, group)
+    where, params = _selection(since, until, user, group, after_seq, upto_seq)
     if rowids is not None:
         where.append("rowid >= ? AND rowid < ?")
         params += rowids
     clause = "WHERE " + " AND ".join(where) if where else ""
     options = FORMATS[format] if header else FORMATS[format].replace("true", "false")
-    sql = f"COPY (SELECT * FROM requests {clause}) TO ? ({options})"
+    columns = "*"
+    if format == "cloudevents":
+        source_sql, source_params = _source_sql(con, source)
+        columns, params = _CLOUDEVENT.format(source=source_sql), [*source_params, *params]
+    sql = f"COPY (SELECT {columns} FROM requests {clause}) TO ? ({options})"
     with staged(target, overwrite=overwrite) as path:
         try:
             row = con.execute(sql, [*params, str(path)]).fetchone()
