@@ -68,7 +68,6 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_get(f"{prefix}/models", openai_errors(models_handler))
         for route in MESSAGES_ROUTES:
             app.router.add_post(f"{prefix}/{route}", messages_route(route))
-
         app.router.add_get(f"{prefix}/waystone/usage", openai_errors(usage_endpoint.handler))
     app.router.add_post("/api/identify", openai_errors(identify.handler))
     app.router.add_get("/healthz", openai_errors(health.healthz))
