@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from daemon.telemetry.logs import JsonFormatter, TextFormatter
 from waystone_cli.core.errors import WaystoneError
 
 log = logging.getLogger("waystone.workers")
@@ -172,6 +173,13 @@ def check_port_free(host: str, port: int) -> None:
             raise WaystoneError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
-def supervise(specs: Sequence[WorkerSpec], stop_timeout_s: float = 30.0) -> int:
+def supervise(
+    specs: Sequence[WorkerSpec], log_format: str = "text", stop_timeout_s: float = 30.0
+) -> int:
     """Run the supervisor until SIGTERM/SIGINT; the process's exit code."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
     return asyncio.run(Supervisor(specs, stop_timeout_s=stop_timeout_s).run())

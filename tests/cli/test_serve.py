@@ -79,3 +79,22 @@ def test_serve_reports_gateway_keys(
     assert "  auth       gateway keys (1 key)\n" in run.stdout
     assert "  providers  local (mock): mock-small, mock-large\n" in run.stdout
     assert run.stderr == ""
+
+
+def test_several_workers_without_shared_servers_is_misuse_before_anything_starts(
+    cli: Cli, waystone_home: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    monkeypatch.setattr("daemon.server.run", started.append)
+    monkeypatch.setattr("daemon.workers.supervise", started.append)
+    write_config('[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n')
+    run = cli("serve", "--workers", "2")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        2,
+        "",
+        "error: serve --workers 2 needs [ledger] url: the workers share their counters "
+        "through Redis and their ledger in Postgres (one DuckDB file opens in one process "
+        "only)\n",
+    )
+    assert started == []
+    assert sorted(p.name for p in waystone_home.iterdir()) == ["config.toml"]
