@@ -20,6 +20,9 @@ import duckdb
 
 # Instances whose last heartbeat is older than this are no longer listed.
 RECENT_S = 600
+# An instance is up while its last heartbeat is this recent: three beats (five seconds
+# apart) missed say it is gone.
+UP_WITHIN_S = 15
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def recent_instances(
     for tests."""
     at = datetime.fromisoformat(now) if now else datetime.now(UTC)
     at = at.replace(tzinfo=None) if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
+    if not _has_instances(con):  # a ledger written before m012, read-only
+        return []
     rows = con.execute(
         "SELECT name, host, pid, url, started_at, last_seen, requests_last_minute "
         "FROM instances WHERE last_seen >= ? ORDER BY name",
@@ -82,10 +87,18 @@ def recent_instances(
             "started_at": _iso(started_at),
             "last_seen": _iso(last_seen),
             "seconds_since_seen": max(0, round((at - last_seen).total_seconds())),
+            "up": at - last_seen <= timedelta(seconds=UP_WITHIN_S),
             "requests_last_minute": int(count) if at - last_seen < timedelta(minutes=1) else 0,
         }
         for name, host, pid, url, started_at, last_seen, count in rows
     ]
+
+
+def _has_instances(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'instances'"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _iso(value: datetime) -> str:

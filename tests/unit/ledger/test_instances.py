@@ -35,6 +35,7 @@ def test_a_beat_replaces_the_instances_row(con: duckdb.DuckDBPyConnection) -> No
             "started_at": "2026-03-01T12:00:00Z",
             "last_seen": "2026-03-01T12:00:05Z",
             "seconds_since_seen": 5,
+            "up": True,
             "requests_last_minute": 7,
         }
     ]
@@ -47,7 +48,11 @@ def test_old_instances_are_left_out_and_quiet_ones_served_none_lately(
     beat(con, heartbeat("b", T0 + timedelta(minutes=5), count=4))
     beat(con, heartbeat("c", T0 + timedelta(minutes=11), count=4))
     seen = recent_instances(con, now="2026-03-01T12:11:30+00:00")
-    assert [(i["name"], i["seconds_since_seen"], i["requests_last_minute"]) for i in seen] == [
-        ("b", 390, 0),
-        ("c", 30, 4),
-    ]
+    assert [
+        (i["name"], i["seconds_since_seen"], i["up"], i["requests_last_minute"]) for i in seen
+    ] == [("b", 390, False, 0), ("c", 30, False, 4)]
+
+
+def test_a_ledger_from_before_the_instances_table_lists_none() -> None:
+    con = duckdb.connect(":memory:")
+    assert recent_instances(con) == []
