@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from waystone_cli.context import app_context
 
 if TYPE_CHECKING:
-    from daemon.state import Settings
-    from daemon.workers import WorkerSpec
     from waystone_cli.core.config import Config
     from waystone_cli.render.startup import StartupFacts
 
@@ -105,7 +103,9 @@ def serve(
         run(settings)
 
 
-def _supervise(config: Config, settings: Settings, workers: int) -> None:
+# ``settings`` is the daemon's ``Settings``: this module names the daemon's types only
+# inside the commands (tests/unit/test_imports.py).
+def _supervise(config: Config, settings: Any, workers: int) -> None:
     from daemon.instance import serving
     from daemon.workers import check_port_free, supervise
     from waystone_cli.core.cluster import instance_name, server_url
@@ -122,7 +122,7 @@ def _supervise(config: Config, settings: Settings, workers: int) -> None:
     raise typer.Exit(code)
 
 
-def _worker_specs(settings: Settings, parent: str, workers: int) -> list[WorkerSpec]:
+def _worker_specs(settings: Any, parent: str, workers: int) -> list[Any]:
     """Each worker's command: this ``serve`` with the same options and ``--worker I``."""
     from daemon.workers import WorkerSpec
     from waystone_cli.core.workers import WORKER_VARIABLE, worker_names

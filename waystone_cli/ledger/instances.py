@@ -69,7 +69,7 @@ def recent_instances(
 ) -> list[dict[str, Any]]:
     """The instances seen in the last ``within_s`` seconds, by name; ``now`` (ISO, UTC)
     for tests."""
-    at = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    at = datetime.fromisoformat(now) if now else _now()
     at = at.replace(tzinfo=None) if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
     if not _has_instances(con):  # a ledger written before m012, read-only
         return []
@@ -92,6 +92,10 @@ def recent_instances(
         }
         for name, host, pid, url, started_at, last_seen, count in rows
     ]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _has_instances(con: duckdb.DuckDBPyConnection) -> bool:

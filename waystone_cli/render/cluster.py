@@ -13,6 +13,8 @@ def print_cluster_status(report: Mapping[str, Any]) -> None:
     instances = report["instances"]
     if instances:
         table = rich_table("instance", "host", "pid", "started", "last seen", "up", "req/min")
+        for number in (2, 6):
+            table.columns[number].justify = "right"
         for i in instances:
             table.add_row(
                 i["name"],
