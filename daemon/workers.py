@@ -13,7 +13,8 @@ parent serves nothing itself.  It
 - forwards SIGHUP to every worker (each reloads its config as one daemon does), and
   on SIGTERM or SIGINT forwards SIGTERM to every worker (each drains its requests and
   flushes its ledger), waits for them up to ``stop_timeout_s``, kills those still
-  running, and exits 0 when every worker stopped cleanly.
+  running, and exits 0 when every worker stopped cleanly (exit 0, or ended by the
+  SIGTERM itself while still starting).
 
 The worker command is given to the ``Supervisor`` (``WorkerSpec``), which keeps this
 module free of the CLI and lets its tests run small stand-in workers.
@@ -146,7 +147,8 @@ class Supervisor:
             self.forward(signal.SIGKILL)
             await asyncio.wait(late)
         codes = [slot.proc.returncode for slot in self._slots if slot.proc is not None]
-        clean = not late and all(code == 0 for code in codes)
+        # Ended by SIGTERM itself: a worker still starting, with nothing to drain yet.
+        clean = not late and all(code in (0, -signal.SIGTERM) for code in codes)
         log.info("workers stopped: exit codes %s", codes)
         return 0 if clean else 1
 

@@ -2,7 +2,7 @@
 
 Every daemon upserts its row every few seconds (``daemon.heartbeat``), off the request
 path, on the ledger writer's thread.  The SQL is the same on DuckDB and Postgres: an
-``INSERT … ON CONFLICT (name) DO UPDATE`` and a plain ``SELECT``.  Times are naive UTC,
+``DELETE`` and ``INSERT`` in one transaction, and a plain ``SELECT``.  Times are naive UTC,
 as everywhere in the ledger.
 
 ``requests_last_minute`` is what the instance counted itself over the minute before
@@ -36,32 +36,38 @@ class Heartbeat:
     requests_last_minute: int
 
 
-_UPSERT = """
+_INSERT = """
 INSERT INTO instances (name, host, pid, url, started_at, last_seen, requests_last_minute)
 VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET
-    host = excluded.host,
-    pid = excluded.pid,
-    url = excluded.url,
-    started_at = excluded.started_at,
-    last_seen = excluded.last_seen,
-    requests_last_minute = excluded.requests_last_minute
 """
 
 
 def beat(con: duckdb.DuckDBPyConnection, heartbeat: Heartbeat) -> None:
-    con.execute(
-        _UPSERT,
-        [
-            heartbeat.name,
-            heartbeat.host,
-            heartbeat.pid,
-            heartbeat.url,
-            heartbeat.started_at,
-            heartbeat.last_seen,
-            heartbeat.requests_last_minute,
-        ],
-    )
+    """The instance's row, replaced: deleted and inserted again in one transaction.
+
+    Not an ``INSERT … ON CONFLICT DO UPDATE`` (nor an ``UPDATE``): on DuckDB an update
+    of the row through the writer's thread left the daily pruning's ``CHECKPOINT``
+    refused ("other write transactions active") when the daemon restarted on the same
+    file; a delete and an insert do not."""
+    con.begin()
+    try:
+        con.execute("DELETE FROM instances WHERE name = ?", [heartbeat.name])
+        con.execute(
+            _INSERT,
+            [
+                heartbeat.name,
+                heartbeat.host,
+                heartbeat.pid,
+                heartbeat.url,
+                heartbeat.started_at,
+                heartbeat.last_seen,
+                heartbeat.requests_last_minute,
+            ],
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
 
 
 def recent_instances(

@@ -82,11 +82,12 @@ async def test_workers_start_get_sighup_and_stop_on_sigterm_with_exit_0(tmp_path
 async def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
     sup = Supervisor(specs(tmp_path, 2), backoff=Backoff(first_s=0.05), stop_timeout_s=10)
     running = asyncio.create_task(sup.run(signals=False))
-    await until(lambda: all(sup.pids), "both workers running")
+    await until(lambda: lines(tmp_path, 1) and lines(tmp_path, 2), "both workers started")
     first = sup.pids[0]
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    await until(lambda: sup.starts == [2, 1] and sup.pids[0] not in (None, first), "restart")
+    await until(lambda: lines(tmp_path, 1) == ["start t-w1"] * 2, "the restarted worker")
+    assert sup.starts == [2, 1] and sup.pids[0] not in (None, first)
     sup.stop()
     assert await asyncio.wait_for(running, 15) == 0
     assert lines(tmp_path, 1) == ["start t-w1", "start t-w1", "term"]
