@@ -174,3 +174,74 @@ def test_two_workers_without_the_shared_servers_exit_2_naming_the_keys(
         "opens in one process only)\n",
     )
     assert sorted(p.name for p in waystone_home.iterdir()) == ["config.toml"]
+
+
+async def _get_status(port: int, model: str) -> int:
+    import aiohttp
+
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body) as resp,
+    ):
+        return resp.status
+
+
+async def test_a_real_worker_under_the_supervisor_serves_reloads_and_stops(
+    waystone_home: Path,
+) -> None:
+    """One real ``serve --worker 1`` (a DuckDB home: one worker needs no shared server)
+    under the supervisor, which holds the home's lock as ``serve --workers`` does."""
+    import asyncio
+
+    import duckdb
+
+    from daemon.instance import serving
+    from daemon.workers import Supervisor, WorkerSpec
+
+    port = free_port()
+    single = '[server]\nport = {port}\n\n[providers.local]\nkind = "mock"\nmodels = ["{m}"]\n'
+    path = waystone_home / "config.toml"
+    path.write_text(single.format(port=port, m="mock-small"))
+    spec = WorkerSpec(
+        name="it-w1",
+        command=[*SERVE, "--worker", "1"],
+        env={**os.environ, "WAYSTONE_WORKER": "it-w1"},
+    )
+    sup = Supervisor([spec], stop_timeout_s=30)
+    ledger = waystone_home / "ledger.duckdb"
+    with serving(ledger, f"http://127.0.0.1:{port}/v1", workers=1):
+        running = asyncio.create_task(sup.run(signals=False))
+        for _ in range(300):
+            if await asyncio.to_thread(_ready, port):
+                break
+            assert not running.done()
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the worker was not ready within 30 s")
+        assert await _get_status(port, "mock-small") == 200
+        stat = path.stat()
+        with path.open("r+") as f:
+            f.write(single.format(port=port, m="mock-large"))
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert await _get_status(port, "mock-large") == 404
+        sup.forward(signal.SIGHUP)
+        for _ in range(100):
+            if await _get_status(port, "mock-large") == 200:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("SIGHUP did not reload the worker's config within 10 s")
+        sup.stop()
+        assert await asyncio.wait_for(running, 60) == 0
+    con = duckdb.connect(str(ledger), read_only=True)
+    try:
+        assert con.execute("SELECT model, status FROM requests ORDER BY ts").fetchall()[-1] == (
+            "mock-large",
+            200,
+        )
+        assert con.execute("SELECT name, url FROM instances").fetchall() == [
+            ("it-w1", f"http://127.0.0.1:{port}/v1")
+        ]
+    finally:
+        con.close()
