@@ -51,11 +51,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     server = app[CONFIG].current.config.server
     host = app[LISTEN_HOST]
     port = settings.port if settings.port is not None else server.port
-    if open_without_keys(host, len(app[CONFIG].current.key_hashes)):
-        raise UsageError(
-            f"refusing to listen on {host} without a gateway key: create one with "
-            "`waystone key create NAME`, or listen on 127.0.0.1"
-        )
+    refuse_open_without_keys(host, len(app[CONFIG].current.key_hashes))
     if settings.worker:
         # The parent holds the home's lock; the workers share the port (SO_REUSEPORT).
         ensure_parent_serves(settings.ledger_path)
@@ -63,6 +59,15 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
         return
     with serving(settings.ledger_path, f"http://{host}:{port}/v1"):
         await _run(app, host, port, ready)
+
+
+def refuse_open_without_keys(host: str, key_count: int) -> None:
+    """At start (of a daemon, or of ``serve --workers`` before any worker)."""
+    if open_without_keys(host, key_count):
+        raise UsageError(
+            f"refusing to listen on {host} without a gateway key: create one with "
+            "`waystone key create NAME`, or listen on 127.0.0.1"
+        )
 
 
 async def _run(

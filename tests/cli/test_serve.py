@@ -98,3 +98,23 @@ def test_several_workers_without_shared_servers_is_misuse_before_anything_starts
     )
     assert started == []
     assert sorted(p.name for p in waystone_home.iterdir()) == ["config.toml"]
+
+
+def test_several_workers_beyond_loopback_without_a_key_are_refused_before_any_starts(
+    cli: Cli, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    monkeypatch.setattr("daemon.workers.supervise", started.append)
+    write_config(
+        '[server]\nhost = "0.0.0.0"\n\n[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n\n'
+        '[ledger]\nurl = "postgresql://u@127.0.0.1:1/db"\n'
+    )
+    run = cli("serve", "--workers", "2")
+    assert (run.exit_code, run.stderr) == (
+        2,
+        "warning: no provider configured: every model request will be refused (add one "
+        "with `waystone provider add`)\n"
+        "error: refusing to listen on 0.0.0.0 without a gateway key: create one with "
+        "`waystone key create NAME`, or listen on 127.0.0.1\n",
+    )
+    assert started == []

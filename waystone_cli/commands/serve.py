@@ -107,6 +107,7 @@ def serve(
 # inside the commands (tests/unit/test_imports.py).
 def _supervise(config: Config, settings: Any, workers: int) -> None:
     from daemon.instance import serving
+    from daemon.server import refuse_open_without_keys
     from daemon.workers import check_port_free, supervise
     from waystone_cli.core.cluster import instance_name, server_url
 
@@ -115,6 +116,8 @@ def _supervise(config: Config, settings: Any, workers: int) -> None:
     server_url(config.ledger.url, "ledger.url")
     host = settings.host or config.server.host
     port = settings.port or config.server.port
+    # What would make every worker fail at start fails here, once.
+    refuse_open_without_keys(host, len(config.keys))
     check_port_free(host, port)
     specs = _worker_specs(settings, instance_name(config), workers)
     with serving(settings.ledger_path, f"http://{host}:{port}/v1", workers=workers):
