@@ -121,12 +121,7 @@ class Supervisor:
     async def _keep(self, slot: _Slot) -> None:
         while not self._stopping.is_set():
             started = time.monotonic()
-            slot.proc = await asyncio.create_subprocess_exec(
-                *slot.spec.command, env=dict(slot.spec.env)
-            )
-            slot.starts += 1
-            log.info("worker %s started (PID %d)", slot.spec.name, slot.proc.pid)
-            code = await slot.proc.wait()
+            code = await self._start_and_wait(slot)
             if self._stopping.is_set():
                 return
             slot.delay_s = self.backoff.after(slot.delay_s, time.monotonic() - started)
@@ -139,6 +134,19 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), slot.delay_s)
 
+    async def _start_and_wait(self, slot: _Slot) -> int | str:
+        """Run the worker once; its exit code, or why it could not start."""
+        try:
+            slot.proc = await asyncio.create_subprocess_exec(
+                *slot.spec.command, env=dict(slot.spec.env)
+            )
+        except OSError as err:  # the command itself is missing or not executable
+            slot.proc = None
+            return f"no start ({err})"
+        slot.starts += 1
+        log.info("worker %s started (PID %d)", slot.spec.name, slot.proc.pid)
+        return await slot.proc.wait()
+
     async def _stop_all(self, keepers: list[asyncio.Task[None]]) -> int:
         self.forward(signal.SIGTERM)
         _, late = await asyncio.wait(keepers, timeout=self.stop_timeout_s)
@@ -146,7 +154,8 @@ class Supervisor:
             log.error("workers still running after %.0f s: killed", self.stop_timeout_s)
             self.forward(signal.SIGKILL)
             await asyncio.wait(late)
-        codes = [slot.proc.returncode for slot in self._slots if slot.proc is not None]
+        # None: the last attempt could not start the worker.
+        codes = [None if slot.proc is None else slot.proc.returncode for slot in self._slots]
         # Ended by SIGTERM itself: a worker still starting, with nothing to drain yet.
         clean = not late and all(code in (0, -signal.SIGTERM) for code in codes)
         log.info("workers stopped: exit codes %s", codes)

@@ -111,3 +111,15 @@ def test_a_port_another_program_holds_is_refused() -> None:
         port = held.getsockname()[1]
         with pytest.raises(WaystoneError, match=f"cannot listen on 127.0.0.1:{port}"):
             check_port_free("127.0.0.1", port)
+
+
+async def test_a_worker_command_that_cannot_start_is_retried_and_the_exit_code_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = WorkerSpec(name="t-w1", command=[str(tmp_path / "missing")], env={})
+    sup = Supervisor([spec], backoff=Backoff(first_s=0.01, max_s=0.02), stop_timeout_s=1)
+    running = asyncio.create_task(sup.run(signals=False))
+    await until(lambda: caplog.text.count("worker t-w1 exited with no start") >= 2, "retries")
+    sup.stop()
+    assert await asyncio.wait_for(running, 15) == 1
+    assert sup.starts == [0]
