@@ -64,7 +64,8 @@ def serve(
     from daemon.server import run
     from daemon.state import Settings
     from waystone_cli import __version__
-    from waystone_cli.core.workers import require_shared_servers
+    from waystone_cli.core.cluster import instance_name
+    from waystone_cli.core.workers import require_shared_servers, worker_names
     from waystone_cli.render.startup import StartupFacts
 
     context = app_context(ctx)
@@ -95,6 +96,7 @@ def serve(
             socket_path=settings.socket_path,
             url=f"http://{host or config.server.host}:{port or config.server.port}/v1",
             version=__version__,
+            workers=worker_names(instance_name(config), workers) if workers > 1 else (),
         )
     )
     if workers > 1:
