@@ -145,6 +145,8 @@ class Supervisor:
             return f"no start ({err})"
         slot.starts += 1
         log.info("worker %s started (PID %d)", slot.spec.name, slot.proc.pid)
+        if self._stopping.is_set():  # stop() came while it was being spawned
+            _signal(slot.proc, signal.SIGTERM)
         return await slot.proc.wait()
 
     async def _stop_all(self, keepers: list[asyncio.Task[None]]) -> int:
@@ -177,6 +179,9 @@ def check_port_free(host: str, port: int) -> None:
     cannot bind it; the workers' own ``SO_REUSEPORT`` sockets share it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the workers bind (aiohttp sets SO_REUSEADDR): a port whose last connections
+        # wait in TIME_WAIT is free to them, and so to the probe.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind((host, port))
