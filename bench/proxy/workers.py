@@ -126,25 +126,33 @@ def main() -> None:
         redis = RedisServer(redis_binary, work / "redis")
         postgres = PostgresServer(bindir, Path(pg_root))
         redis.start()
-        postgres.init()
-        provider_port = free_port()
-        provider = start(
-            [sys.executable, str(HERE / "provider.py"), "--port", str(provider_port)],
-            1,
-            work / "provider.log",
-        )
         try:
-            wait_http(f"http://127.0.0.1:{provider_port}/", provider, work / "provider.log")
-            results = [
-                r
-                for n in args.workers
-                for r in measure(n, work, provider_port, redis, postgres, args)
-            ]
+            postgres.init()
+            try:
+                results = run_all(args, work, redis, postgres)
+            finally:
+                postgres.stop("immediate")
         finally:
-            stop(provider)
             redis.stop()
-            postgres.stop("immediate")
     print_report(results)
+
+
+def run_all(
+    args: argparse.Namespace, work: Path, redis: RedisServer, postgres: PostgresServer
+) -> list[dict[str, object]]:
+    provider_port = free_port()
+    provider = start(
+        [sys.executable, str(HERE / "provider.py"), "--port", str(provider_port)],
+        1,
+        work / "provider.log",
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{provider_port}/", provider, work / "provider.log")
+        return [
+            r for n in args.workers for r in measure(n, work, provider_port, redis, postgres, args)
+        ]
+    finally:
+        stop(provider)
 
 
 def print_report(results: list[dict[str, object]]) -> None:
