@@ -175,14 +175,15 @@ def _signal(proc: asyncio.subprocess.Process | None, sig: signal.Signals) -> Non
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Refuse at once a port another program holds, rather than restarting workers that
-    cannot bind it; the workers' own ``SO_REUSEPORT`` sockets share it."""
+    """Refuse at once a port another program listens on, rather than restarting workers
+    that cannot bind it.  The probe does not set ``SO_REUSEPORT``: another group of
+    workers (another home's ``serve --workers``) would otherwise share the port with
+    these, and each would answer half of the other's clients."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As the workers bind (aiohttp sets SO_REUSEADDR): a port whose last connections
         # wait in TIME_WAIT is free to them, and so to the probe.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind((host, port))
         except OSError as err:

@@ -104,8 +104,11 @@ async def test_a_worker_that_ignores_sigterm_is_killed_and_the_exit_code_says_so
     assert sup.pids == [None]
 
 
-def test_a_port_another_program_holds_is_refused() -> None:
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_port_another_program_listens_on_is_refused(shared: bool) -> None:
     with socket.socket() as held:
+        # shared: another serve --workers, whose sockets set SO_REUSEPORT
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(shared))
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
@@ -123,3 +126,16 @@ async def test_a_worker_command_that_cannot_start_is_retried_and_the_exit_code_s
     sup.stop()
     assert await asyncio.wait_for(running, 15) == 1
     assert sup.starts == [0]
+
+
+def test_a_port_free_but_for_connections_in_time_wait_is_free() -> None:
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server closes first: its end waits in TIME_WAIT
+        client.close()
+    check_port_free("127.0.0.1", port)
