@@ -3,8 +3,8 @@
 ``create_app(settings)`` is what both production (``waystone serve``) and the tests
 call.  Shared resources are opened and closed in ``cleanup_ctx`` in one place: the
 ledger (file, writer task, entity store, usage counters), the upstream HTTP session,
-the config watcher, the admin socket, the daily pruning task and the sweep that evicts
-idle entities and counters.
+the config watcher, the admin socket, the instance's heartbeat, the daily pruning task
+and the sweep that evicts idle entities and counters.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from aiohttp import web
 from daemon import health, identify, usage_endpoint
 from daemon.admin import admin_socket
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
+from daemon.heartbeat import heartbeat
 from daemon.maintenance import pruning
 from daemon.providers.http_client import HttpClient
 from daemon.reload import watch_config
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
             http_ctx,
             watch_config,
             admin_socket,
+            heartbeat,
             pruning,
             evicting,
         ]

@@ -4,6 +4,10 @@ A second ``waystone serve`` on the same ledger would otherwise fail deep in Duck
 a file-lock error.  The running daemon holds an exclusive ``flock`` on
 ``<ledger>.serving`` and writes its PID and URL into it; the kernel drops the lock when
 the process ends, even by SIGKILL, so a stale file never blocks a restart.
+
+Under ``serve --workers`` the parent holds the lock and its workers join it: a worker
+checks that the lock is held and that its holder is the worker's own parent, so a second,
+unrelated ``serve`` is refused as before and a worker never runs on a home nobody holds.
 """
 
 from __future__ import annotations
@@ -23,12 +27,33 @@ def lock_path(ledger_path: Path) -> Path:
 
 
 @contextmanager
-def serving(ledger_path: Path, url: str) -> Iterator[None]:
+def serving(ledger_path: Path, url: str, workers: int = 1) -> Iterator[None]:
     """Hold the home's serving lock while the daemon runs; refuse if another holds it."""
     with _locked(ledger_path) as fd:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "url": url}).encode(), 0)
+        holder = {"pid": os.getpid(), "url": url, "workers": workers}
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
         yield
+
+
+def ensure_parent_serves(ledger_path: Path) -> None:
+    """A worker's check: the home's lock is held, by this process's parent."""
+    path = lock_path(ledger_path)
+    try:
+        with _locked(ledger_path):
+            pass
+    except WaystoneError:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            pid = _holder_pid(fd)
+        finally:
+            os.close(fd)
+        if pid == os.getppid():
+            return
+        raise
+    raise WaystoneError(
+        f"a worker serves only under `waystone serve --workers N`, which holds {path}"
+    )
 
 
 def ensure_not_serving(ledger_path: Path) -> None:
@@ -50,6 +75,13 @@ def _locked(ledger_path: Path) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _holder_pid(fd: int) -> int | None:
+    try:
+        return int(json.loads(os.pread(fd, 4096, 0))["pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _holder(fd: int, path: Path) -> str:

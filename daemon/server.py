@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.app import create_app
-from daemon.instance import serving
+from daemon.instance import ensure_parent_serves, serving
 from daemon.state import CONFIG, LISTEN_HOST, OBSERVER, Settings
 from daemon.telemetry.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from waystone_cli.core.errors import UsageError
@@ -51,24 +51,45 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     server = app[CONFIG].current.config.server
     host = app[LISTEN_HOST]
     port = settings.port if settings.port is not None else server.port
-    if open_without_keys(host, len(app[CONFIG].current.key_hashes)):
-        raise UsageError(
-            f"refusing to listen on {host} without a gateway key: create one with "
-            "`waystone key create NAME`, or listen on 127.0.0.1"
-        )
+    refuse_open_without_keys(host, len(app[CONFIG].current.key_hashes))
+    if settings.worker:
+        # The parent holds the home's lock; the workers share the port (SO_REUSEPORT).
+        ensure_parent_serves(settings.ledger_path)
+        await _run(app, host, port, ready, worker=True)
+        return
     with serving(settings.ledger_path, f"http://{host}:{port}/v1"):
         await _run(app, host, port, ready)
 
 
-async def _run(app: web.Application, host: str, port: int, ready: asyncio.Event | None) -> None:
+def refuse_open_without_keys(host: str, key_count: int) -> None:
+    """At start (of a daemon, or of ``serve --workers`` before any worker)."""
+    if open_without_keys(host, key_count):
+        raise UsageError(
+            f"refusing to listen on {host} without a gateway key: create one with "
+            "`waystone key create NAME`, or listen on 127.0.0.1"
+        )
+
+
+async def _run(
+    app: web.Application,
+    host: str,
+    port: int,
+    ready: asyncio.Event | None,
+    worker: bool = False,
+) -> None:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **runner_options(app))
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphaned = (
+        asyncio.create_task(_stop_when_orphaned(stop), name="waystone-parent-watch")
+        if worker
+        else None
+    )
     try:
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_port=worker or None).start()
         log.info("waystone listening on http://%s:%d/v1", host, port)
         tune_gc()
         if ready is not None:
@@ -76,7 +97,19 @@ async def _run(app: web.Application, host: str, port: int, ready: asyncio.Event 
         await stop.wait()
         log.info("stopping: flushing the ledger")
     finally:
+        if orphaned is not None:
+            orphaned.cancel()
         await runner.cleanup()
+
+
+async def _stop_when_orphaned(stop: asyncio.Event, every_s: float = 1.0) -> None:
+    """A worker whose parent died (SIGKILL leaves no time to forward SIGTERM) stops as
+    if it had got SIGTERM: no one would restart or stop it otherwise."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(every_s)
+    log.warning("the parent of this worker is gone: stopping")
+    stop.set()
 
 
 def runner_options(app: web.Application) -> dict[str, Any]:

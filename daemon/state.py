@@ -44,6 +44,10 @@ class Settings:
     port: int | None = None
     log_format: str | None = None
     watch_interval_s: float = 0.5
+    # Which worker of ``serve --workers`` this is, from 1; 0: a daemon alone.
+    worker: int = 0
+    # How often the instance's row in the ledger is refreshed (``daemon.heartbeat``).
+    heartbeat_interval_s: float = 5.0
 
 
 @dataclass(frozen=True)

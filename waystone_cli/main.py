@@ -42,6 +42,7 @@ COMMAND_MODULES: dict[str, str] = {
     "prices": "prices",
     "serve": "serve",
     "demo": "serve",
+    "cluster": "cluster",
 }
 _ROOT_OPTIONS_WITH_VALUE = ("--config",)
 

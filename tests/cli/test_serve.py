@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Cli
+from tests.servers import free_port
 
 
 @pytest.mark.parametrize("port", ["0", "99999", "-1"])
@@ -79,3 +80,79 @@ def test_serve_reports_gateway_keys(
     assert "  auth       gateway keys (1 key)\n" in run.stdout
     assert "  providers  local (mock): mock-small, mock-large\n" in run.stdout
     assert run.stderr == ""
+
+
+def test_several_workers_without_shared_servers_is_misuse_before_anything_starts(
+    cli: Cli, waystone_home: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    monkeypatch.setattr("daemon.server.run", started.append)
+    monkeypatch.setattr("daemon.workers.supervise", started.append)
+    write_config('[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n')
+    run = cli("serve", "--workers", "2")
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        2,
+        "",
+        "error: serve --workers 2 needs [ledger] url: the workers share their counters "
+        "through Redis and their ledger in Postgres (one DuckDB file opens in one process "
+        "only)\n",
+    )
+    assert started == []
+    assert sorted(p.name for p in waystone_home.iterdir()) == ["config.toml"]
+
+
+def test_several_workers_beyond_loopback_without_a_key_are_refused_before_any_starts(
+    cli: Cli, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    monkeypatch.setattr("daemon.workers.supervise", started.append)
+    write_config(
+        '[server]\nhost = "0.0.0.0"\n\n[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n\n'
+        '[ledger]\nurl = "postgresql://u@127.0.0.1:1/db"\n'
+    )
+    run = cli("serve", "--workers", "2")
+    assert (run.exit_code, run.stderr) == (
+        2,
+        "warning: no provider configured: every model request will be refused (add one "
+        "with `waystone provider add`)\n"
+        "error: refusing to listen on 0.0.0.0 without a gateway key: create one with "
+        "`waystone key create NAME`, or listen on 127.0.0.1\n",
+    )
+    assert started == []
+
+
+def test_several_workers_are_announced_by_name_then_supervised(
+    cli: Cli, waystone_home: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervised = []
+
+    def supervise(specs, log_format: str) -> int:  # type: ignore[no-untyped-def]
+        supervised.append(([s.name for s in specs], [s.command[-4:] for s in specs]))
+        return 0
+
+    monkeypatch.setattr("daemon.workers.supervise", supervise)
+    monkeypatch.setenv("WAYSTONE_INSTANCE", "eu")
+    write_config(
+        '[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n\n'
+        '[ledger]\nurl = "postgresql://u@127.0.0.1:1/db"\n\n'
+        '[providers.local]\nkind = "mock"\nmodels = ["mock-small"]\n'
+    )
+    port = str(free_port())  # probed by the parent before it supervises
+    run = cli("serve", "--workers", "2", "--port", port)
+    assert (run.exit_code, run.stderr) == (0, "")
+    assert run.stdout == (
+        f"waystone 0.1.0 serving http://127.0.0.1:{port}/v1\n"
+        f"  config     {waystone_home / 'config.toml'}\n"
+        f"  ledger     {waystone_home / 'ledger.duckdb'}\n"
+        f"  socket     {waystone_home / 'admin.sock'}\n"
+        "  providers  local (mock): mock-small\n"
+        "  rulesets   none\n"
+        "  auth       no gateway keys: loopback only\n"
+        "  workers    2: eu-w1, eu-w2\n"
+    )
+    assert supervised == [
+        (
+            ["eu-w1", "eu-w2"],
+            [["--port", port, "--worker", "1"], ["--port", port, "--worker", "2"]],
+        )
+    ]

@@ -2,7 +2,9 @@
 
 Several instances usually share one config file, so the instance's name comes from the
 config only when the operator set one there; else from ``WAYSTONE_INSTANCE``; else the
-host name and process id, which differ between any two running instances.
+host name and process id, which differ between any two running instances.  A worker of
+``serve --workers`` takes the name its parent gave it (``core.workers``) before all of
+these: its siblings share its config and its environment.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from collections.abc import Mapping
 
 from waystone_cli.core.config import Config
 from waystone_cli.core.errors import ConfigError
+from waystone_cli.core.workers import WORKER_VARIABLE
 
 
 def instance_name(
     config: Config, environ: Mapping[str, str] | None = None, pid: int | None = None
 ) -> str:
     env = os.environ if environ is None else environ
+    if env.get(WORKER_VARIABLE):
+        return env[WORKER_VARIABLE]
     if config.cluster.instance:
         return config.cluster.instance
     if env.get("WAYSTONE_INSTANCE"):

@@ -30,9 +30,15 @@ class LedgerUnavailable(WaystoneError):
 
 def registry() -> dict[str, Query]:
     """Every query the admin socket may run, by name."""
-    from waystone_cli.ledger import counters, entities, pricing_queries, reports
+    from waystone_cli.ledger import counters, entities, instances, pricing_queries, reports
 
-    return {**entities.QUERIES, **reports.QUERIES, **pricing_queries.QUERIES, **counters.QUERIES}
+    return {
+        **entities.QUERIES,
+        **reports.QUERIES,
+        **pricing_queries.QUERIES,
+        **counters.QUERIES,
+        **instances.QUERIES,
+    }
 
 
 def run_query(name: str, *, ledger_path: Path, socket_path: Path, **params: Any) -> Any:

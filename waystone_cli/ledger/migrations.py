@@ -191,6 +191,24 @@ def m008_cache_write_tokens(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE usage_daily ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0")
 
 
+def m012_instances(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per instance that ever served this ledger, refreshed by its heartbeat
+    (``ledger.instances``): ``waystone cluster status`` lists those seen recently."""
+    con.execute(
+        """
+        CREATE TABLE instances (
+            name VARCHAR PRIMARY KEY,
+            host VARCHAR NOT NULL,
+            pid BIGINT NOT NULL,
+            url VARCHAR NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            last_seen TIMESTAMP NOT NULL,
+            requests_last_minute BIGINT NOT NULL DEFAULT 0
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_requests,
     m002_entities,
@@ -200,6 +218,7 @@ MIGRATIONS: list[Migration] = [
     m006_rollup_fold,
     m007_unpriced_needs_tokens,
     m008_cache_write_tokens,
+    m012_instances,
 ]
 
 

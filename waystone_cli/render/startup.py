@@ -17,6 +17,8 @@ class StartupFacts:
     socket_path: Path | None
     url: str
     version: str
+    # The workers' names under ``serve --workers N`` (N > 1); empty for one daemon.
+    workers: Sequence[str] = ()
 
 
 def startup_lines(facts: StartupFacts) -> list[str]:
@@ -29,6 +31,11 @@ def startup_lines(facts: StartupFacts) -> list[str]:
         *_listed("providers", [_provider(p) for p in config.providers.values()]),
         *_listed("rulesets", [_ruleset(name, config) for name in config.rulesets]),
         ("auth", _auth(config)),
+        *(
+            [("workers", f"{len(facts.workers)}: {', '.join(facts.workers)}")]
+            if facts.workers
+            else []
+        ),
     ]
     width = max(len(label) for label, _ in pairs)
     lines = [f"waystone {facts.version} serving {facts.url}"]

@@ -23,7 +23,10 @@ def _tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 def test_names_are_ordered_and_unique() -> None:
     assert sorted(NAMES) == NAMES
     assert len(set(NAMES)) == len(NAMES)
-    assert [n.split("_")[0] for n in NAMES] == [f"m{i:03d}" for i in range(1, len(NAMES) + 1)]
+    # Numbers are assigned ahead to the branches that add migrations: gaps are allowed.
+    numbers = [int(n.split("_")[0][1:]) for n in NAMES]
+    assert numbers[0] == 1
+    assert numbers == sorted(set(numbers))
 
 
 def test_blank_file_gets_every_migration_recorded(tmp_path: Path) -> None:
