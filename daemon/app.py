@@ -66,7 +66,8 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_post(
             f"{prefix}/audio/transcriptions", multipart_route("audio/transcriptions")
         )
-        app.router.add_get(f"{prefix}/models", openai_errors(models_handler))
+        app.router.add_get(f"{prefix}/models", models_handler)
+        app.router.add_get(f"{prefix}/models/{{model_id:.+}}", models_handler)
         for route in MESSAGES_ROUTES:
             app.router.add_post(f"{prefix}/{route}", messages_route(route))
         app.router.add_get(f"{prefix}/waystone/usage", openai_errors(usage_endpoint.handler))
