@@ -18,6 +18,7 @@ import pytest
 from waystone_cli.core.errors import NotFoundError, UsageError
 from waystone_cli.ledger import datasets, export, reports, retention, spikes
 from waystone_cli.ledger.connection import open_readwrite
+from waystone_cli.ledger.postgres import open_postgres
 from waystone_cli.ledger.rollup import rebuild_rollup
 
 # Prices used below (USD per million tokens): gpt-4o 2.5 in / 10 out, gpt-4o-mini
@@ -56,16 +57,25 @@ def insert(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
                         UNNEST(?::VARCHAR[]) AS u, UNNEST(?::VARCHAR[]) AS g,
                         UNNEST(?::VARCHAR[]) AS p, UNNEST(?::VARCHAR[]) AS m,
                         UNNEST(?::BIGINT[]) AS i, UNNEST(?::BIGINT[]) AS t,
-                        UNNEST(?::DECIMAL(18, 10)[]) AS c, UNNEST(?::VARCHAR[]) AS o)""",
+                        UNNEST(?::DECIMAL(18, 10)[]) AS c, UNNEST(?::VARCHAR[]) AS o) AS v""",
         [list(c) for c in columns],
     )
 
 
-@pytest.fixture
-def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = open_readwrite(tmp_path / "ledger.duckdb")
+@pytest.fixture(params=["duckdb", "postgres"])
+def con(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The ledger on each backend: one set of report functions, the same answers.  A
+    test of what only DuckDB has (its writer's fold, spikes, exports) names its backend."""
+    if request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        con: Any = open_postgres(server.url)
+    else:
+        con = open_readwrite(tmp_path / "ledger.duckdb")
     yield con
     con.close()
+
+
+duckdb_only = pytest.mark.parametrize("con", ["duckdb"], indirect=True)
 
 
 @pytest.fixture
@@ -297,7 +307,7 @@ def test_rollup_answers_equal_a_raw_group_by(con: duckdb.DuckDBPyConnection) -> 
     insert(con, random_rows(3000, seed=7))
     # Cache reads and writes, parts of the input, differing from row to row.
     con.execute(
-        "UPDATE requests SET cached_tokens = input_tokens // 3, "
+        "UPDATE requests SET cached_tokens = CAST(floor(input_tokens / 3) AS BIGINT), "
         "cache_write_tokens = (input_tokens * 7) % 101"
     )
     rebuild_rollup(con)
@@ -322,6 +332,7 @@ def flat_hours(con: duckdb.DuckDBPyConnection, user: str, hours: int, per_hour: 
     )
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_spikes_find_nothing_in_flat_data(con: duckdb.DuckDBPyConnection) -> None:
     flat_hours(con, "u1", 72, 10)
     flat_hours(con, "u2", 72, 3)
@@ -334,6 +345,7 @@ def test_spikes_find_nothing_in_flat_data(con: duckdb.DuckDBPyConnection) -> Non
     )
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_spikes_find_a_planted_hour(con: duckdb.DuckDBPyConnection) -> None:
     flat_hours(con, "u1", 72, 10)
     flat_hours(con, "u2", 72, 3)
@@ -349,6 +361,7 @@ def test_spikes_find_a_planted_hour(con: duckdb.DuckDBPyConnection) -> None:
     }]  # fmt: skip
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_spikes_by_day_use_the_trailing_fortnight(con: duckdb.DuckDBPyConnection) -> None:
     flat_hours(con, "u1", 24 * 20, 1)
     insert(con, [(f"s{i}", "2026-11-18 10:00:00", "u1", "g", "openai", "gpt-4o", 100, 0, "0.00025", "ok")
@@ -408,6 +421,7 @@ def test_datasets_and_their_items(ledger: duckdb.DuckDBPyConnection) -> None:
 # --- pruning --------------------------------------------------------------------------
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_prune_dry_run_counts_and_prune_deletes_with_content_and_rollup(
     ledger: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -436,6 +450,7 @@ def test_prune_dry_run_counts_and_prune_deletes_with_content_and_rollup(
 # --- export ---------------------------------------------------------------------------
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
 def test_export_writes_every_row_in_the_span(
     ledger: duckdb.DuckDBPyConnection, tmp_path: Path, fmt: str
@@ -456,6 +471,7 @@ def test_export_writes_every_row_in_the_span(
     ]
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_export_json_is_one_object_per_line(
     ledger: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
@@ -465,11 +481,13 @@ def test_export_json_is_one_object_per_line(
     assert [json.loads(line)["id"] for line in lines] == ["r6", "r7"]
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_export_refuses_a_relative_path(ledger: duckdb.DuckDBPyConnection) -> None:
     with pytest.raises(UsageError, match="the export path must be absolute: out.csv"):
         export.export(ledger, "csv", "out.csv")
 
 
+@duckdb_only  # Postgres's writers never fold: each batch goes into the rollup at once
 def test_reports_count_the_rows_the_writer_has_not_folded_yet(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -542,6 +560,7 @@ def test_reports_carry_cache_reads_and_writes_from_the_rollup_and_the_raw_rows(
     ] == [("2026-11-05T10:00:00", 2000), ("2026-11-06T10:00:00", 0)]
 
 
+@duckdb_only  # not on Postgres yet (see docs/design.md)
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_exports_carry_cache_reads_and_writes(
     cached_ledger: duckdb.DuckDBPyConnection, tmp_path: Path, fmt: str
