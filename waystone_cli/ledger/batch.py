@@ -178,9 +178,7 @@ def fold_now(con: Connection, folding: Folding) -> None:
     folding.folded()
 
 
-def write_entity_times(
-    con: Connection, known: KnownEntities, *, force: bool = False
-) -> None:
+def write_entity_times(con: Connection, known: KnownEntities, *, force: bool = False) -> None:
     """Write the ``last_seen`` moves ``known`` holds, if due (or ``force``), in one transaction."""
     plan = known.plan((), force=force)
     if plan.empty:
@@ -297,9 +295,7 @@ def _json_or_none(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def drop_known(
-    con: Connection, records: Sequence[RequestRecord]
-) -> list[RequestRecord]:
+def drop_known(con: Connection, records: Sequence[RequestRecord]) -> list[RequestRecord]:
     """The records whose ids are not in the ledger yet (recovering a spill after a crash)."""
     if not records:
         return []

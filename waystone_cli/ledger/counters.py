@@ -29,7 +29,6 @@ HOURLY = timedelta(days=2)
 NOT_FORWARDED = ("blocked", "rate_limited", "invalid_request", "unauthorized", "not_found")
 
 
-
 def _sql(dialect: Dialect, entity: str) -> str:
     minute = dialect.epoch_minute
     return f"""

@@ -57,7 +57,8 @@ POSTGRES = Dialect(
 
 
 def dialect_of(con: Any) -> Dialect:
-    return getattr(con, "dialect", DUCKDB)  # type: ignore[no-any-return]
+    dialect: Dialect = getattr(con, "dialect", DUCKDB)
+    return dialect
 
 
 def placeholders(sql: str) -> str:
@@ -66,3 +67,16 @@ def placeholders(sql: str) -> str:
     The ledger's SQL has no ``?`` inside a string literal, so a plain replacement is
     exact; a query with a literal ``?`` would have to bind it as a parameter."""
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What a ledger statement raises when the database fails: DuckDB's errors, and
+    psycopg's once it is loaded (a Postgres ledger is open)."""
+    import sys
+
+    import duckdb
+
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (duckdb.Error,)
+    return (duckdb.Error, psycopg.Error)

@@ -107,11 +107,11 @@ def _merge_links(con: Connection, links: dict[tuple[str, str], datetime]) -> Non
 
 
 _MERGE_LINKS = (
-        "MERGE INTO links AS e USING (SELECT UNNEST(?::VARCHAR[]) AS user_id, "
-        "UNNEST(?::VARCHAR[]) AS group_id, UNNEST(?::TIMESTAMP[]) AS first_seen) AS v "
-        "ON e.user_id = v.user_id AND e.group_id = v.group_id "
-        "WHEN MATCHED AND v.first_seen < e.first_seen THEN UPDATE SET first_seen = v.first_seen "
-        "WHEN NOT MATCHED THEN INSERT BY NAME"
+    "MERGE INTO links AS e USING (SELECT UNNEST(?::VARCHAR[]) AS user_id, "
+    "UNNEST(?::VARCHAR[]) AS group_id, UNNEST(?::TIMESTAMP[]) AS first_seen) AS v "
+    "ON e.user_id = v.user_id AND e.group_id = v.group_id "
+    "WHEN MATCHED AND v.first_seen < e.first_seen THEN UPDATE SET first_seen = v.first_seen "
+    "WHEN NOT MATCHED THEN INSERT BY NAME"
 )
 # Postgres: INSERT … ON CONFLICT, which two instances may run on the same keys at once
 # (a MERGE there may fail with a unique violation when both insert); keys sorted, so
@@ -162,6 +162,7 @@ def _upsert_kind(con: Connection, table: str, seen: dict[str, _Seen]) -> None:
     if not seen:
         return
     ids = sorted(seen)
+    patches = [seen[i].patch for i in ids]
     sql = _UPSERT_ENTITY_PG if dialect_of(con).postgres else _UPSERT_ENTITY
     con.execute(
         sql.format(table=table),
@@ -169,7 +170,7 @@ def _upsert_kind(con: Connection, table: str, seen: dict[str, _Seen]) -> None:
             ids,
             [seen[i].first for i in ids],
             [seen[i].last for i in ids],
-            [None if seen[i].patch is None else _patch_json(seen[i].patch) for i in ids],
+            [None if patch is None else _patch_json(patch) for patch in patches],
         ],
     )
 
@@ -231,7 +232,7 @@ class KnownEntities:
         for table in _KINDS:
             rows = con.execute(
                 f"SELECT id, first_seen, last_seen FROM (SELECT * FROM {table} "
-                "ORDER BY last_seen DESC LIMIT ?) ORDER BY last_seen",
+                "ORDER BY last_seen DESC LIMIT ?) AS recent ORDER BY last_seen",
                 [self._limit],
             ).fetchall()
             self._times[table] = {id_: (first, last) for id_, first, last in rows}

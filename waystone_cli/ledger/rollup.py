@@ -276,9 +276,7 @@ class Folding:
         self._due = self._clock() + self.every_s
 
 
-def rebuild_rollup(
-    con: Connection, since: date | None = None, *, transaction: bool = True
-) -> None:
+def rebuild_rollup(con: Connection, since: date | None = None, *, transaction: bool = True) -> None:
     """Recompute ``usage_daily`` from ``requests``: every day, or the days from ``since``.
 
     Runs in its own transaction, outside the ledger's memory bound, unless

@@ -79,8 +79,6 @@ ROW_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-
-
 def is_row_error(err: BaseException) -> bool:
     """Whether ``err`` lies in the rows given: ``ROW_ERRORS``, or Postgres's data and
     constraint errors (a NUL character in a text, a duplicate id).  psycopg is looked up

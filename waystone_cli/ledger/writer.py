@@ -41,14 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-import duckdb
-
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger import spill
 from waystone_cli.ledger.batch import drop_known, fold_now, insert_batch, write_entity_times
 from waystone_cli.ledger.connection import lower_priority
-from waystone_cli.ledger.dialect import Connection, dialect_of
+from waystone_cli.ledger.dialect import Connection, database_errors, dialect_of
 from waystone_cli.ledger.entities import KnownEntities
 from waystone_cli.ledger.rollup import FOLD_EVERY_S, Folding
 from waystone_cli.ledger.rows import insert_isolating
@@ -139,7 +137,7 @@ class LedgerWriter:
         await self._in_thread(lower_priority)  # DuckDB work below the event loop's
         try:
             await self._in_thread(self._known.load, self._con)
-        except duckdb.Error as err:  # only a cost: unknown entities are MERGEd
+        except database_errors() as err:  # only a cost: unknown entities are MERGEd
             log.warning("ledger: cannot load the known entities: %s", err)
         if self._folding is not None:
             await self._in_thread(self._folding.load, self._con)

@@ -421,7 +421,6 @@ def test_datasets_and_their_items(ledger: duckdb.DuckDBPyConnection) -> None:
 # --- pruning --------------------------------------------------------------------------
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_prune_dry_run_counts_and_prune_deletes_with_content_and_rollup(
     ledger: duckdb.DuckDBPyConnection,
 ) -> None:
