@@ -317,6 +317,7 @@ def prune(
             "usage_prune",
             ledger_path=state.ledger_path(),
             socket_path=state.socket_path(),
+            ledger_url=state.ledger_url(),
             now=_now().isoformat(),
             dry_run=dry_run,
         ),
