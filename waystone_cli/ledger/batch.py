@@ -21,7 +21,13 @@ from waystone_cli.core.records import REQUEST_COLUMNS, RequestRecord
 from waystone_cli.ledger.dialect import Connection
 from waystone_cli.ledger.entities import KnownEntities, upsert_entities, write_plan
 from waystone_cli.ledger.postgres import PgLedger
-from waystone_cli.ledger.rollup import Folding, add_to_rollup, fold, quantize_cost
+from waystone_cli.ledger.rollup import (
+    Folding,
+    add_batch_to_rollup,
+    add_to_rollup,
+    fold,
+    quantize_cost,
+)
 
 # Rows handed to DuckDB's appender at a time (see ``_insert_requests``): small chunks
 # keep the writer from holding the GIL through one long append of the whole batch.
@@ -150,7 +156,9 @@ def insert_batch(
         else:
             write_plan(con, plan)
         _insert_content(con, records)
-        if folding is None:
+        if isinstance(con, PgLedger):
+            add_batch_to_rollup(con)
+        elif folding is None:
             add_to_rollup(con, records)
         elif folds:
             fold(con)
@@ -253,7 +261,7 @@ def _copy_requests(
         if extra is not None:
             names.append(name)
             values.append(extra)
-    con.copy_rows("requests", names, list(zip(*values, strict=True)))
+    con.copy_batch(names, list(zip(*values, strict=True)))
 
 
 def _decimal(text: str | None) -> Decimal | None:

@@ -22,8 +22,10 @@ Migration = Callable[[Connection], None]
 def m001_requests(con: Connection) -> None:
     """On Postgres also the indexes DuckDB does without (its zone maps skip row groups
     by ``ts``): a BRIN index on ``ts`` (rows arrive in time order, so a few pages of it
-    narrow a report's edges and the counters' rebuild to their span) and a unique index on
-    ``id``, which makes a replayed spill idempotent and ``drop_known`` a lookup."""
+    narrow a report's edges and the counters' rebuild to their span) and a hash index on
+    ``id``, which makes ``drop_known`` (the replay of a spill) a lookup.  Hash, not a
+    unique B-tree: ingest is about a sixth faster (bench/postgres_ledger.py), and the
+    replay is made exactly-once by ``drop_known``, as on DuckDB."""
     double = dialect_of(con).double
     con.execute(
         f"""
@@ -60,7 +62,7 @@ def m001_requests(con: Connection) -> None:
     )
     if dialect_of(con).postgres:
         con.execute("CREATE INDEX requests_ts ON requests USING brin (ts)")
-        con.execute("CREATE UNIQUE INDEX requests_id ON requests (id)")
+        con.execute("CREATE INDEX requests_id ON requests USING hash (id)")
 
 
 def m002_entities(con: Connection) -> None:

@@ -78,6 +78,7 @@ class PgLedger:
         self.url = url
         self._timeout = connect_timeout_s
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._staged: psycopg.Connection[tuple[Any, ...]] | None = None  # has ``_batch``
 
     def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         """The open connection, opened (again) if it is missing or broke."""
@@ -112,6 +113,7 @@ class PgLedger:
         self.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._staged = None  # ``_batch`` may have been created in the transaction
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             return  # nothing to roll back: the server ended the transaction
@@ -126,14 +128,26 @@ class PgLedger:
             self._conn.close()
             self._conn = None
 
-    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """``rows`` into ``table`` by one binary COPY; the caller holds the transaction."""
+    def copy_batch(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """``rows`` into the session's ``_batch`` table by one binary COPY, then from there
+        into ``requests``; the caller holds the transaction, and its commit empties
+        ``_batch``.  The rows stay there until then for the statements that derive from
+        the whole batch (the rollup's upsert, ``rollup.add_batch_to_rollup``): Postgres
+        sums them itself, with nothing to send back and forth.  A temporary table writes
+        no WAL, so staging costs one more in-memory copy of the rows."""
+        conn = self.connection()
+        if self._staged is not conn:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _batch (LIKE requests INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            )
+            self._staged = conn
         names = ", ".join(columns)
-        cursor = self.connection().cursor()
-        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)".encode()) as copy:
+        with conn.cursor().copy(f"COPY _batch ({names}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types([COPY_TYPES[c] for c in columns])
             for row in rows:
                 copy.write_row(row)
+        conn.execute("INSERT INTO requests SELECT * FROM _batch")
 
     @contextmanager
     def migration_lock(self) -> Iterator[None]:

@@ -197,6 +197,24 @@ GROUP BY 1, 2, 3, 4, 5
 """
 _REBUILD = f"INSERT INTO usage_daily ({_COLUMNS})" + _AGGREGATE
 
+# Postgres: the batch's sums computed by the server from the rows it just took
+# (``PgLedger.copy_batch``), in key order so that concurrent writers take the rollup's
+# row locks in one order and never deadlock.
+_FROM_BATCH_PG = f"""
+INSERT INTO usage_daily AS d ({_COLUMNS})
+{_AGGREGATE.replace("FROM requests", "FROM _batch").format(where="")}
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (day, user_id, group_id, provider, model) DO UPDATE SET
+{_ADD_SUMS.replace("b.", "EXCLUDED.")}
+"""
+
+
+def add_batch_to_rollup(con: Connection) -> None:
+    """Upsert the sums of the batch staged in ``_batch`` into ``usage_daily``, in one
+    statement; the caller holds the transaction."""
+    con.execute(_FROM_BATCH_PG)
+
+
 #: The rows reports must add to the rollup: appended by the writer, not folded yet.
 UNFOLDED = "seq > (SELECT folded_seq FROM rollup_fold)"
 
