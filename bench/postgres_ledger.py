@@ -131,9 +131,11 @@ def top(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="waystone-pg-bench-") as root:
         base = Path(root)
+        base.chmod(0o755)  # the server (the postgres user) reaches its folder and the CSV
         duck_home, pg_home = base / "duck", base / "pg"
         duck_home.mkdir()
         pg_home.mkdir()
+        (base / "server").mkdir()
         env = {**os.environ, "WAYSTONE_HOME": str(duck_home)}
         seed = ROOT / "bench" / "seed_ledger.py"
         subprocess.run([sys.executable, str(seed), "--rows", str(args.rows)], env=env, check=True)
@@ -184,7 +186,6 @@ def _export_csv(ledger: Path, out: Path) -> None:
     finally:
         con.close()
     out.chmod(0o644)  # the server (the postgres user) reads it
-    out.parent.chmod(0o755)
 
 
 def main() -> None:
