@@ -24,7 +24,8 @@ from waystone_cli.ledger.postgres import open_postgres
 from waystone_cli.ledger.rollup import rebuild_rollup
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
-# A test of what runs on DuckDB only (exports, spikes) or that writes a config of its own.
+# A test of what runs on DuckDB only (exports), of the DuckDB file itself, or that
+# writes a config of its own.
 duckdb_only = pytest.mark.parametrize("ledger", ["duckdb"], indirect=True)
 
 
@@ -263,7 +264,6 @@ def test_timeline_takes_one_filter_at_most(cli: Cli, ledger: Path) -> None:
     )
 
 
-@duckdb_only
 def test_spikes_none_in_a_quiet_ledger(cli: Cli, ledger: Path) -> None:
     run = cli("usage", "spikes")
     assert run.stdout == "No spikes: no hour stands out from its user's baseline.\n"

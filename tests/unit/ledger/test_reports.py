@@ -322,17 +322,14 @@ def test_rollup_answers_equal_a_raw_group_by(con: duckdb.DuckDBPyConnection) -> 
 
 def flat_hours(con: duckdb.DuckDBPyConnection, user: str, hours: int, per_hour: int) -> None:
     """``per_hour`` requests of 100 input tokens each hour, for ``hours`` hours from Nov 1."""
-    con.execute(
-        """INSERT INTO requests (id, ts, user_id, provider, model, route, status, outcome,
-               input_tokens, output_tokens, cost_usd)
-           SELECT ? || '-' || i, TIMESTAMP '2026-11-01' + to_minutes((i // ?) * 60 + i % ?),
-                  ?, 'openai', 'gpt-4o', '/v1/chat/completions', 200, 'ok', 100, 0, 0.00025
-           FROM range(?) t(i)""",
-        [user, per_hour, per_hour, user, hours * per_hour],
-    )
+    start = datetime(2026, 11, 1)
+    insert(con, [
+        (f"{user}-{i}", (start + timedelta(minutes=(i // per_hour) * 60 + i % per_hour)).isoformat(" "),
+         user, None, "openai", "gpt-4o", 100, 0, "0.00025", "ok")
+        for i in range(hours * per_hour)
+    ])  # fmt: skip
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_spikes_find_nothing_in_flat_data(con: duckdb.DuckDBPyConnection) -> None:
     flat_hours(con, "u1", 72, 10)
     flat_hours(con, "u2", 72, 3)
@@ -345,7 +342,6 @@ def test_spikes_find_nothing_in_flat_data(con: duckdb.DuckDBPyConnection) -> Non
     )
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_spikes_find_a_planted_hour(con: duckdb.DuckDBPyConnection) -> None:
     flat_hours(con, "u1", 72, 10)
     flat_hours(con, "u2", 72, 3)
@@ -361,7 +357,6 @@ def test_spikes_find_a_planted_hour(con: duckdb.DuckDBPyConnection) -> None:
     }]  # fmt: skip
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_spikes_by_day_use_the_trailing_fortnight(con: duckdb.DuckDBPyConnection) -> None:
     flat_hours(con, "u1", 24 * 20, 1)
     insert(con, [(f"s{i}", "2026-11-18 10:00:00", "u1", "g", "openai", "gpt-4o", 100, 0, "0.00025", "ok")
