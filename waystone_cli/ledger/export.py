@@ -126,6 +126,7 @@ def export_plan(
     """How many rows an export selects, and the ``rowid`` range they lie in; with a
     ``cursor``, the rows after ``after_seq`` up to the highest ``seq`` now
     (``upto_seq``), and the ledger's id."""
+    _refuse_postgres(con)
     plan: dict[str, Any] = {}
     upto = None
     if cursor:
@@ -157,6 +158,7 @@ def export(
     """Write the rows of ``[since, until)`` (of one user or group, of the ``rowids``
     range ``[first, last)`` when given, of the ``seq`` range ``(after_seq, upto_seq]``
     for a cursor) to ``out``; returns the row count."""
+    _refuse_postgres(con)
     if format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     target = Path(out)
@@ -179,6 +181,18 @@ def export(
         except duckdb.IOException as err:
             raise UsageError(f"cannot write {out}: {err}") from err
     return {"rows": row[0] if row else 0, "path": out, "format": format}
+
+
+def _refuse_postgres(con: Any) -> None:
+    """The export is built on DuckDB's own writers, ``rowid`` ranges and the writer's
+    ``seq``, none of which a Postgres ledger has: refused in one clear line."""
+    from waystone_cli.ledger.dialect import dialect_of
+
+    if dialect_of(con).postgres:
+        raise UsageError(
+            "usage export does not run on a Postgres ledger yet; "
+            "use psql's \\copy (SELECT * FROM requests ...) TO 'file.csv' CSV HEADER"
+        )
 
 
 @contextmanager

@@ -571,3 +571,15 @@ def test_exports_carry_cache_reads_and_writes(
         for r in lines
     ]
     assert got == [("c1", 10_000, 3000, 2000), ("c2", 5_000, 4000, 0)]
+
+
+@pytest.mark.parametrize("con", ["postgres"], indirect=True)
+def test_an_export_of_a_postgres_ledger_is_refused_in_one_line(
+    ledger: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    message = r"usage export does not run on a Postgres ledger yet; use psql's \\copy"
+    with pytest.raises(UsageError, match=message):
+        export.export_plan(ledger)
+    with pytest.raises(UsageError, match=message):
+        export.export(ledger, "csv", str(tmp_path / "out.csv"))
+    assert not (tmp_path / "out.csv").exists()
