@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from tests.cli.conftest import Cli
+from tests.servers import PostgresServer
 from tests.unit.ledger.test_reports import ROWS, add_items, insert
 from waystone_cli.ledger.connection import open_readwrite
 from waystone_cli.ledger.postgres import open_postgres
@@ -106,6 +107,19 @@ def test_top_on_an_empty_ledger_says_so(cli: Cli, waystone_home: Path) -> None:
     )
     assert (run.exit_code, run.stdout) == (0, expected)
     assert json.loads(cli("usage", "top", "--json").stdout) == []
+
+
+def test_top_on_an_empty_postgres_ledger_names_it_without_its_password(
+    cli: Cli, waystone_home: Path, postgres_server: PostgresServer
+) -> None:
+    url = postgres_server.url.replace("@", ":not-the-password@")  # trust auth ignores it
+    (waystone_home / "config.toml").write_text(f'[ledger]\nurl = "{url}"\n')
+    run = cli("usage", "top")
+    shown = url.replace(":not-the-password@", ":***@")
+    assert (run.exit_code, run.stdout) == (
+        0,
+        f"The ledger is empty: no request recorded yet ({shown}).\n",
+    )
 
 
 def test_top_with_nothing_in_the_period_says_so(cli: Cli, ledger: Path) -> None:
