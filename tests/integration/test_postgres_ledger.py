@@ -135,3 +135,20 @@ async def test_postgres_stopped_under_load_loses_no_row_and_replays_each_once(
     ]
     assert top["total"]["requests"] == total
     assert await _ready(gateway) == (200, True)
+
+
+async def test_a_postgres_ledger_from_a_newer_waystone_stops_the_daemon_at_start(
+    start_gateway: Callable[..., Any], postgres_server: PostgresServer
+) -> None:
+    from waystone_cli.core.errors import WaystoneError
+    from waystone_cli.ledger.postgres import open_postgres
+
+    con = open_postgres(postgres_server.url)
+    con.execute("INSERT INTO _migrations VALUES ('m099_tenants', now()::TIMESTAMP)")
+    con.close()
+    with pytest.raises(WaystoneError) as err:
+        await start_gateway(_postgres(postgres_server))
+    assert str(err.value) == (
+        f"the ledger {postgres_server.url} was written by a newer waystone (migrations this "
+        "version does not know: m099_tenants); upgrade waystone to use it"
+    )
