@@ -25,8 +25,8 @@ from waystone_cli.ledger.postgres import open_postgres
 from waystone_cli.ledger.rollup import rebuild_rollup
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
-# A test of what runs on DuckDB only (exports), of the DuckDB file itself, or that
-# writes a config of its own.
+# A test of what runs on DuckDB only, of the DuckDB file itself, or that writes a
+# config of its own.
 duckdb_only = pytest.mark.parametrize("ledger", ["duckdb"], indirect=True)
 
 
@@ -297,7 +297,6 @@ def test_bad_since_is_misuse(cli: Cli, ledger: Path) -> None:
     )
 
 
-@duckdb_only
 def test_export_csv_to_stdout(cli: Cli, ledger: Path) -> None:
     run = cli("usage", "export", "--format", "csv", "--since", "2026-11-03")
     rows = list(csv.DictReader(io.StringIO(run.stdout)))
@@ -309,14 +308,12 @@ def test_export_csv_to_stdout(cli: Cli, ledger: Path) -> None:
     ]
 
 
-@duckdb_only
 def test_export_of_one_user_for_billing(cli: Cli, ledger: Path) -> None:
     run = cli("usage", "export", "--format", "csv", "--user", "bob")
     rows = list(csv.DictReader(io.StringIO(run.stdout)))
     assert [(r["id"], r["user_id"]) for r in rows] == [("r3", "bob"), ("r4", "bob")]
 
 
-@duckdb_only
 def test_export_of_one_group_in_parts_is_the_whole_export(
     cli: Cli, ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -331,7 +328,6 @@ def test_export_of_one_group_in_parts_is_the_whole_export(
         assert got == [("r1",), ("r3",), ("r4",), ("r7",)]
 
 
-@duckdb_only
 def test_export_parquet_to_a_file(cli: Cli, ledger: Path, tmp_path: Path) -> None:
     out = tmp_path / "usage.parquet"
     run = cli("usage", "export", "--format", "parquet", "--out", str(out))
@@ -396,7 +392,7 @@ def test_prune_dry_run_then_prune(cli: Cli, ledger: Path) -> None:
     )
 
 
-@duckdb_only
+@duckdb_only  # parts cut by DuckDB's rowid
 def test_export_progress_counts_rows_and_shows_the_percentage(
     cli: Cli, ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,7 +412,7 @@ def test_export_progress_counts_rows_and_shows_the_percentage(
         assert re.search(rf"{done}/7 rows +{percent}%", frames)
 
 
-@duckdb_only
+@duckdb_only  # it exports over the config file
 def test_export_never_overwrites_a_file_without_force(
     cli: Cli, ledger: Path, waystone_home: Path
 ) -> None:
@@ -431,7 +427,6 @@ def test_export_never_overwrites_a_file_without_force(
     assert len(list(csv.DictReader(io.StringIO(config.read_text())))) == 7
 
 
-@duckdb_only
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
 def test_an_export_is_readable_by_its_owner_only(
     cli: Cli, ledger: Path, tmp_path: Path, fmt: str

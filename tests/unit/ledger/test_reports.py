@@ -444,7 +444,6 @@ def test_prune_dry_run_counts_and_prune_deletes_with_content_and_rollup(
 # --- export ---------------------------------------------------------------------------
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
 def test_export_writes_every_row_in_the_span(
     ledger: duckdb.DuckDBPyConnection, tmp_path: Path, fmt: str
@@ -465,7 +464,6 @@ def test_export_writes_every_row_in_the_span(
     ]
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_export_json_is_one_object_per_line(
     ledger: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
@@ -475,7 +473,6 @@ def test_export_json_is_one_object_per_line(
     assert [json.loads(line)["id"] for line in lines] == ["r6", "r7"]
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 def test_export_refuses_a_relative_path(ledger: duckdb.DuckDBPyConnection) -> None:
     with pytest.raises(UsageError, match="the export path must be absolute: out.csv"):
         export.export(ledger, "csv", "out.csv")
@@ -554,7 +551,6 @@ def test_reports_carry_cache_reads_and_writes_from_the_rollup_and_the_raw_rows(
     ] == [("2026-11-05T10:00:00", 2000), ("2026-11-06T10:00:00", 0)]
 
 
-@duckdb_only  # not on Postgres yet (see docs/design.md)
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_exports_carry_cache_reads_and_writes(
     cached_ledger: duckdb.DuckDBPyConnection, tmp_path: Path, fmt: str
@@ -574,12 +570,13 @@ def test_exports_carry_cache_reads_and_writes(
 
 
 @pytest.mark.parametrize("con", ["postgres"], indirect=True)
-def test_an_export_of_a_postgres_ledger_is_refused_in_one_line(
+def test_a_resumable_export_of_a_postgres_ledger_is_refused_in_one_line(
     ledger: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    message = r"usage export does not run on a Postgres ledger yet; use psql's \\copy"
+    message = r"a resumable export \(--cursor\) does not run on a Postgres ledger yet"
     with pytest.raises(UsageError, match=message):
-        export.export_plan(ledger)
+        export.export_plan(ledger, cursor=True)
     with pytest.raises(UsageError, match=message):
-        export.export(ledger, "csv", str(tmp_path / "out.csv"))
+        export.export(ledger, "csv", str(tmp_path / "out.csv"), after_seq=0, upto_seq=5)
     assert not (tmp_path / "out.csv").exists()
+    assert export.export_plan(ledger) == {"rows": 7, "first_rowid": None, "last_rowid": None}
