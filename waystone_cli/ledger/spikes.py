@@ -13,18 +13,28 @@ every wobble a spike.  A bucket is a spike when
 An entity whose median is 0 (idle most of its trailing window) has no baseline and is
 not judged.  The factor reported is value / median.  Median and MAD ignore a few
 outliers in the window, so an earlier spike does not hide the next one.
+
+DuckDB computes the medians as window functions.  Postgres has no median over a
+window frame, so there the dense series is read (a few hundred buckets per entity)
+and each bucket is judged in Python (``_judge``), by the same rule; the report tests
+run both on the same rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
+from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from waystone_cli.core.errors import UsageError
+from waystone_cli.ledger.dialect import dialect_of
 from waystone_cli.ledger.spans import DIMENSION_SQL, Filters, Span, fold_mark, source_sql
 
 if TYPE_CHECKING:
-    import duckdb  # only the query path loads it, so `waystone usage --help` stays fast
+    from waystone_cli.ledger.dialect import Connection
 
 WINDOW = {"hour": 24, "day": 14}
 K = 5.0
@@ -33,9 +43,9 @@ MAD_SCALE = 1.4826
 SPREAD_FLOOR = 0.1
 
 VALUE_SQL = {
-    "cost": "sum(cost_usd)::DOUBLE",
-    "tokens": "(sum(input_tokens) + sum(output_tokens))::DOUBLE",
-    "requests": "sum(requests)::DOUBLE",
+    "cost": "sum(cost_usd)::DOUBLE PRECISION",
+    "tokens": "(sum(input_tokens) + sum(output_tokens))::DOUBLE PRECISION",
+    "requests": "sum(requests)::DOUBLE PRECISION",
 }
 
 RULE = (
@@ -76,8 +86,48 @@ _SQL = """
 """
 
 
+# Postgres: the dense series only, in order; ``_judge`` takes it from there.
+_DENSE_PG = """
+    WITH agg AS (
+        SELECT {key} AS key, bucket, {value} AS value
+        FROM ({source}) AS src WHERE {key} IS NOT NULL GROUP BY 1, 2
+    ),
+    hi AS (SELECT coalesce(?::TIMESTAMP, max(bucket)) AS hi FROM agg),
+    series AS (
+        SELECT k.key, g.bucket
+        FROM (SELECT DISTINCT key FROM agg) AS k, hi,
+             generate_series(?::TIMESTAMP, hi.hi, INTERVAL '1 {every}') AS g(bucket)
+    )
+    SELECT key, bucket, coalesce(value, 0) AS value
+    FROM series LEFT JOIN agg USING (key, bucket) ORDER BY key, bucket
+"""
+
+
+def _judge(
+    series: Iterable[tuple[Any, datetime, float]], first: datetime, window: int
+) -> list[tuple[Any, datetime, float, float, float]]:
+    """``_SQL``'s rule over a dense series ordered by key and bucket: each bucket from
+    ``first`` on against the median and MAD of the ``window`` buckets before it."""
+    found = []
+    for key, group in groupby(series, key=itemgetter(0)):
+        rows = list(group)
+        values = [float(r[2]) for r in rows]
+        for i, (_, bucket, _) in enumerate(rows):
+            before = values[max(0, i - window) : i]
+            if bucket < first or not before:
+                continue
+            baseline = median(before)
+            mad = median(abs(v - baseline) for v in before)
+            value = values[i]
+            spread = max(MAD_SCALE * mad, SPREAD_FLOOR * baseline)
+            if baseline > 0 and value >= MIN_FACTOR * baseline and value > baseline + K * spread:
+                found.append((key, bucket, value, baseline, value / baseline))
+    found.sort(key=lambda r: (-(r[2] - r[3]), r[0], r[1]))
+    return found
+
+
 def spikes(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     since: str,
     until: str | None = None,
     every: str = "hour",
@@ -95,14 +145,14 @@ def spikes(
     lookback = Span(first - WINDOW[every] * step, span.until)
     src, params = source_sql(lookback, Filters(), bucket=every, folded=fold_mark(con))
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until else None
-    sql = _SQL.format(
-        source=src,
-        key=DIMENSION_SQL[by],
-        value=VALUE_SQL[metric],
-        every=every,
-        window=WINDOW[every],
-    )
-    args = [*params, hi, lookback.since, first, MIN_FACTOR, K, MAD_SCALE, SPREAD_FLOOR, limit]
+    parts = {"source": src, "key": DIMENSION_SQL[by], "value": VALUE_SQL[metric], "every": every}
+    if dialect_of(con).postgres:
+        series = con.execute(_DENSE_PG.format(**parts), [*params, hi, lookback.since]).fetchall()
+        rows = _judge(series, first, WINDOW[every])[:limit]
+    else:
+        sql = _SQL.format(**parts, window=WINDOW[every])
+        args = [*params, hi, lookback.since, first, MIN_FACTOR, K, MAD_SCALE, SPREAD_FLOOR, limit]
+        rows = con.execute(sql, args).fetchall()
     return [
         {
             by: key,
@@ -112,7 +162,7 @@ def spikes(
             "baseline": round(baseline, 10),
             "factor": round(factor, 2),
         }
-        for key, bucket, value, baseline, factor in con.execute(sql, args).fetchall()
+        for key, bucket, value, baseline, factor in rows
     ]
 
 

@@ -82,7 +82,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
         retain_days=30,
         error="cut short",
     )
-    writer = LedgerWriter(con)
+    writer = LedgerWriter(con, instance="eu-1")
     await writer.start()
     writer.submit(full)
     await writer.flush()
@@ -118,6 +118,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
             "cut short",
             1,  # seq: the writer numbers the rows it appends, from 1 in a new ledger
             300,  # cache_write_tokens: added after seq (m008_cache_write_tokens)
+            "eu-1",  # instance: the writer's own (m011_instance)
         )
     ]
 
@@ -158,6 +159,7 @@ async def test_a_bare_row_keeps_nulls_and_empty_lists(con: duckdb.DuckDBPyConnec
             None,
             1,
             0,
+            None,  # instance: this writer was given none
         )
     ]
 
