@@ -1,0 +1,329 @@
+"""Counters in Redis: every instance admits, settles and expires against one server.
+
+Admission is one script call (``counters.lua``, op ``admit``): it computes the current
+value of every limit the decision tested (``Decision.limits`` and ``rate_limits``),
+checks that each is on the side of its limit the decision saw, and only then reserves
+the estimate for every subject, atomically.  So the decision of the one evaluator
+(``core.policy.decide``) is exactly the decision it would make on the server's state,
+and the overshoot bound of one instance holds for all of them together.  A refusal
+(429) is confirmed the same way without reserving; a policy block (403) never depends
+on the counters and is not sent.
+
+Settling is fire and forget: the script call is queued on the link's next batch and
+the request goes on (the ledger row is what must be durable; the reservation covers
+the usage until the settle lands).  A settle that cannot be sent (Redis down, or data
+lost) waits in the replay queue; see ``recover``.
+
+Faults (``on_redis_error``): with ``"block"`` a request that some limit applies to is
+refused with 503 ``cluster_unavailable`` while Redis is down or its counters are being
+rebuilt; a request no limit applies to is served and its usage replayed later.  With
+``"local"`` the instance switches to its in-memory counters (rebuilt from its ledger)
+until Redis is back, then replays what it settled meanwhile and switches back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from daemon.counters.link import Link, RedisDown
+from daemon.counters.store import STALE, Hold, MemoryStore
+from daemon.counters.view import RedisView, member_key, subject_key
+from waystone_cli.core.counters import COST_SCALE, UsageCounters, UsageView, to_units
+from waystone_cli.core.decision import Decision, Limit
+from waystone_cli.core.errors import ClusterUnavailable
+
+log = logging.getLogger("waystone.counters")
+
+RATE_METRICS = ("rpm", "tpm", "concurrent")
+REPLAY_MAX = 200_000
+
+
+class Held:
+    """A reservation: in Redis, in the local fallback counters (``local``), or neither
+    (``detached``: served while Redis was unusable, its usage replayed later)."""
+
+    __slots__ = ("id", "keys", "minute", "cost_units", "tokens", "local", "detached")
+
+    def __init__(
+        self,
+        id: str,
+        keys: tuple[str, ...],
+        minute: int,
+        cost_units: int,
+        tokens: int,
+        local: Any = None,
+        detached: bool = False,
+    ) -> None:
+        self.id = id
+        self.keys = keys
+        self.minute = minute
+        self.cost_units = cost_units
+        self.tokens = tokens
+        self.local = local
+        self.detached = detached
+
+
+class Replay:
+    """Settles that Redis has not got yet, in order, each with its sequence number."""
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[int, tuple[Any, ...]]] = deque()
+        self.dropped = 0
+
+    def add(self, seq: int, args: tuple[Any, ...]) -> None:
+        if len(self.entries) >= REPLAY_MAX:
+            self.entries.popleft()
+            self.dropped += 1
+        self.entries.append((seq, args))
+
+    def take(self, after: int = -1) -> list[tuple[Any, ...]]:
+        """The settles numbered above ``after`` (those below are in the ledger read)."""
+        entries, self.entries = self.entries, deque()
+        return [args for seq, args in entries if seq > after]
+
+
+class RedisStore:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        identity: str,
+        instance: str,
+        memory: UsageCounters,
+        tz: str,
+        keep_s: int,
+        expiry_s: float,
+        on_error: str,
+        reload_local: Callable[[], Awaitable[UsageCounters]],
+    ) -> None:
+        self.link = link
+        self.identity = identity
+        self.instance = instance
+        self.memory = MemoryStore(memory)
+        self.mirror = RedisView(tz)
+        self.keep_s = keep_s
+        self.expiry_ms = int(expiry_s * 1000)
+        self.on_error = on_error
+        self.reload_local = reload_local
+        self.local = False  # serving from the in-memory counters (on_redis_error = local)
+        self.loaded = False  # this instance's ledger is in Redis's counters
+        self.rebuilding = False
+        self.rebuilds = 0
+        self.gen: str | None = None
+        self.seq = 0
+        self.replay = Replay()
+        self.on_lost: Callable[[], None] = lambda: None  # set by the lifecycle: rebuild
+        self._prefix = f"{os.urandom(4).hex()}."
+        self._ids = itertools.count(1)
+
+    # --- CounterStore -----------------------------------------------------------------
+
+    @property
+    def view(self) -> UsageView:
+        return self.memory.counters if self.local else self.mirror
+
+    @property
+    def state(self) -> str:
+        """``redis``, ``local``, ``rebuilding`` or ``unavailable``."""
+        if self.local:
+            return "local"
+        if self.link.up and self.loaded:
+            return "redis"
+        return "rebuilding" if self.rebuilding and self.link.up else "unavailable"
+
+    async def admit(self, decision: Decision, hold: Hold) -> Any:
+        if self.local:
+            return await self._admit_locally(decision, hold)
+        limits = _checked(decision, hold)
+        if not (self.link.up and self.loaded):
+            return self._unusable(limits, hold)
+        keys = _keys(hold)
+        now_ms = int(hold.now.timestamp() * 1000)
+        rid = f"{self._prefix}{next(self._ids)}"
+        units = to_units(hold.cost_usd)
+        args = self._limit_args(limits, hold.now)
+        try:
+            reply = await self.link.script(
+                "admit", self.identity, now_ms, self.keep_s, rid, now_ms + self.expiry_ms,
+                units, hold.tokens, int(hold.rate), 1, len(keys), *keys, *args,
+            )  # fmt: skip
+        except RedisDown:
+            return self._unusable(limits, hold)
+        if reply[0] == -1:
+            self._lost()
+            return self._unusable(limits, hold)
+        self._learn(limits, reply)
+        if reply[0] == 0:
+            return STALE
+        return Held(rid, keys, int(now_ms // 60000), units, hold.tokens)
+
+    async def confirm(self, decision: Decision) -> Any:
+        if self.local or decision.status == 403 or not (self.link.up and self.loaded):
+            return None
+        limits = _checked(decision, None)
+        if not limits:
+            return None
+        now = datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        args = self._limit_args(limits, now)
+        try:
+            reply = await self.link.script(
+                "admit", self.identity, now_ms, self.keep_s, "", 0, 0, 0, 0, 0, 0, *args
+            )
+        except RedisDown:
+            return None
+        if reply[0] == -1:
+            self._lost()
+            return None
+        self._learn(limits, reply)
+        return STALE if reply[0] == 0 else None
+
+    def settle(
+        self,
+        reservation: Any,
+        *,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float | Decimal | None,
+        now: datetime,
+    ) -> None:
+        held: Held = reservation
+        self.seq += 1
+        seq = self.seq
+        if held.local is not None:
+            self.memory.settle(
+                held.local, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost_usd, now=now
+            )
+        args = (held.minute, to_units(cost_usd), tokens_in, tokens_out, len(held.keys), *held.keys)
+        if held.local is not None or held.detached or not (self.link.up and self.loaded):
+            self.replay.add(seq, args)
+            return
+        fut = self.link.script("settle", self.identity, self.keep_s, held.id, *args)
+        fut.add_done_callback(lambda f: self._settled(f, seq, args))
+
+    def release(self, reservation: Any) -> None:
+        held: Held = reservation
+        if held.local is not None:
+            self.memory.release(held.local)
+        elif not held.detached and self.link.up:
+            self.link.script("release", held.id).add_done_callback(_quiet)
+
+    # --- recovery ------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Release the reservations (of any instance) past their expiry."""
+        if not self.link.up:
+            return 0
+        released = await self.link.script("sweep", int(time.time() * 1000))
+        return int(released)
+
+    async def send_replay(self, after: int = -1) -> int:
+        """Send the settles Redis has not got (numbered above ``after``)."""
+        pending = self.replay.take(after)
+        futures = [self.link.script("settle", self.identity, self.keep_s, "", *a) for a in pending]
+        await asyncio.gather(*futures)
+        return len(pending)
+
+    def go_local(self) -> None:
+        if self.on_error != "local" or self.local:
+            return
+        self.local = True
+        log.warning("redis: unreachable; counting on this instance's own counters until it is back")
+
+    def _settled(self, fut: asyncio.Future[Any], seq: int, args: tuple[Any, ...]) -> None:
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is None and fut.result() != -1:
+            return
+        self.replay.add(seq, args)
+        if err is None:
+            self._lost()
+        elif not isinstance(err, RedisDown):
+            log.error("redis: a settle failed: %s", err)
+
+    def _lost(self) -> None:
+        """Redis no longer holds this instance's counters: rebuild them."""
+        if self.loaded:
+            log.warning("redis: the counters are gone (restarted or flushed); rebuilding")
+        self.loaded = False
+        self.on_lost()
+
+    def _unusable(self, limits: list[tuple[Limit, str]], hold: Hold) -> Any:
+        if self.on_error == "local" and not self.link.up:
+            self.go_local()
+            return STALE  # decide again from the local counters
+        if limits:
+            why = "being rebuilt" if self.link.up else "unreachable"
+            raise ClusterUnavailable(f"the shared usage counters are {why}; retry shortly")
+        return Held("", _keys(hold), int(hold.now.timestamp() // 60), to_units(hold.cost_usd),
+                    hold.tokens, detached=True)  # fmt: skip
+
+    async def _admit_locally(self, decision: Decision, hold: Hold) -> Any:
+        local = await self.memory.admit(decision, hold)
+        return Held("", _keys(hold), local.minute, local.cost_units, local.tokens, local=local)
+
+    # --- limits to and from the script ------------------------------------------------------
+
+    def _limit_args(self, limits: list[tuple[Limit, str]], now: datetime) -> list[Any]:
+        args: list[Any] = []
+        now_s = now.timestamp()
+        for lim, key in limits:
+            rate = lim.metric in RATE_METRICS
+            start = 0 if rate else self.mirror.start(lim.window, now_s, now)
+            expected = 1 if lim.used >= lim.limit else 0
+            args += (key, lim.window, start, lim.metric, repr(float(lim.limit)), expected)
+        return args
+
+    def _learn(self, limits: list[tuple[Limit, str]], reply: list[Any]) -> None:
+        for n, (lim, key) in enumerate(limits):
+            value, aux = reply[1 + 2 * n], reply[2 + 2 * n]
+            metric = lim.metric
+            if metric in RATE_METRICS:
+                r = self.mirror.rates.setdefault(key, [0, 0, 0, 0])
+                r[RATE_METRICS.index(metric)] = value
+                if aux:
+                    r[3] = aux / 1000
+            else:
+                used = value / COST_SCALE if metric == "cost_usd" else float(value)
+                self.mirror.learn((key, lim.window, metric), used)
+
+
+def _keys(hold: Hold) -> tuple[str, ...]:
+    keys = tuple(subject_key(s) for s in hold.subjects)
+    if hold.user_id and hold.group_id:
+        keys += (member_key(hold.user_id, hold.group_id),)
+    return keys
+
+
+def _checked(decision: Decision, hold: Hold | None) -> list[tuple[Limit, str]]:
+    """The decision's limits whose side the script must confirm, with their Redis key.
+
+    A cost limit of an unpriced request that ``unpriced_blocks`` refuses is left out:
+    that verdict does not depend on the counters."""
+    names = {str(s): subject_key(s) for s in decision.subjects}
+    users = [s for s in decision.subjects if s.kind == "user"]
+    groups = [s for s in decision.subjects if s.kind == "group"]
+    for u in users:
+        for g in groups:
+            names[f"{u} in {g}"] = member_key(u.id, g.id)
+    out = []
+    for lim in (*decision.limits, *decision.rate_limits):
+        key = names.get(lim.subject)
+        if key is not None and (lim.metric != "cost_usd" or hold is None or not hold.unpriced):
+            out.append((lim, key))
+    return out
+
+
+def _quiet(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
