@@ -1,0 +1,303 @@
+"""Budgets shared exactly through a real redis-server by several daemon instances.
+
+Each instance is a real daemon app on loopback with a home (and DuckDB ledger) of its
+own and the same config; they share one Redis.  A chat on up/gpt-test costs 21e-6 USD
+and reserves 26e-6 (see test_policy); the cap is worth 5.5 chats, so whatever the
+interleaving at most 6 are served.  ``Cluster.settings`` is the one place an instance's
+ledger is chosen: point it at a shared Postgres ledger once that lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from daemon.app import create_app
+from daemon.state import LEDGER, Settings
+from tests.integration.conftest import BASE_CONFIG, PROVIDER_KEY
+from tests.integration.fake_provider import FakeProvider
+from tests.servers import RedisServer, free_port
+
+PROMPT = "x" * 40
+CHAT_COST = 21e-6
+CAP = f"""
+[users.alice]
+metadata = {{ tier = "free" }}
+[rules.cap]
+usage = {{ metric = "cost_usd", window = "month", over = {5.5 * CHAT_COST!r} }}
+action = "block"
+[rulesets.capped]
+when = "user.tier = free"
+rules = ["cap"]
+[prices."up/slow-model"]
+input = 1.0
+output = 2.0
+"""
+
+
+class Cluster:
+    """``n`` daemon instances sharing one Redis, each with a home of its own."""
+
+    def __init__(self, root: Path, config: str, server: Callable[..., Any]) -> None:
+        self.root = root
+        self.config = config
+        self.server = server
+        self.apps: list[tuple[web.Application, TestServer]] = []
+
+    def settings(self, i: int) -> Settings:
+        home = self.root / f"instance-{i}"
+        home.mkdir(exist_ok=True)
+        path = home / "config.toml"
+        path.write_text(self.config.replace("{instance}", f"i{i}"))
+        return Settings(config_path=path, ledger_path=home / "ledger.duckdb", socket_path=None)
+
+    async def start(self, n: int) -> None:
+        for i in range(n):
+            app = create_app(self.settings(i))
+            self.apps.append((app, await self.server(app)))
+
+    async def stop(self) -> None:
+        for _, server in self.apps:
+            await server.close()
+        self.apps = []
+
+    def url(self, i: int) -> str:
+        return str(self.apps[i % len(self.apps)][1].make_url("/"))
+
+    async def rows(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for app, _ in self.apps:
+            writer = app[LEDGER]
+            await writer.flush()
+
+            def run(con: Any) -> list[dict[str, Any]]:
+                cur = con.execute("SELECT user_id, status, cost_usd FROM requests")
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+            out += await writer.run_in_db(run)
+        return out
+
+    async def ready(self, i: int) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(self.url(i) + "readyz") as resp:
+                body: dict[str, Any] = await resp.json()
+                return body
+
+
+async def chat(url: str, user: str = "alice", model: str = "gpt-test", **extra: Any) -> int:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 5,
+        "metadata": {"waystone": json.dumps({"user": user})},
+        **extra,
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url + "v1/chat/completions", json=body) as resp:
+            await resp.read()
+            return resp.status
+
+
+async def until(condition: Callable[[], Any], what: str, tries: int = 300) -> None:
+    for _ in range(tries):
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+@pytest.fixture
+async def make_cluster(
+    tmp_path: Path, aiohttp_server: Any, redis_server: RedisServer, monkeypatch: Any
+) -> AsyncIterator[Callable[..., Any]]:
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", PROVIDER_KEY)
+    provider = FakeProvider()
+    upstream = await aiohttp_server(provider.app())
+    clusters: list[Cluster] = []
+
+    async def make(n: int, on_error: str = "block", extra: str = "") -> Cluster:
+        config = BASE_CONFIG.replace("{base_url}", str(upstream.make_url("/v1"))) + CAP + extra
+        config += (
+            f'\n[cluster]\nredis_url = "{redis_server.url}"\non_redis_error = "{on_error}"\n'
+            'instance = "{instance}"\n'
+        )
+        cluster = Cluster(tmp_path / f"cluster-{len(clusters)}", config, aiohttp_server)
+        cluster.root.mkdir()
+        await cluster.start(n)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        await cluster.stop()
+
+
+async def _spend_to_the_cap(cluster: Cluster, n: int) -> int:
+    """Sequential requests round the instances until alice is refused; how many passed."""
+    served = 0
+    for i in range(100):
+        status = await chat(cluster.url(i % n))
+        if status != 200:
+            assert status == 429
+            return served
+        served += 1
+    raise AssertionError("never refused")
+
+
+@pytest.mark.parametrize("n", [2, 3])
+async def test_instances_sharing_redis_serve_at_most_6_of_40_concurrent_requests(
+    make_cluster: Callable[..., Any], n: int
+) -> None:
+    cluster = await make_cluster(n)
+    statuses = await asyncio.gather(*(chat(cluster.url(i % n)) for i in range(40)))
+    assert statuses.count(200) <= 6
+    assert statuses.count(200) + statuses.count(429) == 40
+    await _spend_to_the_cap(cluster, n)
+    rows = await cluster.rows()
+    served = [r for r in rows if r["status"] == 200]
+    assert len(served) == 6  # settled costs decide: 5 leave room, 6 do not
+    assert sum(float(r["cost_usd"]) for r in served) <= 6.5 * CHAT_COST
+
+    await cluster.stop()
+    await cluster.start(n)
+    for i in range(n):  # a restart of every instance resets nothing
+        assert await chat(cluster.url(i)) == 429
+        assert await chat(cluster.url(i), user="bob") == 200
+
+
+async def test_a_redis_restarted_empty_is_rebuilt_from_every_instances_ledger(
+    make_cluster: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    cluster = await make_cluster(2)
+    for i in range(4):  # two chats on each instance's ledger: 84e-6 of 115.5e-6
+        assert await chat(cluster.url(i)) == 200
+    await cluster.rows()  # flushed
+    redis_server.restart()
+
+    async def rebuilt() -> bool:
+        states = [(await cluster.ready(i))["checks"]["counters"] for i in range(2)]
+        return all(s["state"] == "redis" and s["rebuilds"] == 2 for s in states)
+
+    await until(rebuilt, "both instances loaded their ledgers into the new Redis")
+    assert await _spend_to_the_cap(cluster, 2) == 2  # 6 in all, as if nothing happened
+
+
+async def test_block_mode_refuses_capped_requests_while_redis_is_down_and_serves_others(
+    make_cluster: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    cluster = await make_cluster(2)
+    load = [chat(cluster.url(i), user="alice" if i % 2 else "bob") for i in range(20)]
+    running = asyncio.gather(*load)
+    await asyncio.sleep(0)
+    redis_server.kill()
+    statuses = await running
+    assert set(statuses) <= {200, 429, 503}
+    assert await chat(cluster.url(0)) == 503
+    assert await chat(cluster.url(1), user="bob") == 200  # no limit applies to bob
+    async with aiohttp.ClientSession() as http:
+        body = {
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"waystone": json.dumps({"user": "alice"})},
+        }
+        async with http.post(cluster.url(0) + "v1/chat/completions", json=body) as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "1"
+            err = (await resp.json())["error"]
+            assert (err["code"], err["type"]) == ("cluster_unavailable", "server_error")
+    state = (await cluster.ready(0))["checks"]["counters"]
+    assert (state["state"], state["redis_reachable"]) == ("unavailable", False)
+
+    redis_server.start()
+
+    async def back() -> bool:
+        return await chat(cluster.url(0)) == 200
+
+    await until(back, "alice served again once Redis is back")
+
+
+async def test_local_mode_counts_in_memory_while_redis_is_down_then_replays_into_redis(
+    make_cluster: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    cluster = await make_cluster(1, on_error="local")
+    assert await chat(cluster.url(0)) == 200
+    redis_server.kill()
+    statuses = await asyncio.gather(*(chat(cluster.url(0)) for _ in range(10)))
+    assert 200 in statuses and set(statuses) <= {200, 429}
+    state = (await cluster.ready(0))["checks"]["counters"]
+    assert (state["state"], state["redis_reachable"]) == ("local", False)
+    async with aiohttp.ClientSession() as http, http.get(cluster.url(0) + "metrics") as resp:
+        assert "waystone_counters_local 1.0" in await resp.text()
+    served = statuses.count(200) + 1
+
+    redis_server.start()  # empty: rebuilt from the ledger, which holds the local usage
+
+    async def back() -> bool:
+        return (await cluster.ready(0))["checks"]["counters"]["state"] == "redis"
+
+    await until(back, "counting in Redis again")
+    assert served + await _spend_to_the_cap(cluster, 1) == 6
+
+
+async def test_a_sigkilled_instances_reservations_expire(
+    make_cluster: Callable[..., Any], tmp_path: Path
+) -> None:
+    cluster = await make_cluster(1, extra="")
+    # A second instance in a process of its own, with the same config, then SIGKILLed.
+    home = tmp_path / "killed"
+    home.mkdir()
+    port = free_port()
+    config = cluster.config.replace("{instance}", "killed").replace(
+        'on_redis_error = "block"', 'on_redis_error = "block"\nreservation_expiry_s = 2'
+    )
+    (home / "config.toml").write_text(config + f"\n[server]\nport = {port}\n")
+    env = {**os.environ, "WAYSTONE_HOME": str(home), "FAKE_PROVIDER_KEY": PROVIDER_KEY}
+    with (home / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "waystone_cli.main", "serve"],
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+
+        async def up() -> bool:
+            try:
+                return await chat(url, user="bob") == 200
+            except aiohttp.ClientError:
+                return False
+
+        await until(up, "the second instance serves", tries=600)
+        # Five slow streams (26e-6 reserved each, 130e-6 of 115.5e-6) hold alice's budget.
+        streams = [
+            asyncio.create_task(chat(url, model="slow-model", stream=True)) for _ in range(5)
+        ]
+
+        async def held() -> bool:
+            return await chat(cluster.url(0)) == 429
+
+        await until(held, "alice refused on the first instance while the streams run")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        await asyncio.gather(*streams, return_exceptions=True)
+
+        async def freed() -> bool:
+            return await chat(cluster.url(0)) == 200
+
+        await until(freed, "the killed instance's reservations expired", tries=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
