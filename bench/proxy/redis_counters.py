@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
 from gateway_config import config_text
+from hotspots import hotspot_lines
 from load import Load, run_wrk
 from processes import free_port, start, stop, wait_http
 
@@ -71,6 +73,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rulesets", type=int, default=20)
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy on the Redis gateway in round 1"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="waystone-bench-redis-") as root:
         work = Path(root)
@@ -85,8 +90,6 @@ def main() -> None:
         )
         procs = []
         try:
-            import subprocess
-
             assert redis.proc is not None
             subprocess.run(["taskset", "-pc", "1", str(redis.proc.pid)], check=True,
                            capture_output=True)  # fmt: skip
@@ -94,7 +97,7 @@ def main() -> None:
             memory = serve(work, "memory", provider_port, args.rulesets, None)
             shared = serve(work, "redis", provider_port, args.rulesets, redis.url)
             procs = [memory[0], shared[0]]
-            report(args, memory[1], shared[1], redis)
+            report(args, memory[1], shared[1], redis, shared[0].pid, work)
         finally:
             for proc in procs:
                 stop(proc)
@@ -102,7 +105,16 @@ def main() -> None:
             redis.stop()
 
 
-def report(args: argparse.Namespace, memory: int, shared: int, redis: RedisServer) -> None:
+def profile(pid: int, seconds: float, work: Path) -> subprocess.Popen[bytes]:
+    cmd = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+           "--nonblocking", "--duration", str(max(1, int(seconds) - 1)),
+           "--output", str(work / "profile.txt")]  # fmt: skip
+    return start(cmd, 1, work / "py-spy.log")
+
+
+def report(
+    args: argparse.Namespace, memory: int, shared: int, redis: RedisServer, pid: int, work: Path
+) -> None:
     load = Load(connections=args.connections, stream=False, users=1000, groups=50,
                 inline_metadata=False)  # fmt: skip
     for port in (memory, shared):
@@ -115,7 +127,11 @@ def report(args: argparse.Namespace, memory: int, shared: int, redis: RedisServe
             metric(shared, "waystone_redis_commands_total"),
         )
         e0 = evalsha_calls(redis)
+        spy = profile(pid, args.duration, work) if args.profile and n == 0 else None
         b = run_wrk(shared, load, args.duration, core=1)
+        if spy is not None:
+            spy.wait()
+            print("\n".join(hotspot_lines(work / "profile.txt", top=30)))
         t1, c1 = (
             metric(shared, "waystone_redis_round_trips_total"),
             metric(shared, "waystone_redis_commands_total"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.counters.link import Link, RedisDown
+from daemon.counters.link import TIMEOUT_S, Link, RedisDown
 from daemon.counters.metrics import CountersCollector
 from daemon.counters.rebuild import ledger_counter_rows, ledger_identity, rebuild
 from daemon.counters.redis_store import RedisStore
@@ -135,9 +135,16 @@ class _Tasks:
     async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_S)
+            link = self.store.link
+            if link.stalled():
+                link.drop(f"no answer within {TIMEOUT_S:g} s")
+                continue
             try:
-                released = await self.store.sweep()
+                released = await asyncio.wait_for(self.store.sweep(), TIMEOUT_S)
             except RedisDown:
+                continue
+            except TimeoutError:
+                link.drop(f"no answer within {TIMEOUT_S:g} s")
                 continue
             if released:
                 log.info("redis: %d expired reservations released", released)

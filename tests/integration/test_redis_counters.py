@@ -252,9 +252,12 @@ async def test_local_mode_counts_in_memory_while_redis_is_down_then_replays_into
 
 
 async def test_a_sigkilled_instances_reservations_expire(
-    make_cluster: Callable[..., Any], tmp_path: Path
+    make_cluster: Callable[..., Any], tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    cluster = await make_cluster(1, extra="")
+    import redis.asyncio
+
+    redis = redis.asyncio.Redis(port=redis_server.port)
+    cluster = await make_cluster(1)
     # A second instance in a process of its own, with the same config, then SIGKILLed.
     home = tmp_path / "killed"
     home.mkdir()
@@ -284,10 +287,11 @@ async def test_a_sigkilled_instances_reservations_expire(
             asyncio.create_task(chat(url, model="slow-model", stream=True)) for _ in range(5)
         ]
 
-        async def held() -> bool:
-            return await chat(cluster.url(0)) == 429
+        async def reserved() -> bool:
+            return int(await redis.hget("ws:p:u:alice", "n") or 0) == 5
 
-        await until(held, "alice refused on the first instance while the streams run")
+        await until(reserved, "the five streams reserved in Redis")
+        assert await chat(cluster.url(0)) == 429  # held by the other instance's streams
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         await asyncio.gather(*streams, return_exceptions=True)
@@ -297,6 +301,7 @@ async def test_a_sigkilled_instances_reservations_expire(
 
         await until(freed, "the killed instance's reservations expired", tries=400)
     finally:
+        await redis.aclose()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
