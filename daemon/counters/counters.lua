@@ -186,20 +186,27 @@ if op == 'admit' then
   out[1] = 1
   return out
 elseif op == 'settle' then
-  -- identity keep id minute units input output nsubjects S...  -> 1, or -1 not loaded
+  -- identity keep, then per settle: id minute units input output nsubjects S...
+  -- -> 1, or -1 when this instance's ledger is not loaded (nothing is charged)
   if not loaded(ARGV[2]) then return -1 end
-  local keep, id, m = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-  local c, i, o = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-  unreserve(id)
-  for k = 10, 9 + tonumber(ARGV[9]) do
-    local s = ARGV[k]
-    charge(s, m, c, i, o, 1, keep)
-    local kk = P .. 'k:' .. s
-    local was = redis.call('HGET', kk, id)
-    if was then
-      redis.call('HSET', kk, id, i + o)
-      redis.call('HINCRBY', kk, '_', i + o - tonumber(was))
+  local keep = tonumber(ARGV[3])
+  local j = 4
+  while j <= #ARGV do
+    local id, m = ARGV[j], tonumber(ARGV[j + 1])
+    local c, i, o = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
+    local ns = tonumber(ARGV[j + 5])
+    unreserve(id)
+    for k = j + 6, j + 5 + ns do
+      local s = ARGV[k]
+      charge(s, m, c, i, o, 1, keep)
+      local kk = P .. 'k:' .. s
+      local was = redis.call('HGET', kk, id)
+      if was then
+        redis.call('HSET', kk, id, i + o)
+        redis.call('HINCRBY', kk, '_', i + o - tonumber(was))
+      end
     end
+    j = j + 6 + ns
   end
   return 1
 elseif op == 'release' then

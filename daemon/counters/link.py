@@ -44,7 +44,12 @@ class RedisDown(Exception):
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
-    """One command in RESP: an array of bulk strings."""
+    """One command in RESP: an array of bulk strings (arguments are str, int or bytes)."""
+    if not any(type(a) is bytes for a in args):
+        texts = [str(a) for a in args]
+        if all(t.isascii() for t in texts):  # lengths in characters are lengths in bytes
+            body = "".join(f"${len(t)}\r\n{t}\r\n" for t in texts)
+            return f"*{len(texts)}\r\n{body}".encode()
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()

@@ -37,7 +37,7 @@ from typing import Any
 from daemon.counters.link import Link, RedisDown
 from daemon.counters.store import STALE, Hold, MemoryStore
 from daemon.counters.view import RedisView, member_key, subject_key
-from waystone_cli.core.counters import COST_SCALE, UsageCounters, UsageView, to_units
+from waystone_cli.core.counters import COST_SCALE, Subject, UsageCounters, UsageView, to_units
 from waystone_cli.core.decision import Decision, Limit
 from waystone_cli.core.errors import ClusterUnavailable
 
@@ -45,6 +45,7 @@ log = logging.getLogger("waystone.counters")
 
 RATE_METRICS = ("rpm", "tpm", "concurrent")
 REPLAY_MAX = 200_000
+REPLAY_PER_CALL = 200
 
 
 class Held:
@@ -122,6 +123,7 @@ class RedisStore:
         self.seq = 0
         self.replay = Replay()
         self.on_lost: Callable[[], None] = lambda: None  # set by the lifecycle: rebuild
+        self._settles: list[tuple[int, tuple[Any, ...]]] = []
         self._prefix = f"{os.urandom(4).hex()}."
         self._ids = itertools.count(1)
 
@@ -196,19 +198,28 @@ class RedisStore:
         cost_usd: float | Decimal | None,
         now: datetime,
     ) -> None:
+        """Queue the settle for this tick's one ``settle`` call (see ``_send_settles``)."""
         held: Held = reservation
         self.seq += 1
-        seq = self.seq
         if held.local is not None:
             self.memory.settle(
                 held.local, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost_usd, now=now
             )
-        args = (held.minute, to_units(cost_usd), tokens_in, tokens_out, len(held.keys), *held.keys)
+        args: tuple[Any, ...] = (held.id, held.minute, to_units(cost_usd), tokens_in, tokens_out)
+        args += (len(held.keys), *held.keys)
         if held.local is not None or held.detached or not (self.link.up and self.loaded):
-            self.replay.add(seq, args)
+            self.replay.add(self.seq, args)
             return
-        fut = self.link.script("settle", self.identity, self.keep_s, held.id, *args)
-        fut.add_done_callback(lambda f: self._settled(f, seq, args))
+        self._settles.append((self.seq, args))
+        if len(self._settles) == 1:
+            asyncio.get_running_loop().call_soon(self._send_settles)
+
+    def _send_settles(self) -> None:
+        """The settles of one loop tick as one script call: one command, one reply."""
+        batch, self._settles = self._settles, []
+        flat = [a for _, args in batch for a in args]
+        fut = self.link.script("settle", self.identity, self.keep_s, *flat)
+        fut.add_done_callback(lambda f: self._settled(f, batch))
 
     def release(self, reservation: Any) -> None:
         held: Held = reservation
@@ -229,8 +240,9 @@ class RedisStore:
     async def send_replay(self, after: int = -1) -> int:
         """Send the settles Redis has not got (numbered above ``after``)."""
         pending = self.replay.take(after)
-        futures = [self.link.script("settle", self.identity, self.keep_s, "", *a) for a in pending]
-        await asyncio.gather(*futures)
+        for i in range(0, len(pending), REPLAY_PER_CALL):
+            flat = [a for args in pending[i : i + REPLAY_PER_CALL] for a in args]
+            await self.link.script("settle", self.identity, self.keep_s, *flat)
         return len(pending)
 
     def go_local(self) -> None:
@@ -239,17 +251,18 @@ class RedisStore:
         self.local = True
         log.warning("redis: unreachable; counting on this instance's own counters until it is back")
 
-    def _settled(self, fut: asyncio.Future[Any], seq: int, args: tuple[Any, ...]) -> None:
+    def _settled(self, fut: asyncio.Future[Any], batch: list[tuple[int, tuple[Any, ...]]]) -> None:
         if fut.cancelled():
             return
         err = fut.exception()
         if err is None and fut.result() != -1:
             return
-        self.replay.add(seq, args)
+        for seq, args in batch:
+            self.replay.add(seq, args)
         if err is None:
             self._lost()
         elif not isinstance(err, RedisDown):
-            log.error("redis: a settle failed: %s", err)
+            log.error("redis: settling failed: %s", err)
 
     def _lost(self) -> None:
         """Redis no longer holds this instance's counters: rebuild them."""
@@ -281,7 +294,7 @@ class RedisStore:
             rate = lim.metric in RATE_METRICS
             start = 0 if rate else self.mirror.start(lim.window, now_s, now)
             expected = 1 if lim.used >= lim.limit else 0
-            args += (key, lim.window, start, lim.metric, repr(float(lim.limit)), expected)
+            args += (key, lim.window, start, lim.metric, float(lim.limit), expected)
         return args
 
     def _learn(self, limits: list[tuple[Limit, str]], reply: list[Any]) -> None:
@@ -305,17 +318,25 @@ def _keys(hold: Hold) -> tuple[str, ...]:
     return keys
 
 
+def _names(subjects: tuple[Subject, ...]) -> dict[str, str]:
+    """Redis keys by the subject text a ``Limit`` names (``user:alice in group:acme``)."""
+    names = {str(s): subject_key(s) for s in subjects}
+    users = [s for s in subjects if s.kind == "user"]
+    groups = [s for s in subjects if s.kind == "group"]
+    for u in users:
+        for g in groups:
+            names[f"{u} in {g}"] = member_key(u.id, g.id)
+    return names
+
+
 def _checked(decision: Decision, hold: Hold | None) -> list[tuple[Limit, str]]:
     """The decision's limits whose side the script must confirm, with their Redis key.
 
     A cost limit of an unpriced request that ``unpriced_blocks`` refuses is left out:
     that verdict does not depend on the counters."""
-    names = {str(s): subject_key(s) for s in decision.subjects}
-    users = [s for s in decision.subjects if s.kind == "user"]
-    groups = [s for s in decision.subjects if s.kind == "group"]
-    for u in users:
-        for g in groups:
-            names[f"{u} in {g}"] = member_key(u.id, g.id)
+    if not decision.limits and not decision.rate_limits:
+        return []
+    names = _names(decision.subjects)
     out = []
     for lim in (*decision.limits, *decision.rate_limits):
         key = names.get(lim.subject)

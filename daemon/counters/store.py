@@ -16,10 +16,9 @@ caller decides again (the view has been refreshed) and tries again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from waystone_cli.core.counters import Subject, UsageCounters, UsageView
 from waystone_cli.core.decision import Decision
@@ -28,8 +27,7 @@ from waystone_cli.core.decision import Decision
 STALE: Any = object()
 
 
-@dataclass(frozen=True)
-class Hold:
+class Hold(NamedTuple):  # a tuple built by keyword: one per request
     """What an admitted request reserves: its subjects and its estimate."""
 
     subjects: tuple[Subject, ...]
