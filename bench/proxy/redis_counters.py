@@ -98,6 +98,12 @@ def main() -> None:
             shared = serve(work, "redis", provider_port, args.rulesets, redis.url)
             procs = [memory[0], shared[0]]
             report(args, memory[1], shared[1], redis, shared[0].pid, work)
+            events = [
+                line
+                for line in (work / "redis.log").read_text().splitlines()
+                if "redis:" in line or "ERROR" in line or "WARNING" in line
+            ]
+            print(f"{len(events)} Redis events or errors in the gateway's log", *events[-5:])
         finally:
             for proc in procs:
                 stop(proc)

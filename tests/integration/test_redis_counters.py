@@ -217,6 +217,18 @@ async def test_block_mode_refuses_capped_requests_while_redis_is_down_and_serves
             assert resp.headers["Retry-After"] == "1"
             err = (await resp.json())["error"]
             assert (err["code"], err["type"]) == ("cluster_unavailable", "server_error")
+    messages = {
+        "model": "mock-small",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"user_id": "alice"},
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(cluster.url(1) + "v1/messages", json=messages) as resp,
+    ):
+        assert resp.status == 503
+        assert (await resp.json())["error"]["type"] == "overloaded_error"  # Anthropic's
     state = (await cluster.ready(0))["checks"]["counters"]
     assert (state["state"], state["redis_reachable"]) == ("unavailable", False)
 
@@ -305,3 +317,20 @@ async def test_a_sigkilled_instances_reservations_expire(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_an_rpm_limit_holds_across_instances(make_cluster: Callable[..., Any]) -> None:
+    rpm = """
+[users.carol]
+metadata = { tier = "paid" }
+[rules.three-a-minute]
+rate = { rpm = 3 }
+action = "block"
+[rulesets.paid]
+when = "user.tier = paid"
+rules = ["three-a-minute"]
+"""
+    cluster = await make_cluster(2, extra=rpm)
+    statuses = await asyncio.gather(*(chat(cluster.url(i), user="carol") for i in range(10)))
+    assert sorted(statuses) == [200] * 3 + [429] * 7
+    assert await chat(cluster.url(0), user="carol") == 429
