@@ -225,6 +225,17 @@ elseif op == 'load' then
       tonumber(ARGV[j + 4]), tonumber(ARGV[j + 5]), keep)
   end
   return 1
+elseif op == 'read' then
+  -- now_ms keep, then per item: S window start -> per item c i o r and pending c t n
+  local now, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local out = {}
+  for j = 4, #ARGV, 3 do
+    local s = ARGV[j]
+    local c, i, o, r = totals(s, ARGV[j + 1], tonumber(ARGV[j + 2]), math.floor(now / 60000), keep)
+    local p = redis.call('HMGET', P .. 'p:' .. s, 'c', 't', 'n')
+    for _, v in ipairs({c, i, o, r, num(p[1]), num(p[2]), num(p[3])}) do out[#out + 1] = v end
+  end
+  return out
 elseif op == 'unlock' then
   -- owner -> 1 when the rebuild lock was this owner's and is released
   if redis.call('GET', P .. 'lock') == ARGV[2] then return redis.call('DEL', P .. 'lock') end

@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -227,6 +227,34 @@ class RedisStore:
             self.memory.release(held.local)
         elif not held.detached and self.link.up:
             self.link.script("release", held.id).add_done_callback(_quiet)
+
+    async def refresh(
+        self, user_id: str, group_id: str | None, windows: Iterable[str], now: datetime
+    ) -> None:
+        """Learn every metric of the user, group and member in ``windows`` (one call)."""
+        if self.local or not (self.link.up and self.loaded):
+            return
+        keys = [subject_key(Subject("user", user_id))]
+        if group_id:
+            keys += [subject_key(Subject("group", group_id)), member_key(user_id, group_id)]
+        items = [(k, w) for k in keys for w in windows]
+        now_s = now.timestamp()
+        args = [a for k, w in items for a in (k, w, self.mirror.start(w, now_s, now))]
+        try:
+            reply = await self.link.script("read", int(now_s * 1000), self.keep_s, *args)
+        except RedisDown:
+            return
+        for n, (key, window) in enumerate(items):
+            c, i, o, r, pc, pt, pn = reply[7 * n : 7 * n + 7]
+            values = {
+                "cost_usd": (c + pc) / COST_SCALE,
+                "tokens": float(i + o + pt),
+                "input_tokens": float(i + pt),
+                "output_tokens": float(o + pt),
+                "requests": float(r + pn),
+            }
+            for metric, value in values.items():
+                self.mirror.learn((key, window, metric), value)
 
     # --- recovery ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ caller decides again (the view has been refreshed) and tries again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
@@ -67,6 +68,12 @@ class CounterStore(Protocol):
 
     def release(self, reservation: Any) -> None: ...
 
+    async def refresh(
+        self, user_id: str, group_id: str | None, windows: Iterable[str], now: datetime
+    ) -> None:
+        """Bring ``view`` up to date for every metric of these subjects and windows."""
+        ...
+
 
 class MemoryStore:
     """The in-memory counters of one instance, unchanged in behaviour."""
@@ -108,3 +115,8 @@ class MemoryStore:
 
     def release(self, reservation: Any) -> None:
         self.counters.release(reservation)
+
+    async def refresh(
+        self, user_id: str, group_id: str | None, windows: Iterable[str], now: datetime
+    ) -> None:
+        return None  # the counters are the live ones

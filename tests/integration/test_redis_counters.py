@@ -334,3 +334,25 @@ rules = ["three-a-minute"]
     statuses = await asyncio.gather(*(chat(cluster.url(i), user="carol") for i in range(10)))
     assert sorted(statuses) == [200] * 3 + [429] * 7
     assert await chat(cluster.url(0), user="carol") == 429
+
+
+async def test_the_usage_endpoint_reports_what_every_instance_charged(
+    make_cluster: Callable[..., Any],
+) -> None:
+    cluster = await make_cluster(2)
+    for i in range(3):  # 3 chats over both instances: 63e-6 USD, 36 input, 15 output tokens
+        assert await chat(cluster.url(i)) == 200
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(cluster.url(0) + "v1/waystone/usage?user=alice") as resp,
+    ):
+        body = await resp.json()
+    assert body["usage"] == {
+        "window": "month",
+        "requests": 3,
+        "input_tokens": 36,
+        "output_tokens": 15,
+        "cost_usd": 3 * CHAT_COST,
+    }
+    [cap] = body["limits"]
+    assert (cap["rule"], cap["used"], cap["limit"]) == ("cap", 3 * CHAT_COST, 5.5 * CHAT_COST)
