@@ -195,8 +195,13 @@ elseif op == 'settle' then
     local id, m = ARGV[j], tonumber(ARGV[j + 1])
     local c, i, o = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
     local ns = tonumber(ARGV[j + 5])
-    unreserve(id)
-    for k = j + 6, j + 5 + ns do
+    -- "?ID": a settle that may have been applied already (sent when the connection
+    -- broke): charged only if its reservation is still held.
+    local maybe_done = string.sub(id, 1, 1) == '?'
+    if maybe_done then id = string.sub(id, 2) end
+    local last = j + 5 + ns
+    if not unreserve(id) and maybe_done then last = 0 end
+    for k = j + 6, last do
       local s = ARGV[k]
       charge(s, m, c, i, o, 1, keep)
       local kk = P .. 'k:' .. s

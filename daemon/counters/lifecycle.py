@@ -117,6 +117,10 @@ class _Tasks:
             store.rebuilding = False
         if store.local:
             store.local = False
+            try:  # settles that came in while the first replay was on its way
+                await store.send_replay()
+            except RedisDown:
+                return  # kept; the next recovery sends them
             log.warning("redis: back; counting in Redis again")
 
     def _reload_local(self) -> None:

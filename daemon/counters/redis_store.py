@@ -122,6 +122,7 @@ class RedisStore:
         self.gen: str | None = None
         self.seq = 0
         self.replay = Replay()
+        self.orphans: list[str] = []  # admits cut off by a break: maybe reserved
         self.on_lost: Callable[[], None] = lambda: None  # set by the lifecycle: rebuild
         self._settles: list[tuple[int, tuple[Any, ...]]] = []
         self._prefix = f"{os.urandom(4).hex()}."
@@ -159,6 +160,8 @@ class RedisStore:
                 units, hold.tokens, int(hold.rate), 1, len(keys), *keys, *args,
             )  # fmt: skip
         except RedisDown:
+            # Written before the break, it may still run: released on recovery.
+            self.orphans.append(rid)
             return self._unusable(limits, hold)
         if reply[0] == -1:
             self._lost()
@@ -207,8 +210,8 @@ class RedisStore:
             )
         args: tuple[Any, ...] = (held.id, held.minute, to_units(cost_usd), tokens_in, tokens_out)
         args += (len(held.keys), *held.keys)
-        if held.local is not None or held.detached or not (self.link.up and self.loaded):
-            self.replay.add(self.seq, args)
+        if self.local or not (self.link.up and self.loaded):
+            self.replay.add(self.seq, args)  # sent when Redis is back (``send_replay``)
             return
         self._settles.append((self.seq, args))
         if len(self._settles) == 1:
@@ -267,10 +270,21 @@ class RedisStore:
 
     async def send_replay(self, after: int = -1) -> int:
         """Send the settles Redis has not got (numbered above ``after``)."""
+        orphans, self.orphans = self.orphans, []
+        for rid in orphans:
+            self.link.script("release", rid).add_done_callback(_quiet)
         pending = self.replay.take(after)
         for i in range(0, len(pending), REPLAY_PER_CALL):
-            flat = [a for args in pending[i : i + REPLAY_PER_CALL] for a in args]
-            await self.link.script("settle", self.identity, self.keep_s, *flat)
+            chunk = pending[i : i + REPLAY_PER_CALL]
+            flat = [a for args in chunk for a in args]
+            try:
+                await self.link.script("settle", self.identity, self.keep_s, *flat)
+            except RedisDown:
+                # Kept for the next recovery, numbered 0: their rows are in the ledger
+                # by then, so a rebuild reads them instead.
+                for args in pending[i:]:
+                    self.replay.add(0, args)
+                raise
         return len(pending)
 
     def go_local(self) -> None:
@@ -286,6 +300,8 @@ class RedisStore:
         if err is None and fut.result() != -1:
             return
         for seq, args in batch:
+            if err is not None and args[0]:  # it may have reached Redis before the break
+                args = (f"?{args[0]}", *args[1:])
             self.replay.add(seq, args)
         if err is None:
             self._lost()

@@ -356,3 +356,28 @@ async def test_the_usage_endpoint_reports_what_every_instance_charged(
     }
     [cap] = body["limits"]
     assert (cap["rule"], cap["used"], cap["limit"]) == ("cap", 3 * CHAT_COST, 5.5 * CHAT_COST)
+
+
+async def test_a_redis_that_stops_answering_is_left_and_gets_the_local_usage_back(
+    make_cluster: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    cluster = await make_cluster(1, on_error="local")
+    for _ in range(2):
+        assert await chat(cluster.url(0)) == 200
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)  # hangs without closing the connection
+    try:
+        for _ in range(2):  # the first waits for the link to give up, then counts locally
+            assert await chat(cluster.url(0)) == 200
+        state = (await cluster.ready(0))["checks"]["counters"]
+        assert (state["state"], state["replay_queue"]) == ("local", 2)
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+
+    async def back() -> bool:
+        return (await cluster.ready(0))["checks"]["counters"]["state"] == "redis"
+
+    await until(back, "counting in Redis again")
+    state = (await cluster.ready(0))["checks"]["counters"]
+    assert (state["rebuilds"], state["replay_queue"]) == (1, 0)  # kept its data: replayed
+    assert await _spend_to_the_cap(cluster, 1) == 2  # 4 + 2: the local usage is in Redis
