@@ -43,11 +43,12 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
-def evalsha_calls(redis: RedisServer) -> int:
+def evalsha_stats(redis: RedisServer) -> tuple[int, float]:
+    """EVALSHA calls so far and the server's CPU time for them (microseconds)."""
     import redis as redis_py
 
-    stats = redis_py.Redis(port=redis.port).info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    stats = redis_py.Redis(port=redis.port).info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), float(stats.get("usec", 0))
 
 
 def serve(work: Path, name: str, provider_port: int, rulesets: int, redis_url: str | None) -> tuple:
@@ -132,7 +133,7 @@ def report(
             metric(shared, "waystone_redis_round_trips_total"),
             metric(shared, "waystone_redis_commands_total"),
         )
-        e0 = evalsha_calls(redis)
+        e0, u0 = evalsha_stats(redis)
         spy = profile(pid, args.duration, work) if args.profile and n == 0 else None
         b = run_wrk(shared, load, args.duration, core=1)
         if spy is not None:
@@ -142,16 +143,17 @@ def report(
             metric(shared, "waystone_redis_round_trips_total"),
             metric(shared, "waystone_redis_commands_total"),
         )
-        e1 = evalsha_calls(redis)
+        e1, u1 = evalsha_stats(redis)
         ratios.append(b.rps / a.rps)
         trips.append((t1 - t0) / max(b.requests, 1))
         commands.append((c1 - c0) / max(b.requests, 1))
         evals.append((e1 - e0) / max(b.requests, 1))
+        redis_cpu = (u1 - u0) / 1e6 / args.duration
         print(
             f"round {n + 1}: memory {a.rps:.0f} rps (p99 {a.p99_ms:.1f} ms, {a.errors} errors), "
             f"redis {b.rps:.0f} rps (p99 {b.p99_ms:.1f} ms, {b.errors} errors): "
             f"{ratios[-1]:.2f}x; {trips[-1]:.2f} round trips, {commands[-1]:.2f} commands, "
-            f"{evals[-1]:.2f} EVALSHA per request"
+            f"{evals[-1]:.2f} EVALSHA per request, Redis busy {redis_cpu:.0%} of a core"
         )
     print(
         f"median: redis/memory {statistics.median(ratios):.2f}x requests/s, "

@@ -1,32 +1,42 @@
 -- waystone's counters in Redis: one script, one operation per call (ARGV[1]).
--- See daemon/counters/__init__.py for the key layout and the design.
+-- See daemon/counters/redis_store.py for the design.
 --
 -- Keys (S is a subject key such as "u:alice", "g:acme", "m:acme<US>alice", "r:"):
 --   ws:b:S:DAY   hash "<minute>c|i|o|r" -> settled cost units, input, output, requests
---   ws:t:S|W     hash s (window start minute), c, i, o, r: the totals of window W
---   ws:w:S       set of the windows W that S has totals for
+--   ws:t:S|W     hash s, e, c, i, o, r: window W's totals over minutes s..e (e is the
+--                minute before the reader's current one, which is read from its bucket)
+--   ws:w:S       hash W -> e: S's windows, for a settle of a minute some totals hold
 --   ws:p:S       hash c, t, n: live reservations (cost units, tokens, count)
---   ws:q:S       zset reservation id -> start ms (the rate window)
---   ws:k:S       hash reservation id -> tokens, "_" -> their sum
+--   ws:q:S       hash e, R, T, "<second>r|t": the rate window, requests and tokens per
+--                second started; seconds up to e have left it, R and T sum the others
 --   ws:r         hash reservation id -> "units<RS>tokens<RS>S1<RS>S2..."
 --   ws:x         zset reservation id -> expiry ms
 --   ws:ledgers   set of the ledgers whose rows are loaded; ws:gen: this data's generation
+--
+-- Most of a call's cost is its redis.call()s: each value is read once per call
+-- (the caches below) and a settle writes the buckets of its minute and little else.
 local P = 'ws:'
 local RS = '\30'
-local WALK = 2880  -- minutes walked to move a window's start; past that, re-summed
+local WALK = 2880  -- minutes walked to move a window's edges; past that, re-summed
 local op = ARGV[1]
 
 local function num(x) return tonumber(x) or 0 end
 
 local function bucket(s, m) return P .. 'b:' .. s .. ':' .. math.floor(m / 1440) end
 
-local function resum(s, start, nowm)
+local function minute_values(s, m)
+  local b = redis.call('HMGET', bucket(s, m), m .. 'c', m .. 'i', m .. 'o', m .. 'r')
+  return num(b[1]), num(b[2]), num(b[3]), num(b[4])
+end
+
+local function resum(s, first, last)
   local c, i, o, r = 0, 0, 0, 0
-  for d = math.floor(start / 1440), math.floor(nowm / 1440) + 1 do
+  for d = math.floor(first / 1440), math.floor(last / 1440) do
     local h = redis.call('HGETALL', P .. 'b:' .. s .. ':' .. d)
     for j = 1, #h, 2 do
       local f = h[j]
-      if tonumber(string.sub(f, 1, -2)) >= start then
+      local m = tonumber(string.sub(f, 1, -2))
+      if m >= first and m <= last then
         local v, kind = tonumber(h[j + 1]), string.sub(f, -1)
         if kind == 'c' then c = c + v elseif kind == 'i' then i = i + v
         elseif kind == 'o' then o = o + v else r = r + v end
@@ -36,62 +46,128 @@ local function resum(s, start, nowm)
   return c, i, o, r
 end
 
--- The totals of window w (from minute start) for s, moved forward as time passes.
-local function totals(s, w, start, nowm, keep)
-  local tk = P .. 't:' .. s .. '|' .. w
-  local t = redis.call('HMGET', tk, 's', 'c', 'i', 'o', 'r')
-  local st = tonumber(t[1])
-  -- An instance whose clock is a little behind asks for an earlier start: the stored
-  -- totals serve it rather than being re-summed back and forth.
-  if st ~= nil and start < st and st - start <= 2 then return num(t[2]), num(t[3]), num(t[4]), num(t[5]) end
-  local c, i, o, r
-  if st == nil or start < st or start - st > WALK then
-    c, i, o, r = resum(s, start, nowm)
-    redis.call('SADD', P .. 'w:' .. s, w)
-    redis.call('EXPIRE', P .. 'w:' .. s, keep)
-  else
-    c, i, o, r = num(t[2]), num(t[3]), num(t[4]), num(t[5])
-    if start == st then return c, i, o, r end
-    for m = st, start - 1 do
-      local b = redis.call('HMGET', bucket(s, m), m .. 'c', m .. 'i', m .. 'o', m .. 'r')
-      c, i, o, r = c - num(b[1]), i - num(b[2]), o - num(b[3]), r - num(b[4])
-    end
+local current = {}  -- per subject: its current minute's bucket, read once per call
+local function now_bucket(s, nowm)
+  local v = current[s]
+  if v == nil then
+    local c, i, o, r = minute_values(s, nowm)
+    v = {c, i, o, r}
+    current[s] = v
   end
-  redis.call('HSET', tk, 's', start, 'c', c, 'i', i, 'o', o, 'r', r)
-  redis.call('EXPIRE', tk, keep)
-  return c, i, o, r
+  return v[1], v[2], v[3], v[4]
 end
 
-local function rate_expire(s, now)
-  local q, k = P .. 'q:' .. s, P .. 'k:' .. s
-  local old = redis.call('ZRANGEBYSCORE', q, '-inf', now - 60000)
-  if #old == 0 then return end
-  local gone = 0
-  for _, id in ipairs(old) do
-    gone = gone + num(redis.call('HGET', k, id))
-    redis.call('HDEL', k, id)
+-- Window w's totals for s from minute start up to now (minute nowm), the stored
+-- totals moved forward as time passes.
+local function totals(s, w, start, nowm, keep)
+  local tk = P .. 't:' .. s .. '|' .. w
+  local t = redis.call('HMGET', tk, 's', 'e', 'c', 'i', 'o', 'r')
+  local st, e = tonumber(t[1]), tonumber(t[2])
+  -- An instance whose clock is a little behind asks for an earlier start: the stored
+  -- totals serve it rather than being re-summed back and forth.
+  if st ~= nil and start < st and st - start <= 2 then start = st end
+  local last = nowm - 1
+  local c, i, o, r
+  if st == nil or start < st or start - st > WALK or last - e > WALK or e > last + 2 then
+    c, i, o, r = resum(s, start, last)
+    e = last
+  else
+    c, i, o, r = num(t[3]), num(t[4]), num(t[5]), num(t[6])
+    if start == st and e >= last then
+      local nc, ni, no, nr = now_bucket(s, nowm)
+      if e == last then return c + nc, i + ni, o + no, r + nr end
+      return c, i, o, r  -- a clock ahead moved e on: its minute is in the totals
+    end
+    for m = e + 1, last do
+      local bc, bi, bo, br = minute_values(s, m)
+      c, i, o, r = c + bc, i + bi, o + bo, r + br
+    end
+    for m = st, start - 1 do
+      local bc, bi, bo, br = minute_values(s, m)
+      c, i, o, r = c - bc, i - bi, o - bo, r - br
+    end
   end
-  redis.call('HINCRBY', k, '_', -gone)
-  redis.call('ZREMRANGEBYSCORE', q, '-inf', now - 60000)
+  if e < last then e = last end
+  redis.call('HSET', tk, 's', start, 'e', e, 'c', c, 'i', i, 'o', o, 'r', r)
+  redis.call('EXPIRE', tk, keep)
+  redis.call('HSET', P .. 'w:' .. s, w, e)
+  redis.call('EXPIRE', P .. 'w:' .. s, keep)
+  if e > last then return c, i, o, r end
+  local nc, ni, no, nr = now_bucket(s, nowm)
+  return c + nc, i + ni, o + no, r + nr
+end
+
+local pendings = {}
+local function pending(s)
+  local p = pendings[s]
+  if p == nil then
+    local h = redis.call('HMGET', P .. 'p:' .. s, 'c', 't', 'n')
+    p = {num(h[1]), num(h[2]), num(h[3])}
+    pendings[s] = p
+  end
+  return p
+end
+
+-- The rate window of s at second sec: requests, tokens and when its oldest second
+-- still counted leaves (ms, 0 when empty).  A second's requests leave once all of
+-- them are 60 s old: up to a second later than their own start + 60 s.
+local rates = {}
+local function rate(s, sec)
+  local v = rates[s]
+  if v ~= nil then return v end
+  local q = P .. 'q:' .. s
+  local h = redis.call('HMGET', q, 'e', 'R', 'T', 'f')
+  local e, R, T, f = tonumber(h[1]), num(h[2]), num(h[3]), tonumber(h[4])
+  local cutoff = sec - 61
+  local fresh = false
+  if e == nil or cutoff - e > 120 then
+    if e ~= nil then redis.call('DEL', q) end
+    e, R, T, f, fresh = cutoff, 0, 0, nil, true
+  elseif e < cutoff then
+    local fields = {}
+    for b = e + 1, cutoff do
+      fields[#fields + 1] = b .. 'r'
+      fields[#fields + 1] = b .. 't'
+    end
+    local old = redis.call('HMGET', q, unpack(fields))
+    for j = 1, #old, 2 do R, T = R - num(old[j]), T - num(old[j + 1]) end
+    redis.call('HDEL', q, unpack(fields))
+    redis.call('HSET', q, 'e', cutoff, 'R', R, 'T', T)
+    e = cutoff
+  end
+  if R <= 0 then
+    f = nil
+  elseif f == nil or f <= e then  -- the oldest second left: find the next one
+    local fields = {}
+    for b = e + 1, sec do fields[#fields + 1] = b .. 'r' end
+    local counts = redis.call('HMGET', q, unpack(fields))
+    f = nil
+    for n = 1, #counts do
+      if counts[n] then f = e + n break end
+    end
+    if f then redis.call('HSET', q, 'f', f) end
+  end
+  -- The oldest second counted leaves at f + 61 (its last start is 60 s old by then).
+  v = {R, T, f and (f + 61) * 1000 or 0, e, fresh, f}
+  rates[s] = v
+  return v
 end
 
 -- A limit's value: usage in cost units, tokens or requests; rpm, tpm or concurrent.
 local function value(s, w, start, metric, now, keep)
-  local p = redis.call('HMGET', P .. 'p:' .. s, 'c', 't', 'n')
-  if metric == 'concurrent' then return num(p[3]), 0 end
+  local p = pending(s)
+  if metric == 'concurrent' then return p[3], 0 end
   if metric == 'rpm' or metric == 'tpm' then
-    rate_expire(s, now)
-    local first = redis.call('ZRANGE', P .. 'q:' .. s, 0, 0, 'WITHSCORES')
-    local reset = first[2] and (tonumber(first[2]) + 60000) or 0
-    if metric == 'rpm' then return redis.call('ZCARD', P .. 'q:' .. s), reset end
-    return num(redis.call('HGET', P .. 'k:' .. s, '_')), reset
+    local q = rate(s, math.floor(now / 1000))
+    if metric == 'rpm' then return q[1], q[3] end
+    return q[2], q[3]
   end
   local c, i, o, r = totals(s, w, start, math.floor(now / 60000), keep)
-  if metric == 'cost_usd' then return c + num(p[1]), 0 end
-  if metric == 'tokens' then return i + o + num(p[2]), 0 end
-  if metric == 'input_tokens' then return i + num(p[2]), 0 end
-  if metric == 'output_tokens' then return o + num(p[2]), 0 end
-  return r + num(p[3]), 0
+  if metric == 'cost_usd' then return c + p[1], 0 end
+  if metric == 'tokens' then return i + o + p[2], 0 end
+  if metric == 'input_tokens' then return i + p[2], 0 end
+  if metric == 'output_tokens' then return o + p[2], 0 end
+  return r + p[3], 0
 end
 
 local function reached(metric, v, limit)
@@ -118,10 +194,10 @@ local function unreserve(id)
     redis.call('HINCRBY', pk, 't', -tokens)
     redis.call('HINCRBY', pk, 'n', -1)
   end
-  return true
+  return tokens  -- what it reserved
 end
 
--- Add settled usage to s's bucket of minute m and to every window total covering m.
+-- Add settled usage to s's bucket of minute m, and to the totals that already hold m.
 local function charge(s, m, c, i, o, r, keep)
   local b = bucket(s, m)
   if c ~= 0 then redis.call('HINCRBY', b, m .. 'c', c) end
@@ -129,14 +205,17 @@ local function charge(s, m, c, i, o, r, keep)
   if o ~= 0 then redis.call('HINCRBY', b, m .. 'o', o) end
   if r ~= 0 then redis.call('HINCRBY', b, m .. 'r', r) end
   redis.call('EXPIRE', b, keep + 86400)
-  for _, w in ipairs(redis.call('SMEMBERS', P .. 'w:' .. s)) do
-    local tk = P .. 't:' .. s .. '|' .. w
-    local st = tonumber(redis.call('HGET', tk, 's'))
-    if st ~= nil and m >= st then
-      if c ~= 0 then redis.call('HINCRBY', tk, 'c', c) end
-      if i ~= 0 then redis.call('HINCRBY', tk, 'i', i) end
-      if o ~= 0 then redis.call('HINCRBY', tk, 'o', o) end
-      if r ~= 0 then redis.call('HINCRBY', tk, 'r', r) end
+  local windows = redis.call('HGETALL', P .. 'w:' .. s)
+  for j = 1, #windows, 2 do
+    if tonumber(windows[j + 1]) >= m then
+      local tk = P .. 't:' .. s .. '|' .. windows[j]
+      local st = tonumber(redis.call('HGET', tk, 's'))
+      if st ~= nil and m >= st then
+        if c ~= 0 then redis.call('HINCRBY', tk, 'c', c) end
+        if i ~= 0 then redis.call('HINCRBY', tk, 'i', i) end
+        if o ~= 0 then redis.call('HINCRBY', tk, 'o', o) end
+        if r ~= 0 then redis.call('HINCRBY', tk, 'r', r) end
+      end
     end
   end
 end
@@ -165,6 +244,7 @@ if op == 'admit' then
   if stale then return out end
   if ARGV[10] ~= '1' then out[1] = 2 return out end
   local id, units, tokens = ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[8])
+  local sec = math.floor(now / 1000)
   local rec = {ARGV[7], ARGV[8]}
   for k = 12, 11 + ns do
     local s = ARGV[k]
@@ -174,11 +254,18 @@ if op == 'admit' then
     redis.call('HINCRBY', pk, 't', tokens)
     redis.call('HINCRBY', pk, 'n', 1)
     if ARGV[9] == '1' and string.sub(s, 1, 2) ~= 'm:' then
-      redis.call('ZADD', P .. 'q:' .. s, now, id)
-      redis.call('HSET', P .. 'k:' .. s, id, tokens)
-      redis.call('HINCRBY', P .. 'k:' .. s, '_', tokens)
-      redis.call('PEXPIRE', P .. 'q:' .. s, 61000)
-      redis.call('PEXPIRE', P .. 'k:' .. s, 61000)
+      local q = P .. 'q:' .. s
+      local state = rate(s, sec)
+      if state[5] then redis.call('HSET', q, 'e', state[4]) end
+      if state[6] == nil then
+        redis.call('HSET', q, 'f', sec)
+        state[6] = sec
+      end
+      redis.call('HINCRBY', q, sec .. 'r', 1)
+      redis.call('HINCRBY', q, sec .. 't', tokens)
+      redis.call('HINCRBY', q, 'R', 1)
+      redis.call('HINCRBY', q, 'T', tokens)
+      redis.call('PEXPIRE', q, 62000)
     end
   end
   redis.call('HSET', P .. 'r', id, table.concat(rec, RS))
@@ -186,32 +273,36 @@ if op == 'admit' then
   out[1] = 1
   return out
 elseif op == 'settle' then
-  -- identity keep, then per settle: id minute units input output nsubjects S...
+  -- identity keep, then per settle: id minute second units input output nsubjects S...
   -- -> 1, or -1 when this instance's ledger is not loaded (nothing is charged)
   if not loaded(ARGV[2]) then return -1 end
   local keep = tonumber(ARGV[3])
   local j = 4
   while j <= #ARGV do
-    local id, m = ARGV[j], tonumber(ARGV[j + 1])
-    local c, i, o = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
-    local ns = tonumber(ARGV[j + 5])
+    local id, m, sec = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+    local c, i, o = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4]), tonumber(ARGV[j + 5])
+    local ns = tonumber(ARGV[j + 6])
     -- "?ID": a settle that may have been applied already (sent when the connection
     -- broke): charged only if its reservation is still held.
     local maybe_done = string.sub(id, 1, 1) == '?'
     if maybe_done then id = string.sub(id, 2) end
-    local last = j + 5 + ns
-    if not unreserve(id) and maybe_done then last = 0 end
-    for k = j + 6, last do
-      local s = ARGV[k]
-      charge(s, m, c, i, o, 1, keep)
-      local kk = P .. 'k:' .. s
-      local was = redis.call('HGET', kk, id)
-      if was then
-        redis.call('HSET', kk, id, i + o)
-        redis.call('HINCRBY', kk, '_', i + o - tonumber(was))
+    local held = unreserve(id)  -- the tokens it reserved, or false
+    if held or not maybe_done then
+      for k = j + 7, j + 6 + ns do
+        local s = ARGV[k]
+        charge(s, m, c, i, o, 1, keep)
+        if held and sec > 0 and string.sub(s, 1, 2) ~= 'm:' then
+          -- tpm reads the actual tokens once known, while the second still counts
+          local q = P .. 'q:' .. s
+          local e = tonumber(redis.call('HGET', q, 'e'))
+          if e ~= nil and sec > e and i + o ~= held then
+            redis.call('HINCRBY', q, sec .. 't', i + o - held)
+            redis.call('HINCRBY', q, 'T', i + o - held)
+          end
+        end
       end
     end
-    j = j + 6 + ns
+    j = j + 7 + ns
   end
   return 1
 elseif op == 'release' then
@@ -237,8 +328,8 @@ elseif op == 'read' then
   for j = 4, #ARGV, 3 do
     local s = ARGV[j]
     local c, i, o, r = totals(s, ARGV[j + 1], tonumber(ARGV[j + 2]), math.floor(now / 60000), keep)
-    local p = redis.call('HMGET', P .. 'p:' .. s, 'c', 't', 'n')
-    for _, v in ipairs({c, i, o, r, num(p[1]), num(p[2]), num(p[3])}) do out[#out + 1] = v end
+    local p = pending(s)
+    for _, v in ipairs({c, i, o, r, p[1], p[2], p[3]}) do out[#out + 1] = v end
   end
   return out
 elseif op == 'unlock' then

@@ -52,7 +52,7 @@ class Held:
     """A reservation: in Redis, in the local fallback counters (``local``), or neither
     (``detached``: served while Redis was unusable, its usage replayed later)."""
 
-    __slots__ = ("id", "keys", "minute", "cost_units", "tokens", "local", "detached")
+    __slots__ = ("id", "keys", "minute", "second", "cost_units", "tokens", "local", "detached")
 
     def __init__(
         self,
@@ -61,12 +61,15 @@ class Held:
         minute: int,
         cost_units: int,
         tokens: int,
+        *,
+        second: int = 0,
         local: Any = None,
         detached: bool = False,
     ) -> None:
         self.id = id
         self.keys = keys
         self.minute = minute
+        self.second = second  # its rate window's second in Redis; 0: none
         self.cost_units = cost_units
         self.tokens = tokens
         self.local = local
@@ -169,7 +172,8 @@ class RedisStore:
         self._learn(limits, reply)
         if reply[0] == 0:
             return STALE
-        return Held(rid, keys, int(now_ms // 60000), units, hold.tokens)
+        second = now_ms // 1000 if hold.rate else 0
+        return Held(rid, keys, now_ms // 60000, units, hold.tokens, second=second)
 
     async def confirm(self, decision: Decision) -> Any:
         if self.local or decision.status == 403 or not (self.link.up and self.loaded):
@@ -208,8 +212,8 @@ class RedisStore:
             self.memory.settle(
                 held.local, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost_usd, now=now
             )
-        args: tuple[Any, ...] = (held.id, held.minute, to_units(cost_usd), tokens_in, tokens_out)
-        args += (len(held.keys), *held.keys)
+        args: tuple[Any, ...] = (held.id, held.minute, held.second, to_units(cost_usd))
+        args += (tokens_in, tokens_out, len(held.keys), *held.keys)
         if self.local or not (self.link.up and self.loaded):
             self.replay.add(self.seq, args)  # sent when Redis is back (``send_replay``)
             return
