@@ -203,8 +203,10 @@ local function charge(s, m, c, i, o, r, keep)
   if c ~= 0 then redis.call('HINCRBY', b, m .. 'c', c) end
   if i ~= 0 then redis.call('HINCRBY', b, m .. 'i', i) end
   if o ~= 0 then redis.call('HINCRBY', b, m .. 'o', o) end
-  if r ~= 0 then redis.call('HINCRBY', b, m .. 'r', r) end
-  redis.call('EXPIRE', b, keep + 86400)
+  -- The day's key gets its expiry with its minute's first request (or a load).
+  if r == 0 or redis.call('HINCRBY', b, m .. 'r', r) == r then
+    redis.call('EXPIRE', b, keep + 86400)
+  end
   local windows = redis.call('HGETALL', P .. 'w:' .. s)
   for j = 1, #windows, 2 do
     if tonumber(windows[j + 1]) >= m then
@@ -261,11 +263,12 @@ if op == 'admit' then
         redis.call('HSET', q, 'f', sec)
         state[6] = sec
       end
-      redis.call('HINCRBY', q, sec .. 'r', 1)
       redis.call('HINCRBY', q, sec .. 't', tokens)
       redis.call('HINCRBY', q, 'R', 1)
       redis.call('HINCRBY', q, 'T', tokens)
-      redis.call('PEXPIRE', q, 62000)
+      if redis.call('HINCRBY', q, sec .. 'r', 1) == 1 then  -- the second's first
+        redis.call('PEXPIRE', q, 62000)
+      end
     end
   end
   redis.call('HSET', P .. 'r', id, table.concat(rec, RS))
@@ -291,11 +294,11 @@ elseif op == 'settle' then
       for k = j + 7, j + 6 + ns do
         local s = ARGV[k]
         charge(s, m, c, i, o, 1, keep)
-        if held and sec > 0 and string.sub(s, 1, 2) ~= 'm:' then
+        if held and sec > 0 and i + o ~= held and string.sub(s, 1, 2) ~= 'm:' then
           -- tpm reads the actual tokens once known, while the second still counts
           local q = P .. 'q:' .. s
           local e = tonumber(redis.call('HGET', q, 'e'))
-          if e ~= nil and sec > e and i + o ~= held then
+          if e ~= nil and sec > e then
             redis.call('HINCRBY', q, sec .. 't', i + o - held)
             redis.call('HINCRBY', q, 'T', i + o - held)
           end
