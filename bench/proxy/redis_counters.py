@@ -16,6 +16,7 @@ Redis round trips and commands per request (the gateway's own counters, and Redi
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from tests.servers import RedisServer  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def metric(port: int, name: str) -> float:
@@ -98,7 +105,7 @@ def main() -> None:
             memory = serve(work, "memory", provider_port, args.rulesets, None)
             shared = serve(work, "redis", provider_port, args.rulesets, redis.url)
             procs = [memory[0], shared[0]]
-            report(args, memory[1], shared[1], redis, shared[0].pid, work)
+            report(args, (memory[1], memory[0].pid), (shared[1], shared[0].pid), redis, work)
             events = [
                 line
                 for line in (work / "redis.log").read_text().splitlines()
@@ -120,22 +127,34 @@ def profile(pid: int, seconds: float, work: Path) -> subprocess.Popen[bytes]:
 
 
 def report(
-    args: argparse.Namespace, memory: int, shared: int, redis: RedisServer, pid: int, work: Path
+    args: argparse.Namespace,
+    memory_gw: tuple[int, int],
+    shared_gw: tuple[int, int],
+    redis: RedisServer,
+    work: Path,
 ) -> None:
+    """Each round: requests/s of both, and the CPU each gateway spent per request, which
+    other work on the machine disturbs far less than requests/s."""
+    (memory, memory_pid), (shared, pid) = memory_gw, shared_gw
     load = Load(connections=args.connections, stream=False, users=1000, groups=50,
                 inline_metadata=False)  # fmt: skip
     for port in (memory, shared):
         run_wrk(port, load, args.warmup, core=1)
-    ratios, trips, commands, evals = [], [], [], []
+    ratios, cpu_ratios, trips, commands, evals = [], [], [], [], []
     for n in range(args.rounds):
+        ca = cpu_seconds(memory_pid)
         a = run_wrk(memory, load, args.duration, core=1)
+        cpu_a = (cpu_seconds(memory_pid) - ca) / max(a.requests, 1)
         t0, c0 = (
             metric(shared, "waystone_redis_round_trips_total"),
             metric(shared, "waystone_redis_commands_total"),
         )
         e0, u0 = evalsha_stats(redis)
         spy = profile(pid, args.duration, work) if args.profile and n == 0 else None
+        cb = cpu_seconds(pid)
         b = run_wrk(shared, load, args.duration, core=1)
+        cpu_b = (cpu_seconds(pid) - cb) / max(b.requests, 1)
+        cpu_ratios.append(cpu_a / cpu_b)
         if spy is not None:
             spy.wait()
             print("\n".join(hotspot_lines(work / "profile.txt", top=30)))
@@ -152,11 +171,13 @@ def report(
         print(
             f"round {n + 1}: memory {a.rps:.0f} rps (p99 {a.p99_ms:.1f} ms, {a.errors} errors), "
             f"redis {b.rps:.0f} rps (p99 {b.p99_ms:.1f} ms, {b.errors} errors): "
-            f"{ratios[-1]:.2f}x; {trips[-1]:.2f} round trips, {commands[-1]:.2f} commands, "
+            f"{ratios[-1]:.2f}x; gateway CPU per request {cpu_a * 1e6:.0f} vs "
+            f"{cpu_b * 1e6:.0f} us ({cpu_ratios[-1]:.2f}x); {trips[-1]:.2f} round trips, {commands[-1]:.2f} commands, "
             f"{evals[-1]:.2f} EVALSHA per request, Redis busy {redis_cpu:.0%} of a core"
         )
     print(
         f"median: redis/memory {statistics.median(ratios):.2f}x requests/s, "
+        f"{statistics.median(cpu_ratios):.2f}x by gateway CPU per request, "
         f"{statistics.median(trips):.2f} round trips and {statistics.median(commands):.2f} "
         f"commands per request (json, c{args.connections}, {args.rulesets} rulesets)"
     )
