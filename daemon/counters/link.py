@@ -18,22 +18,20 @@ the script again (a restarted Redis has forgotten it).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ResponseError
 
+from daemon.counters.script import SCRIPT, SCRIPT_SHA
+
 log = logging.getLogger("waystone.counters")
 
-SCRIPT = (Path(__file__).parent / "counters.lua").read_text()
-SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 RECONNECT_S = 0.5
 # A Redis that stops answering (not only one that closes the connection) is down too.
 TIMEOUT_S = 2.0

@@ -164,8 +164,9 @@ async def test_instances_sharing_redis_serve_at_most_6_of_40_concurrent_requests
     statuses = await asyncio.gather(*(chat(cluster.url(i % n)) for i in range(40)))
     assert statuses.count(200) <= 6
     assert statuses.count(200) + statuses.count(429) == 40
-    await _spend_to_the_cap(cluster, n)
+    after = await _spend_to_the_cap(cluster, n)
     rows = await cluster.rows()
+    assert len(rows) == 40 + after + 1  # every request has its row in some ledger
     served = [r for r in rows if r["status"] == 200]
     assert len(served) == 6  # settled costs decide: 5 leave room, 6 do not
     assert sum(float(r["cost_usd"]) for r in served) <= 6.5 * CHAT_COST

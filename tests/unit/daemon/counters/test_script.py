@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from daemon.counters.link import SCRIPT
+from daemon.counters.script import SCRIPT
 from tests.servers import RedisServer
 
 KEEP = 32 * 86400
