@@ -15,6 +15,7 @@ from aiohttp import web
 
 from daemon import health, identify, usage_endpoint
 from daemon.admin import admin_socket
+from daemon.counters.lifecycle import counters_ctx
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
 from daemon.heartbeat import heartbeat
 from daemon.maintenance import pruning
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> web.Application:
             observer_ctx,
             tracing_ctx,
             ledger_ctx,
+            counters_ctx,
             http_ctx,
             watch_config,
             admin_socket,

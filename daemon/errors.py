@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from daemon.state import OBSERVER
-from waystone_cli.core.errors import PolicyBlocked, WaystoneError
+from waystone_cli.core.errors import ClusterUnavailable, PolicyBlocked, WaystoneError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,8 +110,8 @@ def error_response(err: WaystoneError) -> web.Response:
 def _policy_headers(response: web.Response, err: WaystoneError) -> None:
     if isinstance(err, PolicyBlocked):
         response.headers.update(err.headers)
-        if err.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    if isinstance(err, PolicyBlocked | ClusterUnavailable) and err.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
 
 
 def envelope(

@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from daemon.counters.lifecycle import store_state
 from daemon.request.proxy import admit
-from daemon.state import CONFIG, LEDGER, OBSERVER
+from daemon.state import CONFIG, LEDGER, OBSERVER, STORE
 from waystone_cli.core.config.warnings import config_warnings
 
 # Ready only while the ledger queue is below this share of its capacity.
@@ -50,6 +51,8 @@ async def readyz(request: web.Request) -> web.Response:
             "rejected_path": str(writer.rejected_path),
         },
         "queue": {"ok": queue_ok},
+        # Not part of ``ready``: requests no limit applies to are still served.
+        "counters": store_state(request.app[STORE]),
         "providers": _provider_errors(request.app, config.providers),
     }
     # A config that failed to reload leaves the previous one in force: still ready.

@@ -27,6 +27,7 @@ from waystone_cli.core.pricing import Pricer
 from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
+    from daemon.counters.store import CounterStore
     from daemon.request.entities import EntityStore
     from daemon.telemetry.observe import Observer
     from waystone_cli.core.counters import UsageCounters
@@ -135,4 +136,6 @@ HTTP = web.AppKey("http", HttpClient)
 LEDGER: web.AppKey[LedgerWriter] = web.AppKey("ledger")
 ENTITIES: web.AppKey[EntityStore] = web.AppKey("entities")
 COUNTERS: web.AppKey[UsageCounters] = web.AppKey("counters")
+# Where requests reserve and settle: the counters above, or Redis (``daemon/counters``).
+STORE: web.AppKey[CounterStore] = web.AppKey("counter_store")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")

@@ -15,8 +15,9 @@ from aiohttp import web
 from daemon.request.call import Call
 from daemon.request.eviction import recall
 from daemon.request.proxy import authorize
-from daemon.state import COUNTERS, ENTITIES
+from daemon.state import ENTITIES, STORE
 from waystone_cli.core.budget import usage_report
+from waystone_cli.core.config import Config
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import parse_identity
 from waystone_cli.explain import explained
@@ -38,10 +39,12 @@ async def handler(request: web.Request) -> web.Response:
     assert identity.user is not None
     await recall(request.app, identity)  # an evicted user's counters come back first
     config = call.snapshot.config
-    store = request.app[ENTITIES]
-    user = store.entity("user", identity.user.id, config)
-    group = store.entity("group", identity.group.id, config) if identity.group else None
-    counters = request.app[COUNTERS]
+    entities = request.app[ENTITIES]
+    user = entities.entity("user", identity.user.id, config)
+    group = entities.entity("group", identity.group.id, config) if identity.group else None
+    store = request.app[STORE]
+    await store.refresh(user.id, group.id if group else None, _windows(config), call.now)
+    counters = store.view
     decision = explained(
         config, counters, user=user, group=group, model="", at=call.now, plan=call.snapshot.policy
     )
@@ -55,3 +58,13 @@ async def handler(request: web.Request) -> web.Response:
             now=call.now,
         )
     )
+
+
+def _windows(config: Config) -> set[str]:
+    """Every window a limit or credits of ``config`` counts in, and this month."""
+    windows = {"month"}
+    windows |= {r.usage.window for r in config.rules.values() if r.usage is not None}
+    credits = [u.credits for u in config.users.values()]
+    credits += [g.credits for g in config.groups.values()]
+    windows |= {c.window for c in credits if c is not None and c.window}
+    return windows

@@ -19,14 +19,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from waystone_cli.core.cluster import server_url
+from waystone_cli.core.cluster import REBUILD_KEY, server_url
 from waystone_cli.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from waystone_cli.context import AppContext
     from waystone_cli.core.config import Config
 
-REBUILD_KEY = "waystone:counters:rebuild"
 REDIS_TIMEOUT_S = 1.0
 _REBUILD_FIELDS = ("instance", "started_at", "finished_at")
 

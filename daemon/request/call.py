@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from daemon.state import CONFIG, COUNTERS, LEDGER, OBSERVER, Snapshot
+from daemon.state import CONFIG, LEDGER, OBSERVER, STORE, Snapshot
 from waystone_cli.core.budget import budget_headers
 from waystone_cli.core.counters import COST_SCALE
 from waystone_cli.core.entities import Entity
@@ -149,7 +149,7 @@ class Call:
             own = 0.0
         return budget_headers(
             self.decision,
-            self.app[COUNTERS],
+            self.app[STORE].view,
             self.snapshot.config,
             own_cost_usd=own,
             now=self.now,
@@ -241,7 +241,7 @@ class Call:
         if reservation is None:
             return
         rec = self.record
-        self.app[COUNTERS].settle(
+        self.app[STORE].settle(
             reservation,
             tokens_in=rec.input_tokens,
             tokens_out=rec.output_tokens,

@@ -50,7 +50,7 @@ async def _prepare(call: Call) -> Prepared:
     rec = call.record
     rec.stream = bool(body.get("stream")) and rec.route == "messages"
     call.input_content = _input_of(body)
-    cap = apply_policy(call, body)
+    cap = await apply_policy(call, body)
     return Prepared(payload=body, body=body, cap=cap if rec.route == "messages" else None)
 
 

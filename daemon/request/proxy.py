@@ -116,7 +116,7 @@ async def _prepare_json(call: Call) -> Prepared:
     resolve(call, model, required=call.record.route != "moderations")
     call.record.stream = bool(body.get("stream")) and call.record.route in STREAMING_ROUTES
     call.input_content = _input_of(body)
-    cap = apply_policy(call, body)
+    cap = await apply_policy(call, body)
     return Prepared(payload=body, body=body, cap=cap)
 
 
@@ -126,7 +126,7 @@ async def _prepare_multipart(call: Call) -> Prepared:
     await attach_identity(call, _multipart_identity(meta) if meta is not None else Identity())
     resolve(call, form.field("model"), required=True)
     body = {"model": form.field("model")}
-    apply_policy(call, body)  # a form's token cap is not edited
+    await apply_policy(call, body)  # a form's token cap is not edited
     return Prepared(payload=form, body=body, cap=None)
 
 

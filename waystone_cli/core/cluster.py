@@ -17,6 +17,11 @@ from waystone_cli.core.config import Config
 from waystone_cli.core.errors import ConfigError
 from waystone_cli.core.workers import WORKER_VARIABLE
 
+# The Redis hash in which the instance rebuilding the counters says how far it is
+# (``state`` building | done, ``instance``, ``started_at``, ``finished_at``), for
+# ``waystone cluster status``.
+REBUILD_KEY = "waystone:counters:rebuild"
+
 
 def instance_name(
     config: Config, environ: Mapping[str, str] | None = None, pid: int | None = None

@@ -101,6 +101,9 @@ class Decision(NamedTuple):
     # (alerts and the budget headers read them); rate limits only when explaining.
     limits: tuple[Limit, ...] = ()
     matches: tuple[Match, ...] = ()  # every ruleset (when explaining)
+    # Every rate limit tested (rpm, tpm, concurrent), explaining or not: what the shared
+    # counters check again when they admit the request (``daemon/counters``).
+    rate_limits: tuple[Limit, ...] = ()
 
 
 def model_matches(glob: str, model: str) -> bool:

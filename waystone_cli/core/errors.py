@@ -115,3 +115,14 @@ class LedgerUnavailable(WaystoneError):
 
     status = 503
     code = "ledger_unavailable"
+
+
+class ClusterUnavailable(WaystoneError):
+    """The shared counters (Redis) cannot be used for a request a counter rule applies to."""
+
+    status = 503
+    code = "cluster_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -65,6 +65,7 @@ class Evaluation:
         self.unpriced = config.server.unpriced_blocks and facts.estimate_cost_usd is None
         self.reasons: list[Reason] = []
         self.limits: list[Limit] = []
+        self.rate_limits: list[Limit] = []
         self.matches: list[Match] = []
         self.applied: list[str] = []
         self.fired: dict[str, None] = {}
@@ -255,6 +256,15 @@ class Evaluation:
         state = self.counters.rate(subject, self.facts.now)
         reset = max(state.reset_at - now_s, 0.0) if state.reset_at is not None else 0.0
         rpm, tpm, most = rate.rpm, rate.tpm, rate.concurrent
+        for metric, limit, used, window in (
+            ("rpm", rpm, state.requests, "60s"),
+            ("tpm", tpm, state.tokens, "60s"),
+            ("concurrent", most, state.concurrent, "now"),
+        ):
+            if limit is not None:
+                self.rate_limits.append(
+                    Limit(rs.name, rule.name, str(subject), metric, window, used, limit)
+                )
         if (
             not self.explain
             and (rpm is None or state.requests < rpm)
@@ -349,6 +359,7 @@ class Evaluation:
             reasons=tuple(self.reasons),
             limits=tuple(self.limits),
             matches=tuple(self.matches),
+            rate_limits=tuple(self.rate_limits),
         )
 
     def _effects(self) -> Effects:

@@ -292,6 +292,9 @@ def _cluster(t: Table) -> ClusterConfig:
         redis_url=t.get("redis_url", str, None),
         on_redis_error=t.get("on_redis_error", str, d.on_redis_error),
         instance=t.get("instance", str, None),
+        reservation_expiry_s=float(
+            t.get("reservation_expiry_s", (int, float), d.reservation_expiry_s)
+        ),
     )
     t.done()
     if c.redis_url is not None and not c.redis_url.startswith(
@@ -302,6 +305,8 @@ def _cluster(t: Table) -> ClusterConfig:
         raise ConfigError(f"{t.at('on_redis_error')}: must be one of {', '.join(ON_REDIS_ERROR)}")
     if c.instance is not None:
         _check_id(c.instance, t.at("instance"))
+    if c.reservation_expiry_s <= 0:
+        raise ConfigError(f"{t.at('reservation_expiry_s')}: must be a positive number of seconds")
     return c
 
 

@@ -112,6 +112,9 @@ class ClusterConfig:
     on_redis_error: str = "block"
     # This instance's name; None: $WAYSTONE_INSTANCE, else host-pid (``instance_name``).
     instance: str | None = None
+    # How long a reservation in Redis is held without being settled: a crashed
+    # instance's requests stop holding the budget then (the in-memory counters' 15 min).
+    reservation_expiry_s: float = 900.0
 
 
 @dataclass(frozen=True)

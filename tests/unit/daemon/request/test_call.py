@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from daemon.request.call import Call
-from daemon.state import CONFIG, COUNTERS, LEDGER, OBSERVER
+from daemon.state import CONFIG, LEDGER, OBSERVER, STORE
 
 
 def test_a_call_stamps_its_record_with_the_naive_utc_time_of_its_start() -> None:
@@ -51,7 +51,7 @@ def test_finish_never_raises_and_queues_the_row_whatever_fails(
         request_done=broken,
         refused_rows=SimpleNamespace(admit=broken),
     )
-    app[COUNTERS] = SimpleNamespace(settle=broken)  # type: ignore[assignment]
+    app[STORE] = SimpleNamespace(settle=broken)  # type: ignore[assignment]
     app[LEDGER] = SimpleNamespace(submit=submitted.append)  # type: ignore[assignment]
     call = Call(make_mocked_request("POST", "/v1/chat/completions", app=app), "chat/completions")
     call.reservation = object()
