@@ -11,6 +11,7 @@ from typing import NamedTuple
 from waystone_cli.core.config import Config
 from waystone_cli.core.counters import Subject
 from waystone_cli.core.entities import Entity
+from waystone_cli.core.spike import SpikeHit
 
 # RequestFacts and Decision are tuples built by keyword: one of each is made for every
 # request, and a frozen dataclass would set each field through object.__setattr__.
@@ -101,6 +102,10 @@ class Decision(NamedTuple):
     # (alerts and the budget headers read them); rate limits only when explaining.
     limits: tuple[Limit, ...] = ()
     matches: tuple[Match, ...] = ()  # every ruleset (when explaining)
+    # The spike triggers that held, for rules that fired (whatever their action), once
+    # per subject and rule; alerts send ``spike.detected`` from them.
+    spikes: tuple[SpikeHit, ...] = ()
+    flagged: bool = False  # a ``flag`` rule fired: the ledger row says so
 
 
 def model_matches(glob: str, model: str) -> bool:

@@ -28,6 +28,7 @@ from waystone_cli.core.decision import (
 )
 from waystone_cli.core.effects import Block, Effects, Firing, combine, effect_text
 from waystone_cli.core.policy_plan import RulesetPlan
+from waystone_cli.core.spike import SpikeHit, judge, period_start
 
 UNPRICED = "the request is unpriced and [server] unpriced_blocks is on"
 CALENDAR_SPAN = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
@@ -42,6 +43,7 @@ class _Test(NamedTuple):
     kind: str  # "policy" | "quota" | "rate" | "unpriced"
     detail: str
     retry_after: float | None = None
+    hit: SpikeHit | None = None  # a spike test that held
 
 
 _QUOTA_NOT_REACHED = _Test(False, "quota", "")
@@ -72,6 +74,7 @@ class Evaluation:
         self.firings: list[Firing] = []
         self.blocks: list[Block] = []
         self.rate_headers: dict[str, tuple[int, int, float]] = {}
+        self.spikes: list[SpikeHit] = []
         # The subjects, built once per request.
         self.by_kind = {"request": ANONYMOUS}
         named = []
@@ -178,6 +181,7 @@ class Evaluation:
         kind = next((k for k in ("unpriced", "rate", "quota") if k in kinds), "policy")
         retries = [t.retry_after for t in tests if t.retry_after is not None]
         firing = Firing(rs, order, index, rule, kind, detail, max(retries, default=None))
+        self.spikes += [t.hit for t in tests if t.hit is not None]
         self._record(firing, f"{subject}", self._act(firing))
 
     def _record(self, f: Firing, subject: str, effect: str) -> None:
@@ -199,6 +203,8 @@ class Evaluation:
             yield self._share_test(rs, rule, subject)
         if rule.rate is not None:
             yield self._rate_test(rs, rule, subject)
+        if rule.spike is not None:
+            yield self._spike_test(rs, rule, subject)
 
     def _usage_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
         u = rule.usage
@@ -220,6 +226,42 @@ class Evaluation:
             return _Test(False, "quota", detail)
         retry = self.counters.relief(subject, u.metric, u.window, u.over, self.facts.now)
         return _Test(True, "quota", detail, retry)
+
+    def _spike_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        """Two counter reads and ``core.spike.judge`` (the trigger's one definition)."""
+        sp = rule.spike
+        assert sp is not None
+        now = self.facts.now
+        current = self.counters.usage(subject, sp.metric, sp.window, now)
+        total = self.counters.usage(subject, sp.metric, sp.baseline, now) - current
+        average = judge(current, total, sp.windows, sp.factor, sp.min)
+        if average is None and not self.explain:
+            return _QUOTA_NOT_REACHED
+        shown = average if average is not None else max(total, 0.0) / sp.windows
+        detail = (
+            f"{sp.metric} in the last {sp.window} is {amount(sp.metric, current)}, against "
+            f"{sp.factor:g}x an average of {amount(sp.metric, shown)} per {sp.window} over "
+            f"the last {sp.baseline} (min {amount(sp.metric, sp.min)})"
+        )
+        if average is None:
+            return _Test(False, "quota", detail)
+        at = period_start(now.timestamp(), sp.window_s)
+        hit = SpikeHit(
+            subject=subject,
+            ruleset=rs.name,
+            rule=rule.name,
+            metric=sp.metric,
+            window=sp.window,
+            window_start=at,
+            current=current,
+            baseline=average,
+            factor=sp.factor,
+        )
+        # Blocked requests are not charged, so the window's usage leaves within it: the
+        # wait until it falls below the bar is at most that (the baseline only grows).
+        bar = max(sp.factor * average, sp.min)
+        retry = self.counters.relief(subject, sp.metric, sp.window, bar, now) if bar > 0 else None
+        return _Test(True, "quota", f"{detail} (reached)", retry or sp.window_s, hit)
 
     def _share_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
         share, user, group = rule.share, self.facts.user, self.facts.group
@@ -349,6 +391,8 @@ class Evaluation:
             reasons=tuple(self.reasons),
             limits=tuple(self.limits),
             matches=tuple(self.matches),
+            spikes=tuple(self.spikes),
+            flagged=fx.flagged,
         )
 
     def _effects(self) -> Effects:

@@ -97,6 +97,7 @@ def decide(
 def longest_window(config: Config) -> timedelta:
     """The longest window any rule or credits use (how long counters must keep data)."""
     windows = [r.usage.window for r in config.rules.values() if r.usage is not None]
+    windows += [r.spike.baseline for r in config.rules.values() if r.spike is not None]
     credits = [u.credits for u in config.users.values()] + [
         g.credits for g in config.groups.values()
     ]

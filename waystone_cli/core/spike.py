@@ -1,0 +1,72 @@
+"""The ``spike`` trigger's one definition, used by the daemon and by ``usage spikes``.
+
+``spike = {metric, window, factor, baseline, min}`` fires when the subject's usage in
+the current ``window`` has reached ``factor`` x its average per window over
+``baseline``, and at least ``min`` (SPEC §14).  The decisions behind it:
+
+- **The current window is left out of the baseline.**  ``baseline = "7d"`` with
+  ``window = "1h"`` averages the 167 hours of the last 7 days before the current hour,
+  so a spike never raises its own bar.  Both are read from the counters the daemon
+  keeps anyway: ``current = usage(window)`` and ``baseline_total = usage(baseline) -
+  current`` (two reads, no ledger query), over ``baseline / window - 1`` windows.
+- **Usage before this request**, like every other trigger: the request that makes the
+  usage reach the bar goes through as it is; the next one is the first the trigger sees.
+- **"Reached" is ``>=``**, as for ``usage``: ``current >= factor x average``, compared as
+  ``current x windows >= factor x baseline_total`` so that whole numbers stay exact.
+- **No history** (average 0): any usage is infinitely above it, so only ``min`` guards a
+  newcomer; the trigger needs ``current > 0`` too, so a subject's first request (current
+  0) never fires even with ``min = 0``.  No ratio is ever computed, so nothing can hold
+  an infinity to JSON-encode.
+- **Rolling windows only**, ``baseline`` longer than ``window`` and ``factor > 1``: a
+  factor of 1 or less would call ordinary use a spike.
+- **Identity of a spike** (``SpikeHit.window_start``): the start of the ``window``-long
+  period, counted from the Unix epoch, that holds the request.  Alerts send one
+  ``spike.detected`` per subject, rule and ``window_start``; ``usage spikes`` lists one
+  line per the same key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from waystone_cli.core.counters import Subject
+
+
+class SpikeHit(NamedTuple):
+    """A spike the trigger saw, for ``Decision.spikes`` (alerts read it)."""
+
+    subject: Subject
+    ruleset: str
+    rule: str
+    metric: str  # a usage metric
+    window: str  # the trigger's window, "1h"
+    window_start: datetime  # aware UTC: which period of ``window`` (see module docstring)
+    current: float  # the usage in the window, before this request
+    baseline: float  # the average per window over the baseline (0: no history)
+    factor: float  # the trigger's factor
+
+
+def judge(
+    current: float,
+    baseline_total: float,
+    baseline_windows: float,
+    factor: float,
+    minimum: float,
+) -> float | None:
+    """The baseline average per window when ``current`` is a spike against it, else None.
+
+    ``baseline_total`` is the usage over the baseline with the current window left
+    out, ``baseline_windows`` how many windows that covers (``baseline / window - 1``).
+    """
+    if current <= 0 or current < minimum:
+        return None
+    total = max(baseline_total, 0.0)  # counters in float may leave a tiny negative
+    if current * baseline_windows < factor * total:
+        return None
+    return total / baseline_windows
+
+
+def period_start(now_s: float, window_s: float) -> datetime:
+    """The start of the ``window_s``-long period (from the epoch) holding ``now_s``."""
+    return datetime.fromtimestamp(now_s - now_s % window_s, UTC)
