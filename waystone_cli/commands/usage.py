@@ -123,6 +123,9 @@ def top(
     model: str | None = typer.Option(
         None, "--model", help="Only this model (provider/model or bare)."
     ),
+    flagged: bool = typer.Option(
+        False, "--flagged", help="Only the requests a flag rule marked (a spike, most often)."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Who uses the most: the top users, groups, models or providers over a period."""
@@ -132,17 +135,19 @@ def top(
     require_known(ctx, user=user, group=group)
     now = _now()
     params = {"since": iso_time(since, now), "until": iso_time(until, now)}
-    filters = {"user": user, "group": group, "model": model}
+    filters = {"user": user, "group": group, "model": model, "flagged": flagged}
     result = app_context(ctx).query(
         "usage_top", by=by.value, metric=metric.value, limit=limit, **filters, **params
     )
     if as_json:
         render.print_json(result["rows"])
     elif not result["rows"]:
-        _empty(ctx, f"No requests between {params['since']} and {params['until'] or 'now'}.")
+        what = "flagged requests" if flagged else "requests"
+        _empty(ctx, f"No {what} between {params['since']} and {params['until'] or 'now'}.")
     else:
         room = render.table_room()
-        _print(top_view(result, by.value, metric.value, params["since"], params["until"], room))
+        span = (params["since"], params["until"])
+        _print(top_view(result, by.value, metric.value, *span, room, flagged=flagged))
 
 
 def show(

@@ -191,6 +191,14 @@ def m008_cache_write_tokens(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE usage_daily ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0")
 
 
+def m009_flagged(con: duckdb.DuckDBPyConnection) -> None:
+    """Whether a ``flag`` rule fired for the request (a spike, most often): the request
+    went through, and ``usage top --flagged`` and ``usage show`` report it.  Older rows
+    were never flagged: false.  Not in the rollup: flagged rows are rare, and a filter
+    on the column skips every row group that holds none (``spans.source_sql``)."""
+    con.execute("ALTER TABLE requests ADD COLUMN flagged BOOLEAN NOT NULL DEFAULT false")
+
+
 def m012_instances(con: duckdb.DuckDBPyConnection) -> None:
     """One row per instance that ever served this ledger, refreshed by its heartbeat
     (``ledger.instances``): ``waystone cluster status`` lists those seen recently."""
@@ -218,6 +226,7 @@ MIGRATIONS: list[Migration] = [
     m006_rollup_fold,
     m007_unpriced_needs_tokens,
     m008_cache_write_tokens,
+    m009_flagged,
     m012_instances,
 ]
 

@@ -136,10 +136,18 @@ def _cells(r: Row, with_unpriced: bool) -> list[str]:
 
 
 def top_view(
-    result: Row, by: str, metric: str, since: str | None, until: str | None, room: int | None
+    result: Row,
+    by: str,
+    metric: str,
+    since: str | None,
+    until: str | None,
+    room: int | None,
+    *,
+    flagged: bool = False,
 ) -> list[RenderableType]:
     rows = result["rows"]
-    heading = f"Top {len(rows)} of {result['entities']} {_plural(by)} by {metric}, {span_text(since, until)}"
+    of = " of flagged requests" if flagged else ""
+    heading = f"Top {len(rows)} of {result['entities']} {_plural(by)} by {metric}{of}, {span_text(since, until)}"
     label = f"all {result['entities']} {_plural(by)}"
     table = usage_table(rows, by, result["total"], label, room)
     return [heading, table, *_note(result["total"])]
@@ -159,10 +167,12 @@ def show_view(
     other = "group" if kind == "user" else "user"
     members = result["groups" if kind == "user" else "members"]
     totals = {k: v for k, v in result.items() if k not in ("models", "groups", "members", "daily")}
+    flagged = result.get("flagged_requests", 0)
     parts: list[RenderableType] = [
         f"{kind.capitalize()} {result[kind]}, {span_text(since, until)}",
         usage_table([totals], kind, room=room),
         *_note(totals),
+        *([f"{count(flagged)} flagged request(s)"] if flagged else []),
         "",
         usage_table(result["models"], "model", room=room),
         "",
