@@ -180,7 +180,8 @@ def _flagged(con: duckdb.DuckDBPyConnection, kind: str, id: str, span: Span) -> 
     count them; few rows are flagged, and the filter skips the row groups with none."""
     if not has_flagged(con):
         return 0
-    where, params = [f"{'user_id' if kind == 'user' else 'group_id'} = ?", "flagged"], [id]
+    where = [f"{'user_id' if kind == 'user' else 'group_id'} = ?", "flagged"]
+    params: list[Any] = [id]
     if span.since is not None:
         where.append("ts >= ?")
         params.append(span.since)
