@@ -40,6 +40,7 @@ def apply_policy(call: Call, body: dict[str, Any]) -> int | None:
     call.decision = decision
     rec.rulesets = list(decision.rulesets)
     rec.rules = list(decision.rules)
+    rec.flagged = decision.flagged  # a refused request that a flag rule marked says so too
     if not decision.allowed:
         raise _refusal(decision, call.budget_headers() if decision.limits else {})
     if decision.model != rec.requested_model and rec.model is not None:

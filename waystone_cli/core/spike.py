@@ -28,7 +28,7 @@ the current ``window`` has reached ``factor`` x its average per window over
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from waystone_cli.core.counters import Subject
 
@@ -70,3 +70,18 @@ def judge(
 def period_start(now_s: float, window_s: float) -> datetime:
     """The start of the ``window_s``-long period (from the epoch) holding ``now_s``."""
     return datetime.fromtimestamp(now_s - now_s % window_s, UTC)
+
+
+def hit_json(hit: SpikeHit) -> dict[str, Any]:
+    """A hit as JSON-able data (``rules explain --json``, alerts' ``spike.detected``)."""
+    return {
+        "subject": {"kind": hit.subject.kind, "id": hit.subject.id or None},
+        "ruleset": hit.ruleset,
+        "rule": hit.rule,
+        "metric": hit.metric,
+        "window": hit.window,
+        "window_start": hit.window_start.isoformat(),
+        "current": hit.current,
+        "baseline": hit.baseline,
+        "factor": hit.factor,
+    }

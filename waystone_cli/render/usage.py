@@ -247,6 +247,25 @@ def spikes_table(rows: Sequence[Row], by: str) -> Table:
     return table
 
 
+def rule_spikes_table(rows: Sequence[Row], by: str) -> Table:
+    """``usage spikes --rule``: per subject and window, the first request the rule fired at."""
+    table = _table(
+        by, "window from", "fired at", "value", "baseline", "factor", "requests", right_from=3
+    )
+    for r in rows:
+        metric = "cost" if r["metric"] == "cost_usd" else "tokens"
+        table.add_row(
+            r[by],
+            when_text(r["bucket"]),
+            when_text(r["at"]),
+            metric_text(metric, r["value"]),
+            metric_text(metric, r["baseline"]),
+            "new" if r["factor"] is None else f"{r['factor']:.1f}x",
+            count(r["requests"]),
+        )
+    return table
+
+
 def datasets_table(rows: Sequence[Row]) -> Table:
     table = _table("dataset", "items", "first", "last")
     for r in rows:
