@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from waystone_cli.core.config import Config
 from waystone_cli.core.counters import Subject
 from waystone_cli.core.entities import Entity
-from waystone_cli.core.spike import SpikeHit
+
+if TYPE_CHECKING:
+    from waystone_cli.core.spike import SpikeHit  # which reads this module's amount()
 
 # RequestFacts and Decision are tuples built by keyword: one of each is made for every
 # request, and a frozen dataclass would set each field through object.__setattr__.

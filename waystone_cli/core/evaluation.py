@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import NamedTuple
 
+from waystone_cli.core import spike
 from waystone_cli.core.conditions import Facts
 from waystone_cli.core.config import Config, RuleConfig, RulesetConfig
 from waystone_cli.core.counters import ANONYMOUS, Subject, UsageView
@@ -28,7 +29,7 @@ from waystone_cli.core.decision import (
 )
 from waystone_cli.core.effects import Block, Effects, Firing, combine, effect_text
 from waystone_cli.core.policy_plan import RulesetPlan
-from waystone_cli.core.spike import SpikeHit, judge, period_start
+from waystone_cli.core.spike import SpikeHit
 
 UNPRICED = "the request is unpriced and [server] unpriced_blocks is on"
 CALENDAR_SPAN = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
@@ -232,36 +233,16 @@ class Evaluation:
         sp = rule.spike
         assert sp is not None
         now = self.facts.now
-        current = self.counters.usage(subject, sp.metric, sp.window, now)
-        total = self.counters.usage(subject, sp.metric, sp.baseline, now) - current
-        average = judge(current, total, sp.windows, sp.factor, sp.min)
-        if average is None and not self.explain:
-            return _QUOTA_NOT_REACHED
-        shown = average if average is not None else max(total, 0.0) / sp.windows
-        detail = (
-            f"{sp.metric} in the last {sp.window} is {amount(sp.metric, current)}, against "
-            f"{sp.factor:g}x an average of {amount(sp.metric, shown)} per {sp.window} over "
-            f"the last {sp.baseline} (min {amount(sp.metric, sp.min)})"
-        )
-        if average is None:
-            return _Test(False, "quota", detail)
-        at = period_start(now.timestamp(), sp.window_s)
-        hit = SpikeHit(
-            subject=subject,
-            ruleset=rs.name,
-            rule=rule.name,
-            metric=sp.metric,
-            window=sp.window,
-            window_start=at,
-            current=current,
-            baseline=average,
-            factor=sp.factor,
-        )
-        # Blocked requests are not charged, so the window's usage leaves within it: the
-        # wait until it falls below the bar is at most that (the baseline only grows).
-        bar = max(sp.factor * average, sp.min)
-        retry = self.counters.relief(subject, sp.metric, sp.window, bar, now) if bar > 0 else None
-        return _Test(True, "quota", f"{detail} (reached)", retry or sp.window_s, hit)
+        reading = spike.read(self.counters, subject, sp, now)
+        if reading.average is None:
+            return (
+                _Test(False, "quota", spike.describe(sp, reading))
+                if self.explain
+                else _QUOTA_NOT_REACHED
+            )
+        hit = spike.hit(subject, rs.name, rule.name, sp, reading, now)
+        retry = spike.retry_after(self.counters, hit, sp, now) if rule.action == "block" else None
+        return _Test(True, "quota", f"{spike.describe(sp, reading)} (reached)", retry, hit)
 
     def _share_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
         share, user, group = rule.share, self.facts.user, self.facts.group

@@ -30,7 +30,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from waystone_cli.core.counters import Subject
+from waystone_cli.core.config import SpikeTrigger
+from waystone_cli.core.counters import Subject, UsageView
+from waystone_cli.core.decision import amount
 
 
 class SpikeHit(NamedTuple):
@@ -65,6 +67,57 @@ def judge(
     if current * baseline_windows < factor * total:
         return None
     return total / baseline_windows
+
+
+class Reading(NamedTuple):
+    """The trigger's two counter reads for one subject, and ``judge``'s verdict."""
+
+    current: float  # usage in the window
+    total: float  # usage in the baseline before the window
+    average: float | None  # the baseline average when it is a spike, else None
+
+
+def read(counters: UsageView, subject: Subject, sp: SpikeTrigger, now: datetime) -> Reading:
+    """What the daemon's trigger sees: two values the counters keep, then ``judge``."""
+    current = counters.usage(subject, sp.metric, sp.window, now)
+    total = counters.usage(subject, sp.metric, sp.baseline, now) - current
+    return Reading(current, total, judge(current, total, sp.windows, sp.factor, sp.min))
+
+
+def describe(sp: SpikeTrigger, r: Reading) -> str:
+    """The reading in words, for the decision's reasons (``rules explain``)."""
+    average = r.average if r.average is not None else max(r.total, 0.0) / sp.windows
+    return (
+        f"{sp.metric} in the last {sp.window} is {amount(sp.metric, r.current)}, against "
+        f"{sp.factor:g}x an average of {amount(sp.metric, average)} per {sp.window} over "
+        f"the last {sp.baseline} (min {amount(sp.metric, sp.min)})"
+    )
+
+
+def hit(
+    subject: Subject, ruleset: str, rule: str, sp: SpikeTrigger, r: Reading, now: datetime
+) -> SpikeHit:
+    assert r.average is not None
+    return SpikeHit(
+        subject=subject,
+        ruleset=ruleset,
+        rule=rule,
+        metric=sp.metric,
+        window=sp.window,
+        window_start=period_start(now.timestamp(), sp.window_s),
+        current=r.current,
+        baseline=r.average,
+        factor=sp.factor,
+    )
+
+
+def retry_after(counters: UsageView, h: SpikeHit, sp: SpikeTrigger, now: datetime) -> float:
+    """A blocking spike's Retry-After.  Refused requests are not charged, so the
+    window's usage leaves within it: the wait until it falls below the bar is at most
+    the window (the baseline only grows meanwhile)."""
+    bar = max(sp.factor * h.baseline, sp.min)
+    retry = counters.relief(h.subject, sp.metric, sp.window, bar, now) if bar > 0 else None
+    return retry or sp.window_s
 
 
 def period_start(now_s: float, window_s: float) -> datetime:

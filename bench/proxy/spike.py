@@ -1,0 +1,171 @@
+"""A spike rule (``action = "flag"``) on against off, on the proxy benchmark's harness.
+
+    python bench/proxy/spike.py                     # ~1 minute
+    python bench/proxy/spike.py --repeat 3 --duration 10
+
+Three ``waystone serve`` on the same fake provider (``provider.py``), each pinned to core
+0 with the provider and wrk on core 1, JSON at concurrency 16 (``--connections``), users
+rotating over 1,000 in 50 groups, every request naming both:
+
+- ``off``: no rules;
+- ``ruleset``: one ruleset (``always``) with a rule whose ``model`` trigger never
+  matches: what any applying ruleset costs (matching, the ``rulesets`` list on every
+  ledger row and response), without the spike trigger;
+- ``spike``: one ruleset (``always``) with ``spike = {metric = "cost_usd", window = "1h",
+  factor = 10, baseline = "7d", min = 1000000}``: judged for the user and the group on
+  every request, never reached (no request is flagged), the trigger's steady cost;
+- ``spike-firing``: the same with ``min = 0``: with no history every request after a
+  subject's first is a spike, so the flag path (hit, flagged row) runs on nearly all.
+
+The gateways take turns run by run (A/B interleaved in one run, ``--repeat`` rounds),
+so background load hits them alike.  Reported: requests per second, p99, CPU seconds of
+the gateway and requests per CPU-second, each as a ratio to ``off`` (medians over the
+rounds); per CPU-second is the figure to trust on a shared machine.  Afterwards every
+ledger is checked: ``spike-firing`` has flagged rows, ``spike`` and ``off`` none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import median
+
+from gateway_config import config_text
+from load import Load
+from processes import RssSampler, free_port, start, stop, wait_http
+from report import Measurement
+from run import GATEWAY_CORE, ROOT, Gateway, _ledger_path, measure, start_provider
+
+SPIKE = """
+[rules.runaway]
+spike = {{ metric = "cost_usd", window = "1h", factor = 10, baseline = "7d", min = {min} }}
+action = "flag"
+
+[rulesets.watch]
+when = "always"
+rules = ["runaway"]
+"""
+MODEL_RULE = """
+[rules.never]
+model = "nothing/*"
+action = "flag"
+
+[rulesets.watch]
+when = "always"
+rules = ["never"]
+"""
+VARIANTS = {"off": None, "ruleset": -1, "spike": 1_000_000, "spike-firing": 0}
+
+
+def start_gateway(work: Path, label: str, provider_port: int, minimum: int | None) -> Gateway:
+    home, port = work / label, free_port()
+    home.mkdir()
+    text = config_text(port, provider_port)
+    if minimum is not None:
+        text += MODEL_RULE if minimum < 0 else SPIKE.format(min=minimum)
+    (home / "config.toml").write_text(text)
+    log = home / "serve.log"
+    env = {"WAYSTONE_HOME": str(home), "BENCH_PROVIDER_KEY": "sk-bench", "PYTHONPATH": str(ROOT)}
+    proc = start([sys.executable, "-m", "waystone_cli.main", "serve"], GATEWAY_CORE, log, env)
+    wait_http(f"http://127.0.0.1:{port}/readyz", proc, log)
+    return Gateway(label, port, proc, log, RssSampler(proc.pid), home=home)
+
+
+def flagged_rows(gw: Gateway) -> tuple[int, int]:
+    import duckdb
+
+    assert gw.home is not None
+    con = duckdb.connect(str(_ledger_path(gw.home)), read_only=True)
+    try:
+        row = con.execute("SELECT count(*) FILTER (WHERE flagged), count(*) FROM requests")
+        found = row.fetchone()
+    finally:
+        con.close()
+    return (int(found[0]), int(found[1])) if found else (0, 0)
+
+
+def report(
+    ms: list[Measurement], ledgers: dict[str, tuple[int, int]], args: argparse.Namespace
+) -> list[str]:
+    def med(label: str, value: str) -> float:
+        runs = [m for m in ms if m.gateway == label]
+        values = {
+            "rps": [m.run.rps for m in runs],
+            "p99": [m.run.p99_ms for m in runs],
+            "cpu": [m.cpu_s for m in runs],
+            "per_cpu": [m.run.requests / m.cpu_s for m in runs if m.cpu_s],
+        }[value]
+        return median(values)
+
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# spike rule on vs off, {when}",
+        "",
+        f"json c{args.connections}, {args.warmup:g} s warm-up + {args.duration:g} s per run, "
+        f"{args.repeat} rounds interleaved; load average {os.getloadavg()[0]:.2f} at the end.",
+        "",
+        "| gateway | rps | vs off | p99 ms | req per CPU-s | vs off | errors | flagged rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base_rps, base_cpu = med("off", "rps"), med("off", "per_cpu")
+    for label in VARIANTS:
+        rps, per_cpu = med(label, "rps"), med(label, "per_cpu")
+        errors = sum(m.run.errors for m in ms if m.gateway == label)
+        flagged, total = ledgers[label]
+        lines.append(
+            f"| {label} | {rps:,.0f} | {rps / base_rps:.3f}× | {med(label, 'p99'):.1f} | "
+            f"{per_cpu:,.0f} | {per_cpu / base_cpu:.3f}× | {errors} | {flagged:,} of {total:,} |"
+        )
+    return lines
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="A spike rule on vs off, with wrk.")
+    p.add_argument("--duration", type=float, default=8)
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--groups", type=int, default=50)
+    args = p.parse_args()
+    args.profile = False  # ``run.measure`` reads it
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="waystone-spike-bench-"))
+    gateways: list[Gateway] = []
+    provider = None
+    try:
+        provider, provider_port = start_provider(work)
+        for label, minimum in VARIANTS.items():
+            gateways.append(start_gateway(work, label, provider_port, minimum))
+        load = Load(args.connections, False, args.users, args.groups, False)
+        ms: list[Measurement] = []
+        for _ in range(args.repeat):
+            for gw in gateways:
+                ms.append(measure(gw, load, args, work))
+                print(f"{gw.label:>14}: {ms[-1].run.rps:8,.0f} rps", file=sys.stderr, flush=True)
+        ledgers = {}
+        for gw in gateways:
+            gw.sampler.close()
+            stop(gw.proc)
+            ledgers[gw.label] = flagged_rows(gw)
+        print("\n".join(report(ms, ledgers, args)))
+    finally:
+        for gw in gateways:
+            gw.sampler.close()
+            stop(gw.proc)
+        if provider is not None:
+            stop(provider)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
