@@ -233,7 +233,7 @@ class Evaluation:
         sp = rule.spike
         assert sp is not None
         now = self.facts.now
-        reading = spike.read(self.counters, subject, sp, now)
+        reading = spike.read(self.counters, subject, sp, now, self.explain)
         if reading.average is None:
             return (
                 _Test(False, "quota", spike.describe(sp, reading))

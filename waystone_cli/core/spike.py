@@ -61,7 +61,7 @@ def judge(
     ``baseline_total`` is the usage over the baseline with the current window left
     out, ``baseline_windows`` how many windows that covers (``baseline / window - 1``).
     """
-    if current <= 0 or current < minimum:
+    if not in_reach(current, minimum):
         return None
     total = max(baseline_total, 0.0)  # counters in float may leave a tiny negative
     if current * baseline_windows < factor * total:
@@ -69,17 +69,28 @@ def judge(
     return total / baseline_windows
 
 
+def in_reach(current: float, minimum: float) -> bool:
+    """``judge``'s first test, which needs no baseline: some usage, and at least ``min``.
+    Most subjects stay below ``min``, so the daemon reads the baseline only past it."""
+    return current > 0 and current >= minimum
+
+
 class Reading(NamedTuple):
     """The trigger's two counter reads for one subject, and ``judge``'s verdict."""
 
     current: float  # usage in the window
-    total: float  # usage in the baseline before the window
+    total: float  # usage in the baseline before the window (0 when not read)
     average: float | None  # the baseline average when it is a spike, else None
 
 
-def read(counters: UsageView, subject: Subject, sp: SpikeTrigger, now: datetime) -> Reading:
-    """What the daemon's trigger sees: two values the counters keep, then ``judge``."""
+def read(
+    counters: UsageView, subject: Subject, sp: SpikeTrigger, now: datetime, explain: bool = False
+) -> Reading:
+    """What the daemon's trigger sees: two values the counters keep, then ``judge``; the
+    baseline is not read when the window is out of reach (unless explaining)."""
     current = counters.usage(subject, sp.metric, sp.window, now)
+    if not explain and not in_reach(current, sp.min):
+        return Reading(current, 0.0, None)
     total = counters.usage(subject, sp.metric, sp.baseline, now) - current
     return Reading(current, total, judge(current, total, sp.windows, sp.factor, sp.min))
 

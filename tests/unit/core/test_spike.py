@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from tests.unit.core.test_policy import ALICE, NOW, config, facts, spend
 from waystone_cli.core.counters import Subject, UsageCounters
 from waystone_cli.core.policy import decide
-from waystone_cli.core.spike import SpikeHit, judge, period_start
+from waystone_cli.core.spike import SpikeHit, in_reach, judge, period_start
 
 # --- judge -----------------------------------------------------------------------------
 
@@ -125,3 +125,11 @@ def test_a_hit_encodes_to_json_without_infinity() -> None:
     hit = decide(config(RUNAWAY), facts(ALICE), c).spikes[0]
     # allow_nan=False raises on an infinity: a hit must never carry one.
     json.dumps({**hit._asdict(), "window_start": hit.window_start.isoformat()}, allow_nan=False)
+
+
+def test_out_of_reach_nothing_fires_whatever_the_baseline() -> None:
+    # in_reach lets the daemon skip the baseline read: it must never skip a spike.
+    cases = {(0.0, 0.0): False, (2.0, 3.0): False, (3.0, 3.0): True, (0.5, 0.0): True}
+    for (current, minimum), reach in cases.items():
+        assert in_reach(current, minimum) is reach
+        assert (judge(current, 0.0, 3, 2, minimum) is not None) is reach  # no history
