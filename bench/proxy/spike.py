@@ -13,9 +13,12 @@ rotating over 1,000 in 50 groups, every request naming both:
   ledger row and response), without the spike trigger;
 - ``spike``: one ruleset (``always``) with ``spike = {metric = "cost_usd", window = "1h",
   factor = 10, baseline = "7d", min = 1000000}``: judged for the user and the group on
-  every request, never reached (no request is flagged), the trigger's steady cost;
+  every request, ``min`` never reached (no request is flagged), the trigger's cost for
+  the subjects below ``min``, most of them in real traffic (one counter read each: the
+  baseline is read only past ``min``);
 - ``spike-firing``: the same with ``min = 0``: with no history every request after a
-  subject's first is a spike, so the flag path (hit, flagged row) runs on nearly all.
+  subject's first is a spike (a short run has no history before its current hour), so
+  both counter reads and the flag path (hit, flagged row) run on nearly all.
 
 The gateways take turns run by run (A/B interleaved in one run, ``--repeat`` rounds),
 so background load hits them alike.  Reported: requests per second, p99, CPU seconds of

@@ -146,7 +146,7 @@ def top_view(
     flagged: bool = False,
 ) -> list[RenderableType]:
     rows = result["rows"]
-    of = " of flagged requests" if flagged else ""
+    of = ", flagged requests only" if flagged else ""
     heading = f"Top {len(rows)} of {result['entities']} {_plural(by)} by {metric}{of}, {span_text(since, until)}"
     label = f"all {result['entities']} {_plural(by)}"
     table = usage_table(rows, by, result["total"], label, room)
