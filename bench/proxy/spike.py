@@ -20,10 +20,12 @@ rotating over 1,000 in 50 groups, every request naming both:
   subject's first is a spike (a short run has no history before its current hour), so
   both counter reads and the flag path (hit, flagged row) run on nearly all.
 
-The gateways take turns run by run (A/B interleaved in one run, ``--repeat`` rounds),
-so background load hits them alike.  Reported: requests per second, p99, CPU seconds of
-the gateway and requests per CPU-second, each as a ratio to ``off`` (medians over the
-rounds); per CPU-second is the figure to trust on a shared machine.  Afterwards every
+The gateways take turns run by run (A/B interleaved in one run, ``--repeat`` rounds, the
+order rotating each round, since a gateway's ledger writer still works on core 0 while
+the next one is measured), so background load hits them alike.  Reported: requests per
+second, p99 and requests per CPU-second of the gateway, and the median over the rounds
+of each round's ratio to ``off``; per CPU-second is the figure to trust on a shared
+machine.  Afterwards every
 ledger is checked: ``spike-firing`` has flagged rows, ``spike`` and ``off`` none.
 """
 
@@ -34,6 +36,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
@@ -93,37 +96,55 @@ def flagged_rows(gw: Gateway) -> tuple[int, int]:
 
 
 def report(
-    ms: list[Measurement], ledgers: dict[str, tuple[int, int]], args: argparse.Namespace
+    rounds: list[dict[str, Measurement]],
+    ledgers: dict[str, tuple[int, int]],
+    args: argparse.Namespace,
 ) -> list[str]:
-    def med(label: str, value: str) -> float:
-        runs = [m for m in ms if m.gateway == label]
-        values = {
-            "rps": [m.run.rps for m in runs],
-            "p99": [m.run.p99_ms for m in runs],
-            "cpu": [m.cpu_s for m in runs],
-            "per_cpu": [m.run.requests / m.cpu_s for m in runs if m.cpu_s],
-        }[value]
-        return median(values)
+    """Medians over the rounds of each value, and of each round's ratio to ``off``."""
+
+    def med(label: str, value: Callable[[Measurement], float]) -> float:
+        return median(value(r[label]) for r in rounds)
+
+    def ratio(label: str, value: Callable[[Measurement], float]) -> float:
+        return median(value(r[label]) / value(r["off"]) for r in rounds)
+
+    def rps(m: Measurement) -> float:
+        return m.run.rps
+
+    def per_cpu(m: Measurement) -> float:
+        return m.run.requests / m.cpu_s if m.cpu_s else 0.0
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# spike rule on vs off, {when}",
         "",
         f"json c{args.connections}, {args.warmup:g} s warm-up + {args.duration:g} s per run, "
-        f"{args.repeat} rounds interleaved; load average {os.getloadavg()[0]:.2f} at the end.",
+        f"{len(rounds)} rounds, the order rotating each round; load average "
+        f"{os.getloadavg()[0]:.2f} at the end. Ratios: median of the rounds' ratios.",
         "",
         "| gateway | rps | vs off | p99 ms | req per CPU-s | vs off | errors | flagged rows |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    base_rps, base_cpu = med("off", "rps"), med("off", "per_cpu")
     for label in VARIANTS:
-        rps, per_cpu = med(label, "rps"), med(label, "per_cpu")
-        errors = sum(m.run.errors for m in ms if m.gateway == label)
+        errors = sum(r[label].run.errors for r in rounds)
         flagged, total = ledgers[label]
         lines.append(
-            f"| {label} | {rps:,.0f} | {rps / base_rps:.3f}× | {med(label, 'p99'):.1f} | "
-            f"{per_cpu:,.0f} | {per_cpu / base_cpu:.3f}× | {errors} | {flagged:,} of {total:,} |"
+            f"| {label} | {med(label, rps):,.0f} | {ratio(label, rps):.3f}× | "
+            f"{med(label, lambda m: m.run.p99_ms):.1f} | {med(label, per_cpu):,.0f} | "
+            f"{ratio(label, per_cpu):.3f}× | {errors} | {flagged:,} of {total:,} |"
         )
+    lines += [
+        "",
+        "Per round, requests per CPU-second against off: "
+        + "; ".join(
+            ", ".join(
+                f"{label} {per_cpu(r[label]) / per_cpu(r['off']):.3f}"
+                for label in VARIANTS
+                if label != "off"
+            )
+            for r in rounds
+        ),
+    ]
     return lines
 
 
@@ -150,17 +171,18 @@ def main() -> None:
         for label, minimum in VARIANTS.items():
             gateways.append(start_gateway(work, label, provider_port, minimum))
         load = Load(args.connections, False, args.users, args.groups, False)
-        ms: list[Measurement] = []
-        for _ in range(args.repeat):
-            for gw in gateways:
-                ms.append(measure(gw, load, args, work))
-                print(f"{gw.label:>14}: {ms[-1].run.rps:8,.0f} rps", file=sys.stderr, flush=True)
+        rounds: list[dict[str, Measurement]] = []
+        for i in range(args.repeat):
+            rounds.append({})
+            for gw in gateways[i % len(gateways) :] + gateways[: i % len(gateways)]:
+                m = rounds[-1][gw.label] = measure(gw, load, args, work)
+                print(f"{gw.label:>14}: {m.run.rps:8,.0f} rps", file=sys.stderr, flush=True)
         ledgers = {}
         for gw in gateways:
             gw.sampler.close()
             stop(gw.proc)
             ledgers[gw.label] = flagged_rows(gw)
-        print("\n".join(report(ms, ledgers, args)))
+        print("\n".join(report(rounds, ledgers, args)))
     finally:
         for gw in gateways:
             gw.sampler.close()

@@ -38,7 +38,6 @@ from waystone_cli.core.counters import COST_SCALE
 from waystone_cli.core.errors import UsageError
 from waystone_cli.core.spike import judge, period_start
 from waystone_cli.core.windows import WindowError, parse_duration
-from waystone_cli.ledger.counters import NOT_FORWARDED
 from waystone_cli.ledger.spans import DIMENSION_SQL, Filters, Span, fold_mark, source_sql
 
 if TYPE_CHECKING:
@@ -180,6 +179,8 @@ def rule_spikes(
         baseline_s = parse_duration(baseline).total_seconds()
     except WindowError as err:
         raise UsageError(str(err)) from None
+    from waystone_cli.ledger.counters import NOT_FORWARDED  # loads duckdb: not at import
+
     span = Span.from_params(since, until)
     start = span.since - timedelta(seconds=baseline_s + 60) if span.since else datetime.min
     sql = _REPLAY_SQL.format(
