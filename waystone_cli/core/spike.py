@@ -12,7 +12,9 @@ the current ``window`` has reached ``factor`` x its average per window over
 - **Usage before this request**, like every other trigger: the request that makes the
   usage reach the bar goes through as it is; the next one is the first the trigger sees.
 - **"Reached" is ``>=``**, as for ``usage``: ``current >= factor x average``, compared as
-  ``current x windows >= factor x baseline_total`` so that whole numbers stay exact.
+  ``current x windows >= factor x baseline_total`` so that whole numbers stay exact, and
+  USD amounts (floats of whole 1e-10 units) equal to 12 significant digits count as
+  equal, so float noise never moves the firing point.
 - **No history** (average 0): any usage is infinitely above it, so only ``min`` guards a
   newcomer; the trigger needs ``current > 0`` too, so a subject's first request (current
   0) never fires even with ``min = 0``.  No ratio is ever computed, so nothing can hold
@@ -27,6 +29,7 @@ the current ``window`` has reached ``factor`` x its average per window over
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -64,7 +67,10 @@ def judge(
     if not in_reach(current, minimum):
         return None
     total = max(baseline_total, 0.0)  # counters in float may leave a tiny negative
-    if current * baseline_windows < factor * total:
+    reached, bar = current * baseline_windows, factor * total
+    # USD comes from the counters as units of 1e-10 over 1e10, and the baseline as a
+    # difference of two such floats: at the bar itself, float noise must not decide.
+    if reached < bar and not math.isclose(reached, bar, rel_tol=1e-12):
         return None
     return total / baseline_windows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 
 from tests.unit.core.test_policy import ALICE, NOW, config, facts, spend
@@ -133,3 +134,16 @@ def test_out_of_reach_nothing_fires_whatever_the_baseline() -> None:
     for (current, minimum), reach in cases.items():
         assert in_reach(current, minimum) is reach
         assert (judge(current, 0.0, 3, 2, minimum) is not None) is reach  # no history
+
+
+def test_a_cost_exactly_at_the_bar_fires_whatever_the_float_noise() -> None:
+    # As the counters read USD: whole 1e-10 units over 1e10, the baseline a difference
+    # of two such floats. current = 2 x the average of 3 windows is the bar, exactly.
+    rng = random.Random(19)
+    for _ in range(2_000):
+        units = rng.randint(1, 10**8)
+        current = 2 * units / 1e10
+        total = (2 * units + 3 * units) / 1e10 - current
+        assert judge(current, total, 3, 2, 0) is not None, units
+        below = (2 * units - 1) / 1e10
+        assert judge(below, (2 * units - 1 + 3 * units) / 1e10 - below, 3, 2, 0) is None, units
