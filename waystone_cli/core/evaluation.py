@@ -372,7 +372,7 @@ class Evaluation:
             reasons=tuple(self.reasons),
             limits=tuple(self.limits),
             matches=tuple(self.matches),
-            spikes=tuple(self.spikes),
+            spikes=tuple(dict.fromkeys(self.spikes)),  # a rule two rulesets list: once
             flagged=fx.flagged,
         )
 

@@ -147,3 +147,9 @@ def test_a_cost_exactly_at_the_bar_fires_whatever_the_float_noise() -> None:
         assert judge(current, total, 3, 2, 0) is not None, units
         below = (2 * units - 1) / 1e10
         assert judge(below, (2 * units - 1 + 3 * units) / 1e10 - below, 3, 2, 0) is None, units
+
+
+def test_a_spike_rule_two_rulesets_list_reports_one_hit() -> None:
+    toml = RUNAWAY + '[rulesets.again]\nwhen = "tier = free"\nrules = ["runaway"]\n'
+    d = decide(config(toml), facts(), counters_with(2, 4))
+    assert (d.rules, len(d.spikes)) == (("watch/runaway", "again/runaway"), 1)
