@@ -66,7 +66,8 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_post(
             f"{prefix}/audio/transcriptions", multipart_route("audio/transcriptions")
         )
-        app.router.add_get(f"{prefix}/models", openai_errors(models_handler))
+        app.router.add_get(f"{prefix}/models", models_handler)
+        app.router.add_get(f"{prefix}/models/{{model_id:.+}}", models_handler)
         for route in MESSAGES_ROUTES:
             app.router.add_post(f"{prefix}/{route}", messages_route(route))
         app.router.add_get(f"{prefix}/waystone/usage", openai_errors(usage_endpoint.handler))
@@ -100,18 +101,31 @@ async def observer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    from waystone_cli.core.cluster import instance_name, server_url
     from waystone_cli.ledger.connection import open_readwrite
     from waystone_cli.ledger.counters import counter_rows, counters_since
+    from waystone_cli.ledger.dialect import Connection
     from waystone_cli.ledger.entities import load_entities
+    from waystone_cli.ledger.postgres import open_postgres
     from waystone_cli.ledger.writer import LedgerWriter
 
     settings = app[SETTINGS]
-    ledger = app[CONFIG].current.config.ledger
-    con = open_readwrite(settings.ledger_path, memory_limit_mb=ledger.memory_limit_mb)
+    config = app[CONFIG].current.config
+    ledger, instance = config.ledger, instance_name(config)
+    url = server_url(ledger.url, "ledger.url")
+    con: Connection
+    if url is None:
+        con, spill_path = (
+            open_readwrite(settings.ledger_path, memory_limit_mb=ledger.memory_limit_mb),
+            None,
+        )
+    else:
+        con = open_postgres(url)
+        # Each instance spills to a file of its own: workers share the home folder.
+        spill_path = settings.ledger_path.with_name(f"postgres-{instance}.spill.jsonl")
     store = EntityStore()
     users, groups, _links = load_entities(con)
     store.load(users, groups)
-    config = app[CONFIG].current.config
     keep = longest_window(config)
     counters = UsageCounters(tz=config.server.timezone, keep=keep)
     counters.load(counter_rows(con, counters_since(keep=keep)))
@@ -120,6 +134,8 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         queue_size=ledger.queue_size,
         batch_size=ledger.batch_size,
         flush_interval_ms=ledger.flush_interval_ms,
+        spill_path=spill_path,
+        instance=instance,
     )
     await writer.start()
     app[ENTITIES], app[COUNTERS], app[LEDGER] = store, counters, writer

@@ -47,15 +47,28 @@ class AppContext:
             return Path(config.ledger.path).expanduser()
         return paths.default_ledger_path()
 
+    def ledger_url(self, config: Config | None = None) -> str | None:
+        """The Postgres ledger's URL (``[ledger] url``, an ``env:`` name resolved), or None
+        for the DuckDB file."""
+        from waystone_cli.core.cluster import server_url
+
+        config = config if config is not None else self.load_for_reading()
+        return server_url(config.ledger.url, "ledger.url")
+
     def socket_path(self) -> Path:
         return paths.default_socket_path()
 
     def query(self, name: str, **params: Any) -> Any:
-        """Run a ledger query through the daemon if it is up, else on the file."""
+        """Run a ledger query on Postgres, or through the daemon if it is up, else on the file."""
         from waystone_cli.ledger.access import run_query
 
+        config = self.load_for_reading()
         return run_query(
-            name, ledger_path=self.ledger_path(), socket_path=self.socket_path(), **params
+            name,
+            ledger_path=self.ledger_path(config),
+            socket_path=self.socket_path(),
+            ledger_url=self.ledger_url(config),
+            **params,
         )
 
 

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
 from aiohttp import web
 
 from daemon.request.entities import Evictable as EntityEvictable
@@ -47,6 +46,7 @@ from waystone_cli.core.counters import Key, UsageCounters, member_key, series_ke
 from waystone_cli.core.entities import Kind
 from waystone_cli.core.errors import LedgerUnavailable
 from waystone_cli.core.identity import Identity
+from waystone_cli.ledger.dialect import Connection, database_errors
 
 log = logging.getLogger("waystone.eviction")
 SWEEP_EVERY_S = 30.0
@@ -93,7 +93,7 @@ async def recall(app: web.Application, identity: Identity) -> None:
             entities, rows = await app[LEDGER].run_in_db(
                 lambda con: _read(con, missing, user, group, keep)
             )
-        except duckdb.Error as err:
+        except database_errors() as err:
             log.warning("cannot recall %s/%s from the ledger: %s", user, group, err)
             raise LedgerUnavailable(
                 "the gateway cannot read this user's usage from its ledger; try again"
@@ -133,7 +133,7 @@ def _missing(app: web.Application, user: str | None, group: str | None) -> _Miss
 
 
 def _read(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     missing: _Missing,
     user: str | None,
     group: str | None,

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.errors import Handler, error_as_response
+from daemon.errors import Handler, anthropic_error_as_response, error_as_response
 from daemon.request.body import decode_json, read_body, read_multipart
 from daemon.request.call import Call
 from daemon.request.eviction import recall
@@ -215,10 +215,20 @@ def _input_of(body: dict[str, Any]) -> Any:
 
 
 async def models_handler(request: web.Request) -> web.Response:
-    from waystone_cli.core.models import list_models
-
-    admit(request, "models")
-    return web.json_response(list_models(request.app[CONFIG].current.config))
+    """``GET /v1/models`` and ``GET /v1/models/{model_id}``, in the shape of the client's API:
+    Anthropic's when the request carries ``anthropic-version`` (its SDKs always send it, and
+    OpenAI's never do), OpenAI's otherwise; errors in the same API's envelope."""
+    api = "anthropic" if "anthropic-version" in request.headers else "openai"
+    try:
+        admit(request, "models")
+        models = request.app[CONFIG].current.models
+        model_id = request.match_info.get("model_id")
+        answer = models.listing(api) if model_id is None else models.describe(model_id, api)
+    except Exception as err:
+        if api == "anthropic":
+            return anthropic_error_as_response(request, err)
+        return error_as_response(request, err)
+    return web.json_response(answer)
 
 
 def admit(request: web.Request, route: str) -> None:

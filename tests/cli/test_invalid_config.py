@@ -28,6 +28,7 @@ WARNING = (
 
 
 @pytest.mark.usefixtures("ledger")
+@pytest.mark.parametrize("ledger", ["duckdb"], indirect=True)  # the config is its own
 def test_usage_top_reads_the_ledger_and_warns_once(cli: Cli, write_config) -> None:
     write_config(BROKEN)
     run = cli("usage", "top", "--since", "2026-11-01")

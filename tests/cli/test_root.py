@@ -81,3 +81,15 @@ def test_config_path_all_prints_where_state_lives(
         f"socket  {waystone_home / 'admin.sock'}\n"
         f"lock    {waystone_home / 'config.toml.lock'}\n",
     )
+
+
+def test_config_path_all_names_a_postgres_ledger_without_its_password(
+    cli: Cli, waystone_home: Path
+) -> None:
+    (waystone_home / "config.toml").write_text(
+        '[ledger]\nurl = "postgresql://me:secret@db.internal:5432/waystone"\n'
+    )
+    run = cli("config", "path", "--all")
+    assert run.exit_code == 0
+    assert "ledger  postgres postgresql://me:***@db.internal:5432/waystone\n" in run.stdout
+    assert "secret" not in run.stdout

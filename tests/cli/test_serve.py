@@ -70,6 +70,17 @@ def test_serve_with_no_config_says_so_and_that_nothing_is_served(
     assert [s.port for s in started] == [9001]
 
 
+def test_serve_names_a_postgres_ledger_without_its_password(
+    cli: Cli, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("daemon.server.run", lambda settings: None)
+    write_config('[ledger]\nurl = "postgresql://me:secret@db.internal:5432/waystone"\n')
+    run = cli("serve", "--port", "9001")
+    assert run.exit_code == 0
+    assert "  ledger     postgres postgresql://me:***@db.internal:5432/waystone\n" in run.stdout
+    assert "secret" not in run.stdout + run.stderr
+
+
 def test_serve_reports_gateway_keys(
     cli: Cli, write_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,7 +154,7 @@ def test_several_workers_are_announced_by_name_then_supervised(
     assert run.stdout == (
         f"waystone 0.1.0 serving http://127.0.0.1:{port}/v1\n"
         f"  config     {waystone_home / 'config.toml'}\n"
-        f"  ledger     {waystone_home / 'ledger.duckdb'}\n"
+        "  ledger     postgres postgresql://u@127.0.0.1:1/db\n"  # where the workers write
         f"  socket     {waystone_home / 'admin.sock'}\n"
         "  providers  local (mock): mock-small\n"
         "  rulesets   none\n"

@@ -553,3 +553,38 @@ rules = ["to-gpt"]
     assert [(r["provider"], r["model"], r["status"]) for r in rows] == [
         ("anth", "claude-test", 200)
     ]
+
+
+async def test_models_list_and_retrieve_in_anthropics_shape_for_the_anthropic_sdk(
+    start: Any,
+) -> None:
+    gateway = await start()
+    async with client(gateway) as anth:
+        listed = [m async for m in anth.models.list()]
+        one = await anth.models.retrieve("anth/claude-test")
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            await anth.models.retrieve("anth/no-such-model")
+    # Only the models /v1/messages can call: those of anthropic providers, in config order.
+    assert [m.id for m in listed] == [f"anth/{model}" for model in MODELS]
+    assert {m.type for m in listed} == {"model"}
+    assert (one.id, one.type, one.display_name) == ("anth/claude-test", "model", "anth/claude-test")
+    assert envelope_of(missing.value) == (404, "not_found_error")
+    openai_client = gateway.client()
+    ids = [m.id async for m in await openai_client.models.list()]
+    assert "anth/claude-test" in ids and "up/gpt-test" in ids  # OpenAI's list has them all
+    model = await openai_client.models.retrieve("up/gpt-test")
+    assert (model.id, model.object, model.owned_by) == ("up/gpt-test", "model", "up")
+    with pytest.raises(openai.NotFoundError) as not_listed:
+        await openai_client.models.retrieve("up/nothing")
+    assert not_listed.value.code == "model_not_found"
+
+
+async def test_models_refuses_a_wrong_key_in_the_envelope_of_the_clients_api(start: Any) -> None:
+    digest = hashlib.sha256(b"gw-secret").hexdigest()
+    gateway = await start(f'[keys.app]\nhash = "sha256:{digest}"\n')
+    async with client(gateway, api_key="wrong") as wrong:
+        with pytest.raises(anthropic.AuthenticationError) as refused:
+            await wrong.models.list()
+    assert envelope_of(refused.value) == (401, "authentication_error")
+    async with client(gateway, api_key="gw-secret") as right:
+        assert [m.id async for m in right.models.list()][0] == "anth/claude-test"

@@ -108,7 +108,6 @@ def _by_instance(ledger_url: str, model: str) -> dict[str, int]:
     return {str(name): int(count) for name, count in rows}
 
 
-@pytest.mark.xfail(reason="needs the postgres ledger backend (branch postgres)", strict=True)
 def test_two_workers_answer_reload_on_sighup_and_stop_on_sigterm(
     waystone_home: Path, redis_server: RedisServer, postgres_server: PostgresServer
 ) -> None:

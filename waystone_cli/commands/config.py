@@ -9,7 +9,7 @@ import typer
 
 from waystone_cli import render
 from waystone_cli.configstore import load_document, lock_path
-from waystone_cli.context import app_context
+from waystone_cli.context import AppContext, app_context
 from waystone_cli.core.config import Config
 from waystone_cli.core.config.warnings import config_warnings
 from waystone_cli.core.errors import ConfigError
@@ -39,11 +39,20 @@ def path(
     rows = [
         ("home", f"{home} (WAYSTONE_HOME)" if home else "unset (WAYSTONE_HOME): platform folders"),
         ("config", str(context.config_path)),
-        ("ledger", str(context.ledger_path(context.load_for_reading()))),
+        ("ledger", _ledger(context)),
         ("socket", str(context.socket_path())),
         ("lock", str(lock_path(context.config_path))),
     ]
     render.print_text("\n".join(f"{label:<7} {value}" for label, value in rows))
+
+
+def _ledger(context: AppContext) -> str:
+    config = context.load_for_reading()
+    if config.ledger.url is None:
+        return str(context.ledger_path(config))
+    from waystone_cli.ledger.postgres import hide_password
+
+    return f"postgres {hide_password(config.ledger.url)}"
 
 
 def show(

@@ -76,7 +76,14 @@ def _empty(ctx: typer.Context, nothing: str) -> None:
 
     state = app_context(ctx)
     if state.query("usage_status")["requests"] == 0:
-        render.print_line(f"The ledger is empty: no request recorded yet ({state.ledger_path()}).")
+        url = state.ledger_url()
+        if url is None:
+            where = str(state.ledger_path())
+        else:
+            from waystone_cli.ledger.postgres import hide_password
+
+            where = hide_password(url)
+        render.print_line(f"The ledger is empty: no request recorded yet ({where}).")
     else:
         render.print_line(nothing)
 
@@ -363,6 +370,7 @@ def prune(
             "usage_prune",
             ledger_path=state.ledger_path(),
             socket_path=state.socket_path(),
+            ledger_url=state.ledger_url(),
             now=_now().isoformat(),
             dry_run=dry_run,
         ),

@@ -196,9 +196,9 @@ def _ledger_query(ctx: typer.Context, config: Config, name: str, **params: Any) 
     """Like ``AppContext.query``, with the config already loaded (a big one takes a while
     to parse twice); None when there is neither a ledger file nor a daemon socket."""
     app = app_context(ctx)
-    ledger, socket = app.ledger_path(config), app.socket_path()
-    if not ledger.exists() and not socket.exists():
+    ledger, socket, url = app.ledger_path(config), app.socket_path(), app.ledger_url(config)
+    if url is None and not ledger.exists() and not socket.exists():
         return None
     from waystone_cli.ledger.access import run_query
 
-    return run_query(name, ledger_path=ledger, socket_path=socket, **params)
+    return run_query(name, ledger_path=ledger, socket_path=socket, ledger_url=url, **params)

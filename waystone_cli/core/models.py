@@ -88,14 +88,50 @@ class ModelIndex:
     def _speaking(self, names: tuple[str, ...], api: str) -> tuple[str, ...]:
         return tuple(n for n in names if speaks(self.providers[n], api))
 
-    def listing(self) -> dict[str, Any]:
-        """``GET /v1/models`` in OpenAI's list shape, every model qualified as ``provider/model``."""
-        data = [
-            {"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": name}
+    def listing(self, api: str = "openai") -> dict[str, Any]:
+        """``GET /v1/models`` in the list shape of ``api``, every model qualified as
+        ``provider/model``.
+
+        ``"anthropic"`` (a client that sent ``anthropic-version``) is Anthropic's shape and
+        lists only the models of ``anthropic`` providers: the ones its ``/v1/messages`` can
+        call, since a rule or a request never crosses API families."""
+        models = [
+            (name, model)
             for name, provider in self.providers.items()
+            if api == "openai" or provider.kind == api
             for model in provider.models
         ]
-        return {"object": "list", "data": data}
+        if api == "openai":
+            return {"object": "list", "data": [_openai_model(*m) for m in models]}
+        data = [_anthropic_model(*m) for m in models]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    def describe(self, model_id: str, api: str = "openai") -> dict[str, Any]:
+        """``GET /v1/models/{model_id}``: one entry of ``listing``; 404 if it lists none."""
+        for entry in self.listing(api)["data"]:
+            if entry["id"] == model_id:
+                return dict(entry)
+        raise ModelNotFound(f"the model `{model_id}` is not listed by any provider")
+
+
+def _openai_model(provider: str, model: str) -> dict[str, Any]:
+    return {"id": f"{provider}/{model}", "object": "model", "created": 0, "owned_by": provider}
+
+
+def _anthropic_model(provider: str, model: str) -> dict[str, Any]:
+    qualified = f"{provider}/{model}"
+    # The config knows no release date; the epoch says "unknown" in a valid RFC 3339 time.
+    return {
+        "type": "model",
+        "id": qualified,
+        "display_name": qualified,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
 
 
 @dataclass(frozen=True)
@@ -200,6 +236,6 @@ def resolve_model(config: Config, name: str) -> tuple[ProviderConfig, str]:
     return ModelIndex.from_config(config).resolve(name)
 
 
-def list_models(config: Config) -> dict[str, Any]:
+def list_models(config: Config, api: str = "openai") -> dict[str, Any]:
     """The ``GET /v1/models`` answer; catch-all providers (empty lists) add nothing."""
-    return ModelIndex.from_config(config).listing()
+    return ModelIndex.from_config(config).listing(api)

@@ -7,6 +7,10 @@ read-only and runs the same function itself.  Query functions take a DuckDB conn
 and keyword parameters and return JSON-able data; both paths pass the result through
 JSON so the answers are identical.
 
+With a Postgres ledger (``[ledger] url``) there is no lock to work around: the CLI
+connects to the server itself, from any machine, and runs the same function there; no
+daemon is asked and none needs to run.
+
 Only the standard library is used on the client side, to keep CLI start-up fast.
 """
 
@@ -41,8 +45,18 @@ def registry() -> dict[str, Query]:
     }
 
 
-def run_query(name: str, *, ledger_path: Path, socket_path: Path, **params: Any) -> Any:
-    """Run query ``name`` through the daemon if it is up, else on the file read-only."""
+def run_query(
+    name: str,
+    *,
+    ledger_path: Path,
+    socket_path: Path,
+    ledger_url: str | None = None,
+    **params: Any,
+) -> Any:
+    """Run query ``name`` on Postgres when ``ledger_url`` is set; else through the daemon
+    if it is up, else on the file read-only."""
+    if ledger_url is not None:
+        return run_postgres(name, ledger_url, **params)
     answer = _ask_daemon(socket_path, name, params)
     if answer is not _NO_DAEMON:
         return answer
@@ -59,8 +73,33 @@ def run_local(name: str, ledger_path: Path, **params: Any) -> Any:
         return json.loads(json.dumps(query(con, **params), default=str))
 
 
-def run_write(name: str, *, ledger_path: Path, socket_path: Path, **params: Any) -> Any:
-    """Run a query that changes the ledger (pruning): in the daemon, else on the file read-write."""
+def run_postgres(name: str, url: str, **params: Any) -> Any:
+    """Run query ``name`` on the Postgres ledger at ``url`` (migrated first, as a
+    daemon's start would: a schema newer than this code is refused)."""
+    from waystone_cli.ledger.postgres import open_postgres
+
+    query = registry().get(name)
+    if query is None:
+        raise WaystoneError(f"unknown ledger query {name!r}")
+    con = open_postgres(url)
+    try:
+        return json.loads(json.dumps(query(con, **params), default=str))
+    finally:
+        con.close()
+
+
+def run_write(
+    name: str,
+    *,
+    ledger_path: Path,
+    socket_path: Path,
+    ledger_url: str | None = None,
+    **params: Any,
+) -> Any:
+    """Run a query that changes the ledger (pruning): on Postgres when ``ledger_url`` is
+    set; else in the daemon, else on the file read-write."""
+    if ledger_url is not None:
+        return run_postgres(name, ledger_url, **params)
     answer = _ask_daemon(socket_path, name, params)
     if answer is not _NO_DAEMON:
         return answer

@@ -14,6 +14,7 @@ import duckdb
 
 from waystone_cli.core.config import LedgerConfig
 from waystone_cli.core.errors import WaystoneError
+from waystone_cli.ledger.dialect import Connection, dialect_of
 from waystone_cli.ledger.migrations import check_known, migrate
 
 # The ledger writer thread's nice value (``lower_priority``): request handling wins
@@ -81,15 +82,19 @@ def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit_mb: int) -> None:
 
 
 @contextmanager
-def unbounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def unbounded_memory(con: Connection) -> Iterator[None]:
     """DuckDB's own memory limit for one transaction over the whole ledger.
 
     ``bound_memory`` sizes the cache for the writer's steady work and for reports,
     which spill what does not fit.  Rebuilding the rollup inserts into a primary key,
     whose index DuckDB must hold in memory, so on a big ledger it cannot run inside that
     bound.  Wrap the whole transaction: DuckDB can only evict down to the limit again
-    once the transaction's rows are committed and checkpointed into the file.
+    once the transaction's rows are committed and checkpointed into the file.  Postgres
+    has no such limit: nothing to lift.
     """
+    if dialect_of(con).postgres:
+        yield
+        return
     row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     con.execute("RESET memory_limit")
     try:

@@ -21,29 +21,31 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
-
 from waystone_cli.core.counters import COST_SCALE, KEEP
+from waystone_cli.ledger.dialect import Connection, Dialect, dialect_of
 
 FINE = timedelta(hours=2)
 HOURLY = timedelta(days=2)
 NOT_FORWARDED = ("blocked", "rate_limited", "invalid_request", "unauthorized", "not_found")
 
-_SQL = f"""
+
+def _sql(dialect: Dialect, entity: str) -> str:
+    minute = dialect.epoch_minute
+    return f"""
 SELECT user_id, group_id,
-       CASE WHEN ts >= ? THEN epoch_ms(ts) // 60000
-            WHEN ts >= ? THEN epoch_ms(date_trunc('hour', ts)) // 60000 + 59
-            ELSE epoch_ms(date_trunc('day', ts)) // 60000 + 1439 END AS minute,
+       CASE WHEN ts >= ? THEN {minute("ts")}
+            WHEN ts >= ? THEN {minute("date_trunc('hour', ts)")} + 59
+            ELSE {minute("date_trunc('day', ts)")} + 1439 END AS minute,
        count(*) AS requests,
        sum(input_tokens) AS input_tokens,
        sum(output_tokens) AS output_tokens,
-       CAST(coalesce(sum(cost_usd), 0) * {COST_SCALE} AS HUGEINT) AS cost_units
+       CAST(coalesce(sum(cost_usd), 0) * {COST_SCALE} AS {dialect.wide_int}) AS cost_units
 FROM requests
 WHERE ts >= ?
   AND (outcome NOT IN ({", ".join(f"'{o}'" for o in NOT_FORWARDED)})
        OR input_tokens > 0 OR output_tokens > 0 OR cost_usd > 0)
-  {{entity}}
-GROUP BY ALL
+  {entity}
+GROUP BY 1, 2, 3
 ORDER BY minute
 """
 
@@ -54,7 +56,7 @@ def counters_since(now: datetime | None = None, keep: timedelta = KEEP) -> datet
 
 
 def counter_rows(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     since: datetime | str,
     user_id: str | None = None,
     group_id: str | None = None,
@@ -79,8 +81,9 @@ def counter_rows(
         clauses.append("group_id = ?")
         params.append(group_id)
     entity = f"AND ({' OR '.join(clauses)})" if clauses else ""
-    rows = con.execute(_SQL.format(entity=entity), params).fetchall()
-    return [list(row) for row in rows]
+    rows = con.execute(_sql(dialect_of(con), entity), params).fetchall()
+    # Postgres sums integers as NUMERIC (DuckDB as HUGEINT): the same whole numbers.
+    return [[user, group, *(int(v) for v in values)] for user, group, *values in rows]
 
 
 def _naive_utc(moment: datetime | str) -> datetime:

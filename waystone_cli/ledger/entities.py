@@ -37,10 +37,9 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Literal
 
-import duckdb
-
 from waystone_cli.core.errors import UsageError
 from waystone_cli.core.records import RequestRecord
+from waystone_cli.ledger.dialect import Connection, dialect_of
 
 Kind = Literal["user", "group"]
 _TABLES: dict[str, str] = {"user": "users", "group": "groups"}
@@ -91,7 +90,7 @@ def _note(seen: dict[str, _Seen], id_: str, ts: datetime, patch: dict[str, Any] 
         entry.patch = {**(entry.patch or {}), **patch}
 
 
-def upsert_entities(con: duckdb.DuckDBPyConnection, records: Iterable[RequestRecord]) -> None:
+def upsert_entities(con: Connection, records: Iterable[RequestRecord]) -> None:
     """Record the batch's users, groups and links; the caller holds the transaction."""
     found = _collect(records)
     _upsert_kind(con, "users", found.users)
@@ -99,18 +98,29 @@ def upsert_entities(con: duckdb.DuckDBPyConnection, records: Iterable[RequestRec
     _merge_links(con, found.links)
 
 
-def _merge_links(con: duckdb.DuckDBPyConnection, links: dict[tuple[str, str], datetime]) -> None:
+def _merge_links(con: Connection, links: dict[tuple[str, str], datetime]) -> None:
     if not links:
         return
-    pairs = list(links)
-    con.execute(
-        "MERGE INTO links AS e USING (SELECT UNNEST(?::VARCHAR[]) AS user_id, "
-        "UNNEST(?::VARCHAR[]) AS group_id, UNNEST(?::TIMESTAMP[]) AS first_seen) AS v "
-        "ON e.user_id = v.user_id AND e.group_id = v.group_id "
-        "WHEN MATCHED AND v.first_seen < e.first_seen THEN UPDATE SET first_seen = v.first_seen "
-        "WHEN NOT MATCHED THEN INSERT BY NAME",
-        [[p[0] for p in pairs], [p[1] for p in pairs], list(links.values())],
-    )
+    pairs = sorted(links)
+    sql = _LINKS_PG if dialect_of(con).postgres else _MERGE_LINKS
+    con.execute(sql, [[p[0] for p in pairs], [p[1] for p in pairs], [links[p] for p in pairs]])
+
+
+_MERGE_LINKS = (
+    "MERGE INTO links AS e USING (SELECT UNNEST(?::VARCHAR[]) AS user_id, "
+    "UNNEST(?::VARCHAR[]) AS group_id, UNNEST(?::TIMESTAMP[]) AS first_seen) AS v "
+    "ON e.user_id = v.user_id AND e.group_id = v.group_id "
+    "WHEN MATCHED AND v.first_seen < e.first_seen THEN UPDATE SET first_seen = v.first_seen "
+    "WHEN NOT MATCHED THEN INSERT BY NAME"
+)
+# Postgres: INSERT … ON CONFLICT, which two instances may run on the same keys at once
+# (a MERGE there may fail with a unique violation when both insert); keys sorted, so
+# their row locks are taken in one order.
+_LINKS_PG = """
+INSERT INTO links AS e (user_id, group_id, first_seen)
+SELECT * FROM unnest(?::VARCHAR[], ?::VARCHAR[], ?::TIMESTAMP[])
+ON CONFLICT (user_id, group_id) DO UPDATE SET first_seen = least(e.first_seen, EXCLUDED.first_seen)
+"""
 
 
 # MERGE rather than INSERT ... ON CONFLICT: faster in DuckDB.
@@ -131,20 +141,36 @@ WHEN NOT MATCHED THEN INSERT (id, first_seen, last_seen, metadata)
 """
 
 
+# Postgres: the top-level keys of the patch win (jsonb's ``||``); no patch is ``{}``.
+_UPSERT_ENTITY_PG = """
+INSERT INTO {table} AS e (id, first_seen, last_seen, metadata)
+SELECT id, first_seen, last_seen, COALESCE(patch, '{{}}')
+FROM unnest(?::VARCHAR[], ?::TIMESTAMP[], ?::TIMESTAMP[], ?::JSON[])
+     AS v(id, first_seen, last_seen, patch)
+ON CONFLICT (id) DO UPDATE SET
+    first_seen = least(e.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(e.last_seen, EXCLUDED.last_seen),
+    metadata = (e.metadata::jsonb || EXCLUDED.metadata::jsonb)::json
+"""
+
+
 def _patch_json(patch: dict[str, Any]) -> str:
     return json.dumps(patch, ensure_ascii=False, separators=(",", ":"))
 
 
-def _upsert_kind(con: duckdb.DuckDBPyConnection, table: str, seen: dict[str, _Seen]) -> None:
+def _upsert_kind(con: Connection, table: str, seen: dict[str, _Seen]) -> None:
     if not seen:
         return
+    ids = sorted(seen)
+    patches = [seen[i].patch for i in ids]
+    sql = _UPSERT_ENTITY_PG if dialect_of(con).postgres else _UPSERT_ENTITY
     con.execute(
-        _UPSERT_ENTITY.format(table=table),
+        sql.format(table=table),
         [
-            list(seen),
-            [s.first for s in seen.values()],
-            [s.last for s in seen.values()],
-            [None if s.patch is None else _patch_json(s.patch) for s in seen.values()],
+            ids,
+            [seen[i].first for i in ids],
+            [seen[i].last for i in ids],
+            [None if patch is None else _patch_json(patch) for patch in patches],
         ],
     )
 
@@ -201,12 +227,12 @@ class KnownEntities:
         self._clock = clock
         self._refreshed_at = clock()
 
-    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+    def load(self, con: Connection) -> None:
         """Start from the ledger: the ``limit`` most recently seen of each table."""
         for table in _KINDS:
             rows = con.execute(
                 f"SELECT id, first_seen, last_seen FROM (SELECT * FROM {table} "
-                "ORDER BY last_seen DESC LIMIT ?) ORDER BY last_seen",
+                "ORDER BY last_seen DESC LIMIT ?) AS recent ORDER BY last_seen",
                 [self._limit],
             ).fetchall()
             self._times[table] = {id_: (first, last) for id_, first, last in rows}
@@ -306,7 +332,7 @@ class KnownEntities:
             patches.pop(id_, None)
 
 
-def write_plan(con: duckdb.DuckDBPyConnection, plan: EntityPlan) -> None:
+def write_plan(con: Connection, plan: EntityPlan) -> None:
     """Run ``plan``'s statements; the caller holds the transaction."""
     for table in _KINDS:
         _upsert_kind(con, table, plan.merge[table])
@@ -326,7 +352,7 @@ def _table(kind: str) -> str:
     return table
 
 
-def _links_by(con: duckdb.DuckDBPyConnection, kind: str, id_: str | None) -> dict[str, list[str]]:
+def _links_by(con: Connection, kind: str, id_: str | None) -> dict[str, list[str]]:
     """For users: user id -> its group ids; for groups: group id -> its member ids."""
     own, other = ("user_id", "group_id") if kind == "user" else ("group_id", "user_id")
     where = f"WHERE {own} = ?" if id_ is not None else ""
@@ -351,7 +377,7 @@ def _as_dict(kind: str, row: tuple[Any, ...], linked: dict[str, list[str]]) -> d
     }
 
 
-def seen_entities(con: duckdb.DuckDBPyConnection, kind: str) -> list[dict[str, Any]]:
+def seen_entities(con: Connection, kind: str) -> list[dict[str, Any]]:
     """Every user (or group) seen in traffic, by id, with its links."""
     table = _table(kind)
     rows = con.execute(
@@ -361,7 +387,7 @@ def seen_entities(con: duckdb.DuckDBPyConnection, kind: str) -> list[dict[str, A
     return [_as_dict(kind, row, linked) for row in rows]
 
 
-def seen_entity(con: duckdb.DuckDBPyConnection, kind: str, id: str) -> dict[str, Any] | None:
+def seen_entity(con: Connection, kind: str, id: str) -> dict[str, Any] | None:
     """One user (or group) seen in traffic, or None if traffic never named it."""
     table = _table(kind)
     row = con.execute(
@@ -373,7 +399,7 @@ def seen_entity(con: duckdb.DuckDBPyConnection, kind: str, id: str) -> dict[str,
 
 
 def load_entities(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
 ) -> tuple[dict[str, SeenEntity], dict[str, SeenEntity], set[tuple[str, str]]]:
     """Users, groups and (user, group) links seen in traffic, for the daemon's start."""
     found: list[dict[str, SeenEntity]] = []
@@ -387,7 +413,7 @@ def load_entities(
     return found[0], found[1], links
 
 
-def load_entity(con: duckdb.DuckDBPyConnection, kind: str, id_: str) -> SeenEntity | None:
+def load_entity(con: Connection, kind: str, id_: str) -> SeenEntity | None:
     """One user (or group) as ``load_entities`` reads it: an evicted one coming back."""
     row = con.execute(
         f"SELECT id, metadata, first_seen FROM {_table(kind)} WHERE id = ?", [id_]

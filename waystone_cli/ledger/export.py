@@ -28,6 +28,10 @@ An export holds captured usage (users, models, errors): it is written into a pri
 folder beside ``out`` (``staged``), made readable by its owner only, and then moved into
 place in one step, so no other user ever sees it readable and a reader never sees half a
 file.  An existing file is only replaced when the caller says so (``overwrite``).
+
+A Postgres ledger's rows are first copied, in time order, into a scratch DuckDB file
+(``_from_postgres``) and exported from there, in one part; a resumable export is refused
+there (``_refuse_cursor``).
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import duckdb
 
 from waystone_cli.core.errors import UsageError
+from waystone_cli.ledger.dialect import dialect_of
 from waystone_cli.ledger.spans import Span
 
 FORMATS = {
@@ -134,6 +139,8 @@ def export_plan(
     """How many rows an export selects, and the ``rowid`` range they lie in; with a
     ``cursor``, the rows after ``after_seq`` up to the highest ``seq`` now
     (``upto_seq``), and the ledger's id."""
+    if dialect_of(con).postgres:
+        return _plan_postgres(con, since, until, user, group, cursor=cursor)
     plan: dict[str, Any] = {}
     upto = None
     if cursor:
@@ -170,6 +177,11 @@ def export(
     target = Path(out)
     if not target.is_absolute():
         raise UsageError(f"the export path must be absolute: {out}")
+    if dialect_of(con).postgres:
+        if after_seq is not None or upto_seq is not None or rowids is not None:
+            _refuse_cursor()
+        with _from_postgres(con, since, until, user, group) as local:
+            return export(local, format, out, header=header, overwrite=overwrite, source=source)
     where, params = _selection(since, until, user, group, after_seq, upto_seq)
     if rowids is not None:
         where.append("rowid >= ? AND rowid < ?")
@@ -189,6 +201,63 @@ def export(
         except duckdb.IOException as err:
             raise UsageError(f"cannot write {out}: {err}") from err
     return {"rows": row[0] if row else 0, "path": out, "format": format}
+
+
+def _plan_postgres(
+    con: Any,
+    since: str | None,
+    until: str | None,
+    user: str | None,
+    group: str | None,
+    *,
+    cursor: bool,
+) -> dict[str, Any]:
+    """A Postgres ledger's plan: its rows in one part (no ``rowid`` to cut it by)."""
+    if cursor:
+        _refuse_cursor()
+    where, params = _selection(since, until, user, group)
+    clause = "WHERE " + " AND ".join(where) if where else ""
+    row = con.execute(f"SELECT count(*) FROM requests {clause}", params).fetchone()
+    return {"rows": int(row[0]) if row else 0, "first_rowid": None, "last_rowid": None}
+
+
+def _refuse_cursor() -> NoReturn:
+    # Several writers commit out of order: a seq (or any number they draw) lower than a
+    # cursor's mark can still arrive after an export went past it, and never be exported.
+    raise UsageError(
+        "a resumable export (--cursor) does not run on a Postgres ledger yet: "
+        "export a span (--since/--until) instead"
+    )
+
+
+# Rows fetched from Postgres at a time while copying an export's rows into DuckDB.
+_FETCH_ROWS = 10_000
+
+
+@contextmanager
+def _from_postgres(
+    con: Any, since: str | None, until: str | None, user: str | None, group: str | None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The selected rows of a Postgres ledger in a scratch DuckDB file, in time order,
+    so that the export runs through DuckDB's own writers as on a DuckDB ledger.
+
+    The file is made by the same migrations, so its ``requests`` has the columns of the
+    Postgres table in the same order; it lives in a private temporary folder, removed
+    at the end (a big export spills there rather than into memory)."""
+    from waystone_cli.ledger.connection import open_readwrite
+
+    where, params = _selection(since, until, user, group)
+    clause = "WHERE " + " AND ".join(where) if where else ""
+    with tempfile.TemporaryDirectory(prefix="waystone-export-") as tmp:
+        local = open_readwrite(Path(tmp) / "export.duckdb")
+        try:
+            result = con.execute(f"SELECT * FROM requests {clause} ORDER BY ts, id", params)
+            with local.appender("requests") as appender:
+                while rows := result.fetchmany(_FETCH_ROWS):
+                    appender.append_rows(rows)
+            yield local
+        finally:
+            local.close()
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
+from waystone_cli.ledger.dialect import Connection
 
 # Instances whose last heartbeat is older than this are no longer listed.
 RECENT_S = 600
@@ -42,7 +42,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
 
-def beat(con: duckdb.DuckDBPyConnection, heartbeat: Heartbeat) -> None:
+def beat(con: Connection, heartbeat: Heartbeat) -> None:
     """The instance's row, replaced: deleted and inserted again in one transaction.
 
     Not an ``INSERT … ON CONFLICT DO UPDATE`` (nor an ``UPDATE``): on DuckDB an update
@@ -71,7 +71,7 @@ def beat(con: duckdb.DuckDBPyConnection, heartbeat: Heartbeat) -> None:
 
 
 def recent_instances(
-    con: duckdb.DuckDBPyConnection, within_s: int = RECENT_S, now: str | None = None
+    con: Connection, within_s: int = RECENT_S, now: str | None = None
 ) -> list[dict[str, Any]]:
     """The instances seen in the last ``within_s`` seconds, by name; ``now`` (ISO, UTC)
     for tests."""
@@ -104,7 +104,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _has_instances(con: duckdb.DuckDBPyConnection) -> bool:
+def _has_instances(con: Connection) -> bool:
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'instances'"
     ).fetchone()

@@ -20,10 +20,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import duckdb
-
 from waystone_cli.core.errors import UsageError
 from waystone_cli.ledger import datasets, export, retention, spikes
+from waystone_cli.ledger.dialect import Connection
 from waystone_cli.ledger.retention import prune
 from waystone_cli.ledger.spans import (
     BUCKETS,
@@ -91,7 +90,7 @@ def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
 
 
 def top(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     by: str = "user",
     metric: str = "cost",
     since: str | None = None,
@@ -117,7 +116,7 @@ def top(
     totals = ", ".join(f"sum({m}) OVER ()" for m in MEASURES)
     sql = f"""
         WITH agg AS (
-            SELECT {DIMENSION_SQL[by]} AS key, {MEASURES_SQL} FROM ({src}) GROUP BY ALL
+            SELECT {DIMENSION_SQL[by]} AS key, {MEASURES_SQL} FROM ({src}) AS src GROUP BY 1
         )
         SELECT key, {", ".join(MEASURES)}, count(*) OVER (), {totals}
         FROM agg ORDER BY {METRIC_SQL[metric]}, key NULLS LAST LIMIT ?
@@ -137,7 +136,7 @@ def _total(values: tuple[Any, ...] | list[Any]) -> Row:
 
 
 def show(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     kind: str,
     id: str,
     since: str | None = None,
@@ -156,7 +155,7 @@ def show(
         SELECT GROUPING(bucket, model_key, other_key) AS level, bucket, model_key, other_key,
                {MEASURES_SQL}
         FROM (SELECT *, {DIMENSION_SQL["model"]} AS model_key,
-                     {DIMENSION_SQL[other]} AS other_key FROM ({src}))
+                     {DIMENSION_SQL[other]} AS other_key FROM ({src}) AS src) AS s
         GROUP BY GROUPING SETS ((), (model_key), (other_key), (bucket))
     """
     levels: dict[str, list[tuple[Any, ...]]] = {"total": [], "model": [], "other": [], "day": []}
@@ -175,7 +174,7 @@ def show(
     return result
 
 
-def _flagged(con: duckdb.DuckDBPyConnection, kind: str, id: str, span: Span) -> int:
+def _flagged(con: Connection, kind: str, id: str, span: Span) -> int:
     """The entity's flagged requests in the span: raw rows, since the rollup does not
     count them; few rows are flagged, and the filter skips the row groups with none."""
     if not has_flagged(con):
@@ -207,7 +206,7 @@ def _ranked(rows: list[Row], key: str) -> list[Row]:
     )
 
 
-def _linked(con: duckdb.DuckDBPyConnection, kind: str, id: str) -> list[str]:
+def _linked(con: Connection, kind: str, id: str) -> list[str]:
     if kind == "user":
         sql = "SELECT group_id FROM links WHERE user_id = ? ORDER BY 1"
     else:
@@ -230,7 +229,7 @@ def _daily(rows: list[tuple[Any, ...]], span: Span) -> list[Row]:
 
 
 def timeline(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     every: str = "day",
     since: str | None = None,
     until: str | None = None,
@@ -251,13 +250,14 @@ def timeline(
     lo = _trunc(span.since, every) if span.since is not None else None
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until is not None else None
     sql = f"""
-        WITH agg AS (SELECT bucket, {MEASURES_SQL} FROM ({src}) GROUP BY bucket),
+        WITH agg AS (SELECT bucket, {MEASURES_SQL} FROM ({src}) AS src GROUP BY bucket),
         bounds AS (
             SELECT coalesce(?::TIMESTAMP, min(bucket)) AS lo,
                    coalesce(?::TIMESTAMP, max(bucket)) AS hi FROM agg
         ),
         series AS (
-            SELECT unnest(generate_series(lo, hi, INTERVAL 1 {every})) AS bucket FROM bounds
+            SELECT g.bucket
+            FROM bounds, generate_series(bounds.lo, bounds.hi, INTERVAL '1 {every}') AS g(bucket)
         )
         SELECT series.bucket, {", ".join(MEASURES)}
         FROM series LEFT JOIN agg USING (bucket) ORDER BY series.bucket
@@ -271,7 +271,7 @@ def _trunc(value: datetime, every: str) -> datetime:
     return value.replace(hour=0) if every == "day" else value
 
 
-def status(con: duckdb.DuckDBPyConnection) -> Row:
+def status(con: Connection) -> Row:
     """How many requests the ledger holds, and the first and last request time."""
     row = con.execute("SELECT count(*), min(ts), max(ts) FROM requests").fetchone()
     count, first, last = row if row is not None else (0, None, None)

@@ -12,25 +12,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
-
 from waystone_cli.ledger.connection import unbounded_memory
+from waystone_cli.ledger.dialect import Connection, dialect_of
 from waystone_cli.ledger.rollup import rebuild_rollup
 
-_EXPIRED = "retain_days IS NOT NULL AND ts < ?::TIMESTAMP - to_days(retain_days)"
+
+def _expired(con: Connection) -> str:
+    days = dialect_of(con).days("retain_days")
+    return f"retain_days IS NOT NULL AND ts < ?::TIMESTAMP - {days}"
 
 
 def prune(
-    con: duckdb.DuckDBPyConnection, now: datetime | str | None = None, dry_run: bool = False
+    con: Connection, now: datetime | str | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
     """Delete (or with ``dry_run`` only count) expired rows; returns what was affected."""
     cutoff = _naive_utc(now)
     with unbounded_memory(con):  # the rollup's rebuild (see there)
         con.begin()
         try:
+            con.execute("DROP TABLE IF EXISTS _expired")
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _expired AS SELECT id, ts FROM requests"
-                f" WHERE {_EXPIRED}",
+                f"CREATE TEMP TABLE _expired AS SELECT id, ts FROM requests WHERE {_expired(con)}",
                 [cutoff],
             )
             counts = _counts(con)
@@ -46,7 +48,7 @@ def prune(
     return {**counts, "dry_run": dry_run, "now": cutoff.isoformat()}
 
 
-def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def _counts(con: Connection) -> dict[str, Any]:
     row = con.execute(
         """
         SELECT (SELECT count(*) FROM _expired),
@@ -67,10 +69,10 @@ def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
-def _delete(con: duckdb.DuckDBPyConnection, cutoff: datetime) -> None:
+def _delete(con: Connection, cutoff: datetime) -> None:
     for table in ("dataset_items", "content"):
         con.execute(f"DELETE FROM {table} WHERE request_id IN (SELECT id FROM _expired)")
-    con.execute(f"DELETE FROM requests WHERE {_EXPIRED}", [cutoff])
+    con.execute(f"DELETE FROM requests WHERE {_expired(con)}", [cutoff])
 
 
 def _naive_utc(now: datetime | str | None) -> datetime:

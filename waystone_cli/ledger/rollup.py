@@ -35,10 +35,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-import duckdb
-
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger.connection import unbounded_memory
+from waystone_cli.ledger.dialect import Connection, dialect_of
 from waystone_cli.ledger.spans import UNPRICED
 
 RollupKey = tuple[date, str, str, str, str]
@@ -132,13 +131,28 @@ WHERE NOT EXISTS (SELECT 1 FROM usage_daily AS d WHERE {_SAME_KEY})
 """
 
 
-def add_to_rollup(con: duckdb.DuckDBPyConnection, records: Iterable[RequestRecord]) -> None:
+_COLUMNS = """day, user_id, group_id, provider, model, requests, input_tokens, output_tokens,
+    cached_tokens, cache_write_tokens, reasoning_tokens, cost_usd, unpriced"""
+# Postgres: one statement whatever the keys; concurrent writers of the same keys wait
+# for each other's row locks rather than fail, and take them in key order (the sums
+# are sorted) so two batches never deadlock.
+_UPSERT_PG = f"""
+INSERT INTO usage_daily AS d ({_COLUMNS})
+SELECT * FROM unnest(?::DATE[], ?::VARCHAR[], ?::VARCHAR[], ?::VARCHAR[], ?::VARCHAR[],
+                     ?::BIGINT[], ?::BIGINT[], ?::BIGINT[], ?::BIGINT[], ?::BIGINT[],
+                     ?::BIGINT[], ?::DECIMAL(38, 10)[], ?::BIGINT[])
+ON CONFLICT (day, user_id, group_id, provider, model) DO UPDATE SET
+{_ADD_SUMS.replace("b.", "EXCLUDED.")}
+"""
+
+
+def add_to_rollup(con: Connection, records: Iterable[RequestRecord]) -> None:
     """Upsert the batch into ``usage_daily``; the caller holds the transaction."""
     sums = summarize(records)
     if not sums:
         return
-    keys = list(sums)
-    values = list(sums.values())
+    keys = sorted(sums)
+    values = [sums[k] for k in keys]
     params = [
         [k[0] for k in keys],
         [k[1] for k in keys],
@@ -154,6 +168,9 @@ def add_to_rollup(con: duckdb.DuckDBPyConnection, records: Iterable[RequestRecor
         [format(v.cost_usd, "f") for v in values],
         [v.unpriced for v in values],
     ]
+    if dialect_of(con).postgres:
+        con.execute(_UPSERT_PG, params)
+        return
     row = con.execute(_UPDATE, params).fetchone()
     if row is None or row[0] < len(keys):
         # Rows the UPDATE just touched exist now, so only the new keys go in.
@@ -176,9 +193,27 @@ SELECT CAST(ts AS DATE) AS day,
        count(*) FILTER (WHERE {UNPRICED}) AS unpriced
 FROM requests
 {{where}}
-GROUP BY ALL
+GROUP BY 1, 2, 3, 4, 5
 """
-_REBUILD = "INSERT INTO usage_daily BY NAME" + _AGGREGATE
+_REBUILD = f"INSERT INTO usage_daily ({_COLUMNS})" + _AGGREGATE
+
+# Postgres: the batch's sums computed by the server from the rows it just took
+# (``PgLedger.copy_batch``), in key order so that concurrent writers take the rollup's
+# row locks in one order and never deadlock.
+_FROM_BATCH_PG = f"""
+INSERT INTO usage_daily AS d ({_COLUMNS})
+{_AGGREGATE.replace("FROM requests", "FROM _batch").format(where="")}
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (day, user_id, group_id, provider, model) DO UPDATE SET
+{_ADD_SUMS.replace("b.", "EXCLUDED.")}
+"""
+
+
+def add_batch_to_rollup(con: Connection) -> None:
+    """Upsert the sums of the batch staged in ``_batch`` into ``usage_daily``, in one
+    statement; the caller holds the transaction."""
+    con.execute(_FROM_BATCH_PG)
+
 
 #: The rows reports must add to the rollup: appended by the writer, not folded yet.
 UNFOLDED = "seq > (SELECT folded_seq FROM rollup_fold)"
@@ -201,7 +236,7 @@ UPDATE rollup_fold SET folded_seq = (
 FOLD_EVERY_S = 5.0
 
 
-def fold(con: duckdb.DuckDBPyConnection) -> None:
+def fold(con: Connection) -> None:
     """Add every row after ``folded_seq`` to the rollup and mark it folded; the caller
     holds the transaction."""
     con.execute(_FOLD)
@@ -225,7 +260,7 @@ class Folding:
         self._pending = False  # rows appended since the last fold
         self._due = clock() + every_s
 
-    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+    def load(self, con: Connection) -> None:
         row = con.execute(
             "SELECT COALESCE(max(seq), 0), (SELECT max(folded_seq) FROM rollup_fold) FROM requests"
         ).fetchone()
@@ -259,9 +294,7 @@ class Folding:
         self._due = self._clock() + self.every_s
 
 
-def rebuild_rollup(
-    con: duckdb.DuckDBPyConnection, since: date | None = None, *, transaction: bool = True
-) -> None:
+def rebuild_rollup(con: Connection, since: date | None = None, *, transaction: bool = True) -> None:
     """Recompute ``usage_daily`` from ``requests``: every day, or the days from ``since``.
 
     Runs in its own transaction, outside the ledger's memory bound, unless
@@ -281,10 +314,11 @@ def rebuild_rollup(
             raise
 
 
-def _rebuild(con: duckdb.DuckDBPyConnection, since: date | None) -> None:
+def _rebuild(con: Connection, since: date | None) -> None:
     # Fold first: a row not yet folded from before ``since`` would otherwise be marked
-    # folded without ever reaching the rollup.
-    fold(con)
+    # folded without ever reaching the rollup.  (Postgres's writers never fold.)
+    if not dialect_of(con).postgres:
+        fold(con)
     if since is None:
         con.execute("DELETE FROM usage_daily")
         con.execute(_REBUILD.format(where=""))

@@ -14,6 +14,7 @@ fault: it propagates, and the writer keeps the whole batch for a retry.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +77,17 @@ ROW_ERRORS: tuple[type[BaseException], ...] = (
     AttributeError,
     ArithmeticError,
 )
+
+
+def is_row_error(err: BaseException) -> bool:
+    """Whether ``err`` lies in the rows given: ``ROW_ERRORS``, or Postgres's data and
+    constraint errors (a NUL character in a text, a duplicate id).  psycopg is looked up
+    only if loaded: an error cannot come from it otherwise, and the DuckDB path never
+    imports it."""
+    if isinstance(err, ROW_ERRORS):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(err, psycopg.DataError | psycopg.IntegrityError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +168,9 @@ def _bisect(
         return
     try:
         insert(records)
-    except ROW_ERRORS as err:
+    except Exception as err:
+        if not is_row_error(err):
+            raise
         if len(records) == 1:
             rejected.append(Rejected(record=records[0], reason=f"{type(err).__name__}: {err}"))
             return

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from waystone_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
-    import duckdb
+    from waystone_cli.ledger.dialect import Connection
 
 DIMENSIONS = ("user", "group", "model", "provider")
 METRICS = ("cost", "tokens", "requests")
@@ -215,7 +215,7 @@ def _raw_part(
            NULLIF(provider, '') AS provider, NULLIF(model, '') AS model,
            1 AS requests, input_tokens, output_tokens, cached_tokens, {writes},
            COALESCE(cost_usd, 0)::DECIMAL(38, 10) AS cost_usd,
-           {UNPRICED}::BIGINT AS unpriced
+           {UNPRICED}::INTEGER::BIGINT AS unpriced
     FROM requests {_where(where)}"""
     return sql, params
 
@@ -258,11 +258,16 @@ def _parse(text: str | None, name: str) -> datetime | None:
     return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
-def fold_mark(con: duckdb.DuckDBPyConnection) -> int | None:
+def fold_mark(con: Connection) -> int | None:
     """The ledger's ``folded_seq`` (see ``ledger.rollup``), for ``source_sql``; None for
-    a ledger from before folding, opened read-only and so not migrated."""
+    a ledger from before folding, opened read-only and so not migrated; None on
+    Postgres, whose writers never fold (every batch goes into the rollup at once)."""
     import duckdb
 
+    from waystone_cli.ledger.dialect import dialect_of
+
+    if dialect_of(con).postgres:
+        return None
     try:
         row = con.execute("SELECT max(folded_seq) FROM rollup_fold").fetchone()
     except duckdb.CatalogException:
@@ -270,18 +275,18 @@ def fold_mark(con: duckdb.DuckDBPyConnection) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def has_cache_writes(con: duckdb.DuckDBPyConnection) -> bool:
+def has_cache_writes(con: Connection) -> bool:
     """Whether the ledger has ``cache_write_tokens`` (``m008_cache_write_tokens``), for
     ``source_sql``: a ledger from before it, opened read-only, is not migrated."""
     return _has_column(con, "cache_write_tokens")
 
 
-def has_flagged(con: duckdb.DuckDBPyConnection) -> bool:
+def has_flagged(con: Connection) -> bool:
     """Whether the ledger has ``flagged`` (``m009_flagged``); see ``has_cache_writes``."""
     return _has_column(con, "flagged")
 
 
-def _has_column(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+def _has_column(con: Connection, name: str) -> bool:
     row = con.execute(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'requests' "
         "AND column_name = ? AND table_catalog = current_database()",

@@ -14,6 +14,11 @@ An entity whose median is 0 (idle most of its trailing window) has no baseline a
 not judged.  The factor reported is value / median.  Median and MAD ignore a few
 outliers in the window, so an earlier spike does not hide the next one.
 
+DuckDB computes the medians as window functions.  Postgres has no median over a
+window frame, so there the dense series is read (a few hundred buckets per entity)
+and each bucket is judged in Python (``_judge``), by the same rule; the report tests
+run both on the same rows.
+
 ``rule_spikes`` answers another question with the spike trigger's one definition
 (``core.spike.judge``): it replays a ``spike`` rule (``usage spikes --rule NAME``, or
 every spike rule of the config) over the ledger request by request, as the daemon saw
@@ -25,23 +30,29 @@ period (``SpikeHit.window_start``) with the first request it fired at.  It canno
 two things the daemon did: requests in flight (the daemon counts their estimates until
 they settle) and ruleset conditions (every user or group is judged).  After a restart
 the daemon's counters hold usage older than two hours by the hour (``ledger.counters``),
-which can move a firing point by the usage of the hour at a window's old edge.
+which can move a firing point by the usage of the hour at a window's old edge.  Its SQL
+reads plain rows, the same on DuckDB and Postgres.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
+from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from waystone_cli.core.counters import COST_SCALE
 from waystone_cli.core.errors import UsageError
 from waystone_cli.core.spike import judge, period_start
 from waystone_cli.core.windows import WindowError, parse_duration
+from waystone_cli.ledger.counters import NOT_FORWARDED
+from waystone_cli.ledger.dialect import dialect_of
 from waystone_cli.ledger.spans import DIMENSION_SQL, Filters, Span, fold_mark, source_sql
 
 if TYPE_CHECKING:
-    import duckdb  # only the query path loads it, so `waystone usage --help` stays fast
+    from waystone_cli.ledger.dialect import Connection
 
 WINDOW = {"hour": 24, "day": 14}
 K = 5.0
@@ -50,9 +61,9 @@ MAD_SCALE = 1.4826
 SPREAD_FLOOR = 0.1
 
 VALUE_SQL = {
-    "cost": "sum(cost_usd)::DOUBLE",
-    "tokens": "(sum(input_tokens) + sum(output_tokens))::DOUBLE",
-    "requests": "sum(requests)::DOUBLE",
+    "cost": "sum(cost_usd)::DOUBLE PRECISION",
+    "tokens": "(sum(input_tokens) + sum(output_tokens))::DOUBLE PRECISION",
+    "requests": "sum(requests)::DOUBLE PRECISION",
 }
 
 RULE = (
@@ -96,8 +107,48 @@ _SQL = """
 """
 
 
+# Postgres: the dense series only, in order; ``_judge`` takes it from there.
+_DENSE_PG = """
+    WITH agg AS (
+        SELECT {key} AS key, bucket, {value} AS value
+        FROM ({source}) AS src WHERE {key} IS NOT NULL GROUP BY 1, 2
+    ),
+    hi AS (SELECT coalesce(?::TIMESTAMP, max(bucket)) AS hi FROM agg),
+    series AS (
+        SELECT k.key, g.bucket
+        FROM (SELECT DISTINCT key FROM agg) AS k, hi,
+             generate_series(?::TIMESTAMP, hi.hi, INTERVAL '1 {every}') AS g(bucket)
+    )
+    SELECT key, bucket, coalesce(value, 0) AS value
+    FROM series LEFT JOIN agg USING (key, bucket) ORDER BY key, bucket
+"""
+
+
+def _judge(
+    series: Iterable[tuple[Any, datetime, float]], first: datetime, window: int
+) -> list[tuple[Any, datetime, float, float, float]]:
+    """``_SQL``'s rule over a dense series ordered by key and bucket: each bucket from
+    ``first`` on against the median and MAD of the ``window`` buckets before it."""
+    found = []
+    for key, group in groupby(series, key=itemgetter(0)):
+        rows = list(group)
+        values = [float(r[2]) for r in rows]
+        for i, (_, bucket, _) in enumerate(rows):
+            before = values[max(0, i - window) : i]
+            if bucket < first or not before:
+                continue
+            baseline = median(before)
+            mad = median(abs(v - baseline) for v in before)
+            value = values[i]
+            spread = max(MAD_SCALE * mad, SPREAD_FLOOR * baseline)
+            if baseline > 0 and value >= MIN_FACTOR * baseline and value > baseline + K * spread:
+                found.append((key, bucket, value, baseline, value / baseline))
+    found.sort(key=lambda r: (-(r[2] - r[3]), r[0], r[1]))
+    return found
+
+
 def spikes(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     since: str,
     until: str | None = None,
     every: str = "hour",
@@ -115,14 +166,14 @@ def spikes(
     lookback = Span(first - WINDOW[every] * step, span.until)
     src, params = source_sql(lookback, Filters(), bucket=every, folded=fold_mark(con))
     hi = _trunc(span.until - timedelta(microseconds=1), every) if span.until else None
-    sql = _SQL.format(
-        source=src,
-        key=DIMENSION_SQL[by],
-        value=VALUE_SQL[metric],
-        every=every,
-        window=WINDOW[every],
-    )
-    args = [*params, hi, lookback.since, first, MIN_FACTOR, K, MAD_SCALE, SPREAD_FLOOR, limit]
+    parts = {"source": src, "key": DIMENSION_SQL[by], "value": VALUE_SQL[metric], "every": every}
+    if dialect_of(con).postgres:
+        series = con.execute(_DENSE_PG.format(**parts), [*params, hi, lookback.since]).fetchall()
+        rows = _judge(series, first, WINDOW[every])[:limit]
+    else:
+        sql = _SQL.format(**parts, window=WINDOW[every])
+        args = [*params, hi, lookback.since, first, MIN_FACTOR, K, MAD_SCALE, SPREAD_FLOOR, limit]
+        rows = con.execute(sql, args).fetchall()
     return [
         {
             by: key,
@@ -132,14 +183,14 @@ def spikes(
             "baseline": round(baseline, 10),
             "factor": round(factor, 2),
         }
-        for key, bucket, value, baseline, factor in con.execute(sql, args).fetchall()
+        for key, bucket, value, baseline, factor in rows
     ]
 
 
 # Every request row of the span and the baseline before it, per subject in time order:
 # its time, its value in the metric's exact unit, and whether the counters count it.
 _REPLAY_SQL = """
-    SELECT {key} AS key, id, epoch_us(ts) AS us, {value} AS value,
+    SELECT {key} AS key, id, ts, {value} AS value,
            (outcome NOT IN ({not_forwarded})
             OR input_tokens > 0 OR output_tokens > 0 OR cost_usd > 0) AS counted,
            outcome NOT IN ('unauthorized', 'invalid_request', 'not_found') AS judged
@@ -149,7 +200,7 @@ _REPLAY_SQL = """
 """
 
 _REPLAY_VALUE = {
-    "cost_usd": f"CAST(coalesce(cost_usd, 0) * {COST_SCALE} AS HUGEINT)",
+    "cost_usd": f"coalesce(cost_usd, 0) * {COST_SCALE}",  # exact: DECIMAL in, Decimal out
     "tokens": "input_tokens + output_tokens",
     "input_tokens": "input_tokens",
     "output_tokens": "output_tokens",
@@ -158,7 +209,7 @@ _REPLAY_VALUE = {
 
 
 def rule_spikes(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     rule: str,
     metric: str,
     window: str,
@@ -179,8 +230,6 @@ def rule_spikes(
         baseline_s = parse_duration(baseline).total_seconds()
     except WindowError as err:
         raise UsageError(str(err)) from None
-    from waystone_cli.ledger.counters import NOT_FORWARDED  # loads duckdb: not at import
-
     span = Span.from_params(since, until)
     start = span.since - timedelta(seconds=baseline_s + 60) if span.since else datetime.min
     sql = _REPLAY_SQL.format(
@@ -226,8 +275,8 @@ def _replay(
     sums = [0]  # running totals of their values
     w_at = b_at = 0  # the first counted row inside the window, inside the baseline
     seen: dict[datetime, dict[str, Any]] = {}
-    for key, request_id, us, value, counted, judged in rows:
-        now_s = us / 1e6
+    for key, request_id, ts, value, counted, judged in rows:
+        now_s = ts.replace(tzinfo=UTC).timestamp()
         w_start, b_start = int((now_s - window_s) // 60), int((now_s - baseline_s) // 60)
         while w_at < len(minutes) and minutes[w_at] < w_start:
             w_at += 1

@@ -41,13 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-import duckdb
-
 from waystone_cli.core.errors import WaystoneError
 from waystone_cli.core.records import RequestRecord
 from waystone_cli.ledger import spill
 from waystone_cli.ledger.batch import drop_known, fold_now, insert_batch, write_entity_times
 from waystone_cli.ledger.connection import lower_priority
+from waystone_cli.ledger.dialect import Connection, database_errors, dialect_of
 from waystone_cli.ledger.entities import KnownEntities
 from waystone_cli.ledger.rollup import FOLD_EVERY_S, Folding
 from waystone_cli.ledger.rows import insert_isolating
@@ -63,7 +62,7 @@ class LedgerWriter:
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         *,
         queue_size: int = 10_000,
         batch_size: int = 1_000,
@@ -71,8 +70,10 @@ class LedgerWriter:
         spill_path: Path | None = None,
         entity_refresh_s: float = 60.0,
         fold_every_s: float = FOLD_EVERY_S,
+        instance: str | None = None,
     ) -> None:
         self._con = con
+        self._instance = instance
         self._batch_size = batch_size
         self._interval = flush_interval_ms / 1000
         self._queue: asyncio.Queue[RequestRecord] = asyncio.Queue(maxsize=queue_size)
@@ -98,7 +99,8 @@ class LedgerWriter:
         # Rows the spill file could not take (disk full): the last place to keep them.
         self._held: list[RequestRecord] = []
         self._known = KnownEntities(refresh_s=entity_refresh_s)
-        self._folding = Folding(fold_every_s)
+        # Several Postgres writers share one rollup: each adds its batches at once.
+        self._folding = None if dialect_of(con).postgres else Folding(fold_every_s)
         self.last_flush_ms: float | None = None
         self._rejected = spill.RejectedFile(spill.rejected_path(self._spill.path))
 
@@ -135,9 +137,10 @@ class LedgerWriter:
         await self._in_thread(lower_priority)  # DuckDB work below the event loop's
         try:
             await self._in_thread(self._known.load, self._con)
-        except duckdb.Error as err:  # only a cost: unknown entities are MERGEd
+        except database_errors() as err:  # only a cost: unknown entities are MERGEd
             log.warning("ledger: cannot load the known entities: %s", err)
-        await self._in_thread(self._folding.load, self._con)
+        if self._folding is not None:
+            await self._in_thread(self._folding.load, self._con)
         self._recover()
         try:
             self._spill.open()  # held open: see ``spill.SpillFile``
@@ -195,7 +198,7 @@ class LedgerWriter:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    def run_in_db(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Awaitable[T]:
+    def run_in_db(self, fn: Callable[[Connection], T]) -> Awaitable[T]:
         """Run ``fn(cursor)`` on the writer's thread, serialized with the batch inserts."""
         if self._executor is None:
             raise WaystoneError("the ledger writer is not running")
@@ -226,7 +229,7 @@ class LedgerWriter:
                 return
             if self._known.due_in() == 0:
                 await self._write_entity_times()
-            if self._folding.due_in() == 0:
+            if self._folding is not None and self._folding.due_in() == 0:
                 await self._fold()
 
     def _spill_settled(self) -> bool:
@@ -237,9 +240,8 @@ class LedgerWriter:
         if self._closing:
             return
         if self._queue.empty():
-            await self._sleep(
-                _earliest(self._spill_wait(), self._known.due_in(), self._folding.due_in())
-            )
+            fold_in = None if self._folding is None else self._folding.due_in()
+            await self._sleep(_earliest(self._spill_wait(), self._known.due_in(), fold_in))
         # Linger so a trickle of rows makes one batch rather than many tiny transactions.
         waiting = self._queue.qsize()
         if 0 < waiting < self._batch_size and not (self._urgent or self._closing):
@@ -360,7 +362,7 @@ class LedgerWriter:
         return True
 
     def _insert(self, records: Sequence[RequestRecord]) -> None:
-        insert_batch(self._con, records, self._known, self._folding)
+        insert_batch(self._con, records, self._known, self._folding, self._instance)
 
     def _drop_known(self, records: Sequence[RequestRecord]) -> list[RequestRecord]:
         return drop_known(self._con, records)
@@ -374,14 +376,15 @@ class LedgerWriter:
             self._known.postpone()
 
     async def _fold(self, *, force: bool = False) -> None:
-        if not self._folding.due(force=force):
+        folding = self._folding
+        if folding is None or not folding.due(force=force):
             return
         try:
-            await self._in_thread(fold_now, self._con, self._folding)
+            await self._in_thread(fold_now, self._con, folding)
         except Exception:
             # The rows are safe and reports add them to the rollup: tried again later.
             log.exception("ledger: folding rows into the daily rollup failed")
-            self._folding.postpone()
+            folding.postpone()
 
     def _failed(self) -> None:
         self._backoff = min(max(self._backoff * 2, 1.0), _MAX_BACKOFF_S)
@@ -425,7 +428,9 @@ def _earliest(*delays: float | None) -> float | None:
     return min((d for d in delays if d is not None), default=None)
 
 
-def _default_spill_path(con: duckdb.DuckDBPyConnection) -> Path:
+def _default_spill_path(con: Connection) -> Path:
+    if dialect_of(con).postgres:
+        raise WaystoneError("a Postgres ledger needs an explicit spill_path")
     row = con.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
     ).fetchone()

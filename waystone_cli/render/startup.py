@@ -26,7 +26,7 @@ def startup_lines(facts: StartupFacts) -> list[str]:
     exists = facts.config_path.exists()
     pairs = [
         ("config", str(facts.config_path) + ("" if exists else " (no file: defaults)")),
-        ("ledger", str(facts.ledger_path)),
+        ("ledger", _ledger(facts)),
         ("socket", str(facts.socket_path) if facts.socket_path else "none"),
         *_listed("providers", [_provider(p) for p in config.providers.values()]),
         *_listed("rulesets", [_ruleset(name, config) for name in config.rulesets]),
@@ -41,6 +41,15 @@ def startup_lines(facts: StartupFacts) -> list[str]:
     lines = [f"waystone {facts.version} serving {facts.url}"]
     lines.extend(f"  {label.ljust(width)}  {text}" for label, text in pairs)
     return lines
+
+
+def _ledger(facts: StartupFacts) -> str:
+    url = facts.config.ledger.url
+    if url is None:
+        return str(facts.ledger_path)
+    from waystone_cli.ledger.postgres import hide_password
+
+    return f"postgres {hide_password(url)}"
 
 
 def startup_warnings(facts: StartupFacts) -> list[str]:

@@ -488,3 +488,10 @@ def test_a_price_reads_its_cache_write_rates() -> None:
     assert config.prices["claude-x"] == Price(
         input=3.0, output=15.0, cache_write=3.75, cache_write_1h=None
     )
+
+
+def test_a_postgres_ledger_batches_5000_rows_by_default_and_duckdb_1000() -> None:
+    assert parse_config(parse_toml("")).ledger.batch_size == 1000
+    postgres = '[ledger]\nurl = "postgresql://w@127.0.0.1:5432/w"\n'
+    assert parse_config(parse_toml(postgres)).ledger.batch_size == 5000
+    assert parse_config(parse_toml(postgres + "batch_size = 200\n")).ledger.batch_size == 200

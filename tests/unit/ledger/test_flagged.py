@@ -1,12 +1,15 @@
-"""Flagged rows (``m009_flagged``) in a real DuckDB ledger: written by the writer, kept
-by the spill file, counted by ``usage top --flagged`` and ``usage show``, carried by
-every export format, and absent (never an error) from a ledger made before them."""
+"""Flagged rows (``m009_flagged``) in a real ledger, DuckDB and Postgres: written by the
+writer, kept by the spill file, counted by ``usage top --flagged`` and ``usage show``,
+replayed by ``usage spikes``, carried by every export format (DuckDB's), and absent
+(never an error) from a DuckDB ledger made before them."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -16,16 +19,32 @@ from tests.unit.ledger.test_migrations import NAMES, _ledger_with_the_first
 from waystone_cli.ledger import export, reports
 from waystone_cli.ledger.connection import open_readonly, open_readwrite
 from waystone_cli.ledger.migrations import applied_migrations
+from waystone_cli.ledger.postgres import open_postgres
+from waystone_cli.ledger.spikes import rule_spikes
 from waystone_cli.ledger.spill import decode, encode
 from waystone_cli.ledger.writer import LedgerWriter
 
 SPAN = {"since": "2026-03-01T00:00:00", "until": "2026-03-02T00:00:00"}
 
 
+@pytest.fixture(params=["duckdb", "postgres"])
+def con(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The ledger on each backend; what only DuckDB has (exports) names its backend."""
+    if request.param == "postgres":
+        connection: Any = open_postgres(request.getfixturevalue("postgres_server").url)
+    else:
+        connection = open_readwrite(tmp_path / "ledger.duckdb")
+    yield connection
+    connection.close()
+
+
+duckdb_only = pytest.mark.parametrize("con", ["duckdb"], indirect=True)
+
+
 @pytest.fixture
-async def flagged_ledger(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+async def flagged_ledger(con: Any, tmp_path: Path) -> Any:
     """Five rows of 12 tokens: alice 0-2 (1 and 2 flagged), bob 3-4 (4 flagged)."""
-    writer = LedgerWriter(con)
+    writer = LedgerWriter(con, spill_path=tmp_path / "spill.jsonl")
     await writer.start()
     for n in range(5):
         user = "alice" if n < 3 else "bob"
@@ -74,6 +93,7 @@ def test_the_spill_file_keeps_the_flag() -> None:
     assert decode(json.dumps(old_line)).flagged is False
 
 
+@duckdb_only
 async def test_every_export_format_carries_the_flag(
     flagged_ledger: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
@@ -111,3 +131,16 @@ def test_a_ledger_from_before_flags_reads_with_none_and_migrates_to_false(
     assert applied_migrations(upgraded) == NAMES
     assert upgraded.execute("SELECT flagged FROM requests").fetchall() == [(False,)]
     upgraded.close()
+
+
+async def test_usage_spikes_replays_the_rule_on_the_ledger(
+    flagged_ledger: duckdb.DuckDBPyConnection,
+) -> None:
+    # alice: requests 0, 1, 2 one second apart; with min 1 and no history before, request
+    # 1 sees 1 in the window (average 0): the first spike, and request 2 the second.
+    trigger = {"metric": "requests", "window": "1h", "factor": 2.0, "baseline": "4h", "min": 1.0}
+    found = rule_spikes(flagged_ledger, "runaway", **trigger, since=SPAN["since"])
+    assert [(r["user"], r["request"], r["requests"], r["factor"]) for r in found] == [
+        ("alice", "req-000001", 2, None),
+        ("bob", "req-000004", 1, None),
+    ]

@@ -75,7 +75,8 @@ def test_requests_table_has_the_record_columns(tmp_path: Path) -> None:
     ]
     con.close()
     # Inserts name their columns: a column added later sits after ``seq`` in the table.
-    assert sorted(columns) == sorted([*REQUEST_COLUMNS, "seq"])
+    # ``seq`` and ``instance`` are the writer's, not fields of a record.
+    assert sorted(columns) == sorted([*REQUEST_COLUMNS, "seq", "instance"])
 
 
 def test_readonly_open_of_a_missing_ledger_reads_as_empty(tmp_path: Path) -> None:

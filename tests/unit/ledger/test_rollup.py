@@ -168,6 +168,7 @@ def test_the_insert_types_match_the_requests_table(con: duckdb.DuckDBPyConnectio
     assert {r[0]: r[1] for r in described} == {
         **{c: REQUEST_TYPES[c].replace(", ", ",") for c in REQUEST_COLUMNS},
         "seq": "BIGINT",
+        "instance": "VARCHAR",  # the writer's name (m011_instance)
     }
 
 

@@ -83,7 +83,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
         error="cut short",
         flagged=True,
     )
-    writer = LedgerWriter(con)
+    writer = LedgerWriter(con, instance="eu-1")
     await writer.start()
     writer.submit(full)
     await writer.flush()
@@ -120,6 +120,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
             1,  # seq: the writer numbers the rows it appends, from 1 in a new ledger
             300,  # cache_write_tokens: added after seq (m008_cache_write_tokens)
             True,  # flagged (m009_flagged)
+            "eu-1",  # instance: the writer's own (m011_instance)
         )
     ]
 
@@ -160,7 +161,8 @@ async def test_a_bare_row_keeps_nulls_and_empty_lists(con: duckdb.DuckDBPyConnec
             None,
             1,
             0,
-            False,
+            False,  # flagged
+            None,  # instance: this writer was given none
         )
     ]
 

@@ -21,6 +21,7 @@ from waystone_cli.core.config.snapshot import (
     ID_RE,
     NAME_RE,
     ON_REDIS_ERROR,
+    PG_BATCH_SIZE,
     PROVIDER_KINDS,
     REQUEST_METADATA,
     ClusterConfig,
@@ -130,14 +131,15 @@ def _server(t: Table) -> ServerConfig:
 
 def _ledger(t: Table) -> LedgerConfig:
     d = LedgerConfig()
+    url = t.get("url", str, None)
     c = LedgerConfig(
         path=t.get("path", str, None),
         store_content=t.get("store_content", bool, d.store_content),
         queue_size=t.get("queue_size", int, d.queue_size),
-        batch_size=t.get("batch_size", int, d.batch_size),
+        batch_size=t.get("batch_size", int, d.batch_size if url is None else PG_BATCH_SIZE),
         flush_interval_ms=t.get("flush_interval_ms", int, d.flush_interval_ms),
         memory_limit_mb=t.get("memory_limit_mb", int, d.memory_limit_mb),
-        url=t.get("url", str, None),
+        url=url,
     )
     t.done()
     if c.url is not None and not c.url.startswith(("postgresql://", "postgres://", "env:")):

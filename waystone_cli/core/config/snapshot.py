@@ -97,6 +97,11 @@ class LedgerConfig:
     url: str | None = None
 
 
+# A Postgres ledger's default batch: a COPY of 5,000 rows costs little more than one of 1,000
+# (the round trip and the rollup upsert are per batch), and a batch is only that large when
+# that many rows wait, so a quiet gateway still writes within ``flush_interval_ms``.
+PG_BATCH_SIZE = 5_000
+
 ON_REDIS_ERROR = ("block", "local")
 
 
