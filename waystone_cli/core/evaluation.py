@@ -229,7 +229,7 @@ class Evaluation:
         return _Test(True, "quota", detail, retry)
 
     def _spike_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
-        """Two counter reads and ``core.spike.judge`` (the trigger's one definition)."""
+        """The window's usage (the baseline's too past ``min``), judged by ``core.spike``."""
         sp = rule.spike
         assert sp is not None
         now = self.facts.now
