@@ -1,6 +1,6 @@
 """Time the policy engine on the request path: decide() + reserve() + settle().
 
-    python bench/policy.py [--users 10000] [--rulesets 20] [--requests 200000] [--budget]
+    python bench/policy.py [--users 10000] [--rulesets 20] [--requests 200000] [--budget] [--spike]
 
 10,000 distinct users in 50 groups, each with a month of history (one settled request
 a day), and 20 rulesets mixing scoped and unscoped conditions, usage caps on calendar
@@ -10,6 +10,11 @@ untimed request first, so the figures are a running gateway's (window totals and
 policy plan's per-entity entries already built).  Prints microseconds per request with
 the rulesets and with none, and the counters' memory.  ``--budget`` also times the
 rulesets with the budget headers computed after each decision, as the daemon does.
+``--spike`` also times the rulesets plus one (``always``) with a spike rule on
+``cost_usd`` (1h window, 7d baseline), twice: ``min = 1`` USD, out of reach (the window
+alone is read), and ``min = 0.001`` with ``factor = 100``: within reach (both values
+read, then judged, never firing) whenever the user's last hour holds a request, which in
+this loop (each user back every ``--users`` seconds) is seldom.
 """
 
 from __future__ import annotations
@@ -73,8 +78,20 @@ CONDITIONS = [
 ]
 
 
-def build_config(rulesets: int) -> Config:
+SPIKE = """
+[rules.runaway]
+spike = {{ metric = "cost_usd", window = "1h", factor = {factor}, baseline = "7d", min = {min} }}
+action = "flag"
+[rulesets.watch]
+when = "always"
+rules = ["runaway"]
+"""
+
+
+def build_config(rulesets: int, spike: tuple[float, float] | None = None) -> Config:
     text = RULES
+    if spike is not None:
+        text += SPIKE.format(factor=spike[0], min=spike[1])
     for i in range(rulesets):
         when, rules = CONDITIONS[i % len(CONDITIONS)]
         listed = ", ".join(f'"{r}"' for r in rules)
@@ -156,20 +173,30 @@ def main() -> None:
     parser.add_argument("--rulesets", type=int, default=20)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--budget", action="store_true", help="also time the budget headers")
+    parser.add_argument("--spike", action="store_true", help="also time a spike rule")
     args = parser.parse_args()
     now = datetime(2026, 3, 20, 12, tzinfo=UTC)
     people = entities(args.users, now)
     # The machine may be shared: the loop's own cost is the yardstick to read ratios by.
     loop = run(build_config(0), people, None, args.requests, now)
     print(f"loop and RequestFacts alone: {loop:.1f} us per request")
-    cases = [(args.rulesets, False), (0, False)] + ([(args.rulesets, True)] if args.budget else [])
-    for rulesets, budget in cases:
+    cases: list[tuple[int, bool, tuple[float, float] | None]] = [
+        (args.rulesets, False, None),
+        (0, False, None),
+    ]
+    cases += [(args.rulesets, True, None)] if args.budget else []
+    cases += (
+        [(args.rulesets, False, (10, 1)), (args.rulesets, False, (100, 0.001))]
+        if args.spike
+        else []
+    )
+    for rulesets, budget, spike in cases:
         counters = UsageCounters()
         tracemalloc.start()
         history(counters, args.users, now)
         memory = tracemalloc.get_traced_memory()[0] / 1e6
         tracemalloc.stop()
-        config = build_config(rulesets)
+        config = build_config(rulesets, spike)
         # One untimed request per user first: a running gateway has met its active users
         # (the first request of each pays for caching its window totals and ruleset matches).
         run(config, people, counters, len(people), now - timedelta(seconds=len(people)))
@@ -177,8 +204,9 @@ def main() -> None:
         steps = (
             "decide + reserve + budget headers + settle" if budget else "decide + reserve + settle"
         )
+        extra = "" if spike is None else f" + spike (factor {spike[0]:g}, min {spike[1]:g})"
         print(
-            f"{rulesets:>2} rulesets, {args.users} users: {us - loop:7.1f} us per request "
+            f"{rulesets:>2} rulesets{extra}, {args.users} users: {us - loop:7.1f} us per request "
             f"({steps}); counters with 30 days of history: {memory:.0f} MB"
         )
 

@@ -24,6 +24,7 @@ from waystone_cli.core.config import Config
 from waystone_cli.core.counters import ANONYMOUS, Subject, UsageCounters, UsageView
 from waystone_cli.core.entities import Entity, Kind, as_utc, build_entity
 from waystone_cli.core.ratelimit import RateState
+from waystone_cli.core.spike import hit_json
 
 if TYPE_CHECKING:
     from waystone_cli.core.policy import Decision, PolicyPlan
@@ -120,6 +121,8 @@ def report(
             }
             for lim in decision.limits
         ],
+        "flagged": decision.flagged,
+        "spikes": [hit_json(hit) for hit in decision.spikes],
         "reasons": [str(r) for r in decision.reasons],
     }
 

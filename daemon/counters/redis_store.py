@@ -38,13 +38,14 @@ from daemon.counters.link import Link, RedisDown
 from daemon.counters.store import STALE, Hold, MemoryStore
 from daemon.counters.view import RedisView, member_key, subject_key
 from waystone_cli.core.counters import COST_SCALE, Subject, UsageCounters, UsageView, to_units
-from waystone_cli.core.decision import Decision, Limit
+from waystone_cli.core.decision import WATCHED, Decision, Limit
 from waystone_cli.core.errors import ClusterUnavailable
 
 log = logging.getLogger("waystone.counters")
 
 RATE_METRICS = ("rpm", "tpm", "concurrent")
 REPLAY_MAX = 200_000
+UNREACHED = 1e300  # the limit sent for a watched value: no usage reaches it
 REPLAY_PER_CALL = 200
 
 
@@ -342,7 +343,10 @@ class RedisStore:
             rate = lim.metric in RATE_METRICS
             start = 0 if rate else self.mirror.start(lim.window, now_s, now)
             expected = 1 if lim.used >= lim.limit else 0
-            args += (key, lim.window, start, lim.metric, float(lim.limit), expected)
+            # A watched value (``Decision.watched``) has no limit: one no usage reaches,
+            # so the script only sends its value back.
+            limit = UNREACHED if lim.limit == WATCHED else float(lim.limit)
+            args += (key, lim.window, start, lim.metric, limit, expected)
         return args
 
     def _learn(self, limits: list[tuple[Limit, str]], reply: list[Any]) -> None:
@@ -382,11 +386,11 @@ def _checked(decision: Decision, hold: Hold | None) -> list[tuple[Limit, str]]:
 
     A cost limit of an unpriced request that ``unpriced_blocks`` refuses is left out:
     that verdict does not depend on the counters."""
-    if not decision.limits and not decision.rate_limits:
+    if not decision.limits and not decision.rate_limits and not decision.watched:
         return []
     names = _names(decision.subjects)
     out = []
-    for lim in (*decision.limits, *decision.rate_limits):
+    for lim in (*decision.limits, *decision.rate_limits, *decision.watched):
         key = names.get(lim.subject)
         if key is not None and (lim.metric != "cost_usd" or hold is None or not hold.unpriced):
             out.append((lim, key))

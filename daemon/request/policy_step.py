@@ -53,6 +53,7 @@ async def apply_policy(call: Call, body: dict[str, Any]) -> int | None:
         call.decision = decision
         rec.rulesets = list(decision.rulesets)
         rec.rules = list(decision.rules)
+        rec.flagged = decision.flagged  # a refused request that a flag rule marked says so too
         if not decision.allowed:
             if await store.confirm(decision) is STALE:
                 continue

@@ -89,7 +89,7 @@ def test_sample_config_validates(cli: Cli) -> None:
     sample = Path(__file__).resolve().parents[2] / "sample-config.toml"
     run = cli("--config", str(sample), "config", "validate")
     assert run.stdout == (
-        f"{sample}: valid (3 providers, 3 users, 2 groups, 12 rules, 5 rulesets, 0 keys)\n"
+        f"{sample}: valid (3 providers, 3 users, 2 groups, 13 rules, 5 rulesets, 0 keys)\n"
     )
 
 

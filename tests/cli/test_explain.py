@@ -137,6 +137,8 @@ ALICE_IN_ACME: dict[str, Any] = {
             "limit": 10.0,
         },
     ],
+    "flagged": False,
+    "spikes": [],
     "reasons": [
         "credits of group:acme: $7 of $100 used this month",
         'ruleset "free-tier" applies to user:alice',
@@ -197,6 +199,8 @@ BOB_IN_ACME: dict[str, Any] = {
             "limit": 10.0,
         },
     ],
+    "flagged": False,
+    "spikes": [],
     "reasons": [
         "credits of group:acme: $7 of $100 used this month",
         'ruleset "free-tier" does not match: user.tier = free: missing, fails; no match',

@@ -23,7 +23,7 @@ action = "blok"
 WARNING = (
     'warning: the config does not validate: rules.cap.action: unknown action "blok" '
     "(one of block, change_model, fallback, limit_tokens, check_output, dataset, retain, "
-    "capture) (line 9)\n"
+    "capture, flag) (line 9)\n"
 )
 
 

@@ -86,7 +86,7 @@ def test_rule_list_and_show(cli: Cli, base: Path) -> None:
             ["rule", "add", "x", "--action", "explode"],
             1,
             'error: rules.x.action: unknown action "explode" (one of block, change_model, fallback, '
-            "limit_tokens, check_output, dataset, retain, capture)\n",
+            "limit_tokens, check_output, dataset, retain, capture, flag)\n",
         ),
         (
             ["rule", "add", "x", "--action", "retain"],

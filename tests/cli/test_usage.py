@@ -168,6 +168,7 @@ def test_show_user_json_is_one_object(cli: Cli, ledger: Path) -> None:
         **usage,
         "models": [{"model": "openai/gpt-4o", **usage}],
         "groups": [{"group": "beta", **usage}],
+        "flagged_requests": 0,
         "daily": [
             {"day": "2026-11-02", "requests": 0, "input_tokens": 0, "output_tokens": 0,
              "total_tokens": 0, "cost_usd": 0.0, "cached_tokens": 0, "cache_write_tokens": 0, "unpriced_requests": 0},

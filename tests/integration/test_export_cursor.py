@@ -167,6 +167,7 @@ async def test_cloudevents_carry_the_request_as_a_metering_event(
             "priced": True,
             "usage_estimated": False,
             "latency_ms": row["latency_ms"],
+            "flagged": False,
         },  # fmt: skip
     }
 

@@ -25,6 +25,8 @@ CONCEPTS = {
     " ledger.entities, ledger.batch and ledger.writer",
     "core/test_counters_eviction.py": "counters evicted by core.counters and read back from"
     " the ledger by ledger.counters must agree",
+    "ledger/test_flagged.py": "the flagged column (m009_flagged) spans ledger.migrations,"
+    " ledger.batch, ledger.spill, ledger.reports and ledger.export",
 }
 
 

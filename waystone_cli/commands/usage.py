@@ -130,6 +130,9 @@ def top(
     model: str | None = typer.Option(
         None, "--model", help="Only this model (provider/model or bare)."
     ),
+    flagged: bool = typer.Option(
+        False, "--flagged", help="Only the requests a flag rule marked (a spike, most often)."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Who uses the most: the top users, groups, models or providers over a period."""
@@ -139,17 +142,19 @@ def top(
     require_known(ctx, user=user, group=group)
     now = _now()
     params = {"since": iso_time(since, now), "until": iso_time(until, now)}
-    filters = {"user": user, "group": group, "model": model}
+    filters = {"user": user, "group": group, "model": model, "flagged": flagged}
     result = app_context(ctx).query(
         "usage_top", by=by.value, metric=metric.value, limit=limit, **filters, **params
     )
     if as_json:
         render.print_json(result["rows"])
     elif not result["rows"]:
-        _empty(ctx, f"No requests between {params['since']} and {params['until'] or 'now'}.")
+        what = "flagged requests" if flagged else "requests"
+        _empty(ctx, f"No {what} between {params['since']} and {params['until'] or 'now'}.")
     else:
         room = render.table_room()
-        _print(top_view(result, by.value, metric.value, params["since"], params["until"], room))
+        span = (params["since"], params["until"])
+        _print(top_view(result, by.value, metric.value, *span, room, flagged=flagged))
 
 
 def show(
@@ -235,29 +240,70 @@ def spikes(
     every: Every = typer.Option(Every.hour, "--every", help="Judge hours or days."),
     by: Entity = typer.Option(Entity.user, "--by", help="Judge each user or each group."),
     metric: Metric = typer.Option(Metric.cost, "--metric", help="Judge cost, tokens or requests."),
+    rule: str | None = typer.Option(
+        None, "--rule", help="Replay only this spike rule of the config."
+    ),
     limit: int = typer.Option(20, "--limit", min=1, help="Show the largest N (by excess)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Buckets where a user's or group's usage stands far above its own recent baseline."""
     from waystone_cli import render
-    from waystone_cli.render.usage import spikes_table
+    from waystone_cli.render.usage import rule_spikes_table, spikes_table
 
     now = _now()
     params = {"since": iso_time(since, now), "until": iso_time(until, now)}
-    rows = app_context(ctx).query(
-        "usage_spikes", every=every.value, by=by.value, metric=metric.value, limit=limit, **params
-    )
+    triggers = _spike_rules(ctx, rule)
+    if triggers:
+        rows = []
+        for name, trigger in triggers.items():
+            rows += app_context(ctx).query(
+                "usage_rule_spikes", rule=name, by=by.value, limit=limit, **trigger, **params
+            )
+        rows = sorted(rows, key=lambda r: (r["at"], r[by.value], r["rule"]))[:limit]
+        nothing = f"No spikes: no spike rule fired for a {by.value}."
+        title = f"{len(rows)} spikes of {', '.join(triggers)}"
+        table = rule_spikes_table
+    else:
+        rows = app_context(ctx).query(
+            "usage_spikes",
+            every=every.value,
+            by=by.value,
+            metric=metric.value,
+            limit=limit,
+            **params,
+        )
+        nothing = f"No spikes: no {every.value} stands out from its {by.value}'s baseline."
+        title = f"{len(rows)} spikes in {metric.value} per {every.value}"
+        table = spikes_table
     if as_json:
         render.print_json(rows)
     elif not rows:
-        _empty(ctx, f"No spikes: no {every.value} stands out from its {by.value}'s baseline.")
+        _empty(ctx, nothing)
     else:
-        _print(
-            [
-                f"{len(rows)} spikes in {metric.value} per {every.value}",
-                spikes_table(rows, by.value),
-            ]
-        )
+        _print([title, table(rows, by.value)])
+
+
+def _spike_rules(ctx: typer.Context, only: str | None) -> dict[str, dict[str, Any]]:
+    """The config's spike rules (or just ``only``) as query parameters, by rule name."""
+    config = app_context(ctx).load()
+    if only is not None:
+        found = config.rules.get(only)
+        if found is None:
+            raise NotFoundError(f'no rule named "{only}" in the config')
+        if found.spike is None:
+            raise UsageError(f'rule "{only}" has no spike trigger')
+    chosen = [r for r in config.rules.values() if r.spike and only in (None, r.name)]
+    return {
+        r.name: {
+            "metric": r.spike.metric,
+            "window": r.spike.window,
+            "factor": r.spike.factor,
+            "baseline": r.spike.baseline,
+            "min": r.spike.min,
+        }
+        for r in chosen
+        if r.spike is not None
+    }
 
 
 spikes.__doc__ = f"{spikes.__doc__}\n\n{RULE}"

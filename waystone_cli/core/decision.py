@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from waystone_cli.core.config import Config
 from waystone_cli.core.counters import Subject
 from waystone_cli.core.entities import Entity
+
+if TYPE_CHECKING:
+    from waystone_cli.core.spike import SpikeHit  # which reads this module's amount()
 
 # RequestFacts and Decision are tuples built by keyword: one of each is made for every
 # request, and a frozen dataclass would set each field through object.__setattr__.
@@ -53,6 +57,9 @@ class Reason(NamedTuple):  # a tuple: several per request when rules fire
 
     def __str__(self) -> str:
         return self.text
+
+
+WATCHED = math.inf  # the ``limit`` of a value a trigger reads but nothing caps
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,15 @@ class Decision(NamedTuple):
     # Every rate limit tested (rpm, tpm, concurrent), explaining or not: what the shared
     # counters check again when they admit the request (``daemon/counters``).
     rate_limits: tuple[Limit, ...] = ()
+    # The spike triggers that held, for rules that fired (whatever their action), once
+    # per subject and rule; alerts send ``spike.detected`` from them.
+    spikes: tuple[SpikeHit, ...] = ()
+    # The counter values a spike trigger read, as limits nothing enforces (``limit`` is
+    # ``WATCHED``): shared counters send their fresh values back with the admission, so
+    # that the next decision reads them (``daemon/counters``).  Alerts and the budget
+    # headers do not read them.
+    watched: tuple[Limit, ...] = ()
+    flagged: bool = False  # a ``flag`` rule fired: the ledger row says so
 
 
 def model_matches(glob: str, model: str) -> bool:

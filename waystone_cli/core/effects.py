@@ -5,7 +5,8 @@ Blocks are collected apart (``Block``); every other fired rule is a ``Firing``, 
 highest ruleset ``priority`` first, then TOML order of rulesets, then rule order (the
 others are reported as not applied); ``limit_tokens`` takes the smallest cap, ``retain``
 the fewest days; fallbacks (in the same order as change_model), output checks, datasets
-and capture accumulate, each rule once even when it fired for two subjects.
+and capture accumulate, each rule once even when it fired for two subjects; ``flag``
+marks the request's ledger row and changes nothing else.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Effects(NamedTuple):
     datasets: tuple[str, ...] = ()
     capture: bool = False
     retain_days: int | None = None
+    flagged: bool = False
 
 
 def combine(
@@ -89,6 +91,7 @@ def combine(
         datasets=tuple(dict.fromkeys(datasets)),
         capture=bool(by_action.get("capture")),
         retain_days=min(days, default=None),
+        flagged=bool(by_action.get("flag")),
     )
     return effects, reasons
 
@@ -139,4 +142,6 @@ def effect_text(rule: RuleConfig) -> str:
         return f"keep its ledger rows {rule.days} days"
     if action == "capture":
         return "capture prompts and outputs"
+    if action == "flag":
+        return "flag the request"
     raise ValueError(f"unknown action {action!r}")

@@ -14,10 +14,12 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import NamedTuple
 
+from waystone_cli.core import spike
 from waystone_cli.core.conditions import Facts
 from waystone_cli.core.config import Config, RuleConfig, RulesetConfig
 from waystone_cli.core.counters import ANONYMOUS, Subject, UsageView
 from waystone_cli.core.decision import (
+    WATCHED,
     Decision,
     Limit,
     Match,
@@ -28,6 +30,7 @@ from waystone_cli.core.decision import (
 )
 from waystone_cli.core.effects import Block, Effects, Firing, combine, effect_text
 from waystone_cli.core.policy_plan import RulesetPlan
+from waystone_cli.core.spike import SpikeHit
 
 UNPRICED = "the request is unpriced and [server] unpriced_blocks is on"
 CALENDAR_SPAN = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
@@ -42,6 +45,7 @@ class _Test(NamedTuple):
     kind: str  # "policy" | "quota" | "rate" | "unpriced"
     detail: str
     retry_after: float | None = None
+    hit: SpikeHit | None = None  # a spike test that held
 
 
 _QUOTA_NOT_REACHED = _Test(False, "quota", "")
@@ -73,6 +77,8 @@ class Evaluation:
         self.firings: list[Firing] = []
         self.blocks: list[Block] = []
         self.rate_headers: dict[str, tuple[int, int, float]] = {}
+        self.spikes: list[SpikeHit] = []
+        self.watched: list[Limit] = []
         # The subjects, built once per request.
         self.by_kind = {"request": ANONYMOUS}
         named = []
@@ -179,6 +185,7 @@ class Evaluation:
         kind = next((k for k in ("unpriced", "rate", "quota") if k in kinds), "policy")
         retries = [t.retry_after for t in tests if t.retry_after is not None]
         firing = Firing(rs, order, index, rule, kind, detail, max(retries, default=None))
+        self.spikes += [t.hit for t in tests if t.hit is not None]
         self._record(firing, f"{subject}", self._act(firing))
 
     def _record(self, f: Firing, subject: str, effect: str) -> None:
@@ -200,6 +207,8 @@ class Evaluation:
             yield self._share_test(rs, rule, subject)
         if rule.rate is not None:
             yield self._rate_test(rs, rule, subject)
+        if rule.spike is not None:
+            yield self._spike_test(rs, rule, subject)
 
     def _usage_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
         u = rule.usage
@@ -221,6 +230,27 @@ class Evaluation:
             return _Test(False, "quota", detail)
         retry = self.counters.relief(subject, u.metric, u.window, u.over, self.facts.now)
         return _Test(True, "quota", detail, retry)
+
+    def _spike_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
+        """The window's usage (the baseline's too past ``min``), judged by ``core.spike``."""
+        sp = rule.spike
+        assert sp is not None
+        now = self.facts.now
+        reading = spike.read(self.counters, subject, sp, now, self.explain)
+        who = str(subject)
+        self.watched += (
+            Limit(rs.name, rule.name, who, sp.metric, sp.window, reading.current, WATCHED),
+            Limit(rs.name, rule.name, who, sp.metric, sp.baseline, reading.total, WATCHED),
+        )
+        if reading.average is None:
+            return (
+                _Test(False, "quota", spike.describe(sp, reading))
+                if self.explain
+                else _QUOTA_NOT_REACHED
+            )
+        hit = spike.hit(subject, rs.name, rule.name, sp, reading, now)
+        retry = spike.retry_after(self.counters, hit, sp, now) if rule.action == "block" else None
+        return _Test(True, "quota", f"{spike.describe(sp, reading)} (reached)", retry, hit)
 
     def _share_test(self, rs: RulesetConfig, rule: RuleConfig, subject: Subject) -> _Test:
         share, user, group = rule.share, self.facts.user, self.facts.group
@@ -360,6 +390,9 @@ class Evaluation:
             limits=tuple(self.limits),
             matches=tuple(self.matches),
             rate_limits=tuple(self.rate_limits),
+            spikes=tuple(dict.fromkeys(self.spikes)),  # a rule two rulesets list: once
+            flagged=fx.flagged,
+            watched=tuple(self.watched),
         )
 
     def _effects(self) -> Effects:

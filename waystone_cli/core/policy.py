@@ -16,7 +16,8 @@ Evaluation (SPEC §6):
    ``usage`` (the subject's usage, live reservations included, has reached ``over``),
    ``share`` (the named user's cost inside the subject group has reached ``max`` x the
    group's credits, in the credits' window), ``rate`` (any of rpm, tpm, concurrent
-   reached).  "Reached" is ``>=``: with reserve-before-forward that bounds a budget's
+   reached), ``spike`` (the window's usage has reached ``factor`` x its average over the
+   baseline, and ``min``: ``core/spike.py``).  "Reached" is ``>=``: with reserve-before-forward that bounds a budget's
    overshoot to one request (see ``core/counters.py``).  With ``[server]
    unpriced_blocks`` an unpriced request fires every cost-based trigger and credits.
 4. Blocks win over everything.  A block whose triggers are only ``model`` (or none), or
@@ -27,7 +28,7 @@ Evaluation (SPEC §6):
    rule order; applied once (no chains), the others are reported as not applied.
    ``limit_tokens`` takes the smallest cap, ``retain`` the fewest days; fallbacks (in the
    same order as change_model), output checks, datasets and capture accumulate, each rule
-   once even when it fired for two subjects.
+   once even when it fired for two subjects; ``flag`` sets ``Decision.flagged``.
 
 One evaluation serves the request path and ``rules explain``: ``explain=True`` only adds
 the rulesets that did not match, the rules that did not fire and every limit's usage.
@@ -97,6 +98,7 @@ def decide(
 def longest_window(config: Config) -> timedelta:
     """The longest window any rule or credits use (how long counters must keep data)."""
     windows = [r.usage.window for r in config.rules.values() if r.usage is not None]
+    windows += [r.spike.baseline for r in config.rules.values() if r.spike is not None]
     credits = [u.credits for u in config.users.values()] + [
         g.credits for g in config.groups.values()
     ]

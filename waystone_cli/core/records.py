@@ -54,6 +54,7 @@ class RequestRecord:
     usage_estimated: bool = False
     retain_days: int | None = None
     error: str | None = None
+    flagged: bool = False  # a ``flag`` rule fired
     # Not columns of `requests`: side tables the writer keeps current.
     user_metadata: dict[str, Any] | None = None
     group_metadata: dict[str, Any] | None = None
@@ -91,4 +92,5 @@ REQUEST_COLUMNS = (
     "usage_estimated",
     "retain_days",
     "error",
+    "flagged",
 )

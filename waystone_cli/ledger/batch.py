@@ -63,11 +63,12 @@ REQUEST_TYPES: dict[str, str] = {
     "usage_estimated": "BOOLEAN",
     "retain_days": "INTEGER",
     "error": "VARCHAR",
+    "flagged": "BOOLEAN",
 }
 
 
 # Columns whose value most rows share, with that value, which is the column's DEFAULT
-# (``m001_requests``, ``m005_empty_list_defaults``, ``m008_cache_write_tokens``; a unit
+# (``m001_requests``, ``m005_empty_list_defaults``, ``m008_cache_write_tokens``, ``m009_flagged``; a unit
 # test checks them against the table): a batch in which no row differs leaves the column
 # out of the insert.  DuckDB's appender converts every value it is given, and a list
 # costs more than a scalar.
@@ -85,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "usage_estimated": False,
     "retain_days": None,
     "error": None,
+    "flagged": False,
 }
 
 

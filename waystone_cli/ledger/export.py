@@ -14,7 +14,8 @@ bounds, and the caller exports one range at a time and joins the parts.
 ``id`` the request id, ``source`` the row's ``instance`` when the ledger has that column
 and it is set, else the ``source`` the caller gives (the config's ``[cluster] instance``,
 else ``waystone``), ``type`` ``waystone.request``, ``subject`` the user, else the group
-(null for an anonymous request), ``time`` RFC 3339 in UTC, and ``data`` the usage.
+(null for an anonymous request), ``time`` RFC 3339 in UTC, and ``data`` the usage
+(with ``flagged``: a metering service can hold a flagged request for review).
 
 A resumable export (``--cursor``) selects rows by ``seq``, the number the daemon's
 writer gives each row in the order it appends them: ``export_plan`` reports the highest
@@ -68,7 +69,8 @@ _CLOUDEVENT = """
       'status': status, 'outcome': outcome, 'input_tokens': input_tokens,
       'output_tokens': output_tokens, 'cached_tokens': cached_tokens,
       'reasoning_tokens': reasoning_tokens, 'cost_usd': cost_usd, 'priced': priced,
-      'usage_estimated': usage_estimated, 'latency_ms': latency_ms}} AS data
+      'usage_estimated': usage_estimated, 'latency_ms': latency_ms,
+      'flagged': {flagged}}} AS data
 """
 
 
@@ -110,13 +112,19 @@ def ledger_id(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _source_sql(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, list[Any]]:
-    has_instance = con.execute(
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = 'requests' AND column_name = 'instance'"
-    ).fetchone()
-    if has_instance and has_instance[0]:
+    if _has_column(con, "instance"):
         return "COALESCE(instance, ?)", [source]
     return "?", [source]
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    # A ledger from before a migration, opened read-only, is not migrated.
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'requests' AND column_name = ?",
+        [name],
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def export_plan(
@@ -183,7 +191,9 @@ def export(
     columns = "*"
     if format == "cloudevents":
         source_sql, source_params = _source_sql(con, source)
-        columns, params = _CLOUDEVENT.format(source=source_sql), [*source_params, *params]
+        flagged = "flagged" if _has_column(con, "flagged") else "false"
+        columns = _CLOUDEVENT.format(source=source_sql, flagged=flagged)
+        params = [*source_params, *params]
     sql = f"COPY (SELECT {columns} FROM requests {clause}) TO ? ({options})"
     with staged(target, overwrite=overwrite) as path:
         try:

@@ -204,6 +204,14 @@ def m008_cache_write_tokens(con: Connection) -> None:
     con.execute("ALTER TABLE usage_daily ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0")
 
 
+def m009_flagged(con: Connection) -> None:
+    """Whether a ``flag`` rule fired for the request (a spike, most often): the request
+    went through, and ``usage top --flagged`` and ``usage show`` report it.  Older rows
+    were never flagged: false.  Not in the rollup: flagged rows are rare, and a filter
+    on the column skips every row group that holds none (``spans.source_sql``)."""
+    con.execute("ALTER TABLE requests ADD COLUMN flagged BOOLEAN NOT NULL DEFAULT false")
+
+
 def m011_instance(con: Connection) -> None:
     """The instance that served each request (``[cluster] instance``, see
     ``core.cluster.instance_name``), filled by the writer; NULL for older rows."""
@@ -237,6 +245,7 @@ MIGRATIONS: list[Migration] = [
     m006_rollup_fold,
     m007_unpriced_needs_tokens,
     m008_cache_write_tokens,
+    m009_flagged,
     m011_instance,
     m012_instances,
 ]

@@ -61,6 +61,7 @@ COPY_TYPES: dict[str, str] = {
     "usage_estimated": "bool",
     "retain_days": "int4",
     "error": "varchar",
+    "flagged": "bool",
     "instance": "varchar",
     "seq": "int8",
 }

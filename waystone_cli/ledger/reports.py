@@ -35,6 +35,7 @@ from waystone_cli.ledger.spans import (
     Span,
     fold_mark,
     has_cache_writes,
+    has_flagged,
     source_sql,
 )
 
@@ -98,13 +99,17 @@ def top(
     group: str | None = None,
     user: str | None = None,
     model: str | None = None,
+    flagged: bool = False,
 ) -> Row:
     """The ``limit`` biggest users/groups/models/providers by ``metric``, plus the total,
-    of the requests of one user, group or model when given."""
+    of the requests of one user, group or model when given, of the flagged ones only
+    with ``flagged`` (a ledger from before ``m009_flagged`` has none)."""
     _check(by, DIMENSIONS, "by")
     _check(metric, METRICS, "metric")
     span = Span.from_params(since, until)
-    filters = Filters(user=user, group=group, model=model)
+    if flagged and not has_flagged(con):
+        return {"rows": [], "entities": 0, "total": _total(_NONE)}
+    filters = Filters(user=user, group=group, model=model, flagged=flagged)
     src, params = source_sql(
         span, filters, folded=fold_mark(con), cache_writes=has_cache_writes(con)
     )
@@ -137,7 +142,8 @@ def show(
     since: str | None = None,
     until: str | None = None,
 ) -> Row:
-    """One user's or group's totals, per-model use, groups or members, and daily use."""
+    """One user's or group's totals, per-model use, groups or members, flagged requests
+    (``flagged_requests``) and daily use."""
     _check(kind, ("user", "group"), "kind")
     other = "group" if kind == "user" else "user"
     span = Span.from_params(since, until)
@@ -163,8 +169,27 @@ def show(
     for linked in _linked(con, kind, id):
         members.setdefault(linked, usage_row(other, linked, _NONE))
     result["groups" if kind == "user" else "members"] = _ranked(list(members.values()), other)
+    result["flagged_requests"] = _flagged(con, kind, id, span)
     result["daily"] = _daily(levels["day"], span)
     return result
+
+
+def _flagged(con: Connection, kind: str, id: str, span: Span) -> int:
+    """The entity's flagged requests in the span: raw rows, since the rollup does not
+    count them; few rows are flagged, and the filter skips the row groups with none."""
+    if not has_flagged(con):
+        return 0
+    where = [f"{'user_id' if kind == 'user' else 'group_id'} = ?", "flagged"]
+    params: list[Any] = [id]
+    if span.since is not None:
+        where.append("ts >= ?")
+        params.append(span.since)
+    if span.until is not None:
+        where.append("ts < ?")
+        params.append(span.until)
+    row = con.execute(f"SELECT count(*) FROM requests WHERE {' AND '.join(where)}", params)
+    found = row.fetchone()
+    return int(found[0]) if found else 0
 
 
 def _ranked(rows: list[Row], key: str) -> list[Row]:

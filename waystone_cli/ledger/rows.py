@@ -47,7 +47,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "status": (int,),
     "outcome": _TEXT,
     **dict.fromkeys(("user_id", "group_id", "provider", "requested_model", "model"), _TEXT + _NULL),
-    **dict.fromkeys(("stream", "priced", "usage_estimated", "capture"), (bool,)),
+    **dict.fromkeys(("stream", "priced", "usage_estimated", "capture", "flagged"), (bool,)),
     **dict.fromkeys(_COUNTS, (int,)),
     "cost_usd": (Decimal, type(None)),
     **dict.fromkeys(("latency_ms", "ttft_ms", "overhead_ms"), _NUMBER + _NULL),

@@ -108,12 +108,14 @@ class Span:
 
 @dataclass(frozen=True)
 class Filters:
-    """Restrict a report to one user, group, model (``provider/model`` or bare) or provider."""
+    """Restrict a report to one user, group, model (``provider/model`` or bare) or
+    provider, and to flagged requests (``usage top --flagged``)."""
 
     user: str | None = None
     group: str | None = None
     model: str | None = None
     provider: str | None = None
+    flagged: bool = False
 
 
 def source_sql(
@@ -141,7 +143,9 @@ def source_sql(
     parts: list[str] = []
     params: list[Any] = []
     writes = _CACHE_WRITES if cache_writes else _NO_CACHE_WRITES
-    if bucket == "hour":
+    if bucket == "hour" or filters.flagged:
+        # The rollup does not count flagged rows; they are few, and the filter skips
+        # every row group that holds none by its zone map.
         return _raw_part(span.since, span.until, filters, bucket, writes=writes)
     if span.has_full_days():
         sql, p = _rollup_part(span, filters, bucket, writes)
@@ -231,6 +235,8 @@ def _filter_sql(filters: Filters, provider_sql: str) -> tuple[list[str], list[An
     if filters.model is not None:
         where.append(f"(model = ? OR {provider_sql} || '/' || model = ?)")
         params += [filters.model, filters.model]
+    if filters.flagged:
+        where.append("flagged")
     return where, params
 
 
@@ -272,8 +278,18 @@ def fold_mark(con: Connection) -> int | None:
 def has_cache_writes(con: Connection) -> bool:
     """Whether the ledger has ``cache_write_tokens`` (``m008_cache_write_tokens``), for
     ``source_sql``: a ledger from before it, opened read-only, is not migrated."""
+    return _has_column(con, "cache_write_tokens")
+
+
+def has_flagged(con: Connection) -> bool:
+    """Whether the ledger has ``flagged`` (``m009_flagged``); see ``has_cache_writes``."""
+    return _has_column(con, "flagged")
+
+
+def _has_column(con: Connection, name: str) -> bool:
     row = con.execute(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'requests' "
-        "AND column_name = 'cache_write_tokens' AND table_catalog = current_database()"
+        "AND column_name = ? AND table_catalog = current_database()",
+        [name],
     ).fetchone()
     return bool(row and row[0])

@@ -18,18 +18,36 @@ DuckDB computes the medians as window functions.  Postgres has no median over a
 window frame, so there the dense series is read (a few hundred buckets per entity)
 and each bucket is judged in Python (``_judge``), by the same rule; the report tests
 run both on the same rows.
+
+``rule_spikes`` answers another question with the spike trigger's one definition
+(``core.spike.judge``): it replays a ``spike`` rule (``usage spikes --rule NAME``, or
+every spike rule of the config) over the ledger request by request, as the daemon saw
+them.  At each request, the usage of its user (or group) in the ``window`` before it
+and in the ``baseline`` before that, with the counters' rules (whole minutes, so a
+window's oldest minute counts in full; only requests that were forwarded, or carry
+usage, count).  So it lists the spikes the trigger saw, one line per subject and window
+period (``SpikeHit.window_start``) with the first request it fired at.  It cannot see
+two things the daemon did: requests in flight (the daemon counts their estimates until
+they settle) and ruleset conditions (every user or group is judged).  After a restart
+the daemon's counters hold usage older than two hours by the hour (``ledger.counters``),
+which can move a firing point by the usage of the hour at a window's old edge.  Its SQL
+reads plain rows, the same on DuckDB and Postgres.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
+from waystone_cli.core.counters import COST_SCALE
 from waystone_cli.core.errors import UsageError
+from waystone_cli.core.spike import judge, period_start
+from waystone_cli.core.windows import WindowError, parse_duration
+from waystone_cli.ledger.counters import NOT_FORWARDED
 from waystone_cli.ledger.dialect import dialect_of
 from waystone_cli.ledger.spans import DIMENSION_SQL, Filters, Span, fold_mark, source_sql
 
@@ -53,7 +71,10 @@ RULE = (
     f"and >= {MIN_FACTOR:g} x median, where median and MAD (median absolute deviation) are "
     f"taken over the entity's previous {WINDOW['hour']} hours (--every hour) or "
     f"{WINDOW['day']} days (--every day), idle buckets counting as 0. An entity whose "
-    "median is 0 has no baseline and is not judged. factor = value / median."
+    "median is 0 has no baseline and is not judged. factor = value / median. "
+    "With spike rules in the config, or --rule NAME, the rules are replayed instead, "
+    "request by request, as the daemon's spike trigger saw them (--every and --metric "
+    "then come from each rule)."
 )
 
 # Dense series per entity (idle buckets as 0), then each bucket against the median and
@@ -166,9 +187,136 @@ def spikes(
     ]
 
 
+# Every request row of the span and the baseline before it, per subject in time order:
+# its time, its value in the metric's exact unit, and whether the counters count it.
+_REPLAY_SQL = """
+    SELECT {key} AS key, id, ts, {value} AS value,
+           (outcome NOT IN ({not_forwarded})
+            OR input_tokens > 0 OR output_tokens > 0 OR cost_usd > 0) AS counted,
+           outcome NOT IN ('unauthorized', 'invalid_request', 'not_found') AS judged
+    FROM requests
+    WHERE {key} IS NOT NULL AND ts >= ? {until}
+    ORDER BY key, ts, seq NULLS FIRST, id
+"""
+
+_REPLAY_VALUE = {
+    "cost_usd": f"coalesce(cost_usd, 0) * {COST_SCALE}",  # exact: DECIMAL in, Decimal out
+    "tokens": "input_tokens + output_tokens",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "requests": "1",
+}
+
+
+def rule_spikes(
+    con: Connection,
+    rule: str,
+    metric: str,
+    window: str,
+    factor: float,
+    baseline: str,
+    min: float = 0.0,
+    since: str | None = None,
+    until: str | None = None,
+    by: str = "user",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The spikes the trigger ``spike = {metric, window, factor, baseline, min}`` of
+    ``rule`` saw in ``[since, until)``: per subject and window period, the first."""
+    if by not in ("user", "group") or metric not in _REPLAY_VALUE:
+        raise UsageError("spikes: --by user|group, and a spike rule's metric")
+    try:
+        window_s = parse_duration(window).total_seconds()
+        baseline_s = parse_duration(baseline).total_seconds()
+    except WindowError as err:
+        raise UsageError(str(err)) from None
+    span = Span.from_params(since, until)
+    start = span.since - timedelta(seconds=baseline_s + 60) if span.since else datetime.min
+    sql = _REPLAY_SQL.format(
+        key=DIMENSION_SQL[by],
+        value=_REPLAY_VALUE[metric],
+        not_forwarded=", ".join(f"'{o}'" for o in NOT_FORWARDED),
+        until="AND ts < ?" if span.until else "",
+    )
+    params: list[Any] = [start, *([span.until] if span.until else [])]
+    rows = con.execute(sql, params).fetchall()
+    scale = COST_SCALE if metric == "cost_usd" else 1
+    bounds = (span.since.replace(tzinfo=UTC).timestamp() if span.since else None, window_s)
+    hits = []
+    for subject_rows in _by_key(rows):
+        hits += _replay(subject_rows, bounds, baseline_s, factor, min, scale)
+    hits.sort(key=lambda h: (h["at"], h["key"]))
+    return [{by: h.pop("key"), "rule": rule, "metric": metric, **h} for h in hits[:limit]]
+
+
+def _by_key(rows: Sequence[tuple[Any, ...]]) -> Iterable[Sequence[tuple[Any, ...]]]:
+    """The rows (sorted by key) of each key in turn."""
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i][0] != rows[start][0]:
+            yield rows[start:i]
+            start = i
+
+
+def _replay(
+    rows: Sequence[tuple[Any, ...]],
+    bounds: tuple[float | None, float],
+    baseline_s: float,
+    factor: float,
+    minimum: float,
+    scale: int,
+) -> list[dict[str, Any]]:
+    """One subject's requests in time order, judged as the daemon's counters read them
+    (see ``core.counters``: a rolling window starts at the whole minute
+    ``(now - window) // 60``)."""
+    since_s, window_s = bounds
+    windows = baseline_s / window_s - 1
+    minutes: list[int] = []  # of the counted rows so far
+    sums = [0]  # running totals of their values
+    w_at = b_at = 0  # the first counted row inside the window, inside the baseline
+    seen: dict[datetime, dict[str, Any]] = {}
+    for key, request_id, ts, value, counted, judged in rows:
+        now_s = ts.replace(tzinfo=UTC).timestamp()
+        w_start, b_start = int((now_s - window_s) // 60), int((now_s - baseline_s) // 60)
+        while w_at < len(minutes) and minutes[w_at] < w_start:
+            w_at += 1
+        while b_at < len(minutes) and minutes[b_at] < b_start:
+            b_at += 1
+        if judged and (since_s is None or now_s >= since_s):
+            # The counters' arithmetic: two usages as floats, then their difference.
+            current = _usage(sums[-1] - sums[w_at], scale)
+            whole = _usage(sums[-1] - sums[b_at], scale)
+            average = judge(current, whole - current, windows, factor, minimum)
+            if average is not None:
+                period = period_start(now_s, window_s)
+                hit = seen.get(period)
+                if hit is None:
+                    seen[period] = {
+                        "key": key,
+                        "bucket": period.replace(tzinfo=None).isoformat(),
+                        "at": datetime.fromtimestamp(now_s, UTC).replace(tzinfo=None).isoformat(),
+                        "request": request_id,
+                        "value": round(current, 10),
+                        "baseline": round(average, 10),
+                        "factor": round(current / average, 2) if average > 0 else None,
+                        "requests": 1,
+                    }
+                else:
+                    hit["requests"] += 1
+        if counted:
+            minutes.append(int(now_s // 60))
+            sums.append(sums[-1] + int(value))
+    return list(seen.values())
+
+
+def _usage(total: int, scale: int) -> float:
+    """A total as ``core.counters`` reads it: cost units over their scale, counts as floats."""
+    return total / scale if scale != 1 else float(total)
+
+
 def _trunc(value: datetime, every: str) -> datetime:
     value = value.replace(minute=0, second=0, microsecond=0)
     return value.replace(hour=0) if every == "day" else value
 
 
-QUERIES: dict[str, Any] = {"usage_spikes": spikes}
+QUERIES: dict[str, Any] = {"usage_spikes": spikes, "usage_rule_spikes": rule_spikes}

@@ -330,13 +330,13 @@ def trigger_text(rule: Mapping[str, Any]) -> str:
     parts = []
     if rule.get("model"):
         parts.append(f"model {rule['model']}")
-    for key in ("usage", "share", "rate"):
+    for key in ("usage", "share", "rate", "spike"):
         if rule.get(key):
             parts.append(f"{key} {mapping_text(rule[key])}")
     return "; ".join(parts) or "always"
 
 
-_TRIGGERS = frozenset(("action", "model", "usage", "share", "rate"))
+_TRIGGERS = frozenset(("action", "model", "usage", "share", "rate", "spike"))
 
 
 def action_text(rule: Mapping[str, Any]) -> str:

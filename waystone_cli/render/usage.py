@@ -136,10 +136,18 @@ def _cells(r: Row, with_unpriced: bool) -> list[str]:
 
 
 def top_view(
-    result: Row, by: str, metric: str, since: str | None, until: str | None, room: int | None
+    result: Row,
+    by: str,
+    metric: str,
+    since: str | None,
+    until: str | None,
+    room: int | None,
+    *,
+    flagged: bool = False,
 ) -> list[RenderableType]:
     rows = result["rows"]
-    heading = f"Top {len(rows)} of {result['entities']} {_plural(by)} by {metric}, {span_text(since, until)}"
+    of = ", flagged requests only" if flagged else ""
+    heading = f"Top {len(rows)} of {result['entities']} {_plural(by)} by {metric}{of}, {span_text(since, until)}"
     label = f"all {result['entities']} {_plural(by)}"
     table = usage_table(rows, by, result["total"], label, room)
     return [heading, table, *_note(result["total"])]
@@ -159,10 +167,12 @@ def show_view(
     other = "group" if kind == "user" else "user"
     members = result["groups" if kind == "user" else "members"]
     totals = {k: v for k, v in result.items() if k not in ("models", "groups", "members", "daily")}
+    flagged = result.get("flagged_requests", 0)
     parts: list[RenderableType] = [
         f"{kind.capitalize()} {result[kind]}, {span_text(since, until)}",
         usage_table([totals], kind, room=room),
         *_note(totals),
+        *([f"{count(flagged)} flagged request(s)"] if flagged else []),
         "",
         usage_table(result["models"], "model", room=room),
         "",
@@ -233,6 +243,25 @@ def spikes_table(rows: Sequence[Row], by: str) -> Table:
             metric_text(r["metric"], r["value"]),
             metric_text(r["metric"], r["baseline"]),
             f"{r['factor']:.1f}x",
+        )
+    return table
+
+
+def rule_spikes_table(rows: Sequence[Row], by: str) -> Table:
+    """``usage spikes --rule``: per subject and window, the first request the rule fired at."""
+    table = _table(
+        by, "window from", "fired at", "value", "baseline", "factor", "requests", right_from=3
+    )
+    for r in rows:
+        metric = "cost" if r["metric"] == "cost_usd" else "tokens"
+        table.add_row(
+            r[by],
+            when_text(r["bucket"]),
+            when_text(r["at"]),
+            metric_text(metric, r["value"]),
+            metric_text(metric, r["baseline"]),
+            "new" if r["factor"] is None else f"{r['factor']:.1f}x",
+            count(r["requests"]),
         )
     return table
 

@@ -146,7 +146,7 @@ ERRORS = [
     (
         "unknown action",
         '[rules.r]\naction = "explode"',
-        'rules.r.action: unknown action "explode" (one of block, change_model, fallback, limit_tokens, check_output, dataset, retain, capture)',
+        'rules.r.action: unknown action "explode" (one of block, change_model, fallback, limit_tokens, check_output, dataset, retain, capture, flag)',
     ),
     (
         "field of another action",
@@ -207,6 +207,46 @@ ERRORS = [
         "unknown usage key",
         '[rules.r]\naction = "block"\nusage = { metric = "requests", window = "day", over = 1, per = "user" }',
         "rules.r.usage.per: unknown key",
+    ),
+    (
+        "spike without baseline",
+        '[rules.r]\naction = "flag"\nspike = { metric = "requests", window = "1h", factor = 3 }',
+        "rules.r.spike: baseline is required",
+    ),
+    (
+        "unknown spike metric",
+        '[rules.r]\naction = "flag"\nspike = { metric = "calls", window = "1h", factor = 3, baseline = "1d" }',
+        'rules.r.spike.metric: unknown metric "calls" (one of cost_usd, tokens, input_tokens, output_tokens, requests)',
+    ),
+    (
+        "spike baseline not longer than its window",
+        '[rules.r]\naction = "flag"\nspike = { metric = "requests", window = "1h", factor = 3, baseline = "60m" }',
+        'rules.r.spike.baseline: must be longer than the window "1h"',
+    ),
+    (
+        "spike on a calendar window",
+        '[rules.r]\naction = "flag"\nspike = { metric = "requests", window = "day", factor = 3, baseline = "7d" }',
+        'rules.r.spike.window: "day" is a calendar window; a spike needs a rolling one like 1h or 7d',
+    ),
+    (
+        "spike factor of one",
+        '[rules.r]\naction = "flag"\nspike = { metric = "requests", window = "1h", factor = 1, baseline = "1d" }',
+        "rules.r.spike.factor: must be greater than 1",
+    ),
+    (
+        "negative spike min",
+        '[rules.r]\naction = "block"\nspike = { metric = "tokens", window = "1h", factor = 2, baseline = "1d", min = -1 }',
+        "rules.r.spike.min: must not be negative",
+    ),
+    (
+        "unknown spike key",
+        '[rules.r]\naction = "flag"\nspike = { metric = "requests", window = "1h", factor = 3, baseline = "1d", over = 1 }',
+        "rules.r.spike.over: unknown key",
+    ),
+    (
+        "flag action with a field",
+        '[rules.r]\naction = "flag"\nmessage = "no"',
+        'rules.r.message: not a field of action "flag"',
     ),
     (
         "share max above one",
@@ -408,6 +448,7 @@ def test_sample_config_documents_every_key() -> None:
         schema.UsageTrigger,
         schema.ShareTrigger,
         schema.RateTrigger,
+        schema.SpikeTrigger,
         schema.RuleConfig,
         schema.RulesetConfig,
         schema.KeyConfig,

@@ -54,6 +54,7 @@ UNUSUAL: dict[str, Any] = {
     "usage_estimated": True,
     "retain_days": 30,
     "error": "boom",
+    "flagged": True,
 }
 
 

@@ -203,6 +203,7 @@ def test_show_user_totals_models_groups_and_daily(ledger: duckdb.DuckDBPyConnect
             row("group", "acme", 2, 1000, 200, 0.0045),
             row("group", None, 1, 2000, 1000, 0.0009),
         ],
+        "flagged_requests": 0,
         "daily": [
             row("day", "2026-11-01", 2, 3000, 1200, 0.0054),
             row("day", "2026-11-02", 0, 0, 0, 0.0),
@@ -534,9 +535,10 @@ def test_reports_carry_cache_reads_and_writes_from_the_rollup_and_the_raw_rows(
     model = f"anthropic/{CLAUDE}"
     both = {"cached": 7000, "writes": 2000}
     shown = reports.show(cached_ledger, "user", "alice", **span)
-    assert {k: v for k, v in shown.items() if k not in ("models", "groups", "daily")} == row(
-        "user", "alice", 2, 15_000, 600, 0.0366, **both
-    )
+    assert {k: v for k, v in shown.items() if k not in ("models", "groups", "daily")} == {
+        **row("user", "alice", 2, 15_000, 600, 0.0366, **both),
+        "flagged_requests": 0,
+    }
     assert shown["models"] == [row("model", model, 2, 15_000, 600, 0.0366, **both)]
     assert shown["daily"] == [
         row("day", "2026-11-05", 1, 10_000, 500, 0.0309, cached=3000, writes=2000),

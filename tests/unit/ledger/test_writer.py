@@ -81,6 +81,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
         usage_estimated=True,
         retain_days=30,
         error="cut short",
+        flagged=True,
     )
     writer = LedgerWriter(con, instance="eu-1")
     await writer.start()
@@ -118,6 +119,7 @@ async def test_a_row_arrives_with_every_column_exact(con: duckdb.DuckDBPyConnect
             "cut short",
             1,  # seq: the writer numbers the rows it appends, from 1 in a new ledger
             300,  # cache_write_tokens: added after seq (m008_cache_write_tokens)
+            True,  # flagged (m009_flagged)
             "eu-1",  # instance: the writer's own (m011_instance)
         )
     ]
@@ -159,6 +161,7 @@ async def test_a_bare_row_keeps_nulls_and_empty_lists(con: duckdb.DuckDBPyConnec
             None,
             1,
             0,
+            False,  # flagged
             None,  # instance: this writer was given none
         )
     ]

@@ -14,10 +14,12 @@ from waystone_cli.core.config.snapshot import (
     RuleConfig,
     RulesetConfig,
     ShareTrigger,
+    SpikeTrigger,
     UsageTrigger,
 )
 from waystone_cli.core.config.table import Table, check_window
 from waystone_cli.core.errors import ConfigError
+from waystone_cli.core.windows import parse_window
 
 _RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "block": ("message",),
@@ -28,6 +30,7 @@ _RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "dataset": ("name",),
     "retain": ("days",),
     "capture": (),
+    "flag": (),
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "change_model": ("to",),
@@ -72,6 +75,7 @@ def rule_config(name: str, t: Table) -> RuleConfig:
         usage=_usage(t),
         share=_share(t),
         rate=_rate(t),
+        spike=_spike(t),
         to=t.get("to", str, None),
         retries=t.get("retries", int, 0),
         max=t.get("max", int, None),
@@ -128,6 +132,55 @@ def _usage(t: Table) -> UsageTrigger | None:
     if over < 0:
         raise ConfigError(f"{u.at('over')}: must not be negative")
     return UsageTrigger(metric=metric, window=window, over=float(over))
+
+
+def _spike(t: Table) -> SpikeTrigger | None:
+    """``spike``: rolling windows only, ``baseline`` longer than ``window``, ``factor`` > 1
+    (1 or less would call ordinary use a spike), ``min`` >= 0 (see ``core/spike.py``)."""
+    if "spike" not in t.data:
+        t.seen.add("spike")
+        return None
+    s = t.table("spike")
+    metric = s.get("metric", str, None)
+    window = s.get("window", str, None)
+    factor = s.get("factor", (int, float), None)
+    baseline = s.get("baseline", str, None)
+    minimum = s.get("min", (int, float), 0)
+    s.done()
+    for key, value in (("metric", metric), ("window", window), ("factor", factor)):
+        if value is None:
+            raise ConfigError(f"{s.path}: {key} is required")
+    if baseline is None:
+        raise ConfigError(f"{s.path}: baseline is required")
+    if metric not in USAGE_METRICS:
+        raise ConfigError(
+            f'{s.at("metric")}: unknown metric "{metric}" (one of {", ".join(USAGE_METRICS)})'
+        )
+    window_s = _rolling(window, s.at("window"))
+    baseline_s = _rolling(baseline, s.at("baseline"))
+    if baseline_s <= window_s:
+        raise ConfigError(f'{s.at("baseline")}: must be longer than the window "{window}"')
+    if not factor > 1:
+        raise ConfigError(f"{s.at('factor')}: must be greater than 1")
+    if minimum < 0:
+        raise ConfigError(f"{s.at('min')}: must not be negative")
+    return SpikeTrigger(
+        metric=metric,
+        window=window,
+        factor=float(factor),
+        baseline=baseline,
+        min=float(minimum),
+    )
+
+
+def _rolling(text: str, path: str) -> float:
+    check_window(text, path)
+    duration = parse_window(text).duration
+    if duration is None:
+        raise ConfigError(
+            f'{path}: "{text}" is a calendar window; a spike needs a rolling one like 1h or 7d'
+        )
+    return duration.total_seconds()
 
 
 def _share(t: Table) -> ShareTrigger | None:

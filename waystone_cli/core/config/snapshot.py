@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+from waystone_cli.core.windows import parse_duration
 
 # Ids (users, groups) seen in traffic follow the same rule, so every one is addressable
 # from the CLI and the TOML.  \Z, not $: $ would accept a trailing newline.
@@ -42,6 +45,7 @@ ACTIONS = (
     "dataset",
     "retain",
     "capture",
+    "flag",
 )
 USAGE_METRICS = ("cost_usd", "tokens", "input_tokens", "output_tokens", "requests")
 PROVIDER_KINDS = ("openai", "mock", "anthropic")
@@ -173,6 +177,31 @@ class UsageTrigger:
 
 
 @dataclass(frozen=True)
+class SpikeTrigger:
+    """``spike = {metric, window, factor, baseline, min}`` (see ``core/spike.py``)."""
+
+    metric: str
+    window: str  # rolling
+    factor: float
+    baseline: str  # rolling, longer than ``window``
+    min: float = 0.0
+
+    # Derived once per snapshot (validated at load), so a request only reads them.
+    @cached_property
+    def window_s(self) -> float:
+        return _seconds(self.window)
+
+    @cached_property
+    def windows(self) -> float:
+        """Baseline windows before the current one: ``baseline / window - 1``."""
+        return _seconds(self.baseline) / self.window_s - 1
+
+
+def _seconds(window: str) -> float:
+    return parse_duration(window).total_seconds()
+
+
+@dataclass(frozen=True)
 class ShareTrigger:
     max: float
     of: str = "credits"
@@ -193,6 +222,7 @@ class RuleConfig:
     usage: UsageTrigger | None = None
     share: ShareTrigger | None = None
     rate: RateTrigger | None = None
+    spike: SpikeTrigger | None = None
     to: str | None = None
     retries: int = 0
     max: int | None = None
