@@ -191,6 +191,37 @@ def m008_cache_write_tokens(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE usage_daily ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0")
 
 
+def m010_alerts(con: duckdb.DuckDBPyConnection) -> None:
+    """The alerts outbox (``ledger.alerts``): one row per event, keyed by its id (a UUID5
+    of its dedupe key, so an event is stored once across restarts and instances), and
+    one row per delivery attempt.  Attempts are appended, never updated: a row's state
+    (attempts, last error, next attempt, delivered) is read from its latest attempt."""
+    con.execute(
+        """
+        CREATE TABLE alerts (
+            id VARCHAR PRIMARY KEY,
+            type VARCHAR NOT NULL,
+            dedupe_key VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            body VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE alert_attempts (
+            alert_id VARCHAR NOT NULL,
+            attempt INTEGER NOT NULL,
+            attempted_at TIMESTAMP NOT NULL,
+            status INTEGER,
+            error VARCHAR,
+            next_attempt_at TIMESTAMP,
+            PRIMARY KEY (alert_id, attempt)
+        )
+        """
+    )
+
+
 def m012_instances(con: duckdb.DuckDBPyConnection) -> None:
     """One row per instance that ever served this ledger, refreshed by its heartbeat
     (``ledger.instances``): ``waystone cluster status`` lists those seen recently."""
@@ -218,6 +249,7 @@ MIGRATIONS: list[Migration] = [
     m006_rollup_fold,
     m007_unpriced_needs_tokens,
     m008_cache_write_tokens,
+    m010_alerts,
     m012_instances,
 ]
 
