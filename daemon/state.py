@@ -27,6 +27,7 @@ from waystone_cli.core.pricing import Pricer
 from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
+    from daemon.alerts.outbox import Outbox
     from daemon.request.entities import EntityStore
     from daemon.telemetry.observe import Observer
     from waystone_cli.core.counters import UsageCounters
@@ -48,6 +49,9 @@ class Settings:
     worker: int = 0
     # How often the instance's row in the ledger is refreshed (``daemon.heartbeat``).
     heartbeat_interval_s: float = 5.0
+    # The first retry of an alert that was not delivered; each next one waits twice as
+    # long, up to ``daemon.alerts.delivery.MAX_RETRY_S``.
+    alert_retry_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,3 +140,4 @@ LEDGER: web.AppKey[LedgerWriter] = web.AppKey("ledger")
 ENTITIES: web.AppKey[EntityStore] = web.AppKey("entities")
 COUNTERS: web.AppKey[UsageCounters] = web.AppKey("counters")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
+ALERTS: web.AppKey[Outbox] = web.AppKey("alerts")

@@ -1,0 +1,217 @@
+"""Storing and posting alert events: two background tasks, off every request's path.
+
+- The *storing* task waits for the outbox's wake-up, takes its fresh events and stores
+  them in the ledger on the writer's thread (``ledger.alerts.store``).  Only the events
+  that were new there are scheduled for delivery: one stored by an earlier run or by
+  another instance is that run's to deliver.  A ledger that cannot store them keeps
+  them in memory and is tried again after ``retry_s``.
+- The *delivering* task posts due events one at a time, oldest due first: the JSON body
+  exactly as stored, ``X-Waystone-Signature: sha256=<HMAC>`` when a secret is set, within
+  ``[alerts] timeout_s``.  A 2xx answer delivers it; anything else (another status, a
+  refused connection, a timeout) is retried after ``retry_s × 2^(attempts-1)``, at most
+  ``MAX_RETRY_S``, times a random factor in [0.5, 1) so that many events failing
+  together do not come back together.  There is no attempt limit: an event is kept
+  until it is delivered (the operator sees it in ``waystone alerts list``).  Each
+  attempt is appended to the ledger.
+
+At start the undelivered events are reloaded and tried at once, and the dedupe keys of
+the windows still current are loaded into the outbox, before the daemon serves.  A
+slow receiver holds only the delivering task: requests never wait on it, and events
+made meanwhile are stored at once.  Delivery is at least once: an event whose post
+succeeded but whose attempt row could not be written (or a post cut by a stop) is
+posted again later, with the same ``id``, for the receiver to drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+from aiohttp import web
+
+from daemon.alerts.outbox import Outbox
+from daemon.state import ALERTS, CONFIG, LEDGER, OBSERVER, SETTINGS
+from waystone_cli.core.alerts import SIGNATURE_HEADER, signature
+from waystone_cli.core.policy import longest_window
+from waystone_cli.core.secrets import alerts_secret
+from waystone_cli.ledger.alerts import Attempt, Pending
+
+log = logging.getLogger("waystone.alerts")
+MAX_RETRY_S = 300.0
+
+
+class Delivery:
+    def __init__(self, app: web.Application, outbox: Outbox, retry_s: float) -> None:
+        self.app = app
+        self.outbox = outbox
+        self.retry_s = retry_s
+        self._due: list[tuple[float, int, Pending]] = []
+        self._order = itertools.count()
+        self._changed = asyncio.Event()
+        self.last_error: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Events stored and not delivered yet, and events not stored yet."""
+        return len(self._due) + len(self.outbox.fresh)
+
+    async def load(self) -> None:
+        from waystone_cli.ledger.alerts import pending, recent_keys
+
+        keep = max(longest_window(self.app[CONFIG].current.config).total_seconds(), 32 * 86400)
+        since = datetime.fromtimestamp(time.time() - keep, UTC)
+        writer = self.app[LEDGER]
+        self.outbox.sent.update(await writer.run_in_db(lambda con: recent_keys(con, since)))
+        for row in await writer.run_in_db(pending):
+            self._schedule(row, 0.0)
+
+    async def storing(self) -> None:
+        while True:
+            await self.outbox.wake.wait()
+            self.outbox.wake.clear()
+            if not await self.store_fresh():
+                await asyncio.sleep(self.retry_s)
+                self.outbox.wake.set()
+
+    async def store_fresh(self) -> bool:
+        """Store what the outbox holds; False when the ledger refused (kept for later)."""
+        from waystone_cli.ledger.alerts import store
+
+        events = self.outbox.take()
+        if not events:
+            return True
+        try:
+            new = set(await self.app[LEDGER].run_in_db(lambda con: store(con, events)))
+        # Whatever the ledger's backend raises: the events wait in memory.
+        except Exception as err:
+            log.warning("alerts: cannot store %d events yet: %s", len(events), err)
+            self.outbox.give_back(events)
+            return False
+        metrics = self.app[OBSERVER].metrics
+        for e in events:
+            if e.id in new:
+                metrics.alerts.inc((e.type, "queued"))
+                self._schedule(Pending(id=e.id, type=e.type, body=e.body, attempts=0), 0.0)
+        return True
+
+    async def delivering(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            wait = self._due[0][0] - time.monotonic() if self._due else None
+            if wait is None or wait > 0:
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait)
+                continue
+            _, _, event = heapq.heappop(self._due)
+            await self._attempt(session, event)
+
+    async def _attempt(self, session: aiohttp.ClientSession, event: Pending) -> None:
+        snapshot = self.app[CONFIG].current
+        alerts = snapshot.config.alerts
+        attempt = event.attempts + 1
+        status, error = None, None
+        if alerts.webhook is None:
+            error = "no [alerts] webhook is configured"
+        else:
+            secret = alerts_secret(snapshot.config, os.environ)
+            status, error = await post(
+                session, alerts.webhook, event.body, secret, alerts.timeout_s
+            )
+        now = datetime.now(UTC)
+        metrics = self.app[OBSERVER].metrics
+        if error is None:
+            metrics.alerts.inc((event.type, "delivered"))
+            next_at = None
+        else:
+            error = snapshot.redactor.text(error)
+            self.last_error = error
+            metrics.alerts.inc((event.type, "failed"))
+            delay = self.backoff(attempt)
+            next_at = datetime.fromtimestamp(now.timestamp() + delay, UTC)
+            retry = Pending(id=event.id, type=event.type, body=event.body, attempts=attempt)
+            self._schedule(retry, delay)
+            log.warning("alerts: event %s not delivered (%s); retrying", event.id, error)
+        row = Attempt(
+            alert_id=event.id,
+            attempt=attempt,
+            at=now,
+            status=status,
+            error=error,
+            next_attempt_at=next_at,
+        )
+        await self._record(row)
+
+    async def _record(self, row: Attempt) -> None:
+        from waystone_cli.ledger.alerts import record_attempt
+
+        try:
+            await self.app[LEDGER].run_in_db(lambda con: record_attempt(con, row))
+        # Whatever the ledger's backend raises: the attempt is only history.
+        except Exception as err:
+            log.warning(
+                "alerts: cannot record attempt %d of %s: %s", row.attempt, row.alert_id, err
+            )
+
+    def backoff(self, attempt: int) -> float:
+        base: float = min(MAX_RETRY_S, self.retry_s * 2.0 ** min(attempt - 1, 30))
+        return base * random.uniform(0.5, 1.0)
+
+    def _schedule(self, event: Pending, delay: float) -> None:
+        heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), event))
+        self._changed.set()
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, body: bytes, secret: str | None, timeout_s: float
+) -> tuple[int | None, str | None]:
+    """Post one event: the receiver's status and None when delivered (2xx), else the
+    status (None when it did not answer) and what went wrong."""
+    headers = {"Content-Type": "application/json", "User-Agent": "waystone-alerts"}
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(secret, body)
+    try:
+        async with session.post(
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as response:
+            await response.read()
+            if 200 <= response.status < 300:
+                return response.status, None
+            return response.status, f"HTTP {response.status}"
+    except TimeoutError:
+        return None, f"no answer within {timeout_s:g} s"
+    except aiohttp.ClientError as err:
+        return None, f"{type(err).__name__}: {err}"
+
+
+async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The outbox and its two tasks; pending events are reloaded before serving."""
+    outbox = app[ALERTS]
+    delivery = app[DELIVERY] = Delivery(app, outbox, app[SETTINGS].alert_retry_s)
+    await delivery.load()
+    session = aiohttp.ClientSession()
+    tasks = [
+        asyncio.create_task(delivery.storing(), name="waystone-alerts-store"),
+        asyncio.create_task(delivery.delivering(session), name="waystone-alerts-deliver"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await delivery.store_fresh()  # made while stopping: delivered by the next start
+        await session.close()
+
+
+DELIVERY = web.AppKey("alerts_delivery", Delivery)
