@@ -26,6 +26,7 @@ from tests.integration.conftest import Gateway
 from tests.integration.webhook_receiver import Receiver
 from waystone_cli.core.alerts import event_id
 from waystone_cli.core.windows import window_start
+from waystone_cli.ledger.access import run_local, run_query
 from waystone_cli.ledger.alerts import list_alerts
 
 PROMPT = "x" * 40
@@ -234,3 +235,20 @@ async def test_an_unpriced_model_is_reported_once(start_gateway: Any, aiohttp_se
     assert (post.event["provider"], post.event["model"]) == ("up", "shared-model")
     await _until(gateway, lambda rows: rows[0]["state"] == "delivered")
     assert len(await _listed(gateway)) == 1
+
+
+async def test_alerts_list_reads_the_same_through_the_daemon_and_the_file(
+    start_gateway: Any, aiohttp_server: Any
+) -> None:
+    receiver, hook = await _receiver(aiohttp_server)
+    gateway = await start_gateway(_config(hook.port))
+    await _chats(gateway.client(), 3)
+    await receiver.wait_for(1)
+    await _until(gateway, lambda rows: rows[0]["state"] == "delivered")
+    ledger, socket_path = gateway.home / "ledger.duckdb", gateway.home / "admin.sock"
+    up = await asyncio.to_thread(
+        run_query, "alerts_list", ledger_path=ledger, socket_path=socket_path, since=None
+    )
+    await gateway.server.close()
+    assert up == run_local("alerts_list", ledger, since=None)
+    assert [row["state"] for row in up] == ["delivered"]
