@@ -12,7 +12,8 @@
   ``MAX_RETRY_S``, times a random factor in [0.5, 1) so that many events failing
   together do not come back together.  There is no attempt limit: an event is kept
   until it is delivered (the operator sees it in ``waystone alerts list``).  Each
-  attempt is appended to the ledger.
+  attempt is appended to the ledger, in batches (``ATTEMPTS_PER_WRITE``, or whenever
+  nothing is due).
 
 At start the undelivered events are reloaded and tried at once, and the dedupe keys of
 the windows still current are loaded into the outbox, before the daemon serves.  A
@@ -47,6 +48,9 @@ from waystone_cli.ledger.alerts import Attempt, Pending
 
 log = logging.getLogger("waystone.alerts")
 MAX_RETRY_S = 300.0
+# Attempts are appended to the ledger in batches of at most this many, or as soon as no
+# event is due: a busy delivery writes one transaction per batch, not one per post.
+ATTEMPTS_PER_WRITE = 100
 
 
 class Delivery:
@@ -57,6 +61,7 @@ class Delivery:
         self._due: list[tuple[float, int, Pending]] = []
         self._order = itertools.count()
         self._changed = asyncio.Event()
+        self._attempts: list[Attempt] = []
         self.last_error: str | None = None
 
     @property
@@ -70,7 +75,7 @@ class Delivery:
         keep = max(longest_window(self.app[CONFIG].current.config).total_seconds(), 32 * 86400)
         since = datetime.fromtimestamp(time.time() - keep, UTC)
         writer = self.app[LEDGER]
-        self.outbox.sent.update(await writer.run_in_db(lambda con: recent_keys(con, since)))
+        self.outbox.load(await writer.run_in_db(lambda con: recent_keys(con, since)))
         for row in await writer.run_in_db(pending):
             self._schedule(row, 0.0)
 
@@ -107,12 +112,15 @@ class Delivery:
         while True:
             wait = self._due[0][0] - time.monotonic() if self._due else None
             if wait is None or wait > 0:
+                await self.write_attempts()  # nothing due: the history catches up
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), wait)
                 continue
             _, _, event = heapq.heappop(self._due)
             await self._attempt(session, event)
+            if len(self._attempts) >= ATTEMPTS_PER_WRITE:
+                await self.write_attempts()
 
     async def _attempt(self, session: aiohttp.ClientSession, event: Pending) -> None:
         snapshot = self.app[CONFIG].current
@@ -140,26 +148,30 @@ class Delivery:
             retry = Pending(id=event.id, type=event.type, body=event.body, attempts=attempt)
             self._schedule(retry, delay)
             log.warning("alerts: event %s not delivered (%s); retrying", event.id, error)
-        row = Attempt(
-            alert_id=event.id,
-            attempt=attempt,
-            at=now,
-            status=status,
-            error=error,
-            next_attempt_at=next_at,
-        )
-        await self._record(row)
-
-    async def _record(self, row: Attempt) -> None:
-        from waystone_cli.ledger.alerts import record_attempt
-
-        try:
-            await self.app[LEDGER].run_in_db(lambda con: record_attempt(con, row))
-        # Whatever the ledger's backend raises: the attempt is only history.
-        except Exception as err:
-            log.warning(
-                "alerts: cannot record attempt %d of %s: %s", row.attempt, row.alert_id, err
+        self._attempts.append(
+            Attempt(
+                alert_id=event.id,
+                attempt=attempt,
+                at=now,
+                status=status,
+                error=error,
+                next_attempt_at=next_at,
             )
+        )
+
+    async def write_attempts(self) -> None:
+        """Append the attempts made since the last write, in one transaction."""
+        from waystone_cli.ledger.alerts import record_attempts
+
+        rows, self._attempts = self._attempts, []
+        if not rows:
+            return
+        try:
+            await self.app[LEDGER].run_in_db(lambda con: record_attempts(con, rows))
+        # Whatever the ledger's backend raises: the attempts are only history (an
+        # event whose delivery went unrecorded is posted again after a restart).
+        except Exception as err:
+            log.warning("alerts: cannot record %d delivery attempts: %s", len(rows), err)
 
     def backoff(self, attempt: int) -> float:
         base: float = min(MAX_RETRY_S, self.retry_s * 2.0 ** min(attempt - 1, 30))
@@ -210,8 +222,11 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await delivery.store_fresh()  # made while stopping: delivered by the next start
-        await session.close()
+        try:
+            await delivery.write_attempts()
+            await delivery.store_fresh()  # made while stopping: delivered by the next start
+        finally:
+            await session.close()
 
 
 DELIVERY = web.AppKey("alerts_delivery", Delivery)

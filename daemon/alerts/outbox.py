@@ -21,9 +21,11 @@ from datetime import datetime
 from waystone_cli.core.alerts import (
     AlertEvent,
     Charge,
+    Key,
     Periods,
     SpikeHit,
     crossings,
+    key_of,
     spike_event,
     spike_key,
     threshold_event,
@@ -31,15 +33,16 @@ from waystone_cli.core.alerts import (
     unpriced_event,
     unpriced_key,
 )
-from waystone_cli.core.decision import Limit
+from waystone_cli.core.decision import Limit, number
 
 
 class Outbox:
     def __init__(self, tz: str = "UTC") -> None:
-        self.sent: set[str] = set()
+        self.sent: set[Key] = set()
         self.fresh: list[AlertEvent] = []
         self.wake = asyncio.Event()
         self._periods = Periods(tz)
+        self._threshold_text: dict[float, str] = {}
 
     def thresholds(
         self,
@@ -51,13 +54,13 @@ class Outbox:
         now: datetime,
     ) -> None:
         """The ``budget.threshold`` events a settled request makes (``core.alerts``)."""
-        periods = self._periods_in(tz)
+        periods, now_s = self._periods_in(tz), now.timestamp()
         for crossing in crossings(limits, thresholds, charge):
-            start = periods.start(crossing.limit.window, now)
-            key = threshold_key(crossing, start)
+            period = periods.period(crossing.limit.window, now, now_s)
+            key = threshold_key(crossing, period.text, self._text_of(crossing.threshold))
             if key not in self.sent:
                 self.sent.add(key)
-                self._push(threshold_event(crossing, start, now))
+                self._push(threshold_event(crossing, period.start, now))
 
     def spike(self, hit: SpikeHit, now: datetime, *, tz: str = "UTC") -> None:
         """One ``spike.detected`` per subject, rule and window."""
@@ -84,6 +87,16 @@ class Outbox:
     def _push(self, event: AlertEvent) -> None:
         self.fresh.append(event)
         self.wake.set()
+
+    def load(self, keys: Iterable[str]) -> None:
+        """The dedupe keys the ledger holds (``ledger.alerts.recent_keys``)."""
+        self.sent.update(key_of(text) for text in keys)
+
+    def _text_of(self, threshold: float) -> str:
+        text = self._threshold_text.get(threshold)
+        if text is None:
+            text = self._threshold_text[threshold] = number(threshold)
+        return text
 
     def _periods_in(self, tz: str) -> Periods:
         if self._periods.tz != tz:  # a reload changed [server] timezone

@@ -15,7 +15,7 @@ from tests.cli.conftest import Cli
 from tests.integration.webhook_receiver import Receiver
 from waystone_cli.core.alerts import Crossing, threshold_event
 from waystone_cli.core.decision import Limit
-from waystone_cli.ledger.alerts import Attempt, record_attempt, store
+from waystone_cli.ledger.alerts import Attempt, record_attempts, store
 from waystone_cli.ledger.connection import open_readwrite
 
 T0 = datetime(2026, 11, 1, 9, 0, 0, tzinfo=UTC)
@@ -54,7 +54,7 @@ def ledger(waystone_home: Path) -> None:
             T0 + timedelta(hours=2, minutes=5),
         ),
     ]:
-        record_attempt(con, attempt)
+        record_attempts(con, [attempt])
     con.close()
 
 

@@ -109,27 +109,56 @@ def crossings(
             yield Crossing(lim, t, used)
 
 
+class Period(NamedTuple):
+    start: datetime
+    text: str  # ``iso(start)``, as keys spell it
+    start_s: float
+    end_s: float
+
+
 class Periods:
-    """The start of the window (or period, for rolling windows) holding ``now``; a
-    calendar start is kept until its window ends.  Owned by whoever holds the events'
-    state (a reload with another time zone makes a new one)."""
+    """The start of the window (or period, for rolling windows) holding ``now``, kept
+    until that window or period ends: a request looks it up, it does not recompute it.
+    Owned by whoever holds the events' state (a reload with another time zone makes a
+    new one)."""
 
     def __init__(self, tz: str = "UTC") -> None:
         self.tz = tz
-        self._calendar: dict[str, tuple[datetime, datetime]] = {}
+        self._current: dict[str, Period] = {}
 
     def start(self, window: str, now: datetime) -> datetime:
-        cached = self._calendar.get(window)
-        if cached is not None and cached[0] <= now < cached[1]:
-            return cached[0]
+        return self.period(window, now, now.timestamp()).start
+
+    def period(self, window: str, now: datetime, now_s: float) -> Period:
+        cached = self._current.get(window)
+        if cached is not None and cached.start_s <= now_s < cached.end_s:
+            return cached
         w = parse_window(window)
         if w.duration is not None:
             span = w.duration.total_seconds()
-            return datetime.fromtimestamp(now.timestamp() // span * span, UTC)
-        start, end = window_start(w, now, self.tz), window_end(w, now, self.tz)
-        assert end is not None  # a calendar window always ends
-        self._calendar[window] = (start, end)
-        return start
+            start_s = now_s // span * span
+            end_s = start_s + span
+            start = datetime.fromtimestamp(start_s, UTC)
+        else:
+            start = window_start(w, now, self.tz)
+            end = window_end(w, now, self.tz)
+            assert end is not None  # a calendar window always ends
+            start_s, end_s = start.timestamp(), end.timestamp()
+        period = self._current[window] = Period(start, iso(start), start_s, end_s)
+        return period
+
+
+Key = tuple[str, ...]
+
+
+def key_text(key: Key) -> str:
+    """A dedupe key as the ledger stores it; ``key_of`` reads it back (no part holds a
+    ``|``: ids, names, windows and times never do)."""
+    return "|".join(key)
+
+
+def key_of(text: str) -> Key:
+    return tuple(text.split("|"))
 
 
 def subject_of(text: str | Subject) -> dict[str, str | None]:
@@ -146,25 +175,24 @@ def subject_of(text: str | Subject) -> dict[str, str | None]:
     return {"kind": kind, "id": ident}
 
 
-def threshold_key(crossing: Crossing, start: datetime) -> str:
+def threshold_key(crossing: Crossing, start_text: str, threshold_text: str | None = None) -> Key:
     lim = crossing.limit
-    return "|".join(
-        (
-            THRESHOLD,
-            lim.subject,
-            lim.ruleset or "",
-            lim.rule,
-            lim.metric,
-            lim.window,
-            number(crossing.threshold),
-            iso(start),
-        )
+    t = threshold_text if threshold_text is not None else number(crossing.threshold)
+    return (
+        THRESHOLD,
+        lim.subject,
+        lim.ruleset or "",
+        lim.rule,
+        lim.metric,
+        lim.window,
+        t,
+        start_text,
     )
 
 
 def threshold_event(crossing: Crossing, start: datetime, now: datetime) -> AlertEvent:
     lim, t = crossing.limit, crossing.threshold
-    key = threshold_key(crossing, start)
+    key = threshold_key(crossing, iso(start))
     subject = subject_of(lim.subject)
     what = "credits" if lim.ruleset is None else f"rule {lim.rule} (ruleset {lim.ruleset})"
     text = (
@@ -208,9 +236,9 @@ class SpikeHit(Protocol):
     def factor(self) -> float: ...
 
 
-def spike_key(hit: SpikeHit, start: datetime) -> str:
+def spike_key(hit: SpikeHit, start: datetime) -> Key:
     subject = str(hit.subject)
-    return "|".join((SPIKE, subject, hit.ruleset, hit.rule, hit.metric, hit.window, iso(start)))
+    return (SPIKE, subject, hit.ruleset, hit.rule, hit.metric, hit.window, iso(start))
 
 
 def spike_event(hit: SpikeHit, start: datetime, now: datetime) -> AlertEvent:
@@ -240,8 +268,8 @@ def spike_event(hit: SpikeHit, start: datetime, now: datetime) -> AlertEvent:
     return make_event(SPIKE, spike_key(hit, start), now, fields)
 
 
-def unpriced_key(provider: str, model: str) -> str:
-    return f"{UNPRICED}|{provider}/{model}"
+def unpriced_key(provider: str, model: str) -> Key:
+    return (UNPRICED, f"{provider}/{model}")
 
 
 def unpriced_event(provider: str, model: str, now: datetime) -> AlertEvent:
@@ -257,15 +285,16 @@ def unpriced_event(provider: str, model: str, now: datetime) -> AlertEvent:
 def probe_event(ident: str, now: datetime) -> AlertEvent:
     """``waystone alerts test``: never stored, so its id is the caller's (random)."""
     fields = {"text": "waystone test event: the webhook is reachable and signatures verify"}
-    return make_event(TEST, f"{TEST}|{ident}", now, fields, ident=ident)
+    return make_event(TEST, (TEST, ident), now, fields, ident=ident)
 
 
 def make_event(
-    kind: str, key: str, now: datetime, fields: Mapping[str, Any], ident: str | None = None
+    kind: str, key: Key, now: datetime, fields: Mapping[str, Any], ident: str | None = None
 ) -> AlertEvent:
-    ident = ident or event_id(key)
+    text = key_text(key)
+    ident = ident or event_id(text)
     payload = {"id": ident, "type": kind, "at": iso(now), **fields}
-    return AlertEvent(id=ident, type=kind, key=key, at=now, body=encode(payload))
+    return AlertEvent(id=ident, type=kind, key=text, at=now, body=encode(payload))
 
 
 def event_id(key: str) -> str:

@@ -4,7 +4,7 @@
   NOTHING``, the same on DuckDB and Postgres), one transaction; returns the ids that
   were new.  An id already stored (an earlier run, another instance) is not new, so the
   caller does not deliver it a second time: exactly once, whoever saw the crossing.
-- ``record_attempt(con, attempt)``: one row per delivery attempt, appended.  No row is
+- ``record_attempts(con, attempts)``: one row per delivery attempt, appended.  No row is
   ever updated: on DuckDB an update through the writer's thread has left the pruning's
   ``CHECKPOINT`` refused after a restart (see ``ledger.instances``), and an append-only
   history also says what each attempt got.
@@ -70,19 +70,24 @@ def store(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> list[
     return new
 
 
-def record_attempt(con: duckdb.DuckDBPyConnection, attempt: Attempt) -> None:
-    con.execute(
-        "INSERT INTO alert_attempts (alert_id, attempt, attempted_at, status, error, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            attempt.alert_id,
-            attempt.attempt,
-            _naive(attempt.at),
-            attempt.status,
-            attempt.error,
-            _naive(attempt.next_attempt_at) if attempt.next_attempt_at else None,
-        ],
-    ).fetchall()
+def record_attempts(con: duckdb.DuckDBPyConnection, attempts: Sequence[Attempt]) -> None:
+    """Append attempts, in one transaction (a commit per attempt costs a WAL write each)."""
+    con.begin()
+    try:
+        for a in attempts:
+            next_at = _naive(a.next_attempt_at) if a.next_attempt_at else None
+            row = [a.alert_id, a.attempt, _naive(a.at), a.status, a.error, next_at]
+            con.execute(_ATTEMPT, row).fetchall()
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+_ATTEMPT = """
+INSERT INTO alert_attempts (alert_id, attempt, attempted_at, status, error, next_attempt_at)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
 
 
 def pending(con: duckdb.DuckDBPyConnection) -> list[Pending]:

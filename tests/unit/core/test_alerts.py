@@ -15,6 +15,8 @@ from waystone_cli.core.alerts import (
     Periods,
     crossings,
     event_id,
+    key_of,
+    key_text,
     probe_event,
     signature,
     spike_event,
@@ -119,7 +121,8 @@ def test_threshold_event_has_the_spec_shape_and_a_deterministic_id() -> None:
     start = datetime(2026, 12, 1, tzinfo=UTC)
     event = threshold_event(crossing, start, NOW)
     key = "budget.threshold|user:alice|teams|monthly|cost_usd|month|0.8|2026-12-01T00:00:00Z"
-    assert threshold_key(crossing, start) == key
+    assert key_text(threshold_key(crossing, "2026-12-01T00:00:00Z")) == key
+    assert key_of(key) == threshold_key(crossing, "2026-12-01T00:00:00Z")
     assert event.id == event_id(key) == threshold_event(crossing, start, NOW.replace(hour=1)).id
     assert json.loads(event.body) == {
         "id": event.id,

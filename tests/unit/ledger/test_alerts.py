@@ -13,7 +13,7 @@ from waystone_cli.ledger.alerts import (
     list_alerts,
     pending,
     recent_keys,
-    record_attempt,
+    record_attempts,
     store,
 )
 
@@ -46,11 +46,10 @@ def test_pending_lists_undelivered_events_with_their_exact_bodies(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
     store(con, [_event(1), _event(2, T0 + timedelta(seconds=1))])
-    record_attempt(con, _failed("e1", 1, T0))
-    record_attempt(con, _failed("e2", 1, T0))
-    record_attempt(
-        con, Attempt(alert_id="e2", attempt=2, at=T0, status=204, error=None, next_attempt_at=None)
+    delivered = Attempt(
+        alert_id="e2", attempt=2, at=T0, status=204, error=None, next_attempt_at=None
     )
+    record_attempts(con, [_failed("e1", 1, T0), _failed("e2", 1, T0), delivered])
     assert pending(con) == [
         Pending(id="e1", type="budget.threshold", body=_event(1).body, attempts=1)
     ]
@@ -66,18 +65,20 @@ def test_list_shows_each_delivery_state(con: duckdb.DuckDBPyConnection) -> None:
     store(
         con, [_event(1), _event(2, T0 + timedelta(seconds=1)), _event(3, T0 + timedelta(seconds=2))]
     )
-    record_attempt(con, _failed("e2", 1, T0, "connection refused"))
-    record_attempt(con, _failed("e3", 1, T0))
-    record_attempt(
+    record_attempts(con, [_failed("e2", 1, T0, "connection refused")])
+    record_attempts(con, [_failed("e3", 1, T0)])
+    record_attempts(
         con,
-        Attempt(
-            alert_id="e3",
-            attempt=2,
-            at=T0 + timedelta(seconds=3),
-            status=200,
-            error=None,
-            next_attempt_at=None,
-        ),
+        [
+            Attempt(
+                alert_id="e3",
+                attempt=2,
+                at=T0 + timedelta(seconds=3),
+                status=200,
+                error=None,
+                next_attempt_at=None,
+            )
+        ],
     )
     listed = list_alerts(con)
     assert [{k: v for k, v in row.items() if k != "event"} for row in listed] == [

@@ -78,7 +78,7 @@ def test_a_spike_is_sent_once_per_subject_rule_and_window() -> None:
 
 def test_an_unpriced_model_is_sent_once_and_keys_loaded_at_start_are_not_sent() -> None:
     outbox = Outbox()
-    outbox.sent.add("model.unpriced|up/old-model")
+    outbox.load(["model.unpriced|up/old-model"])
     for model in ("old-model", "new-model", "new-model"):
         outbox.unpriced("up", model, NOW)
     assert [json.loads(e.body)["model"] for e in outbox.take()] == ["new-model"]
