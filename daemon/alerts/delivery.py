@@ -36,11 +36,11 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import aiohttp
 from aiohttp import web
 
 from daemon.alerts.outbox import Outbox
-from daemon.state import ALERTS, CONFIG, LEDGER, OBSERVER, SETTINGS
+from daemon.providers.http_client import HttpClient
+from daemon.state import ALERTS, CONFIG, HTTP, LEDGER, OBSERVER, SETTINGS
 from waystone_cli.core.alerts import SIGNATURE_HEADER, signature
 from waystone_cli.core.policy import longest_window
 from waystone_cli.core.secrets import alerts_secret
@@ -51,6 +51,8 @@ MAX_RETRY_S = 300.0
 # Attempts are appended to the ledger in batches of at most this many, or as soon as no
 # event is due: a busy delivery writes one transaction per batch, not one per post.
 ATTEMPTS_PER_WRITE = 100
+# A receiver's answer is read and dropped; past this it is not worth reading.
+MAX_ANSWER_BYTES = 1 << 20
 
 
 class Delivery:
@@ -108,21 +110,25 @@ class Delivery:
                 self._schedule(Pending(id=e.id, type=e.type, body=e.body, attempts=0), 0.0)
         return True
 
-    async def delivering(self, session: aiohttp.ClientSession) -> None:
+    async def delivering(self, client: HttpClient) -> None:
         while True:
             wait = self._due[0][0] - time.monotonic() if self._due else None
             if wait is None or wait > 0:
-                await self.write_attempts()  # nothing due: the history catches up
+                if self._attempts:  # nothing due: the history catches up, then look again
+                    await self.write_attempts()
+                    continue
+                # No await between the look at the heap and clear(): a schedule() made
+                # meanwhile would be lost, and the task would sleep with an event due.
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), wait)
                 continue
             _, _, event = heapq.heappop(self._due)
-            await self._attempt(session, event)
+            await self._attempt(client, event)
             if len(self._attempts) >= ATTEMPTS_PER_WRITE:
                 await self.write_attempts()
 
-    async def _attempt(self, session: aiohttp.ClientSession, event: Pending) -> None:
+    async def _attempt(self, client: HttpClient, event: Pending) -> None:
         snapshot = self.app[CONFIG].current
         alerts = snapshot.config.alerts
         attempt = event.attempts + 1
@@ -131,9 +137,7 @@ class Delivery:
             error = "no [alerts] webhook is configured"
         else:
             secret = alerts_secret(snapshot.config, os.environ)
-            status, error = await post(
-                session, alerts.webhook, event.body, secret, alerts.timeout_s
-            )
+            status, error = await post(client, alerts.webhook, event.body, secret, alerts.timeout_s)
         now = datetime.now(UTC)
         metrics = self.app[OBSERVER].metrics
         if error is None:
@@ -183,25 +187,36 @@ class Delivery:
 
 
 async def post(
-    session: aiohttp.ClientSession, url: str, body: bytes, secret: str | None, timeout_s: float
+    client: HttpClient, url: str, body: bytes, secret: str | None, timeout_s: float
 ) -> tuple[int | None, str | None]:
     """Post one event: the receiver's status and None when delivered (2xx), else the
-    status (None when it did not answer) and what went wrong."""
+    status (None when it did not answer) and what went wrong.  On the daemon's own HTTP
+    client (``daemon.providers.http_client``), whose posts cost a fraction of aiohttp's."""
     headers = {"Content-Type": "application/json", "User-Agent": "waystone-alerts"}
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, body)
     try:
-        async with session.post(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-        ) as response:
-            await response.read()
-            if 200 <= response.status < 300:
-                return response.status, None
-            return response.status, f"HTTP {response.status}"
+        async with asyncio.timeout(timeout_s):
+            response = await client.request(
+                "POST",
+                url,
+                headers,
+                body,
+                connect_s=timeout_s,
+                read_s=timeout_s,
+                max_bytes=MAX_ANSWER_BYTES,
+            )
+            try:
+                await response.read()
+            finally:
+                response.release()
     except TimeoutError:
         return None, f"no answer within {timeout_s:g} s"
-    except aiohttp.ClientError as err:
+    except (ConnectionError, OSError, ValueError) as err:  # ValueError: a URL it cannot use
         return None, f"{type(err).__name__}: {err}"
+    if 200 <= response.status < 300:
+        return response.status, None
+    return response.status, f"HTTP {response.status}"
 
 
 async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -209,10 +224,9 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     outbox = app[ALERTS]
     delivery = app[DELIVERY] = Delivery(app, outbox, app[SETTINGS].alert_retry_s)
     await delivery.load()
-    session = aiohttp.ClientSession()
     tasks = [
         asyncio.create_task(delivery.storing(), name="waystone-alerts-store"),
-        asyncio.create_task(delivery.delivering(session), name="waystone-alerts-deliver"),
+        asyncio.create_task(delivery.delivering(app[HTTP]), name="waystone-alerts-deliver"),
     ]
     try:
         yield
@@ -222,11 +236,8 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            await delivery.write_attempts()
-            await delivery.store_fresh()  # made while stopping: delivered by the next start
-        finally:
-            await session.close()
+        await delivery.write_attempts()
+        await delivery.store_fresh()  # made while stopping: delivered by the next start
 
 
 DELIVERY = web.AppKey("alerts_delivery", Delivery)

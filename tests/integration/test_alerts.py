@@ -186,7 +186,7 @@ async def test_an_event_waits_while_the_receiver_is_down_and_goes_when_it_is_up(
     await _chats(gateway.client(), 3)
     down = await _until(gateway, lambda rows: rows and rows[0]["attempts"] >= 2)
     assert down[0]["state"] == "retrying"
-    assert down[0]["last_error"].startswith("ClientConnectorError")
+    assert down[0]["last_error"].startswith("ConnectionRefusedError")
     assert down[0]["next_attempt_at"] is not None
 
     receiver = Receiver(secret=SECRET)

@@ -6,12 +6,12 @@ import random
 import socket
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from daemon.alerts.delivery import MAX_RETRY_S, Delivery, post
 from daemon.alerts.outbox import Outbox
+from daemon.providers.http_client import HttpClient
 from tests.integration.webhook_receiver import Receiver
 
 
@@ -31,13 +31,16 @@ async def test_post_signs_the_body_and_reports_each_outcome(aiohttp_server: Any)
     receiver = Receiver(secret="k3y-0123456789", fail_first=1)
     server = await aiohttp_server(receiver.app())
     url = str(server.make_url("/hook"))
-    async with aiohttp.ClientSession() as session:
-        assert await post(session, url, b'{"id":"x"}', "k3y-0123456789", 5) == (500, "HTTP 500")
-        assert await post(session, url, b'{"id":"x"}', "k3y-0123456789", 5) == (204, None)
-        assert await post(session, url, b'{"id":"x"}', None, 5) == (401, "HTTP 401")
+    client = HttpClient()
+    try:
+        assert await post(client, url, b'{"id":"x"}', "k3y-0123456789", 5) == (500, "HTTP 500")
+        assert await post(client, url, b'{"id":"x"}', "k3y-0123456789", 5) == (204, None)
+        assert await post(client, url, b'{"id":"x"}', None, 5) == (401, "HTTP 401")
         with socket.socket() as probe:  # a free port, closed: the connection is refused
             probe.bind(("127.0.0.1", 0))
             closed = probe.getsockname()[1]
-        status, error = await post(session, f"http://127.0.0.1:{closed}/hook", b"{}", None, 5)
+        status, error = await post(client, f"http://127.0.0.1:{closed}/hook", b"{}", None, 5)
+    finally:
+        client.close()
     assert [p.verified for p in receiver.posts] == [True, True, False]
-    assert status is None and error is not None and error.startswith("ClientConnectorError")
+    assert status is None and error is not None and error.startswith("ConnectionRefusedError")
