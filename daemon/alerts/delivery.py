@@ -77,7 +77,7 @@ class Delivery:
         keep = max(longest_window(self.app[CONFIG].current.config).total_seconds(), 32 * 86400)
         since = datetime.fromtimestamp(time.time() - keep, UTC)
         writer = self.app[LEDGER]
-        self.outbox.load(await writer.run_in_db(lambda con: recent_keys(con, since)))
+        self.outbox.load(await writer.run_in_db(lambda con: recent_keys(con, since)), keep)
         for row in await writer.run_in_db(pending):
             self._schedule(row, 0.0)
 

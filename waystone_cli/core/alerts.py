@@ -95,17 +95,27 @@ class Crossing(NamedTuple):
     used: float  # the usage once this request is counted
 
 
+def reached(lim: Limit, thresholds: tuple[float, ...], charge: Charge) -> tuple[int, float]:
+    """How many of ``thresholds`` (increasing) the usage has reached, this request's
+    charge counted, and that usage; (0, 0.0) for a limit that never alerts."""
+    if lim.metric not in METRICS or not lim.limit > 0:
+        return 0, 0.0
+    used = round(lim.used + charge.of(lim.metric), 10)
+    count = 0
+    for t in thresholds:
+        if used < round(t * lim.limit, 10):
+            break
+        count += 1
+    return count, used
+
+
 def crossings(
     limits: Iterable[Limit], thresholds: tuple[float, ...], charge: Charge
 ) -> Iterator[Crossing]:
     """Every (limit, threshold) the usage has reached, this request's charge counted."""
     for lim in limits:
-        if lim.metric not in METRICS or not lim.limit > 0:
-            continue
-        used = round(lim.used + charge.of(lim.metric), 10)
-        for t in thresholds:
-            if used < round(t * lim.limit, 10):
-                break
+        count, used = reached(lim, thresholds, charge)
+        for t in thresholds[:count]:
             yield Crossing(lim, t, used)
 
 

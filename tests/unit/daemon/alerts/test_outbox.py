@@ -78,7 +78,7 @@ def test_a_spike_is_sent_once_per_subject_rule_and_window() -> None:
 
 def test_an_unpriced_model_is_sent_once_and_keys_loaded_at_start_are_not_sent() -> None:
     outbox = Outbox()
-    outbox.load(["model.unpriced|up/old-model"])
+    outbox.load(["model.unpriced|up/old-model"], keep_s=86400)
     for model in ("old-model", "new-model", "new-model"):
         outbox.unpriced("up", model, NOW)
     assert [json.loads(e.body)["model"] for e in outbox.take()] == ["new-model"]
@@ -91,3 +91,17 @@ def test_events_the_ledger_refused_go_back_first_in_line() -> None:
     outbox.unpriced("up", "b", NOW)
     outbox.give_back(taken)
     assert [json.loads(e.body)["model"] for e in outbox.take()] == ["a", "b"]
+
+
+def test_keys_of_ended_windows_are_forgotten_and_unpriced_models_are_not() -> None:
+    outbox = Outbox()
+    outbox.thresholds([_limit(0.6)], (0.5,), Charge(), tz="UTC", now=NOW)
+    outbox.unpriced("up", "m", NOW)
+    outbox.take()
+    next_day = NOW.replace(day=3)
+    outbox.prune(next_day.timestamp())
+    assert list(outbox.sent) == [("model.unpriced", "up/m")]
+    # Today's crossing is not made again while its window lasts: the mark remembers it.
+    outbox.thresholds([_limit(0.9)], (0.5,), Charge(), tz="UTC", now=next_day)
+    outbox.thresholds([_limit(0.9)], (0.5,), Charge(), tz="UTC", now=next_day)
+    assert [json.loads(e.body)["window_start"] for e in outbox.take()] == ["2026-12-03T00:00:00Z"]
