@@ -241,10 +241,12 @@ class Call:
     def _alert(self) -> None:
         """Hand the alerts what this request crossed (before ``_settle``, which drops the
         reservation that says whether the request is charged); never awaits."""
+        rec, decision = self.record, self.decision
+        if (decision is None or not decision.limits) and rec.priced:
+            return  # nothing a webhook could hear of
         alerts = self.snapshot.config.alerts
         if alerts.webhook is None:
             return
-        rec, decision = self.record, self.decision
         outbox = self.app[ALERTS]
         if decision is not None and decision.limits:
             if self.reservation is None:
