@@ -97,16 +97,24 @@ class Crossing(NamedTuple):
 
 def reached(lim: Limit, thresholds: tuple[float, ...], charge: Charge) -> tuple[int, float]:
     """How many of ``thresholds`` (increasing) the usage has reached, this request's
-    charge counted, and that usage; (0, 0.0) for a limit that never alerts."""
-    if lim.metric not in METRICS or not lim.limit > 0:
+    charge counted, and that usage; (0, 0.0) for a limit that never alerts.  A shortfall
+    under ``_NOISE`` counts as reached: float sums (0.1 + 0.2) must not hide a crossing
+    that is exact in the ledger's decimals."""
+    limit = lim.limit
+    if not limit > 0 or lim.metric not in _METRICS:
         return 0, 0.0
-    used = round(lim.used + charge.of(lim.metric), 10)
+    used = lim.used + charge.of(lim.metric)
     count = 0
     for t in thresholds:
-        if used < round(t * lim.limit, 10):
+        if used + _NOISE < t * limit:
             break
         count += 1
-    return count, used
+    return count, (round(used, 10) if count else used)
+
+
+# The ledger's cost precision (DECIMAL(18, 10)); token and request counts are whole.
+_NOISE = 1e-10
+_METRICS = frozenset(METRICS)
 
 
 def crossings(
