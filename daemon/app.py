@@ -3,8 +3,8 @@
 ``create_app(settings)`` is what both production (``waystone serve``) and the tests
 call.  Shared resources are opened and closed in ``cleanup_ctx`` in one place: the
 ledger (file, writer task, entity store, usage counters), the upstream HTTP session,
-the config watcher, the admin socket, the instance's heartbeat, the daily pruning task
-and the sweep that evicts idle entities and counters.
+the alerts' outbox tasks, the config watcher, the admin socket, the instance's
+heartbeat, the daily pruning task and the sweep that evicts idle entities and counters.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from aiohttp import web
 
 from daemon import health, identify, usage_endpoint
 from daemon.admin import admin_socket
+from daemon.alerts.delivery import alerts_ctx
+from daemon.alerts.outbox import Outbox
 from daemon.counters.lifecycle import counters_ctx
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
 from daemon.heartbeat import heartbeat
@@ -26,6 +28,7 @@ from daemon.request.eviction import EVICTIONS, Evictions, evicting, trim_loaded
 from daemon.request.messages import MESSAGES_ROUTES, messages_route
 from daemon.request.proxy import JSON_ROUTES, json_route, models_handler, multipart_route
 from daemon.state import (
+    ALERTS,
     CONFIG,
     COUNTERS,
     ENTITIES,
@@ -58,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CONFIG] = ConfigHolder(Snapshot.build(config))
     app[LISTEN_HOST] = settings.host or config.server.host
     app[EVICTIONS] = Evictions()
+    app[ALERTS] = Outbox(config.server.timezone)
     app[OBSERVER] = Observer(
         settings.log_format or config.server.log_format, ledger=lambda: app.get(LEDGER)
     )
@@ -84,6 +88,7 @@ def create_app(settings: Settings) -> web.Application:
             ledger_ctx,
             counters_ctx,
             http_ctx,
+            alerts_ctx,
             watch_config,
             admin_socket,
             heartbeat,

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from daemon.alerts.delivery import DELIVERY
 from daemon.counters.lifecycle import store_state
 from daemon.request.proxy import admit
 from daemon.state import CONFIG, LEDGER, OBSERVER, STORE
@@ -54,6 +55,7 @@ async def readyz(request: web.Request) -> web.Response:
         # Not part of ``ready``: requests no limit applies to are still served.
         "counters": store_state(request.app[STORE]),
         "providers": _provider_errors(request.app, config.providers),
+        "alerts": _alerts(request.app),
     }
     # A config that failed to reload leaves the previous one in force: still ready.
     ready = ledger_ok and queue_ok
@@ -61,6 +63,17 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(
         {"ready": ready, "checks": checks, "warnings": warnings}, status=200 if ready else 503
     )
+
+
+def _alerts(app: web.Application) -> dict[str, Any]:
+    """Events waiting for the webhook: shown, never a reason to be unready (a receiver
+    that is down must not take the gateway out of its load balancer)."""
+    delivery = app.get(DELIVERY)
+    return {
+        "enabled": app[CONFIG].current.config.alerts.webhook is not None,
+        "pending": delivery.pending if delivery is not None else 0,
+        "last_error": delivery.last_error if delivery is not None else None,
+    }
 
 
 def _provider_errors(app: web.Application, providers: Iterable[str]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from waystone_cli.core.pricing import Pricer
 from waystone_cli.core.secrets import Redactor, config_secrets
 
 if TYPE_CHECKING:
+    from daemon.alerts.outbox import Outbox
     from daemon.counters.store import CounterStore
     from daemon.request.entities import EntityStore
     from daemon.telemetry.observe import Observer
@@ -49,6 +50,9 @@ class Settings:
     worker: int = 0
     # How often the instance's row in the ledger is refreshed (``daemon.heartbeat``).
     heartbeat_interval_s: float = 5.0
+    # The first retry of an alert that was not delivered; each next one waits twice as
+    # long, up to ``daemon.alerts.delivery.MAX_RETRY_S``.
+    alert_retry_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -139,3 +143,4 @@ COUNTERS: web.AppKey[UsageCounters] = web.AppKey("counters")
 # Where requests reserve and settle: the counters above, or Redis (``daemon/counters``).
 STORE: web.AppKey[CounterStore] = web.AppKey("counter_store")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
+ALERTS: web.AppKey[Outbox] = web.AppKey("alerts")

@@ -43,6 +43,7 @@ COMMAND_MODULES: dict[str, str] = {
     "serve": "serve",
     "demo": "serve",
     "cluster": "cluster",
+    "alerts": "alerts",
 }
 _ROOT_OPTIONS_WITH_VALUE = ("--config",)
 

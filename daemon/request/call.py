@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from daemon.state import CONFIG, LEDGER, OBSERVER, STORE, Snapshot
+from daemon.state import ALERTS, CONFIG, LEDGER, OBSERVER, STORE, Snapshot
+from waystone_cli.core.alerts import NO_CHARGE, Charge
 from waystone_cli.core.budget import budget_headers
 from waystone_cli.core.counters import COST_SCALE
 from waystone_cli.core.entities import Entity
@@ -200,7 +201,8 @@ class Call:
         if self._finished:
             return
         self._finished = True
-        for step in (self._stamp, self._settle, self._admit, self._submit, self._report):
+        steps = (self._stamp, self._alert, self._settle, self._admit, self._submit, self._report)
+        for step in steps:
             try:
                 step()
             except Exception:
@@ -235,6 +237,30 @@ class Call:
             )
         else:
             observer.request_unrecorded(self.record, self.snapshot.config)
+
+    def _alert(self) -> None:
+        """Hand the alerts what this request crossed (before ``_settle``, which drops the
+        reservation that says whether the request is charged); never awaits."""
+        rec, decision = self.record, self.decision
+        if (decision is None or not (decision.limits or decision.spikes)) and rec.priced:
+            return  # nothing a webhook could hear of
+        alerts = self.snapshot.config.alerts
+        if alerts.webhook is None:
+            return
+        outbox = self.app[ALERTS]
+        if decision is not None and decision.limits:
+            if self.reservation is None:
+                charge = NO_CHARGE
+            else:
+                cost = float(rec.cost_usd) if rec.cost_usd is not None else 0.0
+                charge = Charge(cost, rec.input_tokens, rec.output_tokens, 1)
+            tz = self.snapshot.config.server.timezone
+            outbox.thresholds(decision.limits, alerts.thresholds, charge, tz=tz, now=self.now)
+        if decision is not None:
+            for hit in decision.spikes:
+                outbox.spike(hit, self.now, tz=self.snapshot.config.server.timezone)
+        if not rec.priced and rec.provider and rec.model:
+            outbox.unpriced(rec.provider, rec.model, self.now)
 
     def _settle(self) -> None:
         reservation, self.reservation = self.reservation, None

@@ -193,6 +193,11 @@ class Metrics:
         self.user_cost = _Counter(
             "waystone_user_cost_usd", "Cost per user (when enabled).", ("user",)
         )
+        self.alerts = _Counter(
+            "waystone_alerts",
+            "Alert events by type: queued (stored, to deliver), delivered, failed attempts.",
+            ("type", "state"),
+        )
         self._users: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_RequestCollector(self))
@@ -201,7 +206,7 @@ class Metrics:
     def families(self) -> Iterator[_Counter | _Histogram]:
         yield from (self.requests, self.tokens, self.cost, self.unpriced)
         yield from (self.latency, self.ttft, self.overhead, self.blocks, self.provider_errors)
-        yield from (self.request_errors, self.refused_rows_dropped)
+        yield from (self.request_errors, self.refused_rows_dropped, self.alerts)
         yield from (self.user_requests, self.user_tokens, self.user_cost)
 
     def observe(self, rec: RequestRecord, config: Config) -> None:

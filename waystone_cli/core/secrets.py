@@ -8,7 +8,9 @@ knows every configured secret:
 
 - each provider's key (an ``env:NAME`` reference resolved when the snapshot is built),
   the credentials in its ``base_url`` and the values of its configured ``headers``;
-- the gateway keys' stored hashes and the values of ``[otel] headers``.
+- the gateway keys' stored hashes and the values of ``[otel] headers``;
+- the ``[alerts]`` signing secret (resolved like a provider key) and the webhook URL,
+  which for Slack-style incoming webhooks is itself the credential.
 
 Values shorter than ``MIN_SECRET_LEN`` are not treated as secrets: replacing every
 occurrence of a two-letter placeholder key would garble the text for nothing.
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from waystone_cli.core.config import Config
-from waystone_cli.core.config.warnings import key_variable
+from waystone_cli.core.config.warnings import key_variable, secret_variable
 
 REDACTED = "[redacted]"
 MIN_SECRET_LEN = 8
@@ -75,6 +77,19 @@ def config_secrets(config: Config, environ: Mapping[str, str]) -> Iterator[str]:
         yield key_config.hash
         yield key_config.hash.partition(":")[2]  # the bare digest
     yield from config.otel.headers.values()
+    secret = alerts_secret(config, environ)
+    if secret:
+        yield secret
+    if config.alerts.webhook:
+        yield config.alerts.webhook
+
+
+def alerts_secret(config: Config, environ: Mapping[str, str]) -> str | None:
+    """The key the webhook's signature is made with: ``[alerts] secret`` as written, or
+    the variable an ``env:NAME`` names; None when unset (events then go unsigned)."""
+    ref = config.alerts.secret
+    var = secret_variable(ref)
+    return (environ.get(var) or None) if var is not None else ref
 
 
 def _url_credentials(url: str) -> Iterator[str]:

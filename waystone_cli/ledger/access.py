@@ -34,9 +34,17 @@ class LedgerUnavailable(WaystoneError):
 
 def registry() -> dict[str, Query]:
     """Every query the admin socket may run, by name."""
-    from waystone_cli.ledger import counters, entities, instances, pricing_queries, reports
+    from waystone_cli.ledger import (
+        alerts,
+        counters,
+        entities,
+        instances,
+        pricing_queries,
+        reports,
+    )
 
     return {
+        **alerts.QUERIES,
         **entities.QUERIES,
         **reports.QUERIES,
         **pricing_queries.QUERIES,

@@ -212,6 +212,37 @@ def m009_flagged(con: Connection) -> None:
     con.execute("ALTER TABLE requests ADD COLUMN flagged BOOLEAN NOT NULL DEFAULT false")
 
 
+def m010_alerts(con: Connection) -> None:
+    """The alerts outbox (``ledger.alerts``): one row per event, keyed by its id (a UUID5
+    of its dedupe key, so an event is stored once across restarts and instances), and
+    one row per delivery attempt.  Attempts are appended, never updated: a row's state
+    (attempts, last error, next attempt, delivered) is read from its latest attempt."""
+    con.execute(
+        """
+        CREATE TABLE alerts (
+            id VARCHAR PRIMARY KEY,
+            type VARCHAR NOT NULL,
+            dedupe_key VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            body VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE alert_attempts (
+            alert_id VARCHAR NOT NULL,
+            attempt INTEGER NOT NULL,
+            attempted_at TIMESTAMP NOT NULL,
+            status INTEGER,
+            error VARCHAR,
+            next_attempt_at TIMESTAMP,
+            PRIMARY KEY (alert_id, attempt)
+        )
+        """
+    )
+
+
 def m011_instance(con: Connection) -> None:
     """The instance that served each request (``[cluster] instance``, see
     ``core.cluster.instance_name``), filled by the writer; NULL for older rows."""
@@ -246,6 +277,7 @@ MIGRATIONS: list[Migration] = [
     m007_unpriced_needs_tokens,
     m008_cache_write_tokens,
     m009_flagged,
+    m010_alerts,
     m011_instance,
     m012_instances,
 ]

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from waystone_cli.core.config.alerts import alerts_config
 from waystone_cli.core.config.lines import line_of
 from waystone_cli.core.config.rules import rule_config, ruleset_config
 from waystone_cli.core.config.snapshot import (
@@ -59,6 +60,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
     keys = _each(root.table("keys"), _key)
     otel = _otel(root.table("otel"))
     cluster = _cluster(root.table("cluster"))
+    alerts = alerts_config(root.table("alerts"))
     root.done()
     config = Config(
         server=server,
@@ -72,6 +74,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
         keys=keys,
         otel=otel,
         cluster=cluster,
+        alerts=alerts,
     )
     _cross_check(config)
     return config
@@ -383,6 +386,7 @@ _STANDALONE = (
     ("server",),
     ("ledger",),
     ("cluster",),
+    ("alerts",),
     ("providers",),
     ("prices",),
     ("users", "groups"),

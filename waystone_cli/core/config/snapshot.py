@@ -258,6 +258,23 @@ class OtelConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Where threshold, spike and unpriced-model events are posted (SPEC §14).
+
+    No ``webhook``: alerts are off (nothing is recorded).  Deliveries are kept until
+    delivered, so there is no attempt limit; ``timeout_s`` bounds one attempt."""
+
+    webhook: str | None = None
+    # The HMAC key of X-Waystone-Signature, or "env:NAME"; None: events go unsigned.
+    secret: str | None = None
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    timeout_s: float = 10.0
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -271,3 +288,4 @@ class Config:
     keys: Mapping[str, KeyConfig] = field(default_factory=dict)
     otel: OtelConfig = field(default_factory=OtelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)

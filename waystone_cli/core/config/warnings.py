@@ -19,6 +19,11 @@ def key_variable(provider: ProviderConfig) -> str | None:
     return ref[4:] if ref is not None and ref.startswith("env:") else None
 
 
+def secret_variable(ref: str | None) -> str | None:
+    """The variable an ``env:VAR`` secret reference names; None for a literal or no value."""
+    return ref[4:] if ref is not None and ref.startswith("env:") else None
+
+
 def config_warnings(config: Config, environ: Mapping[str, str]) -> list[str]:
     """One line per problem, each naming the TOML path it comes from."""
     warnings = []
@@ -29,4 +34,10 @@ def config_warnings(config: Config, environ: Mapping[str, str]) -> list[str]:
                 f"providers.{name}.api_key: environment variable {var} is not set "
                 f'(calls to provider "{name}" will fail)'
             )
+    var = secret_variable(config.alerts.secret)
+    if config.alerts.webhook and var is not None and not environ.get(var):
+        warnings.append(
+            f"alerts.secret: environment variable {var} is not set (webhook events are sent"
+            " without X-Waystone-Signature)"
+        )
     return warnings
