@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from daemon.alerts.outbox import Outbox
+from daemon.maintenance import stop_tasks
 from daemon.providers.http_client import HttpClient
 from daemon.state import ALERTS, CONFIG, HTTP, LEDGER, OBSERVER, SETTINGS
 from waystone_cli.core.alerts import SIGNATURE_HEADER, signature
@@ -231,11 +232,7 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         await delivery.write_attempts()
         await delivery.store_fresh()  # made while stopping: delivered by the next start
 
