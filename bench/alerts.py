@@ -3,6 +3,7 @@ same waystone with alerts off, JSON at concurrency 16 (bar: at least 0.95x the r
 
     python bench/alerts.py                 # ~2 minutes
     python bench/alerts.py --repeat 5 --duration 10
+    python bench/alerts.py --spike         # the second gateway also has a spike rule
 
 Both gateways run the proxy benchmark's setup (``bench/proxy``: the fake provider, wrk
 with ``load.lua`` over 1,000 users in 50 groups, the gateway pinned to core 0, the
@@ -12,7 +13,11 @@ the plain benchmark: a per-user ``usage`` rule on requests per day, over 4, whos
 adds ``[alerts]`` with a webhook to a receiver (aiohttp, answers 204) and the default
 thresholds: every user crosses 50%, 80% and 100% during the run, a few thousand signed
 events stored and posted by the gateway while it serves, far more than real traffic
-makes.  The gateways take turns run by run, so background load hits them alike.
+makes.  With ``--spike`` the second gateway also has a ``spike`` rule (``flag``, on
+``cost_usd``, 1h against 7d, ``min`` out of reach) in the same ruleset, judged for the
+user and the group of every request: the issue's bar, alerts and a spike rule on
+against neither, on a gateway that has a budget rule either way.  The gateways take
+turns run by run, so background load hits them alike.
 
 Two phases, both reported: the *burst* (``--burst`` seconds, one run per gateway), in
 which the events are made, stored and posted while the gateway serves; then, once the
@@ -54,6 +59,12 @@ when = "always"
 rules = ["daily-requests"]
 """
 
+SPIKE = """
+[rules.runaway]
+spike = { metric = "cost_usd", window = "1h", factor = 10, baseline = "7d", min = 1000000 }
+action = "flag"
+"""
+
 RECEIVER = """
 import sys
 from aiohttp import web
@@ -79,10 +90,15 @@ def start_receiver(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def start_gateway(work: Path, label: str, provider_port: int, hook_port: int | None) -> Gateway:
+def start_gateway(
+    work: Path, label: str, provider_port: int, hook_port: int | None, spike: bool = False
+) -> Gateway:
     home, port = work / label, free_port()
     home.mkdir()
     text = config_text(port, provider_port) + RULE
+    if spike:
+        text = text.replace('rules = ["daily-requests"]', 'rules = ["daily-requests", "runaway"]')
+        text += SPIKE
     if hook_port is not None:
         text += (
             f'\n[alerts]\nwebhook = "http://127.0.0.1:{hook_port}/hook"\n'
@@ -165,6 +181,7 @@ def main() -> None:
     p.add_argument("--burst", type=float, default=15, help="seconds of the burst phase")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--spike", action="store_true", help="a spike rule on the alerts gateway")
     args = p.parse_args()
     args.profile = False
     work = Path(tempfile.mkdtemp(prefix="waystone-bench-alerts-"))
@@ -179,7 +196,7 @@ def main() -> None:
         receiver, hook_port = start_receiver(work)
         procs += [provider, receiver]
         off = start_gateway(work, "alerts-off", provider_port, None)
-        on = start_gateway(work, "alerts-on", provider_port, hook_port)
+        on = start_gateway(work, "alerts-on", provider_port, hook_port, spike=args.spike)
         gateways += [off, on]
         load = Load(args.connections, False, 1000, 50, False)
         # The burst: every user and group crosses 50%, 80% and 100% of its budget.

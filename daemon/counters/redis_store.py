@@ -38,7 +38,7 @@ from daemon.counters.link import Link, RedisDown
 from daemon.counters.store import STALE, Hold, MemoryStore
 from daemon.counters.view import RedisView, member_key, subject_key
 from waystone_cli.core.counters import COST_SCALE, Subject, UsageCounters, UsageView, to_units
-from waystone_cli.core.decision import WATCHED, Decision, Limit
+from waystone_cli.core.decision import Decision, Limit
 from waystone_cli.core.errors import ClusterUnavailable
 
 log = logging.getLogger("waystone.counters")
@@ -343,10 +343,7 @@ class RedisStore:
             rate = lim.metric in RATE_METRICS
             start = 0 if rate else self.mirror.start(lim.window, now_s, now)
             expected = 1 if lim.used >= lim.limit else 0
-            # A watched value (``Decision.watched``) has no limit: one no usage reaches,
-            # so the script only sends its value back.
-            limit = UNREACHED if lim.limit == WATCHED else float(lim.limit)
-            args += (key, lim.window, start, lim.metric, limit, expected)
+            args += (key, lim.window, start, lim.metric, float(lim.limit), expected)
         return args
 
     def _learn(self, limits: list[tuple[Limit, str]], reply: list[Any]) -> None:
@@ -390,10 +387,15 @@ def _checked(decision: Decision, hold: Hold | None) -> list[tuple[Limit, str]]:
         return []
     names = _names(decision.subjects)
     out = []
-    for lim in (*decision.limits, *decision.rate_limits, *decision.watched):
+    for lim in (*decision.limits, *decision.rate_limits):
         key = names.get(lim.subject)
         if key is not None and (lim.metric != "cost_usd" or hold is None or not hold.unpriced):
             out.append((lim, key))
+    for subject, metric, *windows in decision.watched:
+        # No limit: one no usage reaches, so the script only sends the value back.
+        for window in windows:
+            watched = Limit(None, "watched", str(subject), metric, window, 0.0, UNREACHED)
+            out.append((watched, subject_key(subject)))
     return out
 
 

@@ -392,6 +392,14 @@ async def test_a_redis_that_stops_answering_is_left_and_gets_the_local_usage_bac
     cluster = await make_cluster(1, on_error="local")
     for _ in range(2):
         assert await chat(cluster.url(0)) == 200
+    import redis.asyncio
+
+    async with redis.asyncio.Redis(port=redis_server.port) as client:
+
+        async def settled() -> bool:  # settles are sent after the answer: both arrived
+            return await client.zcard("ws:x") == 0
+
+        await until(settled, "both settles in Redis before it stops")
     assert redis_server.proc is not None
     redis_server.proc.send_signal(signal.SIGSTOP)  # hangs without closing the connection
     try:

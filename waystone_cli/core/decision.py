@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,9 +58,6 @@ class Reason(NamedTuple):  # a tuple: several per request when rules fire
         return self.text
 
 
-WATCHED = math.inf  # the ``limit`` of a value a trigger reads but nothing caps
-
-
 @dataclass(frozen=True)
 class Limit:
     """A limit and the subject's current usage against it (``rules explain``)."""
@@ -73,6 +69,10 @@ class Limit:
     window: str  # "month", "30d", ...; "60s" for rpm/tpm, "now" for concurrent
     used: float
     limit: float
+
+
+# What a spike trigger read: (subject, metric, window, baseline window).
+Watched = tuple[Subject, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,10 @@ class Decision(NamedTuple):
     # The spike triggers that held, for rules that fired (whatever their action), once
     # per subject and rule; alerts send ``spike.detected`` from them.
     spikes: tuple[SpikeHit, ...] = ()
-    # The counter values a spike trigger read, as limits nothing enforces (``limit`` is
-    # ``WATCHED``): shared counters send their fresh values back with the admission, so
-    # that the next decision reads them (``daemon/counters``).  Alerts and the budget
-    # headers do not read them.
-    watched: tuple[Limit, ...] = ()
+    # The counter values a spike trigger read, which no limit enforces: shared counters
+    # send their fresh values back with the admission, so that the next decision reads
+    # them (``daemon/counters``).  Alerts and the budget headers do not read them.
+    watched: tuple[Watched, ...] = ()
     flagged: bool = False  # a ``flag`` rule fired: the ledger row says so
 
 

@@ -19,12 +19,12 @@ from waystone_cli.core.conditions import Facts
 from waystone_cli.core.config import Config, RuleConfig, RulesetConfig
 from waystone_cli.core.counters import ANONYMOUS, Subject, UsageView
 from waystone_cli.core.decision import (
-    WATCHED,
     Decision,
     Limit,
     Match,
     Reason,
     RequestFacts,
+    Watched,
     amount,
     model_matches,
 )
@@ -78,7 +78,7 @@ class Evaluation:
         self.blocks: list[Block] = []
         self.rate_headers: dict[str, tuple[int, int, float]] = {}
         self.spikes: list[SpikeHit] = []
-        self.watched: list[Limit] = []
+        self.watched: list[Watched] = []
         # The subjects, built once per request.
         self.by_kind = {"request": ANONYMOUS}
         named = []
@@ -237,11 +237,7 @@ class Evaluation:
         assert sp is not None
         now = self.facts.now
         reading = spike.read(self.counters, subject, sp, now, self.explain)
-        who = str(subject)
-        self.watched += (
-            Limit(rs.name, rule.name, who, sp.metric, sp.window, reading.current, WATCHED),
-            Limit(rs.name, rule.name, who, sp.metric, sp.baseline, reading.total, WATCHED),
-        )
+        self.watched.append((subject, sp.metric, sp.window, sp.baseline))
         if reading.average is None:
             return (
                 _Test(False, "quota", spike.describe(sp, reading))
