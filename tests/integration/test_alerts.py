@@ -23,6 +23,7 @@ from daemon.alerts.delivery import DELIVERY
 from daemon.state import LEDGER
 from daemon.state import OBSERVER as OBSERVER_KEY
 from tests.integration.conftest import Gateway
+from tests.integration.test_spike import SPIKE
 from tests.integration.webhook_receiver import Receiver
 from waystone_cli.core.alerts import event_id
 from waystone_cli.core.windows import window_start
@@ -260,15 +261,7 @@ async def test_a_spike_posts_one_spike_detected_per_subject_and_window(
     """A ``flag`` spike rule with no history (``test_spike``'s newbie): the window holds
     3 requests at the 4th, which is flagged, and so are the 5th and 6th; one event."""
     receiver, hook = await _receiver(aiohttp_server)
-    spike = """
-[rules.runaway]
-spike = { metric = "requests", window = "1h", factor = 2, baseline = "4h", min = 3 }
-action = "flag"
-[rulesets.watch]
-when = "always"
-rules = ["runaway"]
-"""
-    gateway = await start_gateway(_config(hook.port, over=1.0, extra=spike))
+    gateway = await start_gateway(_config(hook.port, over=1.0, extra=SPIKE))
     await _chats(gateway.client(), 6, user="newbie")
     [post] = await receiver.wait_for(1)
     event = post.event

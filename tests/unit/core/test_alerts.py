@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from waystone_cli.core.alerts import (
@@ -27,6 +26,7 @@ from waystone_cli.core.alerts import (
 )
 from waystone_cli.core.counters import Subject
 from waystone_cli.core.decision import Limit
+from waystone_cli.core.spike import SpikeHit
 
 NOW = datetime(2026, 12, 2, 15, 40, 7, tzinfo=UTC)
 THRESHOLDS = (0.5, 0.8, 1.0)
@@ -152,20 +152,13 @@ def test_credits_threshold_names_no_ruleset_and_another_window_another_id() -> N
     assert december.id != january.id
 
 
-@dataclass(frozen=True)
-class _Hit:
-    subject: Subject
-    ruleset: str
-    rule: str
-    metric: str
-    window: str
-    current: float
-    baseline: float
-    factor: float
+def _hit(subject: Subject, metric: str, current: float, baseline: float, factor: float) -> SpikeHit:
+    start = datetime(2026, 12, 2, 15, tzinfo=UTC)
+    return SpikeHit(subject, "abuse", "runaway", metric, "1h", start, current, baseline, factor)
 
 
 def test_spike_event_over_a_zero_baseline_sends_no_infinity() -> None:
-    hit = _Hit(Subject("user", "mallory"), "abuse", "runaway", "cost_usd", "1h", 3.5, 0.0, math.inf)
+    hit = _hit(Subject("user", "mallory"), "cost_usd", 3.5, 0.0, math.inf)
     event = spike_event(hit, datetime(2026, 12, 2, 15, tzinfo=UTC), NOW)
     body = json.loads(event.body)  # strict JSON: no Infinity token
     assert body == {
@@ -189,7 +182,7 @@ def test_spike_event_over_a_zero_baseline_sends_no_infinity() -> None:
 
 
 def test_spike_ratio_is_written_when_there_is_a_baseline() -> None:
-    hit = _Hit(Subject("group", "acme"), "abuse", "runaway", "requests", "1h", 50, 4, 10)
+    hit = _hit(Subject("group", "acme"), "requests", 50, 4, 10)
     body = json.loads(spike_event(hit, NOW, NOW).body)
     assert body["factor"] == 10
     assert "50 requests in the 1h window, 12.5x its baseline of 4" in body["text"]

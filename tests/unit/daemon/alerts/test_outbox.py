@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from daemon.alerts.outbox import Outbox
 from waystone_cli.core.alerts import Charge
 from waystone_cli.core.counters import Subject
 from waystone_cli.core.decision import Limit
+from waystone_cli.core.spike import SpikeHit
 
 NOW = datetime(2026, 12, 2, 15, 40, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class StandInHit:
-    """What the spike trigger reports (``Decision.spikes``), reduced to its fields."""
-
-    subject: Subject
-    ruleset: str
-    rule: str
-    metric: str
-    window: str
-    current: float
-    baseline: float
-    factor: float
 
 
 def _limit(used: float) -> Limit:
@@ -61,12 +47,13 @@ def test_the_next_day_is_a_new_window() -> None:
 
 def test_a_spike_is_sent_once_per_subject_rule_and_window() -> None:
     outbox = Outbox()
-    hit = StandInHit(
-        Subject("user", "mallory"), "abuse", "runaway", "cost_usd", "1h", 4.0, 0.0, math.inf
+    start = datetime(2026, 12, 2, 15, tzinfo=UTC)
+    hit = SpikeHit(
+        Subject("user", "mallory"), "abuse", "runaway", "cost_usd", "1h", start, 4.0, 0.0, math.inf
     )
     outbox.spike(hit, NOW)
     outbox.spike(hit, NOW.replace(minute=59))  # the same hour
-    outbox.spike(replace(hit, subject=Subject("user", "eve")), NOW)
+    outbox.spike(hit._replace(subject=Subject("user", "eve")), NOW)
     outbox.spike(hit, NOW.replace(hour=16))  # the next hour
     events = [json.loads(e.body) for e in outbox.take()]
     assert [(e["subject"]["id"], e["window_start"], e["factor"]) for e in events] == [
