@@ -61,9 +61,12 @@ async def handler(request: web.Request) -> web.Response:
 
 
 def _windows(config: Config) -> set[str]:
-    """Every window a limit or credits of ``config`` counts in, and this month."""
+    """Every window a limit, credits or a spike trigger of ``config`` counts in, and this
+    month (a spike's reasons are part of the explained decision)."""
     windows = {"month"}
     windows |= {r.usage.window for r in config.rules.values() if r.usage is not None}
+    for spike in (r.spike for r in config.rules.values() if r.spike is not None):
+        windows |= {spike.window, spike.baseline}
     credits = [u.credits for u in config.users.values()]
     credits += [g.credits for g in config.groups.values()]
     windows |= {c.window for c in credits if c is not None and c.window}

@@ -364,10 +364,22 @@ rules = ["three-a-minute"]
     assert await chat(cluster.url(0), user="carol") == 429
 
 
+SPIKE_RULE = """
+[rules.runaway]
+spike = { metric = "requests", window = "1h", factor = 2, baseline = "4h", min = 100 }
+action = "flag"
+[rulesets.watch]
+when = "always"
+rules = ["runaway"]
+"""
+
+
+@pytest.mark.parametrize("extra", ["", SPIKE_RULE], ids=["cap", "cap+spike"])
 async def test_the_usage_endpoint_reports_what_every_instance_charged(
-    make_cluster: Callable[..., Any],
+    make_cluster: Callable[..., Any], extra: str
 ) -> None:
-    cluster = await make_cluster(2)
+    # With a spike rule its windows (1h, 4h) are read from Redis too; it is not a limit.
+    cluster = await make_cluster(2, extra=extra)
     for i in range(3):  # 3 chats over both instances: 63e-6 USD, 36 input, 15 output tokens
         assert await chat(cluster.url(i)) == 200
     async with (
