@@ -45,6 +45,7 @@ from daemon.state import ALERTS, CONFIG, HTTP, LEDGER, OBSERVER, SETTINGS
 from waystone_cli.core.alerts import SIGNATURE_HEADER, signature
 from waystone_cli.core.policy import longest_window
 from waystone_cli.core.secrets import alerts_secret
+from waystone_cli.ledger import alerts as ledger_alerts
 from waystone_cli.ledger.alerts import Attempt, Pending
 
 log = logging.getLogger("waystone.alerts")
@@ -73,13 +74,13 @@ class Delivery:
         return len(self._due) + len(self.outbox.fresh)
 
     async def load(self) -> None:
-        from waystone_cli.ledger.alerts import pending, recent_keys
-
         keep = max(longest_window(self.app[CONFIG].current.config).total_seconds(), 32 * 86400)
         since = datetime.fromtimestamp(time.time() - keep, UTC)
         writer = self.app[LEDGER]
-        self.outbox.load(await writer.run_in_db(lambda con: recent_keys(con, since)), keep)
-        for row in await writer.run_in_db(pending):
+        self.outbox.load(
+            await writer.run_in_db(lambda con: ledger_alerts.recent_keys(con, since)), keep
+        )
+        for row in await writer.run_in_db(ledger_alerts.pending):
             self._schedule(row, 0.0)
 
     async def storing(self) -> None:
@@ -92,13 +93,14 @@ class Delivery:
 
     async def store_fresh(self) -> bool:
         """Store what the outbox holds; False when the ledger refused (kept for later)."""
-        from waystone_cli.ledger.alerts import store
 
         events = self.outbox.take()
         if not events:
             return True
         try:
-            new = set(await self.app[LEDGER].run_in_db(lambda con: store(con, events)))
+            new = set(
+                await self.app[LEDGER].run_in_db(lambda con: ledger_alerts.store(con, events))
+            )
         # Whatever the ledger's backend raises: the events wait in memory.
         except Exception as err:
             log.warning("alerts: cannot store %d events yet: %s", len(events), err)
@@ -166,13 +168,12 @@ class Delivery:
 
     async def write_attempts(self) -> None:
         """Append the attempts made since the last write, in one transaction."""
-        from waystone_cli.ledger.alerts import record_attempts
 
         rows, self._attempts = self._attempts, []
         if not rows:
             return
         try:
-            await self.app[LEDGER].run_in_db(lambda con: record_attempts(con, rows))
+            await self.app[LEDGER].run_in_db(lambda con: ledger_alerts.record_attempts(con, rows))
         # Whatever the ledger's backend raises: the attempts are only history (an
         # event whose delivery went unrecorded is posted again after a restart).
         except Exception as err:
