@@ -247,7 +247,7 @@ class RedisStore:
             keys += [subject_key(Subject("group", group_id)), member_key(user_id, group_id)]
         items = [(k, w) for k in keys for w in windows]
         now_s = now.timestamp()
-        args = [a for k, w in items for a in (k, w, self.mirror.start(w, now_s, now))]
+        args = [a for k, w in items for a in (k, w, self.mirror.clock.start(w, now_s, now))]
         try:
             reply = await self.link.script("read", int(now_s * 1000), self.keep_s, *args)
         except RedisDown:
@@ -341,7 +341,7 @@ class RedisStore:
         now_s = now.timestamp()
         for lim, key in limits:
             rate = lim.metric in RATE_METRICS
-            start = 0 if rate else self.mirror.start(lim.window, now_s, now)
+            start = 0 if rate else self.mirror.clock.start(lim.window, now_s, now)
             expected = 1 if lim.used >= lim.limit else 0
             args += (key, lim.window, start, lim.metric, float(lim.limit), expected)
         return args

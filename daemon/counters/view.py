@@ -17,7 +17,7 @@ from datetime import datetime
 
 from waystone_cli.core.counters import Subject
 from waystone_cli.core.ratelimit import RateState
-from waystone_cli.core.windows import Window, parse_window, window_end, window_start
+from waystone_cli.core.windows import WindowStarts
 
 ROLLING_RELIEF_S = 60.0
 # Values kept before the view starts again from nothing (each is re-learnt on use).
@@ -38,10 +38,9 @@ class RedisView:
 
     def __init__(self, tz: str) -> None:
         self.tz = tz
+        self.clock = WindowStarts(tz)
         self.values: dict[tuple[str, str, str], float] = {}
         self.rates: dict[str, list[float]] = {}  # requests, tokens, concurrent, reset_at
-        self._windows: dict[str, Window] = {}
-        self._calendar: dict[str, tuple[float, float, int]] = {}
 
     # --- UsageView ----------------------------------------------------------------------
 
@@ -68,34 +67,10 @@ class RedisView:
         now: datetime,
         user_id: str | None = None,
     ) -> float | None:
-        w = self.window(window)
-        if w.calendar is None:
+        if self.clock.window(window).calendar is None:
             return ROLLING_RELIEF_S
         now_s = now.timestamp()
-        self.start(window, now_s, now)
-        return self._calendar[window][1] - now_s
-
-    # --- window starts (what the script sums from) ----------------------------------------
-
-    def window(self, text: str) -> Window:
-        w = self._windows.get(text)
-        if w is None:
-            w = self._windows[text] = parse_window(text)
-        return w
-
-    def start(self, text: str, now_s: float, now: datetime) -> int:
-        """The window's first epoch minute, as ``UsageCounters`` counts it."""
-        w = self.window(text)
-        if w.duration is not None:
-            return int((now_s - w.duration.total_seconds()) // 60)
-        cached = self._calendar.get(text)
-        if cached is not None and cached[0] <= now_s < cached[1]:
-            return cached[2]
-        start = window_start(w, now, self.tz).timestamp()
-        end = window_end(w, now, self.tz)
-        assert end is not None
-        self._calendar[text] = (start, end.timestamp(), int(start // 60))
-        return int(start // 60)
+        return self.clock.end_s(window, now_s, now) - now_s
 
     def learn(self, key: tuple[str, str, str], value: float) -> None:
         if len(self.values) >= MAX_VALUES:

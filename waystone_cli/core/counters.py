@@ -55,7 +55,7 @@ from typing import Any, NamedTuple, Protocol
 from waystone_cli.core.counter_series import Series
 from waystone_cli.core.int64 import INT64_MAX, INT64_MIN, saturate
 from waystone_cli.core.ratelimit import RateState
-from waystone_cli.core.windows import Window, parse_window, window_end, window_start
+from waystone_cli.core.windows import WindowStarts
 
 METRICS = ("cost_usd", "tokens", "input_tokens", "output_tokens", "requests")
 COST_SCALE = 10**10
@@ -181,8 +181,7 @@ class UsageCounters:
         self._series: dict[Key, Series] = {}
         self._live: dict[int, Reservation] = {}
         self._ids = itertools.count(1)
-        self._windows: dict[str, Window] = {}
-        self._calendar: dict[str, tuple[float, float, int]] = {}
+        self._clock = WindowStarts(tz)
         # One request reads several windows, reserves and settles at the same ``now``: its
         # timestamp and the windows' start minutes are kept until another ``now`` comes.
         self._now: datetime | None = None
@@ -217,17 +216,16 @@ class UsageCounters:
         user_id: str | None = None,
     ) -> float | None:
         """Seconds until usage falls below ``limit`` if nothing new arrives; None if never."""
-        w = self._window(window)
+        w = self._clock.window(window)
         if w.calendar is not None:  # the window's end, as cached for its start
             now_s = self._seconds(now)
-            self._start(w, window, now, now_s)
-            return self._calendar[window][1] - now_s
+            return self._clock.end_s(window, now_s, now) - now_s
         key = member_key(user_id, subject.id) if user_id else (subject.kind, subject.id)
         series = self._series.get(key)
         if series is None:
             return 0.0
         now_s = now.timestamp()
-        s = series.totals(window, self._start(w, window, now, now_s))
+        s = series.totals(window, self._clock.start(window, now_s, now))
         value = _metric(s[2:], series.pending, metric)
         for i in range(s[1], len(series.minutes)):
             value -= _metric([col[i] for col in series.cols], (0, 0, 0), metric)
@@ -412,8 +410,7 @@ class UsageCounters:
         now_s = self._seconds(now)
         start = self._starts.get(window)
         if start is None:
-            w = self._window(window)
-            start = self._starts[window] = self._start(w, window, now, now_s)
+            start = self._starts[window] = self._clock.start(window, now_s, now)
         s = series.totals(window, start)
         return _metric(s[2:], series.pending, metric)
 
@@ -426,22 +423,3 @@ class UsageCounters:
         series.pending[0] -= r.cost_units
         series.pending[1] -= r.tokens
         series.pending[2] -= 1
-
-    def _window(self, text: str) -> Window:
-        w = self._windows.get(text)
-        if w is None:
-            w = self._windows[text] = parse_window(text)
-        return w
-
-    def _start(self, w: Window, text: str, now: datetime, now_s: float) -> int:
-        """The window's first minute (epoch minutes), calendar windows cached."""
-        if w.duration is not None:
-            return int((now_s - w.duration.total_seconds()) // 60)
-        cached = self._calendar.get(text)
-        if cached is not None and cached[0] <= now_s < cached[1]:
-            return cached[2]
-        start = window_start(w, now, self.tz).timestamp()
-        end = window_end(w, now, self.tz)
-        assert end is not None
-        self._calendar[text] = (start, end.timestamp(), int(start // 60))
-        return int(start // 60)

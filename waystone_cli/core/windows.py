@@ -136,3 +136,42 @@ def parse_since(text: str, now: datetime) -> datetime:
         raise WindowError(
             f'invalid time "{text}" (a duration like 30d or a date like 2026-11-01)'
         ) from None
+
+
+class WindowStarts:
+    """Where each window starts, in epoch minutes, as the usage counters sum it: a
+    rolling window ``duration`` back from now, a calendar window at its start in ``tz``
+    (cached with its end until the window rolls over).  Shared by the in-memory counters
+    and the mirror of the Redis ones, so both count from the same minute."""
+
+    def __init__(self, tz: str = "UTC") -> None:
+        self.tz = tz
+        self._windows: dict[str, Window] = {}
+        self._calendar: dict[str, tuple[float, float, int]] = {}  # start s, end s, minute
+
+    def window(self, text: str) -> Window:
+        w = self._windows.get(text)
+        if w is None:
+            w = self._windows[text] = parse_window(text)
+        return w
+
+    def start(self, text: str, now_s: float, now: datetime) -> int:
+        """The window's first epoch minute."""
+        w = self.window(text)
+        if w.duration is not None:
+            return int((now_s - w.duration.total_seconds()) // 60)
+        return self._span(w, text, now_s, now)[2]
+
+    def end_s(self, text: str, now_s: float, now: datetime) -> float:
+        """A calendar window's end (epoch seconds)."""
+        return self._span(self.window(text), text, now_s, now)[1]
+
+    def _span(self, w: Window, text: str, now_s: float, now: datetime) -> tuple[float, float, int]:
+        cached = self._calendar.get(text)
+        if cached is not None and cached[0] <= now_s < cached[1]:
+            return cached
+        start = window_start(w, now, self.tz).timestamp()
+        end = window_end(w, now, self.tz)
+        assert end is not None
+        span = self._calendar[text] = (start, end.timestamp(), int(start // 60))
+        return span
