@@ -121,11 +121,9 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     ledger, instance = config.ledger, instance_name(config)
     url = server_url(ledger.url, "ledger.url")
     con: Connection
+    spill_path = None  # the writer's default: beside the DuckDB file
     if url is None:
-        con, spill_path = (
-            open_readwrite(settings.ledger_path, memory_limit_mb=ledger.memory_limit_mb),
-            None,
-        )
+        con = open_readwrite(settings.ledger_path, memory_limit_mb=ledger.memory_limit_mb)
     else:
         con = open_postgres(url)
         # Each instance spills to a file of its own: workers share the home folder.

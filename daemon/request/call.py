@@ -247,18 +247,17 @@ class Call:
         alerts = self.snapshot.config.alerts
         if alerts.webhook is None:
             return
-        outbox = self.app[ALERTS]
-        if decision is not None and decision.limits:
-            if self.reservation is None:
-                charge = NO_CHARGE
-            else:
-                cost = float(rec.cost_usd) if rec.cost_usd is not None else 0.0
-                charge = Charge(cost, rec.input_tokens, rec.output_tokens, 1)
-            tz = self.snapshot.config.server.timezone
-            outbox.thresholds(decision.limits, alerts.thresholds, charge, tz=tz, now=self.now)
+        outbox, tz = self.app[ALERTS], self.snapshot.config.server.timezone
         if decision is not None:
+            if decision.limits:
+                if self.reservation is None:
+                    charge = NO_CHARGE
+                else:
+                    cost = float(rec.cost_usd) if rec.cost_usd is not None else 0.0
+                    charge = Charge(cost, rec.input_tokens, rec.output_tokens, 1)
+                outbox.thresholds(decision.limits, alerts.thresholds, charge, tz=tz, now=self.now)
             for hit in decision.spikes:
-                outbox.spike(hit, self.now, tz=self.snapshot.config.server.timezone)
+                outbox.spike(hit, self.now, tz=tz)
         if not rec.priced and rec.provider and rec.model:
             outbox.unpriced(rec.provider, rec.model, self.now)
 
