@@ -20,6 +20,7 @@ from waystone_cli.core.budget import usage_report
 from waystone_cli.core.config import Config
 from waystone_cli.core.errors import InvalidRequest
 from waystone_cli.core.identity import parse_identity
+from waystone_cli.core.policy import counted_windows
 from waystone_cli.explain import explained
 
 ROUTE = "waystone/usage"
@@ -63,11 +64,4 @@ async def handler(request: web.Request) -> web.Response:
 def _windows(config: Config) -> set[str]:
     """Every window a limit, credits or a spike trigger of ``config`` counts in, and this
     month (a spike's reasons are part of the explained decision)."""
-    windows = {"month"}
-    windows |= {r.usage.window for r in config.rules.values() if r.usage is not None}
-    for spike in (r.spike for r in config.rules.values() if r.spike is not None):
-        windows |= {spike.window, spike.baseline}
-    credits = [u.credits for u in config.users.values()]
-    credits += [g.credits for g in config.groups.values()]
-    windows |= {c.window for c in credits if c is not None and c.window}
-    return windows
+    return {"month", *counted_windows(config)}

@@ -65,6 +65,7 @@ __all__ = [
     "Reason",
     "RequestFacts",
     "compile_plan",
+    "counted_windows",
     "decide",
     "longest_window",
     "window_phrase",
@@ -95,13 +96,18 @@ def decide(
     return ev.decision()
 
 
+def counted_windows(config: Config) -> set[str]:
+    """Every window a ``usage`` rule, a ``spike`` trigger or credits count usage in."""
+    windows = {r.usage.window for r in config.rules.values() if r.usage is not None}
+    for spike in (r.spike for r in config.rules.values() if r.spike is not None):
+        windows |= {spike.window, spike.baseline}
+    credits = [u.credits for u in config.users.values()]
+    credits += [g.credits for g in config.groups.values()]
+    windows |= {c.window for c in credits if c is not None and c.window}
+    return windows
+
+
 def longest_window(config: Config) -> timedelta:
     """The longest window any rule or credits use (how long counters must keep data)."""
-    windows = [r.usage.window for r in config.rules.values() if r.usage is not None]
-    windows += [r.spike.baseline for r in config.rules.values() if r.spike is not None]
-    credits = [u.credits for u in config.users.values()] + [
-        g.credits for g in config.groups.values()
-    ]
-    windows += [c.window for c in credits if c is not None]
-    spans = [parse_window(w).duration or CALENDAR_SPAN[w] for w in windows]
+    spans = [parse_window(w).duration or CALENDAR_SPAN[w] for w in counted_windows(config)]
     return max(spans, default=timedelta(0))
