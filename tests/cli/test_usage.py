@@ -329,6 +329,43 @@ def test_export_of_one_group_in_parts_is_the_whole_export(
         assert got == [("r1",), ("r3",), ("r4",), ("r7",)]
 
 
+def test_a_cursor_export_writes_every_row_once(cli: Cli, ledger: Path, tmp_path: Path) -> None:
+    cursor = tmp_path / "cursor.json"
+    first, second = tmp_path / "1.csv", tmp_path / "2.csv"
+    for out in (first, second):
+        run = cli("usage", "export", "--format", "csv", "--cursor", str(cursor), "--out", str(out))
+        assert run.exit_code == 0, run.stderr
+    assert [r["id"] for r in csv.DictReader(first.open())] == [f"r{i}" for i in range(1, 8)]
+    assert list(csv.DictReader(second.open())) == []
+
+
+def test_a_cursor_export_of_postgres_takes_the_rows_written_since(
+    cli: Cli, waystone_home: Path, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Two instances' writers, as the daemon's would: each batch its own transaction."""
+    url = postgres_server.url
+    (waystone_home / "config.toml").write_text(f'[ledger]\nurl = "{url}"\n')
+    cursor = tmp_path / "cursor.json"
+
+    def run(n: int) -> list[str]:
+        out = tmp_path / f"{n}.jsonl"
+        result = cli("usage", "export", "--format", "cloudevents", "--cursor", str(cursor),
+                     "--out", str(out))  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        return [json.loads(line)["id"] for line in out.read_text().splitlines()]
+
+    for rows in (ROWS[:2], ROWS[2:4]):
+        con = open_postgres(url)
+        insert(con, rows)
+        con.close()
+    assert run(1) == ["r1", "r2", "r3", "r4"]
+    con = open_postgres(url)
+    insert(con, ROWS[4:])
+    con.close()
+    assert run(2) == ["r5", "r6", "r7"]
+    assert run(3) == []
+
+
 def test_export_parquet_to_a_file(cli: Cli, ledger: Path, tmp_path: Path) -> None:
     out = tmp_path / "usage.parquet"
     run = cli("usage", "export", "--format", "parquet", "--out", str(out))

@@ -30,8 +30,15 @@ place in one step, so no other user ever sees it readable and a reader never see
 file.  An existing file is only replaced when the caller says so (``overwrite``).
 
 A Postgres ledger's rows are first copied, in time order, into a scratch DuckDB file
-(``_from_postgres``) and exported from there, in one part; a resumable export is refused
-there (``_refuse_cursor``).
+(``_from_postgres``) and exported from there, in one part.  Its writers (one per
+instance) commit out of order, so a number drawn when a row is written cannot be a
+cursor: a row with a lower number can still commit after an export went past it.  There
+a cursor's position is a transaction id instead: each row records the id of the
+transaction that wrote it (``xid``, migration ``m013_commit_xid``), and the plan's
+``upto_seq`` is one below the oldest transaction still running when the export starts
+(``pg_snapshot_xmin``).  Every transaction below that has ended, so the rows up to it
+are all there will ever be; rows of transactions still open are left for the next run.
+A long transaction holds the cursor back, never makes it skip a row.
 """
 
 from __future__ import annotations
@@ -43,12 +50,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import duckdb
 
 from waystone_cli.core.errors import UsageError
-from waystone_cli.ledger.dialect import dialect_of
+from waystone_cli.ledger.dialect import Connection, dialect_of
 from waystone_cli.ledger.spans import Span
 
 FORMATS = {
@@ -81,6 +88,8 @@ def _selection(
     group: str | None,
     after_seq: int | None = None,
     upto_seq: int | None = None,
+    *,
+    postgres: bool = False,
 ) -> tuple[list[str], list[Any]]:
     span = Span.from_params(since, until)
     conditions = {
@@ -88,26 +97,42 @@ def _selection(
         "ts < ?": span.until,
         "user_id = ?": user,
         "group_id = ?": group,
-        "seq > ?": after_seq,
-        # Rows without a seq come before every numbered one (see the module).
-        "(seq IS NULL OR seq <= ?)" if after_seq is None else "seq <= ?": upto_seq,
     }
     where = [sql for sql, value in conditions.items() if value is not None]
-    return where, [value for value in conditions.values() if value is not None]
+    params: list[Any] = [value for value in conditions.values() if value is not None]
+    # A cursor's range (after, upto] of positions: the writer's ``seq`` on DuckDB, the
+    # writing transaction's ``xid`` on Postgres (see the module), given as text there.
+    position, placeholder = ("xid", "CAST(? AS xid8)") if postgres else ("seq", "?")
+    if after_seq is not None:
+        where.append(f"{position} > {placeholder}")
+        params.append(str(after_seq) if postgres else after_seq)
+    if upto_seq is not None:
+        # Rows without a position come before every one (see the module).
+        upto = f"{position} <= {placeholder}"
+        where.append(upto if after_seq is not None else f"({position} IS NULL OR {upto})")
+        params.append(str(upto_seq) if postgres else upto_seq)
+    return where, params
 
 
-def ledger_id(con: duckdb.DuckDBPyConnection) -> str | None:
+def ledger_id(con: Connection) -> str | None:
     """This ledger's id, for a cursor to name: it changes with no row (a prune deletes
     rows), only with another ledger (another file or database).  It is drawn from the
-    moment the ledger's first migration was applied.  None for a ledger not created yet
-    (read as an empty database in memory)."""
-    on_disk = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
-    if not on_disk or not on_disk[0]:
-        return None
+    moment the ledger's first migration was applied (and, on Postgres, the database's
+    name).  None for a ledger not created yet (read as an empty database in memory)."""
+    name = ""
+    if dialect_of(con).postgres:
+        row = con.execute("SELECT current_database()").fetchone()
+        name = str(row[0]) if row else ""
+    else:
+        on_disk = con.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+        if not on_disk or not on_disk[0]:
+            return None
     row = con.execute("SELECT applied_at FROM _migrations WHERE name = 'm001_requests'").fetchone()
     created = str(row[0]) if row else ""
+    if name:
+        created = f"{name}:{created}"
     return "ledger-" + hashlib.sha256(created.encode()).hexdigest()[:16]
 
 
@@ -140,7 +165,7 @@ def export_plan(
     ``cursor``, the rows after ``after_seq`` up to the highest ``seq`` now
     (``upto_seq``), and the ledger's id."""
     if dialect_of(con).postgres:
-        return _plan_postgres(con, since, until, user, group, cursor=cursor)
+        return _plan_postgres(con, since, until, user, group, after_seq, cursor=cursor)
     plan: dict[str, Any] = {}
     upto = None
     if cursor:
@@ -178,9 +203,9 @@ def export(
     if not target.is_absolute():
         raise UsageError(f"the export path must be absolute: {out}")
     if dialect_of(con).postgres:
-        if after_seq is not None or upto_seq is not None or rowids is not None:
-            _refuse_cursor()
-        with _from_postgres(con, since, until, user, group) as local:
+        assert rowids is None, "a Postgres ledger is exported in one part"
+        positions = (after_seq, upto_seq)
+        with _from_postgres(con, since, until, user, group, positions) as local:
             return export(local, format, out, header=header, overwrite=overwrite, source=source)
     where, params = _selection(since, until, user, group, after_seq, upto_seq)
     if rowids is not None:
@@ -209,25 +234,24 @@ def _plan_postgres(
     until: str | None,
     user: str | None,
     group: str | None,
+    after_seq: int | None,
     *,
     cursor: bool,
 ) -> dict[str, Any]:
-    """A Postgres ledger's plan: its rows in one part (no ``rowid`` to cut it by)."""
+    """A Postgres ledger's plan: its rows in one part (no ``rowid`` to cut it by); with a
+    cursor, up to the transaction before the oldest one still running (see the module)."""
+    plan: dict[str, Any] = {"first_rowid": None, "last_rowid": None}
+    upto = None
     if cursor:
-        _refuse_cursor()
-    where, params = _selection(since, until, user, group)
+        top = con.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+        upto = max(int(top[0]) - 1, after_seq or 0)
+        plan.update(upto_seq=upto, ledger_id=ledger_id(con))
+    where, params = _selection(
+        since, until, user, group, after_seq if cursor else None, upto, postgres=True
+    )
     clause = "WHERE " + " AND ".join(where) if where else ""
     row = con.execute(f"SELECT count(*) FROM requests {clause}", params).fetchone()
-    return {"rows": int(row[0]) if row else 0, "first_rowid": None, "last_rowid": None}
-
-
-def _refuse_cursor() -> NoReturn:
-    # Several writers commit out of order: a seq (or any number they draw) lower than a
-    # cursor's mark can still arrive after an export went past it, and never be exported.
-    raise UsageError(
-        "a resumable export (--cursor) does not run on a Postgres ledger yet: "
-        "export a span (--since/--until) instead"
-    )
+    return {"rows": int(row[0]) if row else 0, **plan}
 
 
 # Rows fetched from Postgres at a time while copying an export's rows into DuckDB.
@@ -236,22 +260,32 @@ _FETCH_ROWS = 10_000
 
 @contextmanager
 def _from_postgres(
-    con: Any, since: str | None, until: str | None, user: str | None, group: str | None
+    con: Any,
+    since: str | None,
+    until: str | None,
+    user: str | None,
+    group: str | None,
+    positions: tuple[int | None, int | None] = (None, None),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The selected rows of a Postgres ledger in a scratch DuckDB file, in time order,
-    so that the export runs through DuckDB's own writers as on a DuckDB ledger.
+    """The selected rows of a Postgres ledger (with a cursor, those in its range of
+    ``positions``) in a scratch DuckDB file, in time order, so that the export runs
+    through DuckDB's own writers as on a DuckDB ledger.
 
     The file is made by the same migrations, so its ``requests`` has the columns of the
-    Postgres table in the same order; it lives in a private temporary folder, removed
-    at the end (a big export spills there rather than into memory)."""
+    Postgres table (all but ``xid``, which only Postgres has); it lives in a private
+    temporary folder, removed at the end (a big export spills there rather than into
+    memory)."""
     from waystone_cli.ledger.connection import open_readwrite
 
-    where, params = _selection(since, until, user, group)
+    where, params = _selection(since, until, user, group, *positions, postgres=True)
     clause = "WHERE " + " AND ".join(where) if where else ""
     with tempfile.TemporaryDirectory(prefix="waystone-export-") as tmp:
         local = open_readwrite(Path(tmp) / "export.duckdb")
         try:
-            result = con.execute(f"SELECT * FROM requests {clause} ORDER BY ts, id", params)
+            local.execute("SELECT * FROM requests LIMIT 0")
+            columns = ", ".join(d[0] for d in local.description or ())
+            sql = f"SELECT {columns} FROM requests {clause} ORDER BY ts, id"
+            result = con.execute(sql, params)
             with local.appender("requests") as appender:
                 while rows := result.fetchmany(_FETCH_ROWS):
                     appender.append_rows(rows)

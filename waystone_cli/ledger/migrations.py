@@ -267,6 +267,17 @@ def m012_instances(con: Connection) -> None:
     )
 
 
+def m013_commit_xid(con: Connection) -> None:
+    """On Postgres, the id of the transaction that wrote each row (``xid``): several
+    writers commit out of order, so a resumable export reads which rows are surely
+    committed from the transaction ids rather than from a number the writers draw
+    (``ledger.export``).  Older rows keep NULL (no table rewrite); the default fills the
+    column from then on.  DuckDB has one writer, whose ``seq`` serves: nothing to do."""
+    if dialect_of(con).postgres:
+        con.execute("ALTER TABLE requests ADD COLUMN xid xid8")
+        con.execute("ALTER TABLE requests ALTER COLUMN xid SET DEFAULT pg_current_xact_id()")
+
+
 MIGRATIONS: list[Migration] = [
     m001_requests,
     m002_entities,
@@ -280,6 +291,7 @@ MIGRATIONS: list[Migration] = [
     m010_alerts,
     m011_instance,
     m012_instances,
+    m013_commit_xid,
 ]
 
 

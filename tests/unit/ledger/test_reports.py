@@ -572,13 +572,5 @@ def test_exports_carry_cache_reads_and_writes(
 
 
 @pytest.mark.parametrize("con", ["postgres"], indirect=True)
-def test_a_resumable_export_of_a_postgres_ledger_is_refused_in_one_line(
-    ledger: duckdb.DuckDBPyConnection, tmp_path: Path
-) -> None:
-    message = r"a resumable export \(--cursor\) does not run on a Postgres ledger yet"
-    with pytest.raises(UsageError, match=message):
-        export.export_plan(ledger, cursor=True)
-    with pytest.raises(UsageError, match=message):
-        export.export(ledger, "csv", str(tmp_path / "out.csv"), after_seq=0, upto_seq=5)
-    assert not (tmp_path / "out.csv").exists()
+def test_an_export_of_a_postgres_ledger_is_one_part(ledger: duckdb.DuckDBPyConnection) -> None:
     assert export.export_plan(ledger) == {"rows": 7, "first_rowid": None, "last_rowid": None}
