@@ -19,8 +19,8 @@ from daemon.alerts.delivery import alerts_ctx
 from daemon.alerts.outbox import Outbox
 from daemon.counters.lifecycle import counters_ctx
 from daemon.errors import UNMATCHED_PATH, openai_errors, unmatched
-from daemon.heartbeat import heartbeat
 from daemon.maintenance import pruning
+from daemon.process.heartbeat import heartbeat
 from daemon.providers.http_client import HttpClient
 from daemon.reload import watch_config
 from daemon.request.entities import EntityStore

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.app import create_app
-from daemon.instance import ensure_parent_serves, serving
+from daemon.process.instance import ensure_parent_serves, serving
 from daemon.state import CONFIG, LISTEN_HOST, OBSERVER, Settings
 from daemon.telemetry.logs import BufferedStderrHandler, flush_periodically, setup_logging
 from waystone_cli.core.errors import UsageError

@@ -48,7 +48,7 @@ class Settings:
     watch_interval_s: float = 0.5
     # Which worker of ``serve --workers`` this is, from 1; 0: a daemon alone.
     worker: int = 0
-    # How often the instance's row in the ledger is refreshed (``daemon.heartbeat``).
+    # How often the instance's row in the ledger is refreshed (``daemon.process.heartbeat``).
     heartbeat_interval_s: float = 5.0
     # The first retry of an alert that was not delivered; each next one waits twice as
     # long, up to ``daemon.alerts.delivery.MAX_RETRY_S``.

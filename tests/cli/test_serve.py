@@ -98,7 +98,7 @@ def test_several_workers_without_shared_servers_is_misuse_before_anything_starts
 ) -> None:
     started = []
     monkeypatch.setattr("daemon.server.run", started.append)
-    monkeypatch.setattr("daemon.workers.supervise", started.append)
+    monkeypatch.setattr("daemon.process.workers.supervise", started.append)
     write_config('[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n')
     run = cli("serve", "--workers", "2")
     assert (run.exit_code, run.stdout, run.stderr) == (
@@ -116,7 +116,7 @@ def test_several_workers_beyond_loopback_without_a_key_are_refused_before_any_st
     cli: Cli, write_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started = []
-    monkeypatch.setattr("daemon.workers.supervise", started.append)
+    monkeypatch.setattr("daemon.process.workers.supervise", started.append)
     write_config(
         '[server]\nhost = "0.0.0.0"\n\n[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n\n'
         '[ledger]\nurl = "postgresql://u@127.0.0.1:1/db"\n'
@@ -141,7 +141,7 @@ def test_several_workers_are_announced_by_name_then_supervised(
         supervised.append(([s.name for s in specs], [s.command[-4:] for s in specs]))
         return 0
 
-    monkeypatch.setattr("daemon.workers.supervise", supervise)
+    monkeypatch.setattr("daemon.process.workers.supervise", supervise)
     monkeypatch.setenv("WAYSTONE_INSTANCE", "eu")
     write_config(
         '[cluster]\nredis_url = "redis://127.0.0.1:1/0"\n\n'

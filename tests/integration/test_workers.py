@@ -195,8 +195,8 @@ async def test_a_real_worker_under_the_supervisor_serves_reloads_and_stops(
 
     import duckdb
 
-    from daemon.instance import serving
-    from daemon.workers import Supervisor, WorkerSpec
+    from daemon.process.instance import serving
+    from daemon.process.workers import Supervisor, WorkerSpec
 
     port = free_port()
     single = '[server]\nport = {port}\n\n[providers.local]\nkind = "mock"\nmodels = ["{m}"]\n'

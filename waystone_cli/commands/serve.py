@@ -4,7 +4,7 @@ The daemon package is imported lazily inside the commands, so the rest of the CL
 pays for aiohttp at start-up.  ``serve`` prints what it is about to serve (paths,
 providers, rulesets, auth) and warns about what would make it serve nothing useful.
 With ``--workers N`` (N > 1) it checks that the counters and the ledger are shared, then
-runs the supervisor (``daemon.workers``), which starts N copies of this same command,
+runs the supervisor (``daemon.process.workers``), which starts N copies of this same command,
 each with the hidden ``--worker I``.
 """
 
@@ -60,7 +60,7 @@ def serve(
     worker: int = typer.Option(0, "--worker", hidden=True, min=0),
 ) -> None:
     """Run the gateway daemon in the foreground."""
-    from daemon.instance import ensure_not_serving
+    from daemon.process.instance import ensure_not_serving
     from daemon.server import run
     from daemon.state import Settings
     from waystone_cli import __version__
@@ -108,9 +108,9 @@ def serve(
 # ``settings`` is the daemon's ``Settings``: this module names the daemon's types only
 # inside the commands (tests/unit/test_imports.py).
 def _supervise(config: Config, settings: Any, workers: int) -> None:
-    from daemon.instance import serving
+    from daemon.process.instance import serving
+    from daemon.process.workers import check_port_free, supervise
     from daemon.server import refuse_open_without_keys
-    from daemon.workers import check_port_free, supervise
     from waystone_cli.core.cluster import instance_name, server_url
 
     # A missing env: variable fails here, once, not in every worker at each restart.
@@ -129,7 +129,7 @@ def _supervise(config: Config, settings: Any, workers: int) -> None:
 
 def _worker_specs(settings: Any, parent: str, workers: int) -> list[Any]:
     """Each worker's command: this ``serve`` with the same options and ``--worker I``."""
-    from daemon.workers import WorkerSpec
+    from daemon.process.workers import WorkerSpec
     from waystone_cli.core.workers import WORKER_VARIABLE, worker_names
 
     base = [sys.executable, "-m", "waystone_cli.main", "--config", str(settings.config_path)]

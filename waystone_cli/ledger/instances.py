@@ -1,6 +1,6 @@
 """The instances that serve a ledger: each one's heartbeat row, and who was seen recently.
 
-Every daemon upserts its row every few seconds (``daemon.heartbeat``), off the request
+Every daemon upserts its row every few seconds (``daemon.process.heartbeat``), off the request
 path, on the ledger writer's thread.  The SQL is the same on DuckDB and Postgres: an
 ``DELETE`` and ``INSERT`` in one transaction, and a plain ``SELECT``.  Times are naive UTC,
 as everywhere in the ledger.

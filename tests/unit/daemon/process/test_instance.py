@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.instance import ensure_not_serving, ensure_parent_serves, serving
+from daemon.process.instance import ensure_not_serving, ensure_parent_serves, serving
 from waystone_cli.core.errors import WaystoneError
 
-CHECK = "import sys; from pathlib import Path; from daemon.instance import ensure_parent_serves; "
+CHECK = "import sys; from pathlib import Path; from daemon.process.instance import ensure_parent_serves; "
 
 
 def child(ledger: Path, code: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.workers import Backoff, Supervisor, WorkerSpec, check_port_free
+from daemon.process.workers import Backoff, Supervisor, WorkerSpec, check_port_free
 from waystone_cli.core.errors import WaystoneError
 
 # Writes "start", then one line per SIGHUP; on SIGTERM writes "term" and exits 0 (or,

@@ -1,4 +1,4 @@
-from daemon.heartbeat import MinuteCount
+from daemon.process.heartbeat import MinuteCount
 
 
 def test_the_first_minute_counts_since_the_first_sample() -> None:
