@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from waystone_cli.core.config.alerts import alerts_config
+from waystone_cli.core.config.entities import group_config, user_config
 from waystone_cli.core.config.lines import line_of
 from waystone_cli.core.config.rules import rule_config, ruleset_config
 from waystone_cli.core.config.snapshot import (
-    ID_RE,
     NAME_RE,
     ON_REDIS_ERROR,
     PG_BATCH_SIZE,
@@ -27,18 +27,15 @@ from waystone_cli.core.config.snapshot import (
     REQUEST_METADATA,
     ClusterConfig,
     Config,
-    Credits,
-    GroupConfig,
     KeyConfig,
     LedgerConfig,
     OtelConfig,
     Price,
     ProviderConfig,
     ServerConfig,
-    UserConfig,
     is_listen_host,
 )
-from waystone_cli.core.config.table import Table, check_window
+from waystone_cli.core.config.table import Table, check_id
 from waystone_cli.core.errors import ConfigError
 
 # The smallest buffer pool ``ledger.memory_limit_mb`` accepts: much below it DuckDB
@@ -53,8 +50,8 @@ def build_config(data: Mapping[str, Any]) -> Config:
     ledger = _ledger(root.table("ledger"))
     providers = _each(root.table("providers"), _provider)
     prices = _each(root.table("prices"), _price)
-    groups = _each(root.table("groups"), _group)
-    users = _each(root.table("users"), _user)
+    groups = _each(root.table("groups"), group_config)
+    users = _each(root.table("users"), user_config)
     rules = _each(root.table("rules"), rule_config)
     rulesets = _each(root.table("rulesets"), ruleset_config)
     keys = _each(root.table("keys"), _key)
@@ -217,74 +214,13 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _credits(t: Table) -> Credits | None:
-    if "credits" not in t.data:
-        t.seen.add("credits")
-        return None
-    c = t.table("credits")
-    credits = Credits(
-        usd=float(c.get("usd", (int, float), 0.0)), window=c.get("window", str, "month")
-    )
-    if "usd" not in c.data:
-        raise ConfigError(f"{c.path}: usd is required")
-    c.done()
-    if credits.usd < 0:
-        raise ConfigError(f"{c.at('usd')}: must not be negative")
-    check_window(credits.window, c.at("window"))
-    return credits
-
-
-def _metadata(t: Table) -> dict[str, Any]:
-    meta = t.table("metadata")
-    for k, v in meta.data.items():
-        if isinstance(v, (dict, list)):
-            raise ConfigError(f"{meta.at(k)}: metadata values must be scalars")
-    return dict(meta.data)
-
-
-def _user(uid: str, t: Table) -> UserConfig:
-    _check_id(uid, t.path)
-    u = UserConfig(
-        id=uid,
-        metadata=_metadata(t),
-        groups=t.str_list("groups"),
-        credits=_credits(t),
-        added=_opt_text(t.get("added", (str, *_DATES), None)),
-    )
-    t.done()
-    return u
-
-
-def _group(gid: str, t: Table) -> GroupConfig:
-    _check_id(gid, t.path)
-    g = GroupConfig(
-        id=gid,
-        metadata=_metadata(t),
-        credits=_credits(t),
-        added=_opt_text(t.get("added", (str, *_DATES), None)),
-    )
-    t.done()
-    return g
-
-
-def _opt_text(value: Any) -> str | None:
-    return None if value is None else value if isinstance(value, str) else value.isoformat()
-
-
-def _check_id(ident: str, path: str) -> None:
-    if not ID_RE.match(ident):
-        raise ConfigError(f"{path}: invalid id (letters, digits and ._@:+-_ up to 128 characters)")
-
-
 def _key(name: str, t: Table) -> KeyConfig:
     if not NAME_RE.match(name):
         raise ConfigError(f"{t.path}: invalid key name")
     key_hash = t.get("hash", str, None)
     if not key_hash:
         raise ConfigError(f"{t.path}: hash is required")
-    k = KeyConfig(
-        name=name, hash=key_hash, created=_opt_text(t.get("created", (str, *_DATES), None))
-    )
+    k = KeyConfig(name=name, hash=key_hash, created=t.date_text("created"))
     t.done()
     return k
 
@@ -307,7 +243,7 @@ def _cluster(t: Table) -> ClusterConfig:
     if c.on_redis_error not in ON_REDIS_ERROR:
         raise ConfigError(f"{t.at('on_redis_error')}: must be one of {', '.join(ON_REDIS_ERROR)}")
     if c.instance is not None:
-        _check_id(c.instance, t.at("instance"))
+        check_id(c.instance, t.at("instance"))
     if c.reservation_expiry_s <= 0:
         raise ConfigError(f"{t.at('reservation_expiry_s')}: must be a positive number of seconds")
     return c
@@ -347,15 +283,6 @@ def _check_targets(config: Config) -> None:
         *crossing_targets(config.rules, config.providers),
     ]:
         raise ConfigError(f"rules.{_key_path(lost.rule)}.{lost.field}: {lost.reason}")
-
-
-def _date_types() -> tuple[type, ...]:
-    import datetime
-
-    return (datetime.date, datetime.datetime)
-
-
-_DATES = _date_types()
 
 
 def load_config(path: Path) -> Config:

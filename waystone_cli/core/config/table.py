@@ -3,9 +3,11 @@ keys refused when the table is done."""
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Any
 
+from waystone_cli.core.config.snapshot import ID_RE
 from waystone_cli.core.errors import ConfigError
 from waystone_cli.core.windows import WindowError, parse_window
 
@@ -59,6 +61,13 @@ class Table:
                 raise ConfigError(f"{sub.at(k)}: expected a string, got {type_name(v)}")
         return dict(sub.data)
 
+    def date_text(self, key: str) -> str | None:
+        """A value written as text or as a TOML date (``added = 2026-11-01``), as text."""
+        value = self.get(key, (str, datetime.date, datetime.datetime), None)
+        if value is None or isinstance(value, str):
+            return value
+        return str(value.isoformat())
+
     def done(self) -> None:
         """Refuse a key no getter asked for; the getters asked for every known key, so
         those are the candidates for a did-you-mean."""
@@ -101,3 +110,8 @@ def check_window(window: str, path: str) -> None:
         parse_window(window)
     except WindowError as err:
         raise ConfigError(f"{path}: {err}") from err
+
+
+def check_id(ident: str, path: str) -> None:
+    if not ID_RE.match(ident):
+        raise ConfigError(f"{path}: invalid id (letters, digits and ._@:+-_ up to 128 characters)")
