@@ -13,7 +13,6 @@ sampled at each beat (``MinuteCount``): no counter of its own on the request pat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from daemon.maintenance import stop_tasks
 from daemon.state import CONFIG, LEDGER, LISTEN_HOST, OBSERVER, SETTINGS
 from waystone_cli.core.cluster import instance_name
 from waystone_cli.ledger.instances import Heartbeat, beat
@@ -103,9 +103,7 @@ async def heartbeat(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks([task])
         await beating.once()
 
 

@@ -28,7 +28,6 @@ usage a budget still counts).  See docs/design.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -38,6 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.maintenance import stop_tasks
 from daemon.request.entities import Evictable as EntityEvictable
 from daemon.state import CONFIG, COUNTERS, ENTITIES, LEDGER
 from waystone_cli.core.bloom import BloomFilter
@@ -232,6 +232,4 @@ async def evicting(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks([task])
